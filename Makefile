@@ -1,0 +1,42 @@
+# Jaga: `make demo` runs the pipeline on this machine, `make test` runs the whole test suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEBS := mosquitto mosquitto-clients influxdb
+TEST_DEBS := victoria-metrics
+DEMO_SECONDS ?= 60
+
+.PHONY: setup debs venv demo test lint typecheck check bench soak clean
+
+setup: debs venv
+
+# Debian packages: installed when run as root, otherwise one sudo line to copy.
+debs:
+	@$(PYTHON) scripts/ensure_debs.py $(DEBS) $(if $(filter test,$(MAKECMDGOALS)),$(TEST_DEBS))
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: setup
+	@DEMO_SECONDS=$(DEMO_SECONDS) $(PY) -m devstack.demo
+
+test: setup
+	@$(PY) -m pytest -q tests
+
+lint: venv
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	@$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) run build *.egg-info

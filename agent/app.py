@@ -1,0 +1,236 @@
+"""Composition root of the unit: sensors -> pure logic -> signed outbox -> MQTT link."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agent import __version__, host
+from agent.config import AgentConfig, SensorConfig
+from agent.domain.door import Door
+from agent.domain.motion import Motion
+from agent.domain.observation import Observation
+from agent.domain.switch import patrol_button, tamper
+from agent.identity import (
+    certificate_not_after,
+    create_private_key,
+    days_left,
+    load_private_key,
+    make_signer,
+)
+from agent.outbox import NewEvent, Outbox, OutboxFull
+from agent.publisher import Publisher, Will
+from agent.sensors import Edge, SensorBank
+from protocol import topics
+from protocol.models import Heartbeat, Kind, Status
+
+log = logging.getLogger("jaga.agent")
+
+MS = 1_000_000
+S = 1_000_000_000
+
+
+class Logic(Protocol):
+    def initial(self, active: bool, now_ns: int) -> tuple[Any, list[Observation]]: ...
+    def edge(self, state: Any, active: bool, now_ns: int) -> tuple[Any, list[Observation]]: ...
+    def tick(self, state: Any, now_ns: int) -> tuple[Any, list[Observation]]: ...
+    def deadline(self, state: Any) -> int | None: ...
+
+
+def logic_for(sensor: SensorConfig) -> Logic:
+    """The pure state machine that interprets one wired input."""
+    debounce_ns = sensor.debounce_ms * MS
+    if sensor.kind == "door":
+        return Door(sensor.name, debounce_ns, int(sensor.held_open_s * S))
+    if sensor.kind == "motion":
+        return Motion(sensor.name, debounce_ns, int(sensor.retrigger_s * S))
+    if sensor.kind == "tamper":
+        return tamper(sensor.name, debounce_ns)
+    return patrol_button(sensor.name, debounce_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Both clocks of the unit, passed in so tests and the simulator can own time."""
+
+    mono_ns: Callable[[], int] = time.monotonic_ns
+    wall_ns: Callable[[], int] = time.time_ns
+    synced: Callable[[], bool] = host.clock_synced
+
+
+class Agent:
+    """One unit: owns the main loop that turns edges and deadlines into stored events."""
+
+    def __init__(
+        self, config: AgentConfig, pin_factory: Any, *, clock: Clock | None = None
+    ) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.topics = topics.DeviceTopics(config.site, config.device)
+        self.boot_id = host.boot_id()
+        key_path = config.key_path
+        if config.broker.tls is None and not key_path.exists():
+            log.warning("no TLS configured: creating a local signing key at %s", key_path)
+            self._key = create_private_key(key_path)
+        else:
+            self._key = load_private_key(key_path)
+        self._signer = make_signer(self._key)
+        self._cert_not_after = (
+            certificate_not_after(config.broker.tls.cert) if config.broker.tls else None
+        )
+        self.outbox = Outbox(config.data_dir / "outbox.sqlite3")
+        self.sensors = SensorBank(config.sensors, pin_factory)
+        self._logic = {s.name: logic_for(s) for s in config.sensors}
+        self._state: dict[str, Any] = {}
+        self.disk_full = False
+        self.events_stored = 0
+        self.loop_heartbeat = time.monotonic()
+        self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.publisher = Publisher(
+            config.broker,
+            self.outbox,
+            client_id=f"jaga-{config.site}-{config.device}",
+            will=Will(self.topics.status, self._status("offline").to_json()),
+            birth=lambda: (self.topics.status, self._status("online").to_json()),
+            subscriptions=[self.topics.cmd_filter],
+            on_command=lambda topic, payload: self.commands.put((topic, payload)),
+        )
+
+    # status and heartbeat ----------------------------------------------------------------
+
+    def _status(self, state: str) -> Status:
+        not_after = self._cert_not_after
+        return Status(
+            site=self.config.site,
+            device=self.config.device,
+            state="online" if state == "online" else "offline",
+            boot_id=self.boot_id,
+            version=__version__ if state == "online" else None,
+            sensors=tuple(s.name for s in self.config.sensors) if state == "online" else None,
+            cert_not_after=int(not_after.timestamp()) if not_after else None,
+        )
+
+    def heartbeat(self) -> Heartbeat:
+        last_seq, head = self.outbox.chain()
+        since = self.publisher.stats.connected_since
+        return Heartbeat(
+            site=self.config.site,
+            device=self.config.device,
+            ts=self.clock.wall_ns(),
+            boot_id=self.boot_id,
+            uptime_s=host.uptime_s(),
+            interval_s=self.config.heartbeat_s,
+            cpu_temp_c=host.cpu_temp_c(),
+            disk_free_mb=host.disk_free_mb(self.config.data_dir),
+            disk_full=self.disk_full,
+            outbox_depth=self.outbox.depth(),
+            clock_synced=self.clock.synced(),
+            last_seq=last_seq,
+            chain_head=head,
+            cert_days_left=days_left(self._cert_not_after),
+            undervoltage=host.undervoltage(),
+            connected_since_s=int(time.monotonic() - since) if since is not None else None,
+        )
+
+    # the main loop -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Read every input once, record the boot, and open the link (which may stay down)."""
+        now = self.clock.mono_ns()
+        self._store([Observation("system", Kind.SYSTEM, "boot", now)])
+        for name, logic in self._logic.items():
+            self._state[name], obs = logic.initial(self.sensors.read(name), now)
+            self._store(obs)
+        self.publisher.start()
+
+    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
+        """Until stop is set: wait for an edge or the next deadline, store what it means."""
+        next_beat = self.clock.mono_ns()
+        while not stop.is_set():
+            now = self.clock.mono_ns()
+            if now >= next_beat:
+                self.publisher.publish_transient(self.topics.heartbeat, self.heartbeat().to_json())
+                next_beat = now + self.config.heartbeat_s * S
+            deadlines = [d for d in (self._deadline(), next_beat) if d is not None]
+            timeout = max(0.0, (min(deadlines) - self.clock.mono_ns()) / S)
+            try:
+                edge = self.sensors.edges.get(timeout=min(timeout, 1.0))
+            except queue.Empty:
+                edge = None
+            self.step(edge)
+            self._drain_commands()
+            self.loop_heartbeat = time.monotonic()
+            if on_tick is not None:
+                on_tick()
+
+    def step(self, edge: Edge | None) -> None:
+        """Feed one edge (or none) to the logic and run every due deadline."""
+        now = self.clock.mono_ns()
+        if edge is not None and edge.sensor in self._logic:
+            logic = self._logic[edge.sensor]
+            self._state[edge.sensor], obs = logic.edge(
+                self._state[edge.sensor], edge.active, edge.at_ns
+            )
+            self._store(obs)
+        for name, logic in self._logic.items():
+            self._state[name], obs = logic.tick(self._state[name], now)
+            self._store(obs)
+
+    def _deadline(self) -> int | None:
+        times = [logic.deadline(self._state[n]) for n, logic in self._logic.items()]
+        return min((t for t in times if t is not None), default=None)
+
+    def _store(self, observations: list[Observation]) -> None:
+        if not observations:
+            return
+        mono_now, wall_now, synced = self.clock.mono_ns(), self.clock.wall_ns(), self.clock.synced()
+        for obs in observations:
+            new = NewEvent(
+                sensor=obs.sensor,
+                kind=obs.kind,
+                state=obs.state,
+                ts=max(0, wall_now - (mono_now - obs.at_ns)),
+                mono_ns=obs.at_ns,
+                clock_synced=synced,
+            )
+            try:
+                event = self.outbox.append_event(
+                    new,
+                    site=self.config.site,
+                    device=self.config.device,
+                    boot_id=self.boot_id,
+                    topic=self.topics.event,
+                    signer=self._signer,
+                )
+            except OutboxFull as exc:
+                if not self.disk_full:
+                    log.error(
+                        "outbox disk is full, event %s/%s not stored: %s",
+                        obs.sensor,
+                        obs.state,
+                        exc,
+                    )
+                self.disk_full = True
+                continue
+            self.disk_full = False
+            self.events_stored += 1
+            log.info("event seq=%d %s %s %s", event.seq, event.kind, event.sensor, event.state)
+        self.publisher.wake()
+
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                topic, payload = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            log.info("command on %s (%d bytes) ignored: no handler yet", topic, len(payload))
+
+    def close(self) -> None:
+        self.publisher.stop()
+        self.sensors.close()
+        self.outbox.close()

@@ -1,0 +1,136 @@
+"""`jaga-agent`: run the unit, simulate it, enrol it, check it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.identity import IdentityError
+from agent.pins import PinFactoryError, make_pin_factory
+from agent.simulator import PinDriver
+
+app = typer.Typer(
+    help="Jaga unit agent: reads the door, motion, tamper and patrol inputs of "
+    "one Raspberry Pi and publishes signed events.",
+    no_args_is_help=True,
+)
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="the unit's agent.toml", envvar="JAGA_AGENT_CONFIG")
+]
+LogOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"jaga-agent: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _load(config: Path) -> AgentConfig:
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _run(
+    cfg: AgentConfig,
+    factory: object,
+    stop: threading.Event,
+    driver: PinDriver | None = None,
+    driver_thread: threading.Thread | None = None,
+) -> None:
+    from agent.app import Agent
+
+    try:
+        agent = Agent(cfg, factory)
+    except (IdentityError, PinFactoryError) as exc:
+        raise _fail(str(exc)) from None
+    try:
+        if driver is not None:
+            driver.rest()
+        agent.start()
+        if driver_thread is not None:
+            driver_thread.start()
+        agent.run(stop)
+    finally:
+        agent.close()
+
+
+@app.command()
+def run(config: ConfigOpt = Path("/etc/jaga/agent.toml"), log_level: LogOpt = "info") -> None:
+    """Run the unit on real GPIO until stopped."""
+    _setup_logging(log_level)
+    cfg = _load(config)
+    try:
+        factory = make_pin_factory(cfg.pin_factory)
+    except PinFactoryError as exc:
+        raise _fail(str(exc)) from None
+    _run(cfg, factory, _stop_on_signals())
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[Path, typer.Option(help="scenario TOML: a timeline of pin actions")],
+    config: ConfigOpt = Path("agent.toml"),
+    seconds: Annotated[float, typer.Option(help="stop after this long (0 = until Ctrl-C)")] = 0,
+    log_level: LogOpt = "info",
+) -> None:
+    """Run the real agent on simulated pins (gpiozero MockFactory) driven by a scenario."""
+    from agent.simulator import load_scenario, play
+
+    _setup_logging(log_level)
+    cfg = _load(config)
+    try:
+        plan = load_scenario(scenario, cfg)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    factory = make_pin_factory("mock")
+    stop = _stop_on_signals()
+    if seconds > 0:
+        threading.Timer(seconds, stop.set).start()
+    driver = PinDriver(cfg, factory)
+    thread = threading.Thread(target=play, args=(plan, driver, stop), name="scenario", daemon=True)
+    _run(cfg, factory, stop, driver, thread)
+
+
+@app.command("check-config")
+def check_config(config: ConfigOpt = Path("/etc/jaga/agent.toml")) -> None:
+    """Validate agent.toml and print what the unit will do."""
+    cfg = _load(config)
+    typer.echo(
+        f"{config}: ok — unit {cfg.site}/{cfg.device}, broker {cfg.broker.host}:"
+        f"{cfg.broker.port} ({'mutual TLS' if cfg.broker.tls else 'no TLS'})"
+    )
+    for s in cfg.sensors:
+        typer.echo(f"  {s.kind:<7} {s.name:<20} GPIO{s.pin}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,154 @@
+"""The unit's TOML config, validated strictly so a wiring mistake is caught before the door is."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from protocol.errors import describe_errors
+from protocol.ids import DeviceId, SensorName, SiteId
+
+SensorKind = Literal["door", "motion", "tamper", "patrol"]
+PinFactoryName = Literal["lgpio", "rpigpio", "pigpio", "native", "mock"]
+BCM_PINS = range(2, 28)
+
+DEFAULT_ACTIVE_HIGH: dict[str, bool] = {
+    # Reed switch to ground with the pull-up on: the magnet closes the contact (low) while the
+    # door is shut, so "active" (open) is high.
+    "door": True,
+    # PIR modules drive their output high on motion.
+    "motion": True,
+    # Enclosure switch held closed (low) by the lid; opening the lid lets the pull-up win.
+    "tamper": True,
+    # Push button to ground: pressed is low.
+    "patrol": False,
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(Strict):
+    """Mutual TLS to the broker with the unit's own certificate from the site CA."""
+
+    ca: Path = Field(description="site CA certificate (PEM)")
+    cert: Path = Field(description="this unit's certificate (PEM)")
+    key: Path = Field(description="this unit's private key (PEM, mode 0600)")
+    crl: Path | None = Field(default=None, description="not used by the unit; the broker checks")
+
+
+class BrokerConfig(Strict):
+    """Where the central Mosquitto is."""
+
+    host: str = Field(min_length=1, description="broker host name or address")
+    port: int = Field(default=8883, ge=1, le=65535)
+    keepalive_s: int = Field(default=15, ge=5, le=600, description="MQTT keepalive")
+    tls: TlsConfig | None = Field(default=None, description="omit only on a loopback test broker")
+
+
+class SensorConfig(Strict):
+    """One wired input."""
+
+    name: SensorName = Field(description="name shown to people, e.g. pintu-utama")
+    kind: SensorKind
+    pin: int = Field(description="BCM GPIO number, 2-27")
+    active_high: bool | None = Field(
+        default=None, description="level when open/motion/tampered/pressed; default per kind"
+    )
+    pull_up: bool | None = Field(default=None, description="internal pull-up; default for kind")
+    debounce_ms: int = Field(default=50, ge=0, le=5000)
+    held_open_s: float = Field(default=120.0, gt=0, description="door: warn when open this long")
+    retrigger_s: float = Field(default=30.0, gt=0, description="motion: quiet time before still")
+
+    @model_validator(mode="after")
+    def _pin_on_header(self) -> SensorConfig:
+        if self.pin not in BCM_PINS:
+            raise ValueError(f"pin {self.pin} is not a BCM GPIO on the 40-pin header (2-27)")
+        return self
+
+    @property
+    def is_active_high(self) -> bool:
+        return DEFAULT_ACTIVE_HIGH[self.kind] if self.active_high is None else self.active_high
+
+    @property
+    def uses_pull_up(self) -> bool:
+        """Contacts to ground need the pull-up; a PIR drives its own line."""
+        if self.pull_up is not None:
+            return self.pull_up
+        return self.kind != "motion"
+
+
+class AgentConfig(Strict):
+    """Everything one unit needs to know about itself."""
+
+    site: SiteId
+    device: DeviceId
+    broker: BrokerConfig
+    sensors: Annotated[list[SensorConfig], Field(min_length=1)]
+    heartbeat_s: int = Field(default=10, ge=1, le=3600)
+    data_dir: Path = Field(default=Path("/var/lib/jaga"), description="outbox and keys")
+    pin_factory: PinFactoryName = Field(default="lgpio")
+    signing_key: Path | None = Field(
+        default=None, description="key that signs events; default: broker.tls.key"
+    )
+
+    @model_validator(mode="after")
+    def _unique_wiring(self) -> AgentConfig:
+        names = [s.name for s in self.sensors]
+        dup_names = sorted({n for n in names if names.count(n) > 1})
+        if dup_names:
+            raise ValueError(f"sensor names must be unique: {', '.join(dup_names)} repeated")
+        pins = [s.pin for s in self.sensors]
+        dup_pins = sorted({p for p in pins if pins.count(p) > 1})
+        if dup_pins:
+            raise ValueError(f"each pin can carry one sensor: pin {dup_pins[0]} used twice")
+        return self
+
+    @property
+    def key_path(self) -> Path:
+        if self.signing_key is not None:
+            return self.signing_key
+        if self.broker.tls is not None:
+            return self.broker.tls.key
+        return self.data_dir / "identity.key"
+
+
+class ConfigError(Exception):
+    """A config file a person must fix; the message names the field and the fix."""
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate an agent.toml; relative paths are taken from the file's folder."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        config = AgentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(path, exc)) from None
+    return _resolve_paths(config, path.parent)
+
+
+def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p)
+
+    update: dict[str, object] = {"data_dir": fix(config.data_dir)}
+    if config.signing_key is not None:
+        update["signing_key"] = fix(config.signing_key)
+    if config.broker.tls is not None:
+        tls = config.broker.tls
+        new_tls = tls.model_copy(
+            update={"ca": fix(tls.ca), "cert": fix(tls.cert), "key": fix(tls.key)}
+        )
+        update["broker"] = config.broker.model_copy(update={"tls": new_tls})
+    return config.model_copy(update=update)

@@ -1,0 +1,1 @@
+"""Pure sensor logic: (state, input, now) -> (state, observations). No I/O, no clock reads."""

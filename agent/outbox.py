@@ -1,0 +1,203 @@
+"""The unit's durable outbox: every event is on disk, signed and chained, before it is sent.
+
+SQLite in WAL mode with synchronous=FULL: a row is on the platter when append() returns, and
+`seq` and the chain head move in the same transaction as the row, so a power cut at any
+instant can neither lose a stored event nor reuse a sequence number. Delivered rows are kept
+for a while (bounded) so the collector can ask for a resend of anything a broker crash lost.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.models import Event, EventBody, Kind
+from protocol.signing import GENESIS, event_hash
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS message (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL DEFAULT 1,
+    seq INTEGER UNIQUE,
+    created_ns INTEGER NOT NULL,
+    delivered_ns INTEGER
+);
+CREATE INDEX IF NOT EXISTS message_undelivered ON message(id) WHERE delivered_ns IS NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class OutboxFull(Exception):
+    """The disk refused a write; the caller raises the disk-full flag and keeps alarming."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One stored message waiting for its PUBACK."""
+
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """What the unit knows about an observation before the outbox numbers and signs it."""
+
+    sensor: str
+    kind: Kind
+    state: str
+    ts: int
+    mono_ns: int
+    clock_synced: bool
+    snapshot_sha256: tuple[str, ...] | None = None
+
+
+Signer = Callable[[EventBody], Event]
+
+
+class Outbox:
+    """Durable, ordered queue of outgoing messages; safe to share between threads."""
+
+    def __init__(self, path: Path, *, keep_delivered: int = 20_000) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._keep_delivered = keep_delivered
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"outbox {path} failed its integrity check: {check}")
+        self._appends = 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def append_event(
+        self, new: NewEvent, *, site: str, device: str, boot_id: str, topic: str, signer: Signer
+    ) -> Event:
+        """Number, chain, sign and store an event in one transaction; return it."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                last_seq, head = self._chain_locked()
+                body = EventBody(
+                    id=uuid.uuid4().hex,
+                    site=site,
+                    device=device,
+                    sensor=new.sensor,
+                    kind=new.kind,
+                    state=new.state,
+                    seq=last_seq + 1,
+                    boot_id=boot_id,
+                    ts=new.ts,
+                    mono_ns=new.mono_ns,
+                    clock_synced=new.clock_synced,
+                    snapshot_sha256=new.snapshot_sha256,
+                    prev=head,
+                )
+                event = signer(body)
+                self._db.execute(
+                    "INSERT INTO message(topic, payload, qos, seq, created_ns) VALUES (?,?,?,?,?)",
+                    (topic, event.to_json(), 1, event.seq, time.time_ns()),
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                    [("last_seq", str(event.seq)), ("chain_head", event_hash(event))],
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                if "full" in str(exc).lower() or "disk" in str(exc).lower():
+                    raise OutboxFull(str(exc)) from exc
+                raise
+            except BaseException:
+                self._rollback()
+                raise
+            self._appends += 1
+            if self._appends % 500 == 0:
+                self._prune_locked()
+            return event
+
+    def append_message(self, topic: str, payload: bytes, qos: int = 1) -> int:
+        """Store a message that is not an event (evidence pictures); returns its row id."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO message(topic, payload, qos, created_ns) VALUES (?,?,?,?)",
+                (topic, payload, qos, time.time_ns()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def chain(self) -> tuple[int, str]:
+        """(last seq, chain head) as stored."""
+        with self._lock:
+            return self._chain_locked()
+
+    def pending(self, after_id: int = 0, limit: int = 100) -> list[Pending]:
+        """Undelivered messages after `after_id`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, payload, qos, seq FROM message"
+                " WHERE delivered_ns IS NULL AND id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [Pending(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows]
+
+    def mark_delivered(self, ids: Iterable[int]) -> None:
+        """Record PUBACKs; losing this write only causes a harmless resend."""
+        batch = [(time.time_ns(), i) for i in ids]
+        if not batch:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("UPDATE message SET delivered_ns=? WHERE id=?", batch)
+            self._db.execute("COMMIT")
+
+    def requeue(self, first_seq: int, last_seq: int) -> int:
+        """Send events first_seq..last_seq again (the collector found them missing)."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE message SET delivered_ns=NULL WHERE seq BETWEEN ? AND ?",
+                (first_seq, last_seq),
+            )
+            return cur.rowcount
+
+    def depth(self) -> int:
+        """Messages not yet acknowledged by the broker."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM message WHERE delivered_ns IS NULL"
+            ).fetchone()
+        return int(row[0])
+
+    def _chain_locked(self) -> tuple[int, str]:
+        rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        return int(rows.get("last_seq", 0)), str(rows.get("chain_head", GENESIS))
+
+    def _prune_locked(self) -> None:
+        self._db.execute(
+            "DELETE FROM message WHERE delivered_ns IS NOT NULL AND id <= "
+            "(SELECT id FROM message WHERE delivered_ns IS NOT NULL ORDER BY id DESC"
+            " LIMIT 1 OFFSET ?)",
+            (self._keep_delivered,),
+        )
+
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass

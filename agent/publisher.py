@@ -1,0 +1,263 @@
+"""The unit's MQTT link: drains the outbox in order, QoS 1, and marks rows delivered on PUBACK.
+
+paho-mqtt stays inside this module. The link is started before the broker is reachable and
+keeps reconnecting with backoff; nothing is handed to paho unless it is already in the outbox,
+so a crash or a power cut loses no event, and every publish is retried until acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.config import BrokerConfig
+from agent.outbox import Outbox
+
+log = logging.getLogger("jaga.agent.publisher")
+
+WINDOW = 256
+"""Messages handed to paho and not yet acknowledged, at most."""
+
+ACK_FLUSH_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The retained message the broker publishes for us if we vanish."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass
+class LinkStats:
+    connected: bool = False
+    connected_since: float | None = None
+    last_error: str | None = None
+    refused: int = 0
+    published: int = 0
+    acked: int = 0
+    connects: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+CommandHandler = Callable[[str, bytes], None]
+
+
+class Publisher:
+    """Owns the paho client and the thread that moves outbox rows to the broker."""
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        outbox: Outbox,
+        *,
+        client_id: str,
+        will: Will,
+        birth: Callable[[], tuple[str, bytes]],
+        subscriptions: list[str],
+        on_command: CommandHandler,
+    ) -> None:
+        self._broker = broker
+        self._outbox = outbox
+        self._birth = birth
+        self._subscriptions = subscriptions
+        self._on_command = on_command
+        self.stats = LinkStats()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._early: dict[int, ReasonCode] = {}  # PUBACKs that beat the bookkeeping
+        self._transient: set[int] = set()  # mids of messages not kept in the outbox
+        self._acked: list[int] = []
+        self._cursor = 0
+        self._client = self._make_client(client_id, will)
+        self._thread = threading.Thread(target=self._drain, name="outbox-drain", daemon=True)
+
+    def _make_client(self, client_id: str, will: Will) -> mqtt.Client:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.will_set(will.topic, will.payload, qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_inflight_messages_set(WINDOW)
+        client.max_queued_messages_set(0)
+        if self._broker.tls is not None:
+            tls = self._broker.tls
+            client.tls_set(
+                ca_certs=str(tls.ca),
+                certfile=str(tls.cert),
+                keyfile=str(tls.key),
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin connecting (in the background) and draining; returns at once."""
+        self._client.connect_async(
+            self._broker.host,
+            self._broker.port,
+            keepalive=self._broker.keepalive_s,
+            clean_start=True,
+        )
+        self._client.loop_start()
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush acknowledgements, say goodbye cleanly (the will then stays unpublished)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        self._flush_acks()
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()
+
+    def wake(self) -> None:
+        """New rows are in the outbox."""
+        self._wake.set()
+
+    def publish_transient(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        """Send something that is not kept if it cannot go now (heartbeats, command results)."""
+        if not self.stats.connected:
+            return False
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        self._forget(info.mid)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def _forget(self, mid: int) -> None:
+        with self._lock:
+            if self._early.pop(mid, None) is None:
+                self._transient.add(mid)
+
+    # paho callbacks (run on paho's network thread) --------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        if reason.is_failure:
+            self.stats.last_error = f"broker refused the connection: {reason}"
+            log.error("%s", self.stats.last_error)
+            return
+        topic, payload = self._birth()
+        self._forget(client.publish(topic, payload, qos=1, retain=True).mid)
+        for sub in self._subscriptions:
+            client.subscribe(sub, qos=1)
+        with self._lock:
+            self._cursor = 0  # everything not acknowledged goes again, in order
+        self.stats.connected = True
+        self.stats.connected_since = time.monotonic()
+        self.stats.connects += 1
+        self.stats.last_error = None
+        log.info("connected to %s:%s", self._broker.host, self._broker.port)
+        self._wake.set()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _u: Any) -> None:
+        self.stats.last_error = f"cannot reach broker {self._broker.host}:{self._broker.port}"
+        log.warning("%s; retrying", self.stats.last_error)
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        was = self.stats.connected
+        self.stats.connected = False
+        self.stats.connected_since = None
+        if was and not self._stop.is_set():
+            self.stats.last_error = f"disconnected: {reason}"
+            log.warning("%s; events wait in the outbox", self.stats.last_error)
+
+    def _on_publish(
+        self, _client: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any
+    ) -> None:
+        # Called by paho with its own lock held: never take a lock here that is held while
+        # calling into paho, or the two threads deadlock.
+        with self._lock:
+            row = self._inflight.pop(mid, None)
+            if row is None:
+                if mid in self._transient:
+                    self._transient.discard(mid)
+                else:
+                    self._early[mid] = reason
+                return
+            self._settle_locked(row, reason)
+        self._wake.set()
+
+    def _settle_locked(self, row: int, reason: ReasonCode) -> None:
+        if reason.is_failure:
+            # Not authorised, too large, quota: keep the row; it goes again after reconnect.
+            self.stats.refused += 1
+            self.stats.last_error = f"broker refused message {row}: {reason}"
+            log.error("%s; kept in the outbox", self.stats.last_error)
+            return
+        self._acked.append(row)
+        self.stats.acked += 1
+
+    def _on_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._on_command(msg.topic, bytes(msg.payload))
+        except Exception:  # a bad command must not kill paho's thread
+            log.exception("command on %s failed", msg.topic)
+
+    # drain thread ------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        last_flush = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.wait(timeout=ACK_FLUSH_S)
+            self._wake.clear()
+            if time.monotonic() - last_flush >= ACK_FLUSH_S:
+                self._flush_acks()
+                last_flush = time.monotonic()
+            if self.stats.connected:
+                self._send_more()
+
+    def _send_more(self) -> None:
+        with self._lock:
+            room = WINDOW - len(self._inflight)
+            cursor = self._cursor
+            busy = set(self._inflight.values()) | set(self._acked)
+        if room <= 0:
+            return
+        rows = self._outbox.pending(after_id=cursor, limit=room + len(busy))
+        for row in rows:
+            if row.id in busy:  # paho still holds it and re-sends it itself after a reconnect
+                cursor = row.id
+                continue
+            if room <= 0 or not self.stats.connected:
+                break
+            info = self._client.publish(row.topic, row.payload, qos=row.qos)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.warning("publish of row %s failed: %s", row.id, mqtt.error_string(info.rc))
+                break
+            with self._lock:
+                early = self._early.pop(info.mid, None)
+                if early is None:
+                    self._inflight[info.mid] = row.id
+                else:
+                    self._settle_locked(row.id, early)
+                self._cursor = cursor = row.id
+            room -= 1
+            self.stats.published += 1
+
+    def _flush_acks(self) -> None:
+        with self._lock:
+            acked, self._acked = self._acked, []
+        if acked:
+            self._outbox.mark_delivered(acked)

@@ -1,0 +1,99 @@
+"""The collector's TOML config, validated so a typo is a clear message and not a silent default."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from protocol.errors import describe_errors
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(Strict):
+    ca: Path = Field(description="site CA certificate (PEM)")
+    cert: Path = Field(description="collector certificate (PEM), CN collector:<name>")
+    key: Path = Field(description="collector private key (PEM)")
+
+
+class MqttConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8883, ge=1, le=65535)
+    client_id: str = Field(default="jaga-collector-1", min_length=1, max_length=64)
+    keepalive_s: int = Field(default=15, ge=5, le=600)
+    session_expiry_s: int = Field(
+        default=7 * 24 * 3600, ge=60, description="how long the broker keeps our queue offline"
+    )
+    receive_maximum: int = Field(default=2000, ge=1, le=65535)
+    shared: bool = Field(default=True, description="join $share/jaga-collectors")
+    tls: TlsConfig | None = None
+
+
+class InfluxConfig(Strict):
+    url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL")
+    token: str = Field(default="", description="API token (2.x/3) or user:password (1.8)")
+    org: str = "jaga"
+    bucket: str = Field(default="jaga/autogen", description="bucket; on 1.8 database/rp")
+    query_url: str | None = Field(
+        default=None, description="InfluxQL /query endpoint base URL if not the same as url"
+    )
+    database: str | None = Field(
+        default=None, description="InfluxQL database (default: the bucket's part before '/')"
+    )
+    timeout_ms: int = Field(default=10_000, ge=100)
+    batch_max: int = Field(default=2000, ge=1, le=50_000)
+    flush_ms: int = Field(default=100, ge=1, le=10_000)
+
+    @property
+    def influxql_url(self) -> str:
+        return self.query_url or self.url
+
+    @property
+    def influxql_database(self) -> str:
+        return self.database or self.bucket.split("/", 1)[0]
+
+
+class CollectorConfig(Strict):
+    data_dir: Path = Field(default=Path("/var/lib/jaga-collector"))
+    registry_dir: Path = Field(description="the provisioning directory (certificates of units)")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    influx: InfluxConfig = Field(default_factory=InfluxConfig)
+
+
+class ConfigError(Exception):
+    """A config file a person must fix."""
+
+
+def load_config(path: Path) -> CollectorConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        config = CollectorConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(path, exc)) from None
+    base = path.parent
+
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    mqtt = config.mqtt
+    if mqtt.tls is not None:
+        tls = TlsConfig(ca=fix(mqtt.tls.ca), cert=fix(mqtt.tls.cert), key=fix(mqtt.tls.key))
+        mqtt = mqtt.model_copy(update={"tls": tls})
+    return config.model_copy(
+        update={
+            "data_dir": fix(config.data_dir),
+            "registry_dir": fix(config.registry_dir),
+            "mqtt": mqtt,
+        }
+    )

@@ -1,0 +1,130 @@
+"""InfluxDB points for what the collector stores: measurements, tags and fields in one place.
+
+Measurements (tags in brackets):
+  event [site, device, sensor, kind]     at the unit's timestamp: state, active, seq, id,
+                                          boot_id, mono_ns, clock_synced, prev, hash, raw
+  heartbeat [site, device]               at receipt: the unit's health figures
+  status [site, device]                  at receipt: online (1/0), state, boot_id, version
+  integrity [site, device, reason]       at receipt: what failed verification, and why
+  deadletter [reason]                    at receipt: topic and detail of what was refused
+  gap [site, device, change]             at receipt: first, last of a seq gap opened/closed
+`raw` keeps the event exactly as signed, so `audit verify` can re-check it from InfluxDB alone.
+"""
+
+from __future__ import annotations
+
+from influxdb_client import Point, WritePrecision
+
+from broker.ingest import Rejected
+from protocol.models import Event, Heartbeat, Status
+
+ACTIVE_STATES = frozenset(
+    {"open", "held-open", "motion", "tampered", "checkin", "fault", "covered"}
+)
+
+
+def event_point(event: Event, digest: str, raw: bytes) -> Point:
+    p = (
+        Point("event")
+        .tag("site", event.site)
+        .tag("device", event.device)
+        .tag("sensor", event.sensor)
+        .tag("kind", event.kind.value)
+        .field("state", event.state)
+        .field("active", 1 if event.state in ACTIVE_STATES else 0)
+        .field("seq", event.seq)
+        .field("id", event.id)
+        .field("boot_id", event.boot_id)
+        .field("mono_ns", event.mono_ns)
+        .field("clock_synced", event.clock_synced)
+        .field("prev", event.prev)
+        .field("hash", digest)
+        .field("raw", raw.decode())
+        .time(event.ts, WritePrecision.NS)
+    )
+    if event.snapshot_sha256:
+        p = p.field("snapshots", ",".join(event.snapshot_sha256))
+    return p
+
+
+def heartbeat_point(hb: Heartbeat, received_ns: int) -> Point:
+    p = (
+        Point("heartbeat")
+        .tag("site", hb.site)
+        .tag("device", hb.device)
+        .field("unit_ts", hb.ts)
+        .field("uptime_s", hb.uptime_s)
+        .field("interval_s", hb.interval_s)
+        .field("outbox_depth", hb.outbox_depth)
+        .field("clock_synced", hb.clock_synced)
+        .field("last_seq", hb.last_seq)
+        .field("chain_head", hb.chain_head)
+        .field("disk_full", hb.disk_full)
+        .field("boot_id", hb.boot_id)
+        .time(received_ns, WritePrecision.NS)
+    )
+    optional = {
+        "cpu_temp_c": hb.cpu_temp_c,
+        "disk_free_mb": hb.disk_free_mb,
+        "cert_days_left": hb.cert_days_left,
+        "undervoltage": hb.undervoltage,
+        "connected_since_s": hb.connected_since_s,
+    }
+    for name, value in optional.items():
+        if value is not None:
+            p = p.field(name, value)
+    return p
+
+
+def status_point(status: Status, received_ns: int) -> Point:
+    p = (
+        Point("status")
+        .tag("site", status.site)
+        .tag("device", status.device)
+        .field("state", status.state)
+        .field("online", 1 if status.state == "online" else 0)
+        .field("boot_id", status.boot_id)
+        .time(received_ns, WritePrecision.NS)
+    )
+    if status.version:
+        p = p.field("version", status.version)
+    if status.cert_not_after is not None:
+        p = p.field("cert_not_after", status.cert_not_after)
+    return p
+
+
+def integrity_point(rejected: Rejected, received_ns: int) -> Point:
+    return (
+        Point("integrity")
+        .tag("site", rejected.site or "unknown")
+        .tag("device", rejected.device or "unknown")
+        .tag("reason", rejected.reason.value)
+        .field("detail", rejected.detail[:500])
+        .field("seq", rejected.seq or 0)
+        .field("event_id", rejected.event_id or "")
+        .field("topic", rejected.topic[:200])
+        .time(received_ns, WritePrecision.NS)
+    )
+
+
+def deadletter_point(rejected: Rejected, received_ns: int) -> Point:
+    return (
+        Point("deadletter")
+        .tag("reason", rejected.reason.value)
+        .field("topic", rejected.topic[:200])
+        .field("detail", rejected.detail[:500])
+        .field("bytes", len(rejected.payload))
+        .time(received_ns, WritePrecision.NS)
+    )
+
+
+def gap_point(site: str, device: str, first: int, last: int, change: str, now_ns: int) -> Point:
+    return (
+        Point("gap")
+        .tag("site", site)
+        .tag("device", device)
+        .tag("change", change)
+        .field("first", first)
+        .field("last", last)
+        .time(now_ns, WritePrecision.NS)
+    )

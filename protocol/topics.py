@@ -1,0 +1,134 @@
+"""Topic names under jaga/v1: builders for each channel and a strict parser for what arrives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from protocol.ids import InvalidIdentifier, check_id
+
+ROOT = "jaga/v1"
+DEADLETTER = f"{ROOT}/deadletter"
+SHARED_GROUP = "jaga-collectors"
+
+
+class Channel(StrEnum):
+    """What a device-level topic carries."""
+
+    STATUS = "status"
+    EVENT = "event"
+    HEARTBEAT = "heartbeat"
+    SNAPSHOT = "snapshot"
+    CMD = "cmd"
+    CMD_RESULT = "cmd-result"
+
+
+class TopicError(ValueError):
+    """A topic that is not part of the Jaga contract."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopics:
+    """The topics one unit publishes on and listens to."""
+
+    site: str
+    device: str
+
+    def __post_init__(self) -> None:
+        check_id(self.site, "site")
+        check_id(self.device, "device")
+
+    @property
+    def prefix(self) -> str:
+        return f"{ROOT}/{self.site}/{self.device}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}/status"
+
+    @property
+    def event(self) -> str:
+        return f"{self.prefix}/event"
+
+    @property
+    def heartbeat(self) -> str:
+        return f"{self.prefix}/heartbeat"
+
+    @property
+    def cmd_result(self) -> str:
+        return f"{self.prefix}/cmd-result"
+
+    @property
+    def cmd_filter(self) -> str:
+        return f"{self.prefix}/cmd/+"
+
+    def snapshot(self, event_id: str) -> str:
+        return f"{self.prefix}/snapshot/{_check_level(event_id)}"
+
+    def cmd(self, name: str) -> str:
+        return f"{self.prefix}/cmd/{_check_level(name)}"
+
+
+def arming(site: str) -> str:
+    """Retained arming state of a site."""
+    return f"{ROOT}/{check_id(site, 'site')}/arming"
+
+
+def alert(site: str, alert_id: str) -> str:
+    """Retained active alert of a site."""
+    return f"{ROOT}/{check_id(site, 'site')}/alert/{_check_level(alert_id)}"
+
+
+def site_cmd(site: str, name: str) -> str:
+    """Site-wide command from the control room (arm, disarm)."""
+    return f"{ROOT}/{check_id(site, 'site')}/cmd/{_check_level(name)}"
+
+
+def collector_filters(channels: tuple[Channel, ...], *, shared: bool = True) -> list[str]:
+    """Subscription filters for the collector, optionally as a shared subscription."""
+    filters = []
+    for channel in channels:
+        suffix = f"{channel.value}/#" if channel is Channel.SNAPSHOT else channel.value
+        topic = f"{ROOT}/+/+/{suffix}"
+        filters.append(f"$share/{SHARED_GROUP}/{topic}" if shared else topic)
+    return filters
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    """A device-level topic taken apart."""
+
+    site: str
+    device: str
+    channel: Channel
+    arg: str | None = None
+
+
+def parse_device_topic(topic: str) -> ParsedTopic:
+    """Take a device topic apart; raise TopicError for anything outside the contract."""
+    if "+" in topic or "#" in topic or "\x00" in topic:
+        raise TopicError(f"topic {topic!r} contains a wildcard or NUL")
+    levels = topic.split("/")
+    if len(levels) < 5 or "/".join(levels[:2]) != ROOT:
+        raise TopicError(f"topic {topic!r} is not under {ROOT}/<site>/<device>/")
+    _, _, site, device, channel_name, *rest = levels
+    try:
+        check_id(site, "site")
+        check_id(device, "device")
+    except InvalidIdentifier as exc:
+        raise TopicError(str(exc)) from exc
+    try:
+        channel = Channel(channel_name)
+    except ValueError:
+        raise TopicError(f"topic {topic!r} has unknown channel {channel_name!r}") from None
+    takes_arg = channel in (Channel.SNAPSHOT, Channel.CMD)
+    if takes_arg != (len(rest) == 1) or len(rest) > 1:
+        raise TopicError(f"topic {topic!r} has the wrong number of levels for {channel.value}")
+    arg = _check_level(rest[0]) if rest else None
+    return ParsedTopic(site, device, channel, arg)
+
+
+def _check_level(value: str) -> str:
+    if not value or len(value) > 64 or value in (".", "..") or any(c in value for c in "/+#\x00"):
+        raise TopicError(f"topic level {value!r} is empty, too long or contains / + # or NUL")
+    return value
