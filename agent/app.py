@@ -230,7 +230,19 @@ class Agent:
                 return
             log.info("command on %s (%d bytes) ignored: no handler yet", topic, len(payload))
 
-    def close(self) -> None:
+    def flush(self, timeout_s: float) -> int:
+        """Give the link up to timeout_s to empty the outbox; returns what is left."""
+        deadline = time.monotonic() + timeout_s
+        while (left := self.outbox.depth()) and time.monotonic() < deadline:
+            self.publisher.wake()
+            time.sleep(0.05)
+        return left
+
+    def close(self, drain_s: float = 0.0) -> None:
+        if drain_s > 0:
+            left = self.flush(drain_s)
+            if left:
+                log.warning("stopping with %d messages in the outbox; they go at next start", left)
         self.publisher.stop()
         self.sensors.close()
         self.outbox.close()

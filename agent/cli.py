@@ -65,6 +65,7 @@ def _run(
     stop: threading.Event,
     driver: PinDriver | None = None,
     driver_thread: threading.Thread | None = None,
+    drain_s: float = 5.0,
 ) -> None:
     from agent.app import Agent
 
@@ -80,7 +81,7 @@ def _run(
             driver_thread.start()
         agent.run(stop)
     finally:
-        agent.close()
+        agent.close(drain_s)
 
 
 @app.command()
@@ -118,6 +119,40 @@ def simulate(
     driver = PinDriver(cfg, factory)
     thread = threading.Thread(target=play, args=(plan, driver, stop), name="scenario", daemon=True)
     _run(cfg, factory, stop, driver, thread)
+
+
+@app.command()
+def enroll(
+    config: ConfigOpt = Path("/etc/jaga/agent.toml"),
+    force: Annotated[bool, typer.Option(help="replace an existing key (re-enrolment)")] = False,
+) -> None:
+    """Make this unit's private key (it never leaves the unit) and a certificate request."""
+    from agent.enroll import EnrollError
+    from agent.enroll import enroll as make_csr
+
+    try:
+        csr = make_csr(config, force=force)
+    except (ConfigError, EnrollError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"wrote {csr}")
+    typer.echo(
+        "next: copy it to the provisioning laptop and run: jaga-provision device sign "
+        f"{csr.name}; then put the certificate it prints beside agent.toml"
+    )
+
+
+@app.command()
+def selftest(
+    config: ConfigOpt = Path("/etc/jaga/agent.toml"),
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the broker")] = 8.0,
+) -> None:
+    """Check config, key, certificate, broker, every pin, clock and disk; exit 1 on a failure."""
+    from agent.selftest import render, run_checks
+
+    checks = run_checks(config, broker_timeout_s=timeout)
+    typer.echo(render(checks))
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
 
 
 @app.command("check-config")

@@ -8,6 +8,7 @@ for a while (bounded) so the collector can ask for a resend of anything a broker
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -95,6 +96,7 @@ class Outbox:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 last_seq, head = self._chain_locked()
+                last_ts = int(self._meta_locked("last_ts", "0"))
                 body = EventBody(
                     id=uuid.uuid4().hex,
                     site=site,
@@ -104,7 +106,9 @@ class Outbox:
                     state=new.state,
                     seq=last_seq + 1,
                     boot_id=boot_id,
-                    ts=new.ts,
+                    # Strictly increasing per unit: no clock step can reorder the unit's
+                    # events, and no two share InfluxDB's (series, time) identity.
+                    ts=max(new.ts, last_ts + 1),
                     mono_ns=new.mono_ns,
                     clock_synced=new.clock_synced,
                     snapshot_sha256=new.snapshot_sha256,
@@ -117,7 +121,11 @@ class Outbox:
                 )
                 self._db.executemany(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                    [("last_seq", str(event.seq)), ("chain_head", event_hash(event))],
+                    [
+                        ("last_seq", str(event.seq)),
+                        ("chain_head", event_hash(event)),
+                        ("last_ts", str(event.ts)),
+                    ],
                 )
                 self._db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
@@ -184,6 +192,10 @@ class Outbox:
             ).fetchone()
         return int(row[0])
 
+    def _meta_locked(self, key: str, default: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(row[0]) if row else default
+
     def _chain_locked(self) -> tuple[int, str]:
         rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         return int(rows.get("last_seq", 0)), str(rows.get("chain_head", GENESIS))
@@ -197,7 +209,5 @@ class Outbox:
         )
 
     def _rollback(self) -> None:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass

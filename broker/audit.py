@@ -9,7 +9,7 @@ from broker.influxql import InfluxQL, quote_string
 from broker.ingest import Keys
 from protocol import models
 from protocol.models import Event, WireError
-from protocol.signing import SignatureError, event_hash, verify
+from protocol.signing import GENESIS, SignatureError, event_hash, verify
 
 
 @dataclass
@@ -32,7 +32,9 @@ def audit_site(
         where.append(f"time >= {since_ns}")
     if until_ns is not None:
         where.append(f"time <= {until_ns}")
-    rows = ql.rows(f'SELECT "raw", "hash", "seq" FROM "event" WHERE {" AND ".join(where)}')
+    rows = ql.rows(
+        f'SELECT "raw", "hash", "seq" FROM "event" WHERE {" AND ".join(where)} GROUP BY "device"'
+    )
     report = AuditReport()
     by_device: dict[str, list[tuple[Event, str]]] = defaultdict(list)
     for row in rows:
@@ -71,6 +73,9 @@ def audit_site(
                 report.failures += 1
                 report.problems.append(f"{device} seq {event.seq}: stored twice")
                 continue
+            if event.seq == 1 and event.prev != GENESIS:
+                report.failures += 1
+                report.problems.append(f"{device} seq 1: does not start the chain")
             if prev_digest is not None and event.prev != prev_digest:
                 report.failures += 1
                 report.problems.append(

@@ -100,7 +100,8 @@ class ChainBook:
         """Store staged events; returns gap changes as (device, first, last, 'opened'|'closed')."""
         if not self._pending:
             return []
-        now_ns = now_ns or time.time_ns()
+        if now_ns is None:
+            now_ns = time.time_ns()
         changes: list[tuple[str, int, int, str]] = []
         self._db.execute("BEGIN")
         self._db.executemany(

@@ -129,6 +129,10 @@ class Collector:
         if bad:
             log.error("subscription refused by the broker: %s", ", ".join(bad))
             return
+        log.info(
+            "subscribed to %s",
+            ", ".join(topics.collector_filters(CHANNELS, shared=self.config.mqtt.shared)),
+        )
         self._subscribed.set()
 
     def _on_disconnect(

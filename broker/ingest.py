@@ -69,6 +69,8 @@ class Rejected:
     device: str | None = None
     seq: int | None = None
     event_id: str | None = None
+    size: int | None = None
+    """Size of the message as received, when `payload` keeps only its start."""
 
     @property
     def is_integrity(self) -> bool:
@@ -80,7 +82,7 @@ class Rejected:
             reason=f"{self.reason.value}: {self.detail}"[:2000],
             received_ts=received_ns,
             payload_b64=base64.b64encode(self.payload[:6000]).decode(),
-            payload_len=len(self.payload),
+            payload_len=self.size if self.size is not None else len(self.payload),
         )
 
 
@@ -114,6 +116,7 @@ class Ingest:
                 payload[:1024],
                 where.site,
                 where.device,
+                size=len(payload),
             )
         parsers: dict[topics.Channel, type[Event] | type[Heartbeat] | type[Status]] = {
             topics.Channel.EVENT: Event,

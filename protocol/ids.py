@@ -18,7 +18,7 @@ class InvalidIdentifier(ValueError):
 
 def check_id(value: str, what: str = "identifier", *, allow_reserved: bool = False) -> str:
     """Return value if it is a usable identifier, else raise InvalidIdentifier naming the rule."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise InvalidIdentifier(f"{what} {value!r} is not valid: use {ID_RULE}")
     if not allow_reserved and value in RESERVED_IDS:
         reserved = ", ".join(sorted(RESERVED_IDS))

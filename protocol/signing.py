@@ -31,10 +31,13 @@ def canonical_bytes(body: EventBody | dict[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def event_hash(event: Event) -> str:
-    """Hash that the next event of the unit carries as `prev`: covers body and signature."""
-    signed = canonical_bytes(event) + b"." + event.sig.encode()
-    return hashlib.sha256(signed).hexdigest()
+def event_hash(event: EventBody) -> str:
+    """Hash that the next event of the unit carries as `prev`.
+
+    It covers the signed body, not the signature: ECDSA signatures are malleable (r, n-s), so
+    a hash over them would let anyone turn one valid event into a "different" valid one.
+    """
+    return hashlib.sha256(canonical_bytes(event)).hexdigest()
 
 
 def sign(body: EventBody, key: PrivateKey) -> Event:
@@ -54,6 +57,8 @@ def verify(event: Event, key: PublicKey) -> None:
         raw = base64.urlsafe_b64decode(event.sig + "=" * (-len(event.sig) % 4))
     except ValueError:
         raise SignatureError("signature is not base64url") from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != event.sig:
+        raise SignatureError("signature is not in canonical base64url form")
     data = canonical_bytes(event)
     try:
         if isinstance(key, ed25519.Ed25519PublicKey):

@@ -51,6 +51,7 @@ class Door:
             state.open_since_ns is not None
             and not state.held_reported
             and now_ns - state.open_since_ns >= self.held_open_ns
+            and not _closing_before(state, state.open_since_ns + self.held_open_ns)
         ):
             out.append(self._obs("held-open", state.open_since_ns + self.held_open_ns))
             state = replace(state, held_reported=True)
@@ -59,8 +60,16 @@ class Door:
     def deadline(self, state: DoorState) -> int | None:
         times = [debounce.deadline(state.contact, self.debounce_ns)]
         if state.open_since_ns is not None and not state.held_reported:
-            times.append(state.open_since_ns + self.held_open_ns)
+            held_at = state.open_since_ns + self.held_open_ns
+            if not _closing_before(state, held_at):
+                times.append(held_at)
         return min((t for t in times if t is not None), default=None)
 
     def _obs(self, state: str, at_ns: int) -> Observation:
         return Observation(self.name, Kind.DOOR, state, at_ns)
+
+
+def _closing_before(state: DoorState, held_at_ns: int) -> bool:
+    """A close that started before the held-open moment is being debounced: wait for it."""
+    c = state.contact
+    return c.pending is False and c.pending_since_ns < held_at_ns

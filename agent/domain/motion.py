@@ -51,6 +51,7 @@ class Motion:
             state.in_motion
             and state.quiet_since_ns is not None
             and now_ns - state.quiet_since_ns >= self.retrigger_ns
+            and not _retrigger_before(state, state.quiet_since_ns + self.retrigger_ns)
         ):
             out.append(self._obs("still", state.quiet_since_ns + self.retrigger_ns))
             state = MotionState(state.line)
@@ -59,8 +60,16 @@ class Motion:
     def deadline(self, state: MotionState) -> int | None:
         times = [debounce.deadline(state.line, self.debounce_ns)]
         if state.in_motion and state.quiet_since_ns is not None:
-            times.append(state.quiet_since_ns + self.retrigger_ns)
+            still_at = state.quiet_since_ns + self.retrigger_ns
+            if not _retrigger_before(state, still_at):
+                times.append(still_at)
         return min((t for t in times if t is not None), default=None)
 
     def _obs(self, state: str, at_ns: int) -> Observation:
         return Observation(self.name, Kind.MOTION, state, at_ns)
+
+
+def _retrigger_before(state: MotionState, still_at_ns: int) -> bool:
+    """New activity that started inside the window is being debounced: wait for it."""
+    line = state.line
+    return line.pending is True and line.pending_since_ns < still_at_ns

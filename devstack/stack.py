@@ -1,0 +1,306 @@
+"""A whole Jaga site on loopback — provisioning, Mosquitto, InfluxDB, collector, simulated
+units — for the demo, the integration tests and the benchmarks. Every part is the real program.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from devstack.forwarder import V2WriteForwarder
+from devstack.influx import InfluxDB
+from devstack.mosquitto import Mosquitto
+from devstack.ports import free_port
+from devstack.process import ManagedProcess
+
+BIN = Path(sys.executable).parent
+SCENARIOS = Path(__file__).parent / "scenarios"
+DEMO_SITE = "bangka-barat"
+DATABASE = "jaga"
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """A unit to enrol: its id, its wiring as `jaga-provision device add` options, a scenario."""
+
+    device: str
+    wiring: tuple[str, ...]
+    scenario: Path | None = None
+
+
+DEMO_UNITS = (
+    UnitSpec(
+        "gudang-01",
+        ("--door", "17:pintu-utama", "--pir", "27:lorong", "--tamper", "22"),
+        SCENARIOS / "gudang-01.toml",
+    ),
+    UnitSpec(
+        "gudang-02",
+        ("--door", "17:pintu-belakang", "--pir", "27:gudang", "--tamper", "22"),
+        SCENARIOS / "gudang-02.toml",
+    ),
+    UnitSpec(
+        "pos-jaga-01",
+        ("--button", "5:patroli", "--door", "17:pintu-pos", "--pir", "27:halaman"),
+        SCENARIOS / "pos-jaga-01.toml",
+    ),
+)
+
+
+class ProvisionFailed(RuntimeError):
+    pass
+
+
+def jaga(tool: str, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one of the project's console scripts the way a person would."""
+    cmd = [str(BIN / tool), *map(str, args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise ProvisionFailed(
+            f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr}{done.stdout}"
+        )
+    return done
+
+
+class CollectorProcess(ManagedProcess):
+    """`jaga-collector run` as a child process; ready once it has subscribed."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        super().__init__("collector", log_path)
+        self.config = config
+
+    def command(self) -> list[str]:
+        return [str(BIN / "jaga-collector"), "run", "--config", str(self.config)]
+
+    def is_ready(self) -> bool:
+        return "subscribed to" in self.log_tail(200)
+
+
+class AgentProcess(ManagedProcess):
+    """`jaga-agent simulate` as a child process; ready once connected to the broker."""
+
+    def __init__(
+        self, config: Path, scenario: Path, log_path: Path, seconds: float = 0, online: bool = True
+    ) -> None:
+        super().__init__(f"agent-{config.parent.name}", log_path)
+        self.config = config
+        self.scenario = scenario
+        self.seconds = seconds
+        self.online = online
+
+    def command(self) -> list[str]:
+        return [
+            str(BIN / "jaga-agent"),
+            "simulate",
+            "--config",
+            str(self.config),
+            "--scenario",
+            str(self.scenario),
+            "--seconds",
+            str(self.seconds),
+        ]
+
+    def is_ready(self) -> bool:
+        """Connected, or (when the broker is meant to be away) at least recording events."""
+        return ("connected to" if self.online else "event seq=") in self.log_tail(200)
+
+
+@dataclass
+class Stack:
+    """One site's worth of real processes under `root`."""
+
+    root: Path
+    units: tuple[UnitSpec, ...] = DEMO_UNITS
+    site: str = DEMO_SITE
+    heartbeat_s: int = 10
+    broker_port: int = field(default_factory=free_port)
+    mosquitto: Mosquitto | None = None
+    influx: InfluxDB | None = None
+    forwarder: V2WriteForwarder | None = None
+    collector: CollectorProcess | None = None
+    agents: dict[str, AgentProcess] = field(default_factory=dict)
+    registry_dir: Path | None = None
+
+    @property
+    def registry(self) -> Path:
+        return self.registry_dir or self.root / "registry"
+
+    def unit_dir(self, device: str) -> Path:
+        return self.root / "units" / device
+
+    # provisioning --------------------------------------------------------------------
+
+    def provision(self) -> None:
+        """Enrol the site and configure the broker the way a technician would."""
+        self.provision_registry()
+        self.configure_broker()
+
+    def provision_registry(self) -> None:
+        """CA, site, units and service identities, made with `jaga-provision`."""
+        reg = ("--dir", self.registry)
+        jaga("jaga-provision", *reg, "ca", "init", "--name", "Jaga demo CA")
+        jaga(
+            "jaga-provision",
+            *reg,
+            "site",
+            "add",
+            self.site,
+            "--name",
+            "Gudang logistik pemilu Bangka Barat",
+            "--timezone",
+            "Asia/Jakarta",
+            "--broker-host",
+            "127.0.0.1",
+            "--broker-port",
+            str(self.broker_port),
+        )
+        for unit in self.units:
+            jaga(
+                "jaga-provision",
+                *reg,
+                "device",
+                "add",
+                self.site,
+                unit.device,
+                *unit.wiring,
+                "--pin-factory",
+                "mock",
+                "--generate-key",
+            )
+        jaga("jaga-provision", *reg, "identity", "add", "collector", "main")
+        jaga("jaga-provision", *reg, "identity", "add", "operator", "demo")
+
+    def configure_broker(self) -> None:
+        """This stack's broker config and the units' config files, from the registry."""
+        reg = ("--dir", self.registry)
+        for unit in self.units:
+            self._unpack_unit(unit.device)
+        user = ("--user", "root") if os.geteuid() == 0 else ()
+        jaga(
+            "jaga-provision",
+            *reg,
+            "broker-config",
+            "--out",
+            self.root / "broker",
+            "--port",
+            str(self.broker_port),
+            "--bind",
+            "127.0.0.1",
+            "--persistence-dir",
+            self.root / "broker" / "data",
+            *user,
+        )
+        (self.root / "broker" / "data").mkdir(parents=True, exist_ok=True)
+
+    def _unpack_unit(self, device: str) -> None:
+        """What the bundle puts on the SD card, with the outbox in a folder of ours."""
+        src = self.registry / "devices" / self.site / device
+        dst = self.unit_dir(device)
+        dst.mkdir(parents=True, exist_ok=True)
+        config = tomllib.loads((src / "agent.toml").read_text())
+        config["data_dir"] = str(dst / "data")
+        config["heartbeat_s"] = self.heartbeat_s
+        config["broker"]["port"] = self.broker_port
+        config["broker"]["tls"] = {
+            "ca": str(self.registry / "ca" / "ca.crt"),
+            "cert": str(src / "device.crt"),
+            "key": str(src / "device.key"),
+        }
+        (dst / "agent.toml").write_text(tomli_w.dumps(config))
+
+    def collector_config(self, client_id: str = "jaga-collector-1") -> Path:
+        assert self.forwarder is not None and self.influx is not None
+        ident = self.registry / "identities"
+        path = self.root / "collector" / "collector.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config = {
+            "data_dir": str(self.root / "collector" / "data"),
+            "registry_dir": str(self.registry),
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": self.broker_port,
+                "client_id": client_id,
+                "tls": {
+                    "ca": str(self.registry / "ca" / "ca.crt"),
+                    "cert": str(ident / "collector-main.crt"),
+                    "key": str(ident / "collector-main.key"),
+                },
+            },
+            "influx": {
+                "url": self.forwarder.url,
+                "bucket": f"{DATABASE}/autogen",
+                "query_url": self.influx.url,
+                "database": DATABASE,
+            },
+        }
+        path.write_text(tomli_w.dumps(config))
+        return path
+
+    # processes -----------------------------------------------------------------------
+
+    def start_broker(self) -> Mosquitto:
+        conf = self.root / "broker" / "mosquitto.conf"
+        self.mosquitto = Mosquitto(conf, self.broker_port, self.root / "broker").start()
+        return self.mosquitto
+
+    def start_influx(self) -> InfluxDB:
+        self.influx = InfluxDB(self.root / "influx").start()
+        self.influx.create_database(DATABASE)
+        self.forwarder = V2WriteForwarder(self.influx.url).start()
+        return self.influx
+
+    def start_collector(self) -> CollectorProcess:
+        config = self.collector_config()
+        self.collector = CollectorProcess(config, self.root / "collector" / "collector.log")
+        self.collector.start(timeout=30)
+        return self.collector
+
+    def start_agent(self, unit: UnitSpec, seconds: float = 0, online: bool = True) -> AgentProcess:
+        assert unit.scenario is not None
+        d = self.unit_dir(unit.device)
+        agent = AgentProcess(d / "agent.toml", unit.scenario, d / "agent.log", seconds, online)
+        self.agents[unit.device] = agent
+        return agent.start(timeout=30)
+
+    def start_all(self, seconds: float = 0) -> None:
+        self.provision()
+        self.start_broker()
+        self.start_influx()
+        self.start_collector()
+        for unit in self.units:
+            self.start_agent(unit, seconds)
+
+    def stop_all(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+        for part in (self.collector, self.mosquitto, self.influx):
+            if part is not None:
+                part.stop()
+        if self.forwarder is not None:
+            self.forwarder.stop()
+
+    # reading back --------------------------------------------------------------------
+
+    def produced(self, device: str) -> int:
+        """The unit's last seq, read from its outbox: what it has ever produced."""
+        path = self.unit_dir(device) / "data" / "outbox.sqlite3"
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
+        return int(row[0]) if row else 0
+
+    def stored(self) -> dict[str, int]:
+        """Distinct seqs stored in InfluxDB per unit."""
+        assert self.influx is not None
+        rows = self.influx.query(
+            f'SELECT count(distinct("seq")) FROM "event" WHERE "site" = \'{self.site}\' '
+            'GROUP BY "device"',
+            db=DATABASE,
+        )
+        return {str(r["device"]): int(r["count"]) for r in rows}

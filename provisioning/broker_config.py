@@ -1,0 +1,146 @@
+"""Gather the broker's settings and identities from the registry and write its config folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+
+from broker.mosquitto import (
+    DEFAULT_PERSISTENCE_DIR,
+    CollectorIdentity,
+    Identity,
+    MosquittoSettings,
+    OperatorIdentity,
+    TlsFiles,
+    UnitIdentity,
+    render_acl,
+    render_config,
+)
+from provisioning import certs
+from provisioning.ca import CertificateAuthority
+from provisioning.errors import ProvisioningError
+from provisioning.files import PRIVATE_MODE, replace
+from provisioning.registry import Registry
+
+DEFAULT_HOSTS = ("localhost", "127.0.0.1")
+CRL_WARNING = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOptions:
+    """What the technician chose for the broker."""
+
+    out_dir: Path | None = None
+    install_dir: Path | None = None
+    port: int = 8883
+    bind: str = "0.0.0.0"
+    persistence_dir: Path = DEFAULT_PERSISTENCE_DIR
+    hosts: Sequence[str] = ()
+    run_as_user: str | None = None
+    renew_server_cert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerFiles:
+    """What broker-config wrote, and what it had to say about it."""
+
+    out_dir: Path
+    config: Path
+    acl: Path
+    identities: tuple[Identity, ...]
+    server_cert_made: bool
+    warnings: tuple[str, ...]
+
+
+def identities(registry: Registry) -> list[Identity]:
+    """Everyone the broker lets in: units not revoked and holding a certificate, then services."""
+    found: list[Identity] = []
+    for site, device in registry.devices():
+        record = registry.device(site, device)
+        if record.revoked_at is None and record.cert_serial is not None:
+            found.append(UnitIdentity(site, device))
+    found += [CollectorIdentity(n) for n in registry.identities("collector")]
+    found += [OperatorIdentity(n) for n in registry.identities("operator")]
+    return found
+
+
+def write_broker_config(registry: Registry, options: BrokerOptions) -> BrokerFiles:
+    """Write mosquitto.conf, acl and copies of the TLS files into the output folder."""
+    registry.ca_certificate()
+    out = (options.out_dir or registry.broker_dir).resolve()
+    install = options.install_dir or out
+    if not install.is_absolute():
+        raise ProvisioningError(f"--install-dir {install} must be an absolute path")
+    wanted = list(dict.fromkeys([*(options.hosts or DEFAULT_HOSTS), *_site_hosts(registry)]))
+    made = _ensure_server_cert(registry, wanted, renew=options.renew_server_cert)
+    out.mkdir(parents=True, exist_ok=True)
+    copies = {
+        "ca.crt": registry.ca_cert_path,
+        "crl.pem": registry.crl_path,
+        "server.crt": registry.broker_dir / "server.crt",
+        "server.key": registry.broker_dir / "server.key",
+    }
+    for name, source in copies.items():
+        target = out / name
+        if source.resolve() != target.resolve():
+            mode = PRIVATE_MODE if name.endswith(".key") else 0o644
+            replace(target, source.read_bytes(), mode=mode)
+    try:
+        settings = MosquittoSettings(
+            tls=TlsFiles(
+                cafile=install / "ca.crt",
+                certfile=install / "server.crt",
+                keyfile=install / "server.key",
+                crlfile=install / "crl.pem",
+            ),
+            acl_file=install / "acl",
+            port=options.port,
+            bind=options.bind,
+            persistence_dir=options.persistence_dir,
+            run_as_user=options.run_as_user,
+        )
+    except ValueError as exc:
+        raise ProvisioningError(str(exc)) from None
+    who = tuple(identities(registry))
+    replace(out / "mosquitto.conf", render_config(settings).encode())
+    replace(out / "acl", render_acl(who).encode())
+    warnings = _warnings(registry)
+    return BrokerFiles(out, out / "mosquitto.conf", out / "acl", who, made, tuple(warnings))
+
+
+def _site_hosts(registry: Registry) -> list[str]:
+    return [site.broker_host for site in registry.sites()]
+
+
+def _ensure_server_cert(registry: Registry, hosts: list[str], *, renew: bool) -> bool:
+    """Make broker/server.crt when absent (or asked); refuse one that misses a needed host."""
+    path = registry.broker_dir / "server.crt"
+    key = registry.broker_dir / "server.key"
+    if path.exists() and key.exists() and not renew:
+        existing = x509.load_pem_x509_certificate(path.read_bytes())
+        missing = [h for h in hosts if h not in certs.san_hosts(existing)]
+        if missing:
+            raise ProvisioningError(
+                f"{path} does not name {', '.join(missing)} (units would refuse the broker); "
+                "run again with --renew-server-cert to make a new one"
+            )
+        return False
+    CertificateAuthority(registry).issue_server(hosts)
+    return True
+
+
+def _warnings(registry: Registry) -> list[str]:
+    log = registry.ca_log()
+    notes = []
+    if log.crl_next_update is not None:
+        left = log.crl_next_update - datetime.now(UTC)
+        if left < CRL_WARNING:
+            notes.append(
+                f"the CRL expires on {log.crl_next_update:%Y-%m-%d}: after that the broker "
+                "refuses every client; run `jaga-provision crl refresh` now"
+            )
+    return notes

@@ -1,0 +1,314 @@
+"""The provisioning directory is the registry: readable TOML per site and unit, keys beside them.
+
+Layout (everything but ``*.key`` is fit for version control; ``ca init`` writes a .gitignore)::
+
+    <root>/
+      .gitignore                      *.key
+      ca/ca.crt                       site CA certificate (what every party trusts)
+      ca/ca.key                       CA private key, mode 0600: never leaves this folder
+      ca/crl.pem                      revocation list; the broker refuses everyone once it expires
+      ca/ca.toml                      CA name, next serial, CRL number and expiry, and the log of
+                                      every certificate issued: serial, kind, subject, validity,
+                                      revoked_at, reason
+      sites/<site>.toml               id, name, timezone, broker host and port units dial
+      devices/<site>/<device>/
+        device.toml                   wiring (sensors), camera, pin factory, created,
+                                      cert_serial (current), revoked_at/reason
+        agent.toml                    the unit's config, generated and checked by AgentConfig
+        device.crt                    current certificate
+        certs/<serial>.crt            every certificate ever issued to the unit (old signatures)
+        device.key                    only when made centrally (--generate-key), mode 0600
+      identities/collector-<name>.crt|.key
+      identities/operator-<name>.crt|.key
+      broker/server.crt|.key          the broker's TLS certificate (SANs = hosts units dial)
+      broker/mosquitto.conf, acl, ca.crt, crl.pem
+                                      broker-config output (default folder)
+
+Serial numbers are decimal integers, counted up by the CA from 1.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tomli_w
+from cryptography import x509
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.config import PinFactoryName, SensorConfig
+from protocol.ids import DeviceId, InvalidIdentifier, SiteId, check_id
+from provisioning.errors import ProvisioningError
+from provisioning.files import replace
+
+CertKind = Literal["device", "collector", "operator", "server"]
+ServiceRole = Literal["collector", "operator"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteRecord(Record):
+    """A warehouse site and the broker its units dial."""
+
+    id: SiteId
+    name: str = Field(min_length=1)
+    timezone: str
+    broker_host: str = Field(min_length=1)
+    broker_port: int = Field(default=8883, ge=1, le=65535)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name like Asia/Jakarta"
+            ) from None
+        return value
+
+
+class DeviceRecord(Record):
+    """A unit, its wiring and which certificate it holds now."""
+
+    site: SiteId
+    device: DeviceId
+    created: datetime
+    camera: bool = False
+    pin_factory: PinFactoryName = "lgpio"
+    sensors: list[SensorConfig] = Field(min_length=1)
+    cert_serial: int | None = None
+    key_generated_centrally: bool = False
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+
+
+class IssuedCert(Record):
+    """One line of the CA's log of issued certificates."""
+
+    serial: int
+    kind: CertKind
+    subject: str
+    not_before: datetime
+    not_after: datetime
+    site: str | None = None
+    device: str | None = None
+    name: str | None = None
+    revoked_at: datetime | None = None
+    reason: str | None = None
+
+
+class CaLog(Record):
+    """The CA's own state: counters and the issued-certificate log."""
+
+    name: str
+    created: datetime
+    next_serial: int = 1
+    crl_number: int = 0
+    crl_next_update: datetime | None = None
+    issued: list[IssuedCert] = Field(default_factory=list)
+
+    def find(self, serial: int) -> IssuedCert | None:
+        return next((c for c in self.issued if c.serial == serial), None)
+
+
+R = TypeVar("R", bound=Record)
+
+
+class Registry:
+    """Read and write the provisioning directory; the collector uses the read half."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # paths
+    @property
+    def ca_dir(self) -> Path:
+        return self.root / "ca"
+
+    @property
+    def ca_cert_path(self) -> Path:
+        return self.ca_dir / "ca.crt"
+
+    @property
+    def ca_key_path(self) -> Path:
+        return self.ca_dir / "ca.key"
+
+    @property
+    def crl_path(self) -> Path:
+        return self.ca_dir / "crl.pem"
+
+    @property
+    def ca_log_path(self) -> Path:
+        return self.ca_dir / "ca.toml"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.root / "broker"
+
+    def site_path(self, site: str) -> Path:
+        return self.root / "sites" / f"{check_id(site, 'site')}.toml"
+
+    def device_dir(self, site: str, device: str) -> Path:
+        return self.root / "devices" / check_id(site, "site") / check_id(device, "device")
+
+    def identity_path(self, role: ServiceRole, name: str, suffix: str) -> Path:
+        check_id(name, f"{role} name", allow_reserved=True)
+        return self.root / "identities" / f"{role}-{name}{suffix}"
+
+    # read API
+    def ca_certificate(self) -> x509.Certificate:
+        """The site CA certificate; a clear error when `ca init` has not been run."""
+        if not self.ca_cert_path.exists():
+            raise ProvisioningError(
+                f"no CA in {self.root}: run `jaga-provision ca init` first "
+                "(or point --dir / JAGA_PROVISION_DIR at the provisioning folder)"
+            )
+        return _load_cert(self.ca_cert_path)
+
+    def ca_log(self) -> CaLog:
+        self.ca_certificate()
+        return self._read(self.ca_log_path, CaLog)
+
+    def is_revoked(self, serial: int) -> bool:
+        """True when the CA has revoked the certificate with this serial."""
+        entry = self.ca_log().find(serial)
+        return entry is not None and entry.revoked_at is not None
+
+    def sites(self) -> list[SiteRecord]:
+        folder = self.root / "sites"
+        paths = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+        return [self._read(p, SiteRecord) for p in paths]
+
+    def site(self, site: str) -> SiteRecord:
+        """The site's record; a clear error for an unknown site."""
+        path = self._site_path_checked(site)
+        if not path.exists():
+            known = ", ".join(s.id for s in self.sites()) or "none yet"
+            raise ProvisioningError(
+                f"unknown site {site!r} (registered: {known}); "
+                "add it with `jaga-provision site add`"
+            )
+        return self._read(path, SiteRecord)
+
+    def devices(self) -> list[tuple[str, str]]:
+        """Every registered unit as (site, device), sorted."""
+        base = self.root / "devices"
+        if not base.is_dir():
+            return []
+        found = [(p.parent.parent.name, p.parent.name) for p in base.glob("*/*/device.toml")]
+        return sorted(found)
+
+    def device_site(self, device: str) -> str | None:
+        """The site that registered this device id, if any (ids are unique registry-wide)."""
+        return next((s for s, d in self.devices() if d == device), None)
+
+    def device(self, site: str, device: str) -> DeviceRecord:
+        """The unit's record; a clear error when it is not registered (in this site)."""
+        self.site(site)
+        path = self._device_dir_checked(site, device) / "device.toml"
+        if not path.exists():
+            other = self.device_site(device)
+            if other is not None:
+                raise ProvisioningError(
+                    f"device {device!r} is registered in site {other!r}, not in {site!r}"
+                )
+            raise ProvisioningError(
+                f"unknown device {device!r} in site {site!r}; "
+                "register it with `jaga-provision device add`"
+            )
+        return self._read(path, DeviceRecord)
+
+    def device_certificate(self, site: str, device: str) -> x509.Certificate | None:
+        """The unit's current certificate; None before one was issued (or for an unknown unit)."""
+        path = self._device_dir_checked(site, device) / "device.crt"
+        return _load_cert(path) if path.exists() else None
+
+    def device_certificates(self, site: str, device: str) -> list[x509.Certificate]:
+        """Every certificate issued to the unit, oldest first, to check old signatures too."""
+        folder = self._device_dir_checked(site, device) / "certs"
+        if not folder.is_dir():
+            return []
+        certs = [_load_cert(p) for p in folder.glob("*.crt")]
+        return sorted(certs, key=lambda c: c.serial_number)
+
+    def identities(self, role: ServiceRole) -> list[str]:
+        """Names of the collector or operator identities that hold a certificate."""
+        folder = self.root / "identities"
+        if not folder.is_dir():
+            return []
+        prefix = f"{role}-"
+        return sorted(p.stem.removeprefix(prefix) for p in folder.glob(f"{prefix}*.crt"))
+
+    # writes
+    def save_site(self, record: SiteRecord) -> Path:
+        path = self.site_path(record.id)
+        self._write(path, record)
+        return path
+
+    def save_device(self, record: DeviceRecord) -> Path:
+        path = self.device_dir(record.site, record.device) / "device.toml"
+        data = record.model_dump(mode="python", exclude_none=True)
+        data["sensors"] = [
+            s.model_dump(mode="python", exclude_none=True, exclude_defaults=True)
+            for s in record.sensors
+        ]
+        replace(path, tomli_w.dumps(_toml_ready(data)).encode())
+        return path
+
+    def save_ca_log(self, log: CaLog) -> None:
+        self._write(self.ca_log_path, log)
+
+    def _write(self, path: Path, record: Record) -> None:
+        data = record.model_dump(mode="python", exclude_none=True)
+        replace(path, tomli_w.dumps(_toml_ready(data)).encode())
+
+    def _read(self, path: Path, model: type[R]) -> R:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ProvisioningError(f"{path}: missing from the registry") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ProvisioningError(f"{path}: cannot read: {exc}") from None
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            msg = first["msg"].removeprefix("Value error, ")
+            raise ProvisioningError(f"{path}: {where}: {msg}") from None
+
+    def _site_path_checked(self, site: str) -> Path:
+        try:
+            return self.site_path(site)
+        except InvalidIdentifier as exc:
+            raise ProvisioningError(str(exc)) from None
+
+    def _device_dir_checked(self, site: str, device: str) -> Path:
+        try:
+            return self.device_dir(site, device)
+        except InvalidIdentifier as exc:
+            raise ProvisioningError(str(exc)) from None
+
+
+def _toml_ready(value: Any) -> Any:
+    """Paths become strings; TOML has no null, so None-valued keys are dropped."""
+    if isinstance(value, dict):
+        return {k: _toml_ready(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_toml_ready(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _load_cert(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ProvisioningError(f"{path}: not a readable PEM certificate: {exc}") from None

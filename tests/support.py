@@ -1,0 +1,57 @@
+"""Test helpers: an agent running in this process on MockFactory pins, and patient polling."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from agent.app import Agent
+from agent.config import load_config
+from agent.pins import make_pin_factory
+from agent.simulator import PinDriver
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.1) -> T:
+    """Poll until probe() returns something truthy; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    value = probe()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = probe()
+    assert value, f"condition not met within {timeout}s (last value: {value!r})"
+    return value
+
+
+class LiveAgent:
+    """The real Agent on MockFactory pins, its main loop on a thread; drive pins by name."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config = load_config(config_path)
+        self.factory = make_pin_factory("mock")
+        self.agent = Agent(self.config, self.factory)
+        self.pins = PinDriver(self.config, self.factory)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.agent.run, args=(self._stop,), daemon=True)
+
+    def __enter__(self) -> LiveAgent:
+        self.pins.rest()
+        self.agent.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, drain_s: float = 0.0) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(10)
+            self.agent.close(drain_s)
+
+    def set(self, sensor: str, active: bool) -> None:
+        self.pins.set_active(sensor, active)

@@ -1,0 +1,299 @@
+"""Ingest turns (topic, payload) into Accepted, Duplicate or Rejected — never an exception."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from broker.chain import ChainBook
+from broker.ingest import MAX_PAYLOAD, Accepted, Duplicate, Ingest, Reason, Rejected
+from protocol import models
+from protocol.models import DeadLetter, Event, EventBody, Heartbeat, Kind, Status
+from protocol.signing import GENESIS, PrivateKey, PublicKey, event_hash, sign
+from protocol.topics import DeviceTopics
+
+SITE, DEVICE = "gudang-3", "pintu-1"
+UNIT = DeviceTopics(SITE, DEVICE)
+KEY = ed25519.Ed25519PrivateKey.generate()
+NOW = 1_700_000_000_000_000_000
+
+
+class Keys:
+    """The public keys the collector knows, by unit."""
+
+    def __init__(self, known: dict[tuple[str, str], list[PublicKey]]) -> None:
+        self.known = known
+
+    def keys(self, site: str, device: str) -> list[PublicKey]:
+        return self.known.get((site, device), [])
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[ChainBook]:
+    book = ChainBook(tmp_path / "chain.sqlite3")
+    yield book
+    book.close()
+
+
+@pytest.fixture
+def ingest(chain: ChainBook) -> Ingest:
+    return Ingest(Keys({(SITE, DEVICE): [KEY.public_key()]}), chain)
+
+
+def event(seq: int = 1, prev: str = GENESIS, key: PrivateKey = KEY, **changes: Any) -> Event:
+    data: dict[str, Any] = {
+        "id": f"ev{seq}",
+        "site": SITE,
+        "device": DEVICE,
+        "sensor": "pintu-utama",
+        "kind": Kind.DOOR,
+        "state": "open",
+        "seq": seq,
+        "boot_id": "boot-1",
+        "ts": NOW,
+        "mono_ns": seq,
+        "clock_synced": True,
+        "prev": prev,
+    }
+    data.update(changes)
+    return sign(EventBody(**data), key)
+
+
+def heartbeat(**changes: Any) -> bytes:
+    data: dict[str, Any] = {
+        "site": SITE,
+        "device": DEVICE,
+        "ts": NOW,
+        "boot_id": "boot-1",
+        "uptime_s": 60,
+        "interval_s": 10,
+        "outbox_depth": 0,
+        "clock_synced": True,
+        "last_seq": 0,
+        "chain_head": GENESIS,
+    }
+    data.update(changes)
+    return json.dumps(data).encode()
+
+
+def rejected(outcome: object, reason: Reason) -> Rejected:
+    assert isinstance(outcome, Rejected), outcome
+    assert outcome.reason is reason, outcome
+    return outcome
+
+
+def test_a_good_signed_event_is_accepted_with_its_digest(ingest: Ingest) -> None:
+    ev = event()
+    outcome = ingest.handle(UNIT.event, ev.to_json())
+    assert outcome == Accepted(SITE, DEVICE, ev, event_hash(ev))
+
+
+def test_an_event_signed_with_p256_is_accepted(chain: ChainBook) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    ingest = Ingest(Keys({(SITE, DEVICE): [key.public_key()]}), chain)
+    assert isinstance(ingest.handle(UNIT.event, event(key=key).to_json()), Accepted)
+
+
+def test_any_of_the_units_keys_may_have_signed(chain: ChainBook) -> None:
+    old, new = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    ingest = Ingest(Keys({(SITE, DEVICE): [new.public_key(), old.public_key()]}), chain)
+    assert isinstance(ingest.handle(UNIT.event, event(key=old).to_json()), Accepted)
+
+
+def test_a_chain_of_events_is_accepted_in_order(ingest: Ingest) -> None:
+    first = event(1)
+    second = event(2, prev=event_hash(first), state="closed")
+    assert isinstance(ingest.handle(UNIT.event, first.to_json()), Accepted)
+    assert isinstance(ingest.handle(UNIT.event, second.to_json()), Accepted)
+
+
+@pytest.mark.parametrize(
+    "changes", [{"site": "gudang-4"}, {"device": "pintu-2"}], ids=["site", "device"]
+)
+def test_a_payload_naming_another_unit_than_the_topic_is_a_mismatch(
+    chain: ChainBook, changes: dict[str, str]
+) -> None:
+    other = (changes.get("site", SITE), changes.get("device", DEVICE))
+    known: dict[tuple[str, str], list[PublicKey]] = {
+        (SITE, DEVICE): [KEY.public_key()],
+        other: [KEY.public_key()],
+    }
+    ingest = Ingest(Keys(known), chain)
+    ev = event(**changes)
+    outcome = rejected(ingest.handle(UNIT.event, ev.to_json()), Reason.MISMATCH)
+    assert (outcome.site, outcome.device) == (SITE, DEVICE)
+    assert outcome.is_integrity
+    assert f"{other[0]}/{other[1]}" in outcome.detail
+
+
+def test_a_heartbeat_for_another_unit_is_a_mismatch(ingest: Ingest) -> None:
+    rejected(ingest.handle(UNIT.heartbeat, heartbeat(device="pintu-2")), Reason.MISMATCH)
+
+
+def test_a_tampered_byte_is_a_bad_signature(ingest: Ingest) -> None:
+    payload = event().to_json().replace(b'"state":"open"', b'"state":"held-open"')
+    outcome = rejected(ingest.handle(UNIT.event, payload), Reason.SIGNATURE)
+    assert outcome.is_integrity
+    assert (outcome.seq, outcome.event_id) == (1, "ev1")
+
+
+def test_an_event_signed_by_another_key_is_a_bad_signature(ingest: Ingest) -> None:
+    forged = event(key=ed25519.Ed25519PrivateKey.generate())
+    rejected(ingest.handle(UNIT.event, forged.to_json()), Reason.SIGNATURE)
+
+
+def test_a_bad_signature_is_not_staged_in_the_chain(ingest: Ingest, chain: ChainBook) -> None:
+    forged = event(key=ed25519.Ed25519PrivateKey.generate())
+    ingest.handle(UNIT.event, forged.to_json())
+    assert chain.commit(NOW) == []
+    assert isinstance(ingest.handle(UNIT.event, event().to_json()), Accepted)
+
+
+def test_an_unknown_unit_is_rejected(chain: ChainBook) -> None:
+    ingest = Ingest(Keys({}), chain)
+    outcome = rejected(ingest.handle(UNIT.event, event().to_json()), Reason.UNKNOWN_UNIT)
+    assert f"{SITE}/{DEVICE}" in outcome.detail
+
+
+def test_the_same_event_twice_is_a_duplicate(ingest: Ingest, chain: ChainBook) -> None:
+    payload = event().to_json()
+    assert isinstance(ingest.handle(UNIT.event, payload), Accepted)
+    assert ingest.handle(UNIT.event, payload) == Duplicate(SITE, DEVICE, 1)
+    chain.commit(NOW)
+    assert ingest.handle(UNIT.event, payload) == Duplicate(SITE, DEVICE, 1)
+
+
+def test_another_event_reusing_a_seq_is_a_fork(ingest: Ingest, chain: ChainBook) -> None:
+    ingest.handle(UNIT.event, event(state="open").to_json())
+    chain.commit(NOW)
+    replay = event(state="closed", id="other")
+    outcome = rejected(ingest.handle(UNIT.event, replay.to_json()), Reason.FORK)
+    assert outcome.is_integrity
+    assert (outcome.seq, outcome.event_id) == (1, "other")
+
+
+def test_an_event_not_chained_to_its_predecessor_is_a_broken_chain(
+    ingest: Ingest, chain: ChainBook
+) -> None:
+    ingest.handle(UNIT.event, event(1).to_json())
+    chain.commit(NOW)
+    outcome = ingest.handle(UNIT.event, event(2, prev="ab" * 32).to_json())
+    assert rejected(outcome, Reason.CHAIN).is_integrity
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"not json", b"\xff\xfe", b"{}", b"[" * 100_000, b'{"v": 1}', b"null"],
+)
+def test_bad_json_is_rejected_with_a_reason(ingest: Ingest, payload: bytes) -> None:
+    for topic in (UNIT.event, UNIT.heartbeat, UNIT.status):
+        outcome = rejected(ingest.handle(topic, payload), Reason.PAYLOAD)
+        assert outcome.detail
+        assert (outcome.site, outcome.device) == (SITE, DEVICE)
+        assert not outcome.is_integrity
+
+
+def test_a_payload_with_an_extra_field_is_rejected_naming_it(ingest: Ingest) -> None:
+    data = json.loads(event().to_json())
+    data["note"] = "hi"
+    outcome = rejected(ingest.handle(UNIT.event, json.dumps(data).encode()), Reason.PAYLOAD)
+    assert "note" in outcome.detail
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "jaga/v1/+/pintu-1/event",
+        "jaga/v1/gudang-3/pintu-1",
+        "jaga/v1/gudang-3/arming",
+        "jaga/v1/gudang-3/Pintu-1/event",
+        "jaga/v1/gudang-3/pintu-1/alarm",
+        "",
+        "\x00",
+    ],
+)
+def test_a_bad_topic_is_rejected_with_a_reason(ingest: Ingest, topic: str) -> None:
+    outcome = rejected(ingest.handle(topic, event().to_json()), Reason.TOPIC)
+    assert outcome.detail
+    assert outcome.site is None
+
+
+def test_a_channel_the_collector_does_not_store_is_rejected(ingest: Ingest) -> None:
+    outcome = ingest.handle(UNIT.snapshot("ev1"), b"\xff\xd8jpeg")
+    rejected(outcome, Reason.UNSUPPORTED)
+
+
+def test_an_oversized_payload_is_rejected_before_parsing(ingest: Ingest) -> None:
+    outcome = rejected(ingest.handle(UNIT.event, b" " * (MAX_PAYLOAD + 1)), Reason.TOO_LARGE)
+    assert str(MAX_PAYLOAD + 1) in outcome.detail
+    assert len(outcome.payload) == 1024
+
+
+def test_a_heartbeat_is_accepted(ingest: Ingest) -> None:
+    outcome = ingest.handle(UNIT.heartbeat, heartbeat())
+    assert isinstance(outcome, Accepted)
+    assert isinstance(outcome.message, Heartbeat)
+    assert (outcome.site, outcome.device, outcome.digest) == (SITE, DEVICE, None)
+
+
+def test_a_status_is_accepted(ingest: Ingest) -> None:
+    payload = json.dumps(
+        {"site": SITE, "device": DEVICE, "state": "offline", "boot_id": "boot-1"}
+    ).encode()
+    outcome = ingest.handle(UNIT.status, payload)
+    assert isinstance(outcome, Accepted)
+    assert isinstance(outcome.message, Status)
+    assert outcome.message.state == "offline"
+
+
+def test_outcomes_are_counted(ingest: Ingest) -> None:
+    payload = event().to_json()
+    ingest.handle(UNIT.event, payload)
+    ingest.handle(UNIT.event, payload)
+    ingest.handle(UNIT.event, b"junk")
+    ingest.handle(UNIT.heartbeat, heartbeat())
+    assert ingest.counts == {"Accepted": 2, "Duplicate": 1, Reason.PAYLOAD: 1}
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        (UNIT.event, b"not json"),
+        ("jaga/v1/+/x/event", b"\x00\xff" * 10),
+        ("t" * 2000, b"x"),
+        (UNIT.event, bytes(range(256)) * 100),  # 25,600 bytes, cut to fit
+    ],
+)
+def test_a_rejection_makes_a_valid_dead_letter(ingest: Ingest, topic: str, payload: bytes) -> None:
+    outcome = ingest.handle(topic, payload)
+    assert isinstance(outcome, Rejected)
+    letter = outcome.dead_letter(NOW)
+    again = models.parse(DeadLetter, letter.to_json())
+    assert again == letter
+    assert letter.received_ts == NOW
+    assert letter.payload_len == len(payload)
+    assert letter.reason.startswith(f"{outcome.reason.value}: ")
+    assert payload.startswith(base64.b64decode(letter.payload_b64))
+    assert letter.topic == topic[:512]
+
+
+def test_a_dead_letter_of_an_oversized_payload_is_valid(ingest: Ingest) -> None:
+    big = b"{" * (MAX_PAYLOAD + 10)
+    outcome = ingest.handle(UNIT.event, big)
+    assert isinstance(outcome, Rejected)
+    letter = outcome.dead_letter(NOW)
+    assert models.parse(DeadLetter, letter.to_json()) == letter
+    assert base64.b64decode(letter.payload_b64) == big[:1024]
+
+
+def test_a_dead_letter_of_an_oversized_payload_reports_its_real_length(ingest: Ingest) -> None:
+    big = b"{" * (MAX_PAYLOAD + 10)
+    outcome = ingest.handle(UNIT.event, big)
+    assert isinstance(outcome, Rejected)
+    assert outcome.dead_letter(NOW).payload_len == len(big)

@@ -1,0 +1,202 @@
+"""Signatures bind every field of an event, and the hash chain binds each event to the last."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from protocol import models
+from protocol.models import Event, EventBody, Kind, WireError
+from protocol.signing import (
+    GENESIS,
+    PrivateKey,
+    SignatureError,
+    canonical_bytes,
+    event_hash,
+    sign,
+    verify,
+)
+
+ED_KEY = ed25519.Ed25519PrivateKey.generate()
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+KEYS = pytest.mark.parametrize("key", [ED_KEY, EC_KEY], ids=["ed25519", "p256"])
+
+
+def body(**changes: Any) -> EventBody:
+    data: dict[str, Any] = {
+        "id": "0f1e2d3c",
+        "site": "gudang-3",
+        "device": "pintu-1",
+        "sensor": "pintu-utama",
+        "kind": Kind.DOOR,
+        "state": "open",
+        "seq": 1,
+        "boot_id": "boot-1",
+        "ts": 1_700_000_000_000_000_000,
+        "mono_ns": 5_000_000_000,
+        "clock_synced": True,
+        "prev": GENESIS,
+    }
+    data.update(changes)
+    return EventBody(**data)
+
+
+@KEYS
+def test_a_signed_event_verifies_with_the_units_public_key(key: PrivateKey) -> None:
+    event = sign(body(), key)
+    verify(event, key.public_key())
+    assert event.model_dump(exclude={"sig"}) == body().model_dump()
+
+
+@KEYS
+def test_a_signed_event_still_verifies_after_a_trip_over_the_wire(key: PrivateKey) -> None:
+    event = sign(body(snapshot_sha256=("0a" * 32, "0b" * 32)), key)
+    received = models.parse(Event, event.to_json())
+    verify(received, key.public_key())
+
+
+@KEYS
+def test_another_key_does_not_verify(key: PrivateKey) -> None:
+    event = sign(body(), key)
+    for other in (ed25519.Ed25519PrivateKey.generate(), ec.generate_private_key(ec.SECP256R1())):
+        with pytest.raises(SignatureError):
+            verify(event, other.public_key())
+
+
+CHANGES: list[tuple[str, object]] = [
+    ("id", "0f1e2d3d"),
+    ("site", "gudang-4"),
+    ("device", "pintu-2"),
+    ("sensor", "pintu-belakang"),
+    ("kind", Kind.TAMPER),
+    ("state", "closed"),
+    ("seq", 2),
+    ("boot_id", "boot-2"),
+    ("ts", 1_700_000_000_000_000_001),
+    ("mono_ns", 5_000_000_001),
+    ("clock_synced", False),
+    ("snapshot_sha256", ("0a" * 32,)),
+    ("prev", "ab" * 32),
+]
+
+
+def test_the_change_table_covers_every_signed_field() -> None:
+    assert {f for f, _ in CHANGES} == set(EventBody.model_fields) - {"v"}
+
+
+@KEYS
+@pytest.mark.parametrize(("field", "value"), CHANGES, ids=[f for f, _ in CHANGES])
+def test_changing_any_field_breaks_the_signature(
+    key: PrivateKey, field: str, value: object
+) -> None:
+    event = sign(body(), key)
+    altered = event.model_copy(update={field: value})
+    with pytest.raises(SignatureError):
+        verify(altered, key.public_key())
+
+
+@KEYS
+def test_changing_any_byte_of_the_body_json_is_refused(key: PrivateKey) -> None:
+    """Every one-byte change of the payload outside `sig` is caught by parsing or by verify."""
+    event = sign(body(snapshot_sha256=("0a" * 32,)), key)
+    payload = event.to_json()
+    sig_start = payload.index(event.sig.encode())
+    sig_span = range(sig_start, sig_start + len(event.sig))
+    checked = 0
+    for i in range(len(payload)):
+        if i in sig_span:
+            continue
+        for new in {payload[i] ^ 0x01, ord("1") if payload[i] != ord("1") else ord("2")}:
+            mutated = payload[:i] + bytes([new]) + payload[i + 1 :]
+            try:
+                received = models.parse(Event, mutated)
+            except WireError:
+                continue
+            with pytest.raises(SignatureError):
+                verify(received, key.public_key())
+            checked += 1
+    assert checked > 50  # many flips still parse; all of those must fail verification
+
+
+@KEYS
+def test_a_different_signature_of_the_right_length_is_refused(key: PrivateKey) -> None:
+    event = sign(body(), key)
+    first = "B" if event.sig[0] != "B" else "C"
+    with pytest.raises(SignatureError):
+        verify(event.model_copy(update={"sig": first + event.sig[1:]}), key.public_key())
+
+
+def test_a_signature_of_another_length_is_refused() -> None:
+    event = sign(body(), ED_KEY)
+    for sig in (event.sig[:-4], event.sig + "AAAA", event.sig[:-1]):
+        with pytest.raises(SignatureError):
+            verify(event.model_copy(update={"sig": sig}), ED_KEY.public_key())
+
+
+def test_a_signature_string_with_altered_padding_bits_is_refused() -> None:
+    event = sign(body(), ED_KEY)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    accepted = []
+    for c in alphabet:
+        sig = event.sig[:-1] + c
+        if sig == event.sig:
+            continue
+        try:
+            verify(event.model_copy(update={"sig": sig}), ED_KEY.public_key())
+        except SignatureError:
+            continue
+        accepted.append(sig)
+    assert accepted == []
+
+
+def test_canonical_bytes_do_not_depend_on_key_order() -> None:
+    data = json.loads(sign(body(), ED_KEY).to_json())
+    reordered = dict(reversed(list(data.items())))
+    assert list(reordered) != list(data)
+    assert canonical_bytes(reordered) == canonical_bytes(data) == canonical_bytes(body())
+
+
+def test_canonical_bytes_leave_out_the_signature_and_absent_fields() -> None:
+    event = sign(body(), ED_KEY)
+    assert canonical_bytes(event) == canonical_bytes(body())
+    decoded = json.loads(canonical_bytes(body()))
+    assert "sig" not in decoded
+    assert "snapshot_sha256" not in decoded
+    assert canonical_bytes({**decoded, "snapshot_sha256": None}) == canonical_bytes(body())
+    assert b" " not in canonical_bytes(body())
+
+
+def test_event_hash_is_a_sha256_hex_digest_and_stable() -> None:
+    event = sign(body(), ED_KEY)
+    assert len(event_hash(event)) == 64
+    assert event_hash(event) == event_hash(models.parse(Event, event.to_json()))
+
+
+def test_event_hash_covers_the_body_not_the_malleable_signature() -> None:
+    event = sign(body(), EC_KEY)
+    again = sign(body(), EC_KEY)  # ECDSA signatures are randomised (and malleable)
+    assert again.sig != event.sig
+    assert event_hash(again) == event_hash(event)
+    assert event_hash(sign(body(state="closed"), EC_KEY)) != event_hash(event)
+
+
+def test_event_hash_changes_when_the_body_changes() -> None:
+    assert event_hash(sign(body(), ED_KEY)) != event_hash(sign(body(state="closed"), ED_KEY))
+
+
+@KEYS
+def test_the_chain_links_each_event_to_the_hash_of_the_one_before(key: PrivateKey) -> None:
+    first = sign(body(seq=1, prev=GENESIS), key)
+    second = sign(body(seq=2, prev=event_hash(first), state="closed"), key)
+    third = sign(body(seq=3, prev=event_hash(second)), key)
+    assert GENESIS == "0" * 64
+    assert second.prev == event_hash(first)
+    assert third.prev == event_hash(second)
+    for event in (first, second, third):
+        verify(event, key.public_key())
+    # rewriting event 1 after the fact no longer matches what event 2 carries
+    rewritten = sign(body(seq=1, prev=GENESIS, state="closed"), key)
+    assert event_hash(rewritten) != second.prev
