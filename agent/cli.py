@@ -101,6 +101,9 @@ def simulate(
     scenario: Annotated[Path, typer.Option(help="scenario TOML: a timeline of pin actions")],
     config: ConfigOpt = Path("agent.toml"),
     seconds: Annotated[float, typer.Option(help="stop after this long (0 = until Ctrl-C)")] = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="keep the outbox here instead of the config's data_dir")
+    ] = None,
     log_level: LogOpt = "info",
 ) -> None:
     """Run the real agent on simulated pins (gpiozero MockFactory) driven by a scenario."""
@@ -108,6 +111,8 @@ def simulate(
 
     _setup_logging(log_level)
     cfg = _load(config)
+    if data_dir is not None:
+        cfg = cfg.model_copy(update={"data_dir": data_dir.resolve()})
     try:
         plan = load_scenario(scenario, cfg)
     except ConfigError as exc:
