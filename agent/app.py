@@ -26,7 +26,8 @@ from agent.identity import (
 from agent.outbox import NewEvent, Outbox, OutboxFull
 from agent.publisher import Publisher, Will
 from agent.sensors import Edge, SensorBank
-from protocol import topics
+from protocol import models, topics
+from protocol.commands import CommandResult, Resend
 from protocol.models import Heartbeat, Kind, Status
 
 log = logging.getLogger("jaga.agent")
@@ -228,7 +229,32 @@ class Agent:
                 topic, payload = self.commands.get_nowait()
             except queue.Empty:
                 return
-            log.info("command on %s (%d bytes) ignored: no handler yet", topic, len(payload))
+            name = topic.rsplit("/", 1)[-1]
+            ok, detail = self._command(name, payload)
+            (log.info if ok else log.warning)("command %s: %s", name, detail)
+            result = CommandResult(
+                cmd=name if name.isalpha() else "invalid",
+                ok=ok,
+                detail=detail[:500],
+                ts=self.clock.wall_ns(),
+            )
+            self.publisher.publish_transient(self.topics.cmd_result, result.to_json())
+
+    def _command(self, name: str, payload: bytes) -> tuple[bool, str]:
+        """Carry out one command from the control room; (ok, what happened)."""
+        if name == "resend":
+            try:
+                cmd = models.parse(Resend, payload)
+            except models.WireError as exc:
+                return False, f"refused: {exc}"
+            count = self.outbox.requeue(cmd.first_seq, cmd.last_seq)
+            self.publisher.rewind()
+            wanted = cmd.last_seq - cmd.first_seq + 1
+            detail = f"requeued {count} of seq {cmd.first_seq}..{cmd.last_seq} for {cmd.by}"
+            if count < wanted:
+                detail += f"; {wanted - count} no longer kept on the unit"
+            return count == wanted, detail
+        return False, f"unknown command {name!r}"
 
     def flush(self, timeout_s: float) -> int:
         """Give the link up to timeout_s to empty the outbox; returns what is left."""

@@ -130,6 +130,12 @@ class Publisher:
         finally:
             self._client.loop_stop()
 
+    def rewind(self) -> None:
+        """Look at the whole outbox again (rows were requeued behind the cursor)."""
+        with self._lock:
+            self._cursor = 0
+        self._wake.set()
+
     def wake(self) -> None:
         """New rows are in the outbox."""
         self._wake.set()

@@ -24,9 +24,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broker import points
 from broker.chain import ChainBook
 from broker.config import CollectorConfig
-from broker.influx import InfluxWriter, StoreUnavailable
+from broker.influx import InfluxWriter, StoreUnavailable, to_lines
+from broker.influx import Rejected as InfluxRefused
 from broker.ingest import Accepted, Duplicate, Ingest, Keys, Outcome, Rejected
+from broker.resend import ResendPlanner
+from broker.spool import Spool, SpoolFull
 from protocol import topics
+from protocol.commands import Resend
 from protocol.models import Event, Heartbeat, Status
 
 log = logging.getLogger("jaga.collector")
@@ -52,6 +56,8 @@ class CollectorStats:
     integrity: int = 0
     batches: int = 0
     store_failures: int = 0
+    refused_points: int = 0
+    resend_requests: int = 0
     connected: bool = False
     last_error: str | None = None
     by_reason: dict[str, int] = field(default_factory=dict)
@@ -71,7 +77,12 @@ class Collector:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.chain = ChainBook(config.data_dir / "chain.sqlite3")
         self.ingest = Ingest(keys, self.chain)
-        self.writer = writer or InfluxWriter(config.influx)
+        self.writer = writer or InfluxWriter(config.influx, attempts=2)
+        self.spool_path = config.data_dir / "spool.sqlite3"
+        self.spool = Spool(self.spool_path, config.spool_max_mb * 1024 * 1024)
+        self._spool_wake = threading.Event()
+        self._last_stats = time.monotonic()
+        self.resend = ResendPlanner()
         self.stats = CollectorStats()
         self.inbox: queue.Queue[Inbound] = queue.Queue()
         self.loop_heartbeat = time.monotonic()
@@ -148,7 +159,16 @@ class Collector:
     # processing --------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Take batches off the inbox until stop is set."""
+        """Take batches off the inbox until stop is set; replay the spool alongside."""
+        drainer = threading.Thread(target=self.drain_spool, args=(stop,), name="spool-drain")
+        drainer.start()
+        try:
+            self._loop(stop)
+        finally:
+            stop.set()
+            drainer.join(15)
+
+    def _loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
             batch = self._take_batch(stop)
             self.loop_heartbeat = time.monotonic()
@@ -171,35 +191,132 @@ class Collector:
         return batch
 
     def process(self, batch: list[Inbound], stop: threading.Event) -> None:
-        """Store a batch and acknowledge it; on a store outage, retry until it goes."""
+        """Store a batch (InfluxDB, else the disk spool), then acknowledge it."""
         outcomes = [(m, self.ingest.handle(m.topic, m.payload)) for m in batch]
-        pts = self._points(outcomes)
-        while True:
-            try:
-                self.writer.write(pts)
-                break
-            except StoreUnavailable as exc:
-                self.stats.store_failures += 1
-                self.stats.last_error = str(exc)
-                log.error("InfluxDB write failed (%s); %d messages held, retrying", exc, len(batch))
-                if stop.wait(2.0):
-                    self.chain.rollback()
-                    return  # unacknowledged: the broker delivers them again
+        if not self._store(self._points(outcomes), stop):
+            self.chain.rollback()
+            return  # unacknowledged: the broker delivers them again
         now = time.time_ns()
         gap_points = [
             points.gap_point(self._sites.get(d, "unknown"), d, first, last, change, now)
             for d, first, last, change in self.chain.commit(now)
         ]
         if gap_points:
-            try:
-                self.writer.write(gap_points)
-            except StoreUnavailable as exc:
-                log.warning("gap record not written: %s", exc)
+            self._store(gap_points, stop)
+        self._ask_for_missing(outcomes, now)
         self._dead_letters(outcomes)
         for m, _ in outcomes:
             if m.qos > 0:
                 self._client.ack(m.mid, m.qos)
         self._count(outcomes)
+        self._maybe_stats(stop)
+
+    def _store(self, pts: list[Point], stop: threading.Event) -> bool:
+        """Durably keep pts; False only when stopping while InfluxDB and the spool are full."""
+        if not pts:
+            return True
+        if self.spool.batches == 0:
+            try:
+                self.writer.write(pts)
+                return True
+            except InfluxRefused as exc:
+                self._write_one_by_one(pts, exc)
+                return True
+            except StoreUnavailable as exc:
+                self.stats.store_failures += 1
+                self.stats.last_error = str(exc)
+                log.error("InfluxDB unavailable (%s): spooling batches to %s", exc, self.spool_path)
+        lines = to_lines(pts)
+        while True:
+            try:
+                self.spool.put(lines, len(pts))
+                self._spool_wake.set()
+                return True
+            except SpoolFull as exc:
+                log.error("spool full (%s): holding messages unacknowledged in the broker", exc)
+                if stop.wait(1.0):
+                    return False
+
+    def _ask_for_missing(self, outcomes: list[tuple[Inbound, Outcome]], now_ns: int) -> None:
+        """Heartbeats say how far each unit got; ask again for what never arrived."""
+        for _, o in outcomes:
+            if not (isinstance(o, Accepted) and isinstance(o.message, Heartbeat)):
+                continue
+            hb = o.message
+            gaps = [(g.first, g.last) for g in self.chain.gaps(hb.device)]
+            for req in self.resend.on_heartbeat(
+                hb.site, hb.device, hb.last_seq, self.chain.last_seq(hb.device), gaps, now_ns
+            ):
+                log.warning(
+                    "%s/%s: seq %d..%d missing; asking the unit to send them again",
+                    req.site,
+                    req.device,
+                    req.first_seq,
+                    req.last_seq,
+                )
+                cmd = Resend(
+                    by=f"collector:{self.config.mqtt.client_id}",
+                    first_seq=req.first_seq,
+                    last_seq=req.last_seq,
+                )
+                topic = topics.DeviceTopics(req.site, req.device).cmd("resend")
+                self._client.publish(topic, cmd.to_json(), qos=1)
+                self.stats.resend_requests += 1
+
+    def _write_one_by_one(self, pts: list[Point], exc: Exception) -> None:
+        """InfluxDB refused the batch as malformed: keep every point it accepts."""
+        log.error("InfluxDB refused a batch (%s); writing its %d points one by one", exc, len(pts))
+        for p in pts:
+            try:
+                self.writer.write([p])
+            except (InfluxRefused, StoreUnavailable) as one:
+                self.stats.refused_points += 1
+                log.error("point refused by InfluxDB: %s: %s", one, p.to_line_protocol()[:300])
+
+    def drain_spool(self, stop: threading.Event) -> None:
+        """Replay spooled batches into InfluxDB, oldest first, while the service runs."""
+        writer = InfluxWriter(self.config.influx, attempts=1)
+        try:
+            while not stop.is_set():
+                item = self.spool.oldest()
+                if item is None:
+                    self._spool_wake.wait(1.0)
+                    self._spool_wake.clear()
+                    continue
+                batch_id, lines, count = item
+                try:
+                    writer.write(lines, count)
+                except StoreUnavailable:
+                    stop.wait(2.0)
+                    continue
+                except InfluxRefused as exc:
+                    log.error("spooled batch %d refused by InfluxDB (%s); dropped", batch_id, exc)
+                    self.stats.refused_points += count
+                self.spool.remove(batch_id)
+                if self.spool.batches == 0:
+                    log.info("spool drained: InfluxDB has everything again")
+        finally:
+            writer.close()
+
+    def _maybe_stats(self, stop: threading.Event) -> None:
+        now = time.monotonic()
+        if now - self._last_stats < self.config.stats_interval_s:
+            return
+        self._last_stats = now
+        s = self.stats
+        figures = {
+            "received": s.received,
+            "stored_events": s.stored_events,
+            "duplicates": s.duplicates,
+            "rejected": s.rejected,
+            "integrity": s.integrity,
+            "store_failures": s.store_failures,
+            "refused_points": s.refused_points,
+            "spool_batches": self.spool.batches,
+            "spool_bytes": self.spool.bytes,
+            "inbox": self.inbox.qsize(),
+        }
+        self._store([points.collector_point(self.config.mqtt.client_id, figures)], stop)
 
     def _points(self, outcomes: list[tuple[Inbound, Outcome]]) -> list[Point]:
         pts: list[Point] = []
@@ -260,3 +377,4 @@ class Collector:
         self._client.loop_stop()
         self.writer.close()
         self.chain.close()
+        self.spool.close()

@@ -29,7 +29,11 @@ class MqttConfig(Strict):
         default=7 * 24 * 3600, ge=60, description="how long the broker keeps our queue offline"
     )
     receive_maximum: int = Field(default=2000, ge=1, le=65535)
-    shared: bool = Field(default=True, description="join $share/jaga-collectors")
+    shared: bool = Field(
+        default=False,
+        description="join $share/jaga-collectors (for 2+ collectors; Mosquitto 2.0 forgets "
+        "shared subscriptions when it restarts, the resend path then repairs the loss)",
+    )
     tls: TlsConfig | None = None
 
 
@@ -59,6 +63,10 @@ class InfluxConfig(Strict):
 
 class CollectorConfig(Strict):
     data_dir: Path = Field(default=Path("/var/lib/jaga-collector"))
+    spool_max_mb: int = Field(
+        default=2048, ge=1, description="disk kept for batches while InfluxDB is away"
+    )
+    stats_interval_s: float = Field(default=10.0, gt=0, description="collector's own figures")
     registry_dir: Path = Field(description="the provisioning directory (certificates of units)")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig = Field(default_factory=InfluxConfig)

@@ -56,7 +56,8 @@ class InfluxWriter:
     def close(self) -> None:
         self._client.close()
 
-    def write(self, points: Sequence[Point]) -> None:
+    def write(self, points: Sequence[Point] | bytes, count: int | None = None) -> None:
+        """Write points (or line protocol bytes); raise StoreUnavailable or Rejected."""
         if not points:
             return
         try:
@@ -70,11 +71,12 @@ class InfluxWriter:
                     self._write_once(points)
         except RetryError as exc:
             raise StoreUnavailable(str(exc.last_attempt.exception())) from None
-        self.written += len(points)
+        self.written += count if count is not None else len(points)
 
-    def _write_once(self, points: Sequence[Point]) -> None:
+    def _write_once(self, points: Sequence[Point] | bytes) -> None:
+        record = points if isinstance(points, bytes) else list(points)
         try:
-            self._write.write(bucket=self.config.bucket, org=self.config.org, record=list(points))
+            self._write.write(bucket=self.config.bucket, org=self.config.org, record=record)
         except ApiException as exc:
             if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
                 raise Rejected(f"InfluxDB refused the batch ({exc.status}): {exc.body}") from None
@@ -87,3 +89,8 @@ class InfluxWriter:
             return bool(self._client.ping())
         except Exception:
             return False
+
+
+def to_lines(points: Sequence[Point]) -> bytes:
+    """Line protocol of points, one per line: what the spool keeps."""
+    return "\n".join(p.to_line_protocol() for p in points).encode()

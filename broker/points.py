@@ -13,6 +13,8 @@ Measurements (tags in brackets):
 
 from __future__ import annotations
 
+import time
+
 from influxdb_client import Point, WritePrecision
 
 from broker.ingest import Rejected
@@ -128,3 +130,11 @@ def gap_point(site: str, device: str, first: int, last: int, change: str, now_ns
         .field("last", last)
         .time(now_ns, WritePrecision.NS)
     )
+
+
+def collector_point(client_id: str, figures: dict[str, int]) -> Point:
+    """The collector's own figures, so a dashboard shows its spool and its throughput."""
+    p = Point("collector").tag("collector", client_id)
+    for name, value in figures.items():
+        p = p.field(name, value)
+    return p.time(time.time_ns(), WritePrecision.NS)
