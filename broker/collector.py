@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,11 +25,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broker import points
 from broker.chain import ChainBook
 from broker.config import CollectorConfig
+from broker.diskqueue import DiskQueue, Item, QueueFull
 from broker.influx import InfluxWriter, StoreUnavailable, to_lines
 from broker.influx import Rejected as InfluxRefused
 from broker.ingest import Accepted, Duplicate, Ingest, Keys, Outcome, Rejected
+from broker.ratelimit import UnitBudget
 from broker.resend import ResendPlanner
-from broker.spool import Spool, SpoolFull
 from protocol import topics
 from protocol.commands import Resend
 from protocol.models import Event, Heartbeat, Status
@@ -45,6 +47,8 @@ class Inbound:
     mid: int
     qos: int
     received_ns: int
+    backlog: Item | None = None
+    """Set when the message comes from the rate-limit backlog (already acknowledged)."""
 
 
 @dataclass
@@ -58,6 +62,7 @@ class CollectorStats:
     store_failures: int = 0
     refused_points: int = 0
     resend_requests: int = 0
+    deferred: int = 0
     connected: bool = False
     last_error: str | None = None
     by_reason: dict[str, int] = field(default_factory=dict)
@@ -79,7 +84,11 @@ class Collector:
         self.ingest = Ingest(keys, self.chain)
         self.writer = writer or InfluxWriter(config.influx, attempts=2)
         self.spool_path = config.data_dir / "spool.sqlite3"
-        self.spool = Spool(self.spool_path, config.spool_max_mb * 1024 * 1024)
+        self.spool = DiskQueue(self.spool_path, config.spool_max_mb * 1024 * 1024)
+        self.backlog = DiskQueue(
+            config.data_dir / "backlog.sqlite3", config.backlog_max_mb * 1024 * 1024
+        )
+        self.budget = UnitBudget(config.unit_rate_per_s, config.unit_burst)
         self._spool_wake = threading.Event()
         self._last_stats = time.monotonic()
         self.resend = ResendPlanner()
@@ -158,22 +167,24 @@ class Collector:
 
     # processing --------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
         """Take batches off the inbox until stop is set; replay the spool alongside."""
         drainer = threading.Thread(target=self.drain_spool, args=(stop,), name="spool-drain")
         drainer.start()
         try:
-            self._loop(stop)
+            self._loop(stop, on_tick)
         finally:
             stop.set()
             drainer.join(15)
 
-    def _loop(self, stop: threading.Event) -> None:
+    def _loop(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
         while not stop.is_set():
-            batch = self._take_batch(stop)
+            batch = self._top_up(self._take_batch(stop))
             self.loop_heartbeat = time.monotonic()
+            if on_tick is not None:  # service.units: the watchdog's documented stall hook
+                on_tick()
             if batch:
-                self.process(batch, stop)
+                self.process(self._admit(batch, stop), stop)
 
     def _take_batch(self, stop: threading.Event) -> list[Inbound]:
         cfg = self.config.influx
@@ -190,8 +201,42 @@ class Collector:
                 break
         return batch
 
+    def _top_up(self, batch: list[Inbound]) -> list[Inbound]:
+        """Spare room in a batch goes to the backlog of units that were over their budget."""
+        room = self.config.influx.batch_max // 2 - len(batch)
+        if room <= 0 or not len(self.backlog):
+            return batch
+        items = self.backlog.peek(room)
+        return batch + [Inbound(i.meta, i.body, 0, 0, i.created_ns, i) for i in items]
+
+    def _admit(self, batch: list[Inbound], stop: threading.Event) -> list[Inbound]:
+        """Units within their budget go now; the rest wait on disk (acknowledged) for spare room."""
+        now = time.time_ns()
+        admitted: list[Inbound] = []
+        deferred: list[Inbound] = []
+        for m in batch:
+            if m.backlog is not None or self.budget.take(_unit_of(m.topic), now):
+                admitted.append(m)
+            else:
+                deferred.append(m)
+        if not deferred:
+            return admitted
+        try:
+            self.backlog.put_many([(m.topic, m.payload, 1) for m in deferred])
+        except QueueFull as exc:
+            log.error("backlog full (%s): serving the flooding unit in line", exc)
+            return batch
+        for m in deferred:
+            if m.qos > 0:
+                self._client.ack(m.mid, m.qos)
+        self.stats.deferred += len(deferred)
+        log.warning("%d messages over their unit's budget wait in the backlog", len(deferred))
+        return admitted
+
     def process(self, batch: list[Inbound], stop: threading.Event) -> None:
         """Store a batch (InfluxDB, else the disk spool), then acknowledge it."""
+        if not batch:
+            return
         outcomes = [(m, self.ingest.handle(m.topic, m.payload)) for m in batch]
         if not self._store(self._points(outcomes), stop):
             self.chain.rollback()
@@ -206,8 +251,9 @@ class Collector:
         self._ask_for_missing(outcomes, now)
         self._dead_letters(outcomes)
         for m, _ in outcomes:
-            if m.qos > 0:
+            if m.qos > 0 and m.backlog is None:
                 self._client.ack(m.mid, m.qos)
+        self.backlog.remove([m.backlog for m, _ in outcomes if m.backlog is not None])
         self._count(outcomes)
         self._maybe_stats(stop)
 
@@ -215,7 +261,7 @@ class Collector:
         """Durably keep pts; False only when stopping while InfluxDB and the spool are full."""
         if not pts:
             return True
-        if self.spool.batches == 0:
+        if not len(self.spool):
             try:
                 self.writer.write(pts)
                 return True
@@ -229,11 +275,12 @@ class Collector:
         lines = to_lines(pts)
         while True:
             try:
-                self.spool.put(lines, len(pts))
+                self.spool.put("lines", lines, len(pts))
                 self._spool_wake.set()
                 return True
-            except SpoolFull as exc:
+            except QueueFull as exc:
                 log.error("spool full (%s): holding messages unacknowledged in the broker", exc)
+                self.loop_heartbeat = time.monotonic()  # waiting on purpose: a restart won't help
                 if stop.wait(1.0):
                     return False
 
@@ -278,22 +325,22 @@ class Collector:
         writer = InfluxWriter(self.config.influx, attempts=1)
         try:
             while not stop.is_set():
-                item = self.spool.oldest()
-                if item is None:
+                items = self.spool.peek(1)
+                if not items:
                     self._spool_wake.wait(1.0)
                     self._spool_wake.clear()
                     continue
-                batch_id, lines, count = item
+                item = items[0]
                 try:
-                    writer.write(lines, count)
+                    writer.write(item.body, item.count)
                 except StoreUnavailable:
                     stop.wait(2.0)
                     continue
                 except InfluxRefused as exc:
-                    log.error("spooled batch %d refused by InfluxDB (%s); dropped", batch_id, exc)
-                    self.stats.refused_points += count
-                self.spool.remove(batch_id)
-                if self.spool.batches == 0:
+                    log.error("spooled batch %d refused by InfluxDB (%s); dropped", item.id, exc)
+                    self.stats.refused_points += item.count
+                self.spool.remove([item])
+                if not len(self.spool):
                     log.info("spool drained: InfluxDB has everything again")
         finally:
             writer.close()
@@ -312,8 +359,10 @@ class Collector:
             "integrity": s.integrity,
             "store_failures": s.store_failures,
             "refused_points": s.refused_points,
-            "spool_batches": self.spool.batches,
+            "spool_batches": len(self.spool),
             "spool_bytes": self.spool.bytes,
+            "deferred": s.deferred,
+            "backlog": len(self.backlog),
             "inbox": self.inbox.qsize(),
         }
         self._store([points.collector_point(self.config.mqtt.client_id, figures)], stop)
@@ -378,3 +427,10 @@ class Collector:
         self.writer.close()
         self.chain.close()
         self.spool.close()
+        self.backlog.close()
+
+
+def _unit_of(topic: str) -> str:
+    """The unit a topic belongs to (jaga/v1/<site>/<device>/...), for its budget."""
+    levels = topic.split("/", 4)
+    return "/".join(levels[2:4]) if len(levels) >= 4 else topic

@@ -67,6 +67,11 @@ class CollectorConfig(Strict):
         default=2048, ge=1, description="disk kept for batches while InfluxDB is away"
     )
     stats_interval_s: float = Field(default=10.0, gt=0, description="collector's own figures")
+    unit_rate_per_s: float = Field(
+        default=50.0, gt=0, description="messages per second per unit before it waits its turn"
+    )
+    unit_burst: float = Field(default=500.0, ge=1, description="burst allowed above that rate")
+    backlog_max_mb: int = Field(default=512, ge=1, description="disk for over-budget messages")
     registry_dir: Path = Field(description="the provisioning directory (certificates of units)")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig = Field(default_factory=InfluxConfig)

@@ -1,0 +1,97 @@
+"""A durable FIFO of blobs in SQLite (WAL, fsync): what the collector has taken responsibility
+for but cannot finish yet. Bounded in bytes; `put` raises QueueFull beyond the bound."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS item (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    meta TEXT NOT NULL,
+    body BLOB NOT NULL,
+    count INTEGER NOT NULL,
+    created_ns INTEGER NOT NULL
+);
+"""
+
+
+class QueueFull(Exception):
+    """The queue reached its size limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: int
+    meta: str
+    body: bytes
+    count: int
+    created_ns: int
+
+
+class DiskQueue:
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        row = self._db.execute("SELECT coalesce(sum(length(body)), 0), count(*) FROM item")
+        self._bytes, self._items = (int(v) for v in row.fetchone())
+
+    def put_many(self, items: list[tuple[str, bytes, int]]) -> None:
+        """Store (meta, body, count) items in one transaction, or none and raise QueueFull."""
+        size = sum(len(body) for _, body, _ in items)
+        with self._lock:
+            if self._bytes + size > self.max_bytes:
+                raise QueueFull(
+                    f"{self.path.name} holds {self._bytes} bytes, limit {self.max_bytes}"
+                )
+            now = time.time_ns()
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO item(meta, body, count, created_ns) VALUES (?,?,?,?)",
+                [(meta, body, count, now) for meta, body, count in items],
+            )
+            self._db.execute("COMMIT")
+            self._bytes += size
+            self._items += len(items)
+
+    def put(self, meta: str, body: bytes, count: int = 1) -> None:
+        self.put_many([(meta, body, count)])
+
+    def peek(self, limit: int = 1) -> list[Item]:
+        """The oldest items, not removed."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, meta, body, count, created_ns FROM item ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+        return [Item(int(r[0]), str(r[1]), bytes(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    def remove(self, items: list[Item]) -> None:
+        if not items:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM item WHERE id=?", [(i.id,) for i in items])
+            self._db.execute("COMMIT")
+            self._bytes -= sum(len(i.body) for i in items)
+            self._items -= len(items)
+
+    def __len__(self) -> int:
+        return self._items
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
