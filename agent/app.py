@@ -6,12 +6,21 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from agent import __version__, host
-from agent.config import AgentConfig, SensorConfig
+from agent.camera.base import Camera
+from agent.camera.evidence import Evidence, EvidenceSet
+from agent.camera.health import Health
+from agent.camera.picamera2_adapter import Picamera2Camera
+from agent.camera.ring import FrameRing
+from agent.camera.service import CameraLoop
+from agent.camera.simulated import SimulatedCamera
+from agent.camera.store import EvidenceStore
+from agent.config import AgentConfig, CameraConfig, SensorConfig
 from agent.domain.door import Door
 from agent.domain.motion import Motion
 from agent.domain.observation import Observation
@@ -23,17 +32,19 @@ from agent.identity import (
     load_private_key,
     make_signer,
 )
-from agent.outbox import NewEvent, Outbox, OutboxFull
+from agent.outbox import Attachments, NewEvent, Outbox, OutboxFull
 from agent.publisher import Publisher, Will
 from agent.sensors import Edge, SensorBank
 from protocol import models, topics
 from protocol.commands import CommandResult, Resend
-from protocol.models import Heartbeat, Kind, Status
+from protocol.models import Event, Heartbeat, Kind, Status
+from protocol.snapshot import payload_budget, split
 
 log = logging.getLogger("jaga.agent")
 
 MS = 1_000_000
 S = 1_000_000_000
+MB = 1024 * 1024
 
 
 class Logic(Protocol):
@@ -92,6 +103,12 @@ class Agent:
         self.events_stored = 0
         self.loop_heartbeat = time.monotonic()
         self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.armed = False
+        self.camera: CameraLoop | None = None
+        self.evidence: EvidenceStore | None = None
+        self._camera_stop = threading.Event()
+        if config.camera is not None:
+            self.camera, self.evidence = self._make_camera(config.camera)
         self.publisher = Publisher(
             config.broker,
             self.outbox,
@@ -101,6 +118,46 @@ class Agent:
             subscriptions=[self.topics.cmd_filter],
             on_command=lambda topic, payload: self.commands.put((topic, payload)),
         )
+
+    def _make_camera(self, cfg: CameraConfig) -> tuple[CameraLoop, EvidenceStore]:
+        camera: Camera
+        if cfg.kind == "simulated":
+            camera = SimulatedCamera(
+                self.config.device,
+                size=cfg.frame_size,
+                still_size=cfg.still_size or (1280, 720),
+                fps=cfg.fps,
+                quality=cfg.quality,
+                still_quality=cfg.still_quality,
+                mono_ns=self.clock.mono_ns,
+                wall_ns=self.clock.wall_ns,
+            )
+        else:
+            camera = Picamera2Camera(
+                size=cfg.frame_size,
+                fps=cfg.fps,
+                still_size=cfg.still_size,
+                quality=cfg.quality,
+                still_quality=cfg.still_quality,
+                camera_num=cfg.camera_num,
+                mono_ns=self.clock.mono_ns,
+            )
+        loop = CameraLoop(
+            camera,
+            ring=FrameRing.for_window(cfg.fps, cfg.ring_seconds, int(cfg.ring_max_mb * MB)),
+            evidence=Evidence(before_ns=int(cfg.ring_seconds * S), after_ns=int(cfg.after_s * S)),
+            health=Health(
+                stall_ns=int(cfg.stall_s * S),
+                cover_below=cfg.cover_stddev,
+                uncover_above=cfg.uncover_stddev,
+                cover_frames=cfg.cover_frames,
+                uncover_frames=cfg.uncover_frames,
+            ),
+            mono_ns=self.clock.mono_ns,
+            wake=lambda: self.sensors.edges.put(None),
+        )
+        store = EvidenceStore(self.config.data_dir, max_bytes=cfg.evidence_max_mb * MB)
+        return loop, store
 
     # status and heartbeat ----------------------------------------------------------------
 
@@ -136,7 +193,20 @@ class Agent:
             cert_days_left=days_left(self._cert_not_after),
             undervoltage=host.undervoltage(),
             connected_since_s=int(time.monotonic() - since) if since is not None else None,
+            **self._evidence_figures(),
         )
+
+    def _evidence_figures(self) -> dict[str, Any]:
+        if self.evidence is None:
+            return {}
+        self.evidence.settle(self.outbox.undelivered)
+        p = self.evidence.pressure()
+        return {
+            "evidence_used_mb": p.used_bytes // MB,
+            "evidence_held_mb": p.held_bytes // MB,
+            "evidence_refused": p.refused_files,
+            "evidence_full": p.full,
+        }
 
     # the main loop -----------------------------------------------------------------------
 
@@ -147,6 +217,11 @@ class Agent:
         for name, logic in self._logic.items():
             self._state[name], obs = logic.initial(self.sensors.read(name), now)
             self._store(obs)
+        if self.camera is not None:
+            self.camera.open()
+            threading.Thread(
+                target=self.camera.run, args=(self._camera_stop,), name="camera", daemon=True
+            ).start()
         self.publisher.start()
 
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
@@ -181,47 +256,109 @@ class Agent:
         for name, logic in self._logic.items():
             self._state[name], obs = logic.tick(self._state[name], now)
             self._store(obs)
+        self._drain_camera()
 
     def _deadline(self) -> int | None:
         times = [logic.deadline(self._state[n]) for n, logic in self._logic.items()]
         return min((t for t in times if t is not None), default=None)
 
     def _store(self, observations: list[Observation]) -> None:
-        if not observations:
-            return
-        mono_now, wall_now, synced = self.clock.mono_ns(), self.clock.wall_ns(), self.clock.synced()
         for obs in observations:
-            new = NewEvent(
-                sensor=obs.sensor,
-                kind=obs.kind,
-                state=obs.state,
-                ts=max(0, wall_now - (mono_now - obs.at_ns)),
-                mono_ns=obs.at_ns,
-                clock_synced=synced,
+            event = self._store_event(
+                NewEvent(obs.sensor, obs.kind, obs.state, 0, obs.at_ns, False)
             )
-            try:
-                event = self.outbox.append_event(
-                    new,
-                    site=self.config.site,
-                    device=self.config.device,
-                    boot_id=self.boot_id,
-                    topic=self.topics.event,
-                    signer=self._signer,
+            if event is not None and self.camera is not None and self._triggers_camera(event):
+                self.camera.trigger(event.id, obs.at_ns)
+
+    def _triggers_camera(self, event: Event) -> bool:
+        """Door opened, lid opened, motion while armed: keep the pictures around it."""
+        return (event.kind, event.state) in {
+            (Kind.DOOR, "open"),
+            (Kind.TAMPER, "tampered"),
+        } or (event.kind is Kind.MOTION and event.state == "motion" and self.armed)
+
+    def _store_event(self, new: NewEvent, attachments: Attachments | None = None) -> Event | None:
+        """Sign and store one event; None when the disk refused it (flagged, logged once)."""
+        mono_now, wall_now, synced = self.clock.mono_ns(), self.clock.wall_ns(), self.clock.synced()
+        new = replace(new, ts=max(0, wall_now - (mono_now - new.mono_ns)), clock_synced=synced)
+        try:
+            event = self.outbox.append_event(
+                new,
+                site=self.config.site,
+                device=self.config.device,
+                boot_id=self.boot_id,
+                topic=self.topics.event,
+                signer=self._signer,
+                attachments=attachments,
+            )
+        except OutboxFull as exc:
+            if not self.disk_full:
+                log.error(
+                    "outbox disk is full, event %s/%s not stored: %s", new.sensor, new.state, exc
                 )
-            except OutboxFull as exc:
-                if not self.disk_full:
-                    log.error(
-                        "outbox disk is full, event %s/%s not stored: %s",
-                        obs.sensor,
-                        obs.state,
-                        exc,
-                    )
-                self.disk_full = True
-                continue
-            self.disk_full = False
-            self.events_stored += 1
-            log.info("event seq=%d %s %s %s", event.seq, event.kind, event.sensor, event.state)
+            self.disk_full = True
+            return None
+        self.disk_full = False
+        self.events_stored += 1
+        log.info("event seq=%d %s %s %s", event.seq, event.kind, event.sensor, event.state)
         self.publisher.wake()
+        return event
+
+    def _drain_camera(self) -> None:
+        if self.camera is None:
+            return
+        while True:
+            try:
+                item = self.camera.outputs.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, Observation):
+                self._store([item])
+            else:
+                self._store_evidence(item)
+
+    def _store_evidence(self, evidence: EvidenceSet) -> None:
+        """The pictures around a trigger: on disk, vouched for by a signed camera event, queued."""
+        assert self.evidence is not None and self.config.camera is not None
+        stored = self.evidence.put(evidence)
+        if not stored.kept:
+            log.error("no room for the pictures of %s; see evidence_full", evidence.key)
+            return
+        counts: list[int] = []
+        max_packet = self.config.camera.max_packet_size
+
+        def chunks(event: Event) -> list[tuple[str, bytes]]:
+            topic = self.topics.snapshot(event.id)
+            budget = payload_budget(max_packet, topic)
+            out: list[tuple[str, bytes]] = []
+            for f in stored.kept:
+                parts = split(event.id, f.sha256, f.role.value, f.jpeg, budget)
+                counts.append(len(parts))
+                out += [(topic, p) for p in parts]
+            return out
+
+        cause = evidence.key if not evidence.key.startswith("cmd-") else None
+        new = NewEvent(
+            "camera",
+            Kind.CAMERA,
+            "snapshot",
+            0,
+            evidence.trigger_ns,
+            False,
+            snapshot_sha256=stored.hashes,
+            cause=cause,
+        )
+        event = self._store_event(new, attachments=chunks)
+        if event is None:
+            self.evidence.release(stored.hashes)
+            return
+        rows = self.outbox.attachment_rows(event.seq)
+        by_file: dict[str, list[int]] = {}
+        start = 0
+        for f, n in zip(stored.kept, counts, strict=True):
+            by_file.setdefault(f.sha256, []).extend(rows[start : start + n])
+            start += n
+        self.evidence.claim(event.id, stored.hashes, by_file)
 
     def _drain_commands(self) -> None:
         while True:
@@ -254,6 +391,12 @@ class Agent:
             if count < wanted:
                 detail += f"; {wanted - count} no longer kept on the unit"
             return count == wanted, detail
+        if name == "snapshot":
+            if self.camera is None:
+                return False, "this unit has no camera"
+            key = f"cmd-{uuid.uuid4().hex[:16]}"
+            self.camera.trigger(key, self.clock.mono_ns())
+            return True, f"pictures requested ({key})"
         return False, f"unknown command {name!r}"
 
     def flush(self, timeout_s: float) -> int:
@@ -264,11 +407,27 @@ class Agent:
             time.sleep(0.05)
         return left
 
+    def finish_pictures(self, timeout_s: float) -> None:
+        """Let the camera complete the evidence of triggers already seen, and store it."""
+        if self.camera is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while self.camera.busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._drain_camera()
+
     def close(self, drain_s: float = 0.0) -> None:
+        if drain_s > 0 and self.config.camera is not None:
+            self.finish_pictures(self.config.camera.after_s + 2.0)
         if drain_s > 0:
             left = self.flush(drain_s)
             if left:
                 log.warning("stopping with %d messages in the outbox; they go at next start", left)
         self.publisher.stop()
+        self._camera_stop.set()
+        if self.camera is not None:
+            self.camera.close()
+        if self.evidence is not None:
+            self.evidence.close()
         self.sensors.close()
         self.outbox.close()

@@ -68,6 +68,7 @@ def _run(
     drain_s: float = 5.0,
 ) -> None:
     from agent.app import Agent
+    from service.units import supervise_agent
 
     try:
         agent = Agent(cfg, factory)
@@ -79,7 +80,9 @@ def _run(
         agent.start()
         if driver_thread is not None:
             driver_thread.start()
-        agent.run(stop)
+        # systemd: READY=1 now, STATUS= and health-gated WATCHDOG=1 while it runs, STOPPING=1.
+        with supervise_agent(agent) as unit:
+            agent.run(stop, on_tick=unit.tick)
     finally:
         agent.close(drain_s)
 

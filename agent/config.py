@@ -82,6 +82,41 @@ class SensorConfig(Strict):
         return self.kind != "motion"
 
 
+class CameraConfig(Strict):
+    """The unit's camera: a ring of low-resolution frames and a still on every trigger."""
+
+    kind: Literal["picamera2", "simulated"] = Field(
+        default="picamera2", description="picamera2 on a Pi; simulated for the demo and tests"
+    )
+    camera_num: int = Field(default=0, ge=0, le=7, description="picamera2 camera index")
+    fps: float = Field(default=2.0, gt=0, le=30, description="low-resolution frames per second")
+    ring_seconds: float = Field(default=10.0, gt=0, le=120, description="kept before a trigger")
+    ring_max_mb: float = Field(default=8, gt=0, le=256)
+    frame_size: tuple[int, int] = Field(default=(640, 480), description="low-res width, height")
+    still_size: tuple[int, int] | None = Field(default=None, description="None: full sensor")
+    quality: int = Field(default=75, ge=30, le=95)
+    still_quality: int = Field(default=90, ge=30, le=95)
+    after_s: float = Field(default=3.0, ge=0, le=30, description="frames kept after a trigger")
+    stall_s: float = Field(default=10.0, ge=2, le=600, description="no frame this long: fault")
+    cover_stddev: float = Field(default=6.0, ge=0, description="below: the frame looks covered")
+    uncover_stddev: float = Field(default=10.0, ge=0, description="above: it looks clear again")
+    cover_frames: int = Field(default=6, ge=1, le=100)
+    uncover_frames: int = Field(default=4, ge=1, le=100)
+    evidence_max_mb: int = Field(default=512, ge=16, description="disk for pictures on the unit")
+    max_packet_size: int = Field(
+        default=262_144, ge=16_384, description="the broker's max_packet_size; pictures split below"
+    )
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> CameraConfig:
+        if self.uncover_stddev < self.cover_stddev:
+            raise ValueError("uncover_stddev must be at least cover_stddev (hysteresis)")
+        for name, size in (("frame_size", self.frame_size), ("still_size", self.still_size)):
+            if size is not None and (size[0] % 2 or size[1] % 2 or min(size) < 16):
+                raise ValueError(f"{name} {size}: use even numbers of at least 16")
+        return self
+
+
 class AgentConfig(Strict):
     """Everything one unit needs to know about itself."""
 
@@ -92,6 +127,7 @@ class AgentConfig(Strict):
     heartbeat_s: int = Field(default=10, ge=1, le=3600)
     data_dir: Path = Field(default=Path("/var/lib/jaga"), description="outbox and keys")
     pin_factory: PinFactoryName = Field(default="lgpio")
+    camera: CameraConfig | None = Field(default=None, description="omit when there is none")
     signing_key: Path | None = Field(
         default=None, description="key that signs events; default: broker.tls.key"
     )

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +61,12 @@ class NewEvent:
     mono_ns: int
     clock_synced: bool
     snapshot_sha256: tuple[str, ...] | None = None
+    cause: str | None = None
 
 
 Signer = Callable[[EventBody], Event]
+Attachments = Callable[[Event], list[tuple[str, bytes]]]
+"""Messages that must be stored with an event, in the same transaction (its pictures)."""
 
 
 class Outbox:
@@ -89,9 +92,17 @@ class Outbox:
             self._db.close()
 
     def append_event(
-        self, new: NewEvent, *, site: str, device: str, boot_id: str, topic: str, signer: Signer
+        self,
+        new: NewEvent,
+        *,
+        site: str,
+        device: str,
+        boot_id: str,
+        topic: str,
+        signer: Signer,
+        attachments: Attachments | None = None,
     ) -> Event:
-        """Number, chain, sign and store an event in one transaction; return it."""
+        """Number, chain, sign and store an event (and its attachments) in one transaction."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -112,6 +123,7 @@ class Outbox:
                     mono_ns=new.mono_ns,
                     clock_synced=new.clock_synced,
                     snapshot_sha256=new.snapshot_sha256,
+                    cause=new.cause,
                     prev=head,
                 )
                 event = signer(body)
@@ -119,6 +131,12 @@ class Outbox:
                     "INSERT INTO message(topic, payload, qos, seq, created_ns) VALUES (?,?,?,?,?)",
                     (topic, event.to_json(), 1, event.seq, time.time_ns()),
                 )
+                if attachments is not None:
+                    now = time.time_ns()
+                    self._db.executemany(
+                        "INSERT INTO message(topic, payload, qos, created_ns) VALUES (?,?,1,?)",
+                        [(t, p, now) for t, p in attachments(event)],
+                    )
                 self._db.executemany(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                     [
@@ -173,6 +191,10 @@ class Outbox:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany("UPDATE message SET delivered_ns=? WHERE id=?", batch)
+            # Picture chunks are kept by the evidence store: no second copy here.
+            self._db.executemany(
+                "DELETE FROM message WHERE id=? AND seq IS NULL", [(i,) for _, i in batch]
+            )
             self._db.execute("COMMIT")
 
     def requeue(self, first_seq: int, last_seq: int) -> int:
@@ -183,6 +205,33 @@ class Outbox:
                 (first_seq, last_seq),
             )
             return cur.rowcount
+
+    def attachment_rows(self, after_seq: int) -> list[int]:
+        """Row ids stored right after the event with seq `after_seq`, up to the next event."""
+        with self._lock:
+            row = self._db.execute("SELECT id FROM message WHERE seq=?", (after_seq,)).fetchone()
+            if row is None:
+                return []
+            nxt = self._db.execute(
+                "SELECT min(id) FROM message WHERE seq IS NOT NULL AND id > ?", (row[0],)
+            ).fetchone()[0]
+            rows = self._db.execute(
+                "SELECT id FROM message WHERE seq IS NULL AND id > ? AND id < ?",
+                (row[0], nxt if nxt is not None else 2**62),
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def undelivered(self, ids: Sequence[int]) -> set[int]:
+        """Which of these rows are still waiting for their PUBACK (or were pruned: no)."""
+        if not ids:
+            return set()
+        with self._lock:
+            marks = ",".join("?" * len(ids))
+            rows = self._db.execute(
+                f"SELECT id FROM message WHERE delivered_ns IS NULL AND id IN ({marks})",
+                tuple(ids),
+            ).fetchall()
+        return {int(r[0]) for r in rows}
 
     def depth(self) -> int:
         """Messages not yet acknowledged by the broker."""
@@ -201,6 +250,8 @@ class Outbox:
         return int(rows.get("last_seq", 0)), str(rows.get("chain_head", GENESIS))
 
     def _prune_locked(self) -> None:
+        # Pictures are kept by the evidence store; their delivered chunks go at once.
+        self._db.execute("DELETE FROM message WHERE seq IS NULL AND delivered_ns IS NOT NULL")
         self._db.execute(
             "DELETE FROM message WHERE delivered_ns IS NOT NULL AND id <= "
             "(SELECT id FROM message WHERE delivered_ns IS NOT NULL ORDER BY id DESC"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from broker.evidence import EvidenceStore
 from broker.influxql import InfluxQL, quote_string
 from broker.ingest import Keys
 from protocol import models
@@ -17,14 +18,31 @@ class AuditReport:
     events: int = 0
     gaps: int = 0
     failures: int = 0
+    pictures: int = 0
+    picture_events: int = 0
+    mismatches: int = 0
+    missing: int = 0
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return f"verified: {self.events} events, {self.gaps} gaps, {self.failures} failures"
 
+    def evidence_line(self) -> str:
+        line = (
+            f"evidence: {self.pictures} pictures for {self.picture_events} events, "
+            f"{self.mismatches} hash mismatches"
+        )
+        return line + (f", {self.missing} missing" if self.missing else "")
+
 
 def audit_site(
-    ql: InfluxQL, keys: Keys, site: str, *, since_ns: int | None = None, until_ns: int | None = None
+    ql: InfluxQL,
+    keys: Keys,
+    site: str,
+    *,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    evidence: EvidenceStore | None = None,
 ) -> AuditReport:
     """Verify every event of a site in the window; a gap is a run of missing seqs."""
     where = [f'"site" = {quote_string(site)}']
@@ -60,6 +78,8 @@ def audit_site(
             continue
         report.events += 1
         by_device[device].append((event, digest))
+        if event.snapshot_sha256 and evidence is not None:
+            _check_pictures(report, evidence, device, event)
     for device, items in sorted(by_device.items()):
         items.sort(key=lambda item: item[0].seq)
         expected = 1 if since_ns is None else items[0][0].seq
@@ -84,6 +104,23 @@ def audit_site(
             prev_digest = digest
             expected = event.seq + 1
     return report
+
+
+def _check_pictures(report: AuditReport, store: EvidenceStore, device: str, event: Event) -> None:
+    """Each picture the event signed for is in the store and still hashes to its name."""
+    report.picture_events += 1
+    for sha in event.snapshot_sha256 or ():
+        if not store.has(sha):
+            report.missing += 1
+            report.problems.append(f"{device} seq {event.seq}: picture {sha[:12]}... missing")
+        elif store.verify(sha):
+            report.pictures += 1
+        else:
+            report.mismatches += 1
+            report.failures += 1
+            report.problems.append(
+                f"{device} seq {event.seq}: picture {sha[:12]}... changed since it was stored"
+            )
 
 
 def _signature_ok(keys: Keys, event: Event) -> bool:

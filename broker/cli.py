@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from broker.config import CollectorConfig, ConfigError, load_config
+from broker.grafana.cli import grafana_app
 
 app = typer.Typer(
     help="Jaga collector: takes signed events from Mosquitto, verifies them, stores them in "
@@ -21,6 +22,9 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(help="Re-check stored events offline.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+evidence_app = typer.Typer(help="Evidence pictures kept by the collector.", no_args_is_help=True)
+app.add_typer(evidence_app, name="evidence")
+app.add_typer(grafana_app, name="grafana")
 
 ConfigOpt = Annotated[
     Path,
@@ -55,6 +59,7 @@ def run(
 ) -> None:
     """Run the collector until stopped (SIGTERM or Ctrl-C)."""
     from broker.collector import Collector
+    from service.units import supervise_collector
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -68,7 +73,9 @@ def run(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     collector.start()
     try:
-        collector.run(stop)
+        # systemd: READY=1 once subscribed, STATUS= and health-gated WATCHDOG=1, STOPPING=1.
+        with supervise_collector(collector, stop) as unit:
+            collector.run(stop, on_tick=unit.tick)
     finally:
         collector.close()
 
@@ -95,24 +102,79 @@ def audit_verify(
 ) -> None:
     """Re-check every stored event's signature and chain; exit 1 if anything fails."""
     from broker.audit import audit_site
+    from broker.evidence import EvidenceStore
     from broker.influxql import InfluxQL, QueryFailed
 
     cfg = _load(config)
     ql = InfluxQL(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
     try:
+        store = EvidenceStore(cfg.data_dir / "evidence")
         report = audit_site(
             ql,
             _keys(cfg),
             site,
             since_ns=_parse_time(since, "since"),
             until_ns=_parse_time(until, "until"),
+            evidence=store,
         )
     except QueryFailed as exc:
         raise _fail(str(exc)) from None
     for problem in report.problems if verbose else report.problems[:20]:
         typer.echo(f"  {problem}")
+    if report.picture_events:
+        typer.echo(report.evidence_line())
     typer.echo(report.line())
     if report.failures:
+        raise typer.Exit(1)
+
+
+@evidence_app.command("export")
+def evidence_export(
+    event_id: Annotated[str, typer.Argument(help="the event (a door opening, or its snapshot)")],
+    dest: Annotated[Path, typer.Argument(help="folder to write the pictures and manifest into")],
+    config: ConfigOpt = Path("/etc/jaga/collector.toml"),
+) -> None:
+    """Copy an event's pictures and a manifest that `audit verify-export` re-checks offline."""
+    from broker.evidence import EvidenceStore
+    from broker.export import ExportError, export, find_evidence_events
+    from broker.influxql import InfluxQL, QueryFailed
+    from provisioning.registry import Registry
+
+    cfg = _load(config)
+    ql = InfluxQL(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
+    try:
+        events = find_evidence_events(ql, event_id)
+        registry = Registry(cfg.registry_dir)
+        cert = registry.device_certificate(events[0].site, events[0].device)
+        if cert is None:
+            raise ExportError(f"no certificate for {events[0].site}/{events[0].device}")
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        manifest = export(
+            events,
+            EvidenceStore(cfg.data_dir / "evidence"),
+            cert.public_bytes(Encoding.PEM),
+            registry.ca_certificate().public_bytes(Encoding.PEM),
+            dest,
+        )
+    except (ExportError, QueryFailed) as exc:
+        raise _fail(str(exc)) from None
+    pictures = sum(len(e.snapshot_sha256 or ()) for e in events)
+    typer.echo(f"exported {pictures} pictures of {len(events)} event(s) with {manifest}")
+
+
+@audit_app.command("verify-export")
+def audit_verify_export(
+    folder: Annotated[Path, typer.Argument(help="a folder made by `evidence export`")],
+) -> None:
+    """Re-check an evidence export offline: CA, certificate, signature, every picture's hash."""
+    from broker.export import verify_export
+
+    report = verify_export(folder)
+    for problem in report.problems:
+        typer.echo(f"  {problem}")
+    typer.echo(f"export: {report.pictures} pictures verified, {len(report.problems)} problems")
+    if not report.ok:
         raise typer.Exit(1)
 
 

@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,18 +26,26 @@ from broker import points
 from broker.chain import ChainBook
 from broker.config import CollectorConfig
 from broker.diskqueue import DiskQueue, Item, QueueFull
+from broker.evidence import EvidenceStore
 from broker.influx import InfluxWriter, StoreUnavailable, to_lines
 from broker.influx import Rejected as InfluxRefused
-from broker.ingest import Accepted, Duplicate, Ingest, Keys, Outcome, Rejected
+from broker.ingest import Accepted, Duplicate, Ingest, Keys, Outcome, Reason, Rejected
 from broker.ratelimit import UnitBudget
 from broker.resend import ResendPlanner
 from protocol import topics
 from protocol.commands import Resend
-from protocol.models import Event, Heartbeat, Status
+from protocol.models import Event, Heartbeat, Status, WireError
+from protocol.snapshot import Reassembler, unpack
 
 log = logging.getLogger("jaga.collector")
 
-CHANNELS = (topics.Channel.EVENT, topics.Channel.HEARTBEAT, topics.Channel.STATUS)
+CHANNELS = (
+    topics.Channel.EVENT,
+    topics.Channel.HEARTBEAT,
+    topics.Channel.STATUS,
+    topics.Channel.SNAPSHOT,
+)
+PICTURE_TIMEOUT_NS = 120 * 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,7 @@ class CollectorStats:
     refused_points: int = 0
     resend_requests: int = 0
     deferred: int = 0
+    pictures: int = 0
     connected: bool = False
     last_error: str | None = None
     by_reason: dict[str, int] = field(default_factory=dict)
@@ -89,6 +98,9 @@ class Collector:
             config.data_dir / "backlog.sqlite3", config.backlog_max_mb * 1024 * 1024
         )
         self.budget = UnitBudget(config.unit_rate_per_s, config.unit_burst)
+        self.evidence = EvidenceStore(config.data_dir / "evidence")
+        self.pictures = Reassembler()
+        self._held: dict[tuple[str, str], tuple[int, list[Inbound]]] = {}
         self._spool_wake = threading.Event()
         self._last_stats = time.monotonic()
         self.resend = ResendPlanner()
@@ -237,6 +249,12 @@ class Collector:
         """Store a batch (InfluxDB, else the disk spool), then acknowledge it."""
         if not batch:
             return
+        snapshots = [m for m in batch if "/snapshot/" in m.topic]
+        if snapshots:
+            batch = [m for m in batch if "/snapshot/" not in m.topic]
+            self._pictures(snapshots, stop)
+        if not batch:
+            return
         outcomes = [(m, self.ingest.handle(m.topic, m.payload)) for m in batch]
         if not self._store(self._points(outcomes), stop):
             self.chain.rollback()
@@ -283,6 +301,72 @@ class Collector:
                 self.loop_heartbeat = time.monotonic()  # waiting on purpose: a restart won't help
                 if stop.wait(1.0):
                     return False
+
+    def _pictures(self, msgs: list[Inbound], stop: threading.Event) -> None:
+        """Chunks become whole pictures; a chunk is acknowledged once its picture is stored."""
+        now = time.time_ns()
+        pts: list[Point] = []
+        acks: list[Inbound] = []
+        rejected: list[tuple[Inbound, Rejected]] = []
+        for m in msgs:
+            try:
+                where = topics.parse_device_topic(m.topic)
+                header, _ = unpack(m.payload)
+                key = (header.event, header.sha256)
+                since, held = self._held.setdefault(key, (now, []))
+                held.append(m)
+                done = self.pictures.feed(where.arg or "", m.payload)
+            except (topics.TopicError, WireError) as exc:
+                self._drop_held(m)
+                reason = Reason.HASH if "hashes to" in str(exc) else Reason.PAYLOAD
+                r = Rejected(m.topic, reason, str(exc), m.payload[:2048], size=len(m.payload))
+                rejected.append((m, r))
+                acks.append(m)
+                continue
+            if done is None:
+                continue
+            self.evidence.put(done.data, site=where.site, device=where.device, event_id=done.event)
+            acks.extend(self._held.pop((done.event, done.sha256), (0, []))[1])
+            vouched = self.evidence.vouched(done.event, done.sha256)
+            pts.append(points.picture_point(where.site, where.device, done, vouched, now))
+            if vouched is False:
+                r = Rejected(
+                    m.topic,
+                    Reason.NOT_VOUCHED,
+                    f"picture {done.sha256} is not among the hashes event {done.event} signed",
+                    b"",
+                    where.site,
+                    where.device,
+                    event_id=done.event,
+                    size=len(done.data),
+                )
+                rejected.append((m, r))
+            self.stats.pictures += 1
+        for m, r in rejected:
+            pts.append(points.deadletter_point(r, m.received_ns))
+            if r.is_integrity:
+                pts.append(points.integrity_point(r, m.received_ns))
+        for key, (since, held) in list(self._held.items()):
+            if now - since > PICTURE_TIMEOUT_NS:
+                log.error(
+                    "picture %s of event %s incomplete after 120 s; giving up", key[1], key[0]
+                )
+                acks.extend(held)
+                del self._held[key]
+        if not self._store(pts, stop):
+            return
+        self._dead_letters(rejected)
+        for m in acks:
+            if m.qos > 0 and m.backlog is None:
+                self._client.ack(m.mid, m.qos)
+        self.backlog.remove([m.backlog for m in acks if m.backlog is not None])
+
+    def _drop_held(self, m: Inbound) -> None:
+        for key, (_, held) in list(self._held.items()):
+            if m in held:
+                held.remove(m)
+                if not held:
+                    del self._held[key]
 
     def _ask_for_missing(self, outcomes: list[tuple[Inbound, Outcome]], now_ns: int) -> None:
         """Heartbeats say how far each unit got; ask again for what never arrived."""
@@ -376,6 +460,8 @@ class Collector:
                 if isinstance(msg, Event):
                     assert o.digest is not None
                     pts.append(points.event_point(msg, o.digest, m.payload))
+                    if msg.snapshot_sha256:
+                        self.evidence.vouch(msg.id, msg.snapshot_sha256)
                 elif isinstance(msg, Heartbeat):
                     pts.append(points.heartbeat_point(msg, m.received_ns))
                 elif isinstance(msg, Status):
@@ -386,7 +472,7 @@ class Collector:
                     pts.append(points.integrity_point(o, m.received_ns))
         return pts
 
-    def _dead_letters(self, outcomes: list[tuple[Inbound, Outcome]]) -> None:
+    def _dead_letters(self, outcomes: Sequence[tuple[Inbound, Outcome]]) -> None:
         for m, o in outcomes:
             if isinstance(o, Rejected):
                 log.warning(
@@ -427,6 +513,7 @@ class Collector:
         self.writer.close()
         self.chain.close()
         self.spool.close()
+        self.evidence.close()
         self.backlog.close()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -52,6 +53,36 @@ class EvidenceStore:
         root.mkdir(parents=True, exist_ok=True)
         self.log_path = root / "custody.jsonl"
         self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            root / "index.sqlite3", isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS vouch (event_id TEXT NOT NULL, sha256 TEXT NOT NULL,"
+            " PRIMARY KEY (event_id, sha256)) WITHOUT ROWID"
+        )
+
+    def vouch(self, event_id: str, sha256s: tuple[str, ...]) -> None:
+        """A verified, stored event names these pictures as its own."""
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO vouch(event_id, sha256) VALUES (?,?)",
+                [(event_id, s) for s in sha256s],
+            )
+
+    def vouched(self, event_id: str, sha256: str) -> bool | None:
+        """Is the picture one its event signed for? None when the event is not known yet."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sha256 FROM vouch WHERE event_id=?", (event_id,)
+            ).fetchall()
+        if not rows:
+            return None
+        return any(r[0] == sha256 for r in rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
 
     def path(self, sha256: str) -> Path:
         return self.root / f"{sha256}.jpg"

@@ -27,10 +27,20 @@ class Reason(StrEnum):
     CHAIN = "broken-chain"
     TOO_LARGE = "too-large"
     UNSUPPORTED = "unsupported-channel"
+    HASH = "picture-hash-mismatch"
+    NOT_VOUCHED = "picture-not-vouched"
 
 
 INTEGRITY = frozenset(
-    {Reason.MISMATCH, Reason.UNKNOWN_UNIT, Reason.SIGNATURE, Reason.FORK, Reason.CHAIN}
+    {
+        Reason.MISMATCH,
+        Reason.UNKNOWN_UNIT,
+        Reason.SIGNATURE,
+        Reason.FORK,
+        Reason.CHAIN,
+        Reason.HASH,
+        Reason.NOT_VOUCHED,
+    }
 )
 
 

@@ -19,6 +19,7 @@ from influxdb_client import Point, WritePrecision
 
 from broker.ingest import Rejected
 from protocol.models import Event, Heartbeat, Status
+from protocol.snapshot import Assembled
 
 ACTIVE_STATES = frozenset(
     {"open", "held-open", "motion", "tampered", "checkin", "fault", "covered"}
@@ -138,3 +139,20 @@ def collector_point(client_id: str, figures: dict[str, int]) -> Point:
     for name, value in figures.items():
         p = p.field(name, value)
     return p.time(time.time_ns(), WritePrecision.NS)
+
+
+def picture_point(
+    site: str, device: str, picture: Assembled, vouched: bool | None, now_ns: int
+) -> Point:
+    """One evidence picture arrived whole; `vouched` None means its event is not in yet."""
+    return (
+        Point("picture")
+        .tag("site", site)
+        .tag("device", device)
+        .tag("role", picture.role)
+        .field("event_id", picture.event)
+        .field("sha256", picture.sha256)
+        .field("bytes", len(picture.data))
+        .field("vouched", -1 if vouched is None else int(vouched))
+        .time(now_ns, WritePrecision.NS)
+    )

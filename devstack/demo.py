@@ -127,7 +127,8 @@ def _summary(stack: Stack, produced: dict[str, int], stored: dict[str, int]) -> 
         check=False,
     )
     for line in audit.stdout.splitlines():
-        print(f"audit: {line}" if not line.startswith("verified:") else line)
+        plain = line.startswith(("verified:", "evidence:"))
+        print(line if plain else f"audit: {line}")
     if audit.returncode not in (0, 1):
         print(f"audit: failed to run: {audit.stderr.strip()}")
     total = sum(stored.get(d, 0) for d in produced)

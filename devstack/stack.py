@@ -38,12 +38,12 @@ class UnitSpec:
 DEMO_UNITS = (
     UnitSpec(
         "gudang-01",
-        ("--door", "17:pintu-utama", "--pir", "27:lorong", "--tamper", "22"),
+        ("--door", "17:pintu-utama", "--pir", "27:lorong", "--tamper", "22", "--camera"),
         SCENARIOS / "gudang-01.toml",
     ),
     UnitSpec(
         "gudang-02",
-        ("--door", "17:pintu-belakang", "--pir", "27:gudang", "--tamper", "22"),
+        ("--door", "17:pintu-belakang", "--pir", "27:gudang", "--tamper", "22", "--camera"),
         SCENARIOS / "gudang-02.toml",
     ),
     UnitSpec(
@@ -208,6 +208,10 @@ class Stack:
         config["data_dir"] = str(dst / "data")
         config["heartbeat_s"] = self.heartbeat_s
         config["broker"]["port"] = self.broker_port
+        if "camera" in config:  # no camera on this machine: real JPEGs from the simulator
+            config["camera"].update(
+                kind="simulated", frame_size=[320, 240], still_size=[960, 540], after_s=2.0
+            )
         config["broker"]["tls"] = {
             "ca": str(self.registry / "ca" / "ca.crt"),
             "cert": str(src / "device.crt"),

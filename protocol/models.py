@@ -64,6 +64,7 @@ class EventBody(WireModel):
     mono_ns: int = Field(ge=0, lt=2**63, description="monotonic clock since boot, ns")
     clock_synced: bool
     snapshot_sha256: tuple[HEX64, ...] | None = Field(default=None, max_length=64)
+    cause: Token | None = Field(default=None, description="id of the event that caused this one")
     prev: HEX64
 
     def model_post_init(self, _context: object) -> None:
@@ -98,6 +99,10 @@ class Heartbeat(WireModel):
     cert_days_left: int | None = None
     undervoltage: bool | None = None
     connected_since_s: int | None = Field(default=None, ge=0)
+    evidence_used_mb: int | None = Field(default=None, ge=0)
+    evidence_held_mb: int | None = Field(default=None, ge=0)
+    evidence_refused: int | None = Field(default=None, ge=0)
+    evidence_full: bool = False
 
 
 class Status(WireModel):

@@ -8,7 +8,14 @@ from typing import Any
 import tomli_w
 from pydantic import ValidationError
 
-from agent.config import AgentConfig, BrokerConfig, ConfigError, TlsConfig, load_config
+from agent.config import (
+    AgentConfig,
+    BrokerConfig,
+    CameraConfig,
+    ConfigError,
+    TlsConfig,
+    load_config,
+)
 from provisioning.errors import ProvisioningError
 from provisioning.files import replace
 from provisioning.registry import DeviceRecord, SiteRecord
@@ -37,6 +44,7 @@ def build_agent_config(site: SiteRecord, device: DeviceRecord) -> AgentConfig:
             sensors=device.sensors,
             data_dir=DATA_DIR,
             pin_factory=device.pin_factory,
+            camera=CameraConfig() if device.camera else None,
         )
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
@@ -50,6 +58,11 @@ def render_agent_toml(config: AgentConfig) -> str:
     data["sensors"] = [
         s.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for s in config.sensors
     ]
+    if config.camera is not None:  # the kind always shown; tuning left at its defaults
+        data["camera"] = {
+            "kind": config.camera.kind,
+            **config.camera.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
+        }
     return HEADER.format(site=config.site, device=config.device) + tomli_w.dumps(data)
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 def stored_seqs(stack: Stack) -> list[int]:
     assert stack.influx is not None
     rows = stack.influx.query(
-        "SELECT \"seq\" FROM \"event\" WHERE \"device\" = 'gudang-01'", db=DATABASE
+        'SELECT "seq" FROM "event" WHERE "device" = \'pos-jaga-01\'', db=DATABASE
     )
     return [int(r["seq"]) for r in rows]
 
@@ -26,11 +26,11 @@ def test_influx_down_spools_to_disk_and_drains_when_it_returns(stack: Stack) -> 
     stack.start_collector()
     assert stack.influx is not None and stack.collector is not None
     spool = stack.root / "collector" / "data" / "spool.sqlite3"
-    with LiveAgent(stack.unit_dir("gudang-01") / "agent.toml") as unit:
+    with LiveAgent(stack.unit_dir("pos-jaga-01") / "agent.toml") as unit:
         eventually(lambda: unit.agent.outbox.depth() == 0)
         stack.influx.stop()
         for i in range(20):
-            unit.set("pintu-utama", i % 2 == 0)
+            unit.set("pintu-pos", i % 2 == 0)
             time.sleep(0.08)
         # The broker still acknowledges the unit, because the collector acknowledges the
         # broker: the events are on the collector's disk, not in anyone's memory.

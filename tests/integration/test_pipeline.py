@@ -65,21 +65,21 @@ def test_events_made_while_the_broker_is_down_arrive_in_order_none_lost_none_dou
     stack.start_influx()
     stack.start_collector()
     assert stack.mosquitto is not None
-    with LiveAgent(stack.unit_dir("gudang-02") / "agent.toml") as unit:
+    with LiveAgent(stack.unit_dir("pos-jaga-01") / "agent.toml") as unit:
         eventually(lambda: unit.agent.publisher.stats.connected)
         eventually(lambda: unit.agent.outbox.depth() == 0)
         stack.mosquitto.stop()
         eventually(lambda: not unit.agent.publisher.stats.connected)
         for i in range(10):
-            unit.set("pintu-belakang", i % 2 == 0)
+            unit.set("pintu-pos", i % 2 == 0)
             time.sleep(0.15)  # longer than the 50 ms debounce: each edge is a real change
         eventually(lambda: unit.agent.outbox.depth() >= 10)
         last_seq, _ = unit.agent.outbox.chain()
         stack.start_broker()
         eventually(lambda: unit.agent.outbox.depth() == 0, timeout=30)
-        rows = eventually(lambda: len(r := events(stack, "gudang-02")) >= last_seq and r)
+        rows = eventually(lambda: len(r := events(stack, "pos-jaga-01")) >= last_seq and r)
         time.sleep(1.0)
-        rows = events(stack, "gudang-02")
+        rows = events(stack, "pos-jaga-01")
     seqs = [r["seq"] for r in rows]
     assert sorted(seqs) == list(range(1, last_seq + 1)), "every seq exactly once"
     assert seqs == sorted(seqs), "time order is seq order"

@@ -79,6 +79,7 @@ CHANGES: list[tuple[str, object]] = [
     ("mono_ns", 5_000_000_001),
     ("clock_synced", False),
     ("snapshot_sha256", ("0a" * 32,)),
+    ("cause", "0f1e2d3c"),
     ("prev", "ab" * 32),
 ]
 
