@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBS := mosquitto mosquitto-clients influxdb
-TEST_DEBS := victoria-metrics
+# systemd: systemd-analyze (unit hardening scores) and systemctl --root (install-script tests).
+TEST_DEBS := victoria-metrics systemd
 DEMO_SECONDS ?= 60
 
 .PHONY: setup debs venv demo test lint typecheck check bench soak clean

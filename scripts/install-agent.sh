@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# Install (or update) a Jaga unit on Raspberry Pi OS bookworm from this checkout and the unit's
+# bundle (`jaga-provision bundle <site> <device>` on the provisioning laptop).
+#
+#   sudo scripts/install-agent.sh jaga-<site>-<device>.tar.gz
+#   scripts/install-agent.sh --root /tmp/pi jaga-<site>-<device>.tar.gz
+#
+# What it does, each step skipped when already done (safe to run again, e.g. with a new bundle
+# once the certificate is signed, or after updating the checkout):
+#   apt packages (python3-venv, python3-lgpio, python3-picamera2), system user `jaga` in the
+#   gpio and video groups, /opt/jaga/venv (--system-site-packages, for lgpio and picamera2 from
+#   apt) with this project in it, the bundle in /etc/jaga (root:jaga, 0750; device.key 0640),
+#   /var/lib/jaga, the systemd unit; then `systemctl enable`, `jaga-agent selftest` and start.
+#   Without a key (field enrolment) it runs `jaga-agent enroll` and stops there: sign the .csr,
+#   make a new bundle and run this again.
+#
+# --root DIR installs into DIR as if it were /: every file it writes is under DIR, and what it
+# would run outside (apt-get, useradd, chown, the venv, systemctl start, selftest) is printed as
+# "would run: ..." instead. `systemctl --root=DIR enable` still runs: it only makes a symlink.
+set -euo pipefail
+
+VENV=/opt/jaga/venv
+ETC=/etc/jaga
+STATE=/var/lib/jaga
+UNIT=jaga-agent.service
+UNIT_DIR=/etc/systemd/system
+SERVICE_USER=jaga
+APT_PACKAGES=(python3 python3-venv python3-lgpio)
+APT_CAMERA=(python3-picamera2)
+SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+ROOT=""
+BUNDLE=""
+CHANGED=0
+
+usage() {
+    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --root)
+        [[ $# -ge 2 ]] || usage 2
+        ROOT="$(realpath -m "$2")"
+        shift 2
+        ;;
+    --root=*)
+        ROOT="$(realpath -m "${1#--root=}")"
+        shift
+        ;;
+    -h | --help) usage 0 ;;
+    -*)
+        echo "install-agent: unknown option $1" >&2
+        usage 2
+        ;;
+    *)
+        [[ -z "$BUNDLE" ]] || usage 2
+        BUNDLE="$1"
+        shift
+        ;;
+    esac
+done
+
+say() { echo "install-agent: $*"; }
+die() {
+    echo "install-agent: error: $*" >&2
+    exit 1
+}
+p() { echo "${ROOT}$1"; } # where a path of the installed system is on this machine
+
+# run CMD...: run it on the real system; in --root mode print it instead.
+run() {
+    if [[ -n "$ROOT" ]]; then
+        echo "would run: $*"
+    else
+        "$@"
+    fi
+}
+
+# put_file SRC DEST MODE: install SRC as DEST (a path on the installed system) with MODE,
+# only when content or mode differ; counts what changed.
+put_file() {
+    local src="$1" dest target mode="$3"
+    dest="$2"
+    target="$(p "$dest")"
+    if [[ -f "$target" ]] && cmp -s "$src" "$target" &&
+        [[ "$(stat -c %a "$target")" == "${mode#0}" ]]; then
+        return 0
+    fi
+    mkdir -p "$(dirname "$target")"
+    local tmp="$target.jaga-new"
+    install -m "$mode" "$src" "$tmp"
+    mv -f "$tmp" "$target"
+    CHANGED=$((CHANGED + 1))
+    say "wrote $dest (mode $mode)"
+}
+
+# put_member NAME DEST MODE: a file from the bundle (only names we know; never a path from it).
+put_member() {
+    local tmp
+    tmp="$(mktemp "$(p "$ETC")/.bundle.XXXXXX")"
+    tar -xzOf "$BUNDLE" "$1" >"$tmp"
+    put_file "$tmp" "$2" "$3"
+    rm -f "$tmp"
+}
+
+# ensure_dir DIR MODE [OWNER]
+ensure_dir() {
+    local target
+    target="$(p "$1")"
+    if [[ ! -d "$target" ]]; then
+        mkdir -p "$target"
+        CHANGED=$((CHANGED + 1))
+        say "made $1"
+    fi
+    if [[ "$(stat -c %a "$target")" != "${2#0}" ]]; then
+        chmod "$2" "$target"
+        CHANGED=$((CHANGED + 1))
+    fi
+    [[ -z "${3:-}" ]] || run chown "$3" "$1"
+}
+
+MEMBERS=""
+has_member() { grep -qx -- "$1" <<<"$MEMBERS"; }
+
+# --- checks -----------------------------------------------------------------------------------
+[[ -n "$BUNDLE" ]] || usage 2
+[[ -f "$BUNDLE" ]] || die "bundle $BUNDLE not found (make it with: jaga-provision bundle <site> <device>)"
+BUNDLE="$(realpath "$BUNDLE")"
+MEMBERS="$(tar -tzf "$BUNDLE" 2>/dev/null)" || die "$BUNDLE is not a .tar.gz bundle"
+for member in agent.toml ca.crt; do
+    has_member "$member" || die "$BUNDLE has no $member: make it again with jaga-provision bundle"
+done
+if [[ -z "$ROOT" && "$(id -u)" -ne 0 ]]; then
+    die "run as root (sudo), or try it first with --root DIR"
+fi
+[[ -f "$SRC/pyproject.toml" && -f "$SRC/systemd/$UNIT" ]] || die "$SRC is not a Jaga checkout"
+
+# The unit's StateDirectory= is /var/lib/jaga and everything else is read-only for the service,
+# so the outbox must be there.
+data_dir="$(tar -xzOf "$BUNDLE" agent.toml |
+    python3 -c 'import sys, tomllib; print(tomllib.load(sys.stdin.buffer).get("data_dir", ""))')"
+[[ "${data_dir%/}" == "$STATE" ]] ||
+    die "agent.toml has data_dir = \"$data_dir\"; the systemd unit keeps the outbox in $STATE"
+
+[[ -z "$ROOT" ]] || say "installing into $ROOT (nothing outside it is changed)"
+
+# --- packages -----------------------------------------------------------------------------------
+missing=()
+for pkg in "${APT_PACKAGES[@]}" "${APT_CAMERA[@]}"; do
+    dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    if [[ -n "$ROOT" ]]; then
+        echo "would run: apt-get install -y --no-install-recommends ${missing[*]}"
+    else
+        apt-get update -qq
+        wanted=()
+        for pkg in "${missing[@]}"; do
+            if apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+                wanted+=("$pkg")
+            else
+                say "warning: no package $pkg here (not Raspberry Pi OS?); skipping it"
+            fi
+        done
+        [[ ${#wanted[@]} -eq 0 ]] ||
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wanted[@]}"
+    fi
+fi
+if [[ -z "$ROOT" && ! -x /lib/systemd/systemd-timesyncd && ! -x /usr/lib/systemd/systemd-timesyncd ]]; then
+    say "warning: systemd-timesyncd is not installed; under the unit, events then say clock_synced=false"
+fi
+
+# --- user ---------------------------------------------------------------------------------------
+# Raspberry Pi OS has both groups (udev gives them /dev/gpiochip* and the camera devices).
+for group in gpio video; do
+    if [[ -n "$ROOT" ]]; then
+        echo "would run (if missing): groupadd --system $group"
+    elif ! getent group "$group" >/dev/null; then
+        groupadd --system "$group"
+    fi
+done
+if [[ -n "$ROOT" ]]; then
+    echo "would run (if missing): useradd --system --user-group --home-dir $STATE" \
+        "--no-create-home --shell /usr/sbin/nologin $SERVICE_USER"
+elif ! id "$SERVICE_USER" >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir "$STATE" --no-create-home \
+        --shell /usr/sbin/nologin --comment "Jaga unit agent" "$SERVICE_USER"
+fi
+run usermod --append --groups gpio,video "$SERVICE_USER"
+
+# --- program ------------------------------------------------------------------------------------
+if [[ -n "$ROOT" || ! -x "$VENV/bin/python" ]]; then
+    # Not relocatable, so never built under --root: its scripts would name the wrong python.
+    run python3 -m venv --system-site-packages "$VENV"
+fi
+run "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade "$SRC"
+
+# --- config and identity ------------------------------------------------------------------------
+ensure_dir "$ETC" 0750 "root:$SERVICE_USER"
+put_member agent.toml "$ETC/agent.toml" 0640
+put_member ca.crt "$ETC/ca.crt" 0644
+if has_member device.crt; then
+    put_member device.crt "$ETC/device.crt" 0644
+fi
+if has_member device.key; then
+    put_member device.key "$ETC/device.key" 0640
+fi
+if has_member "$UNIT" && ! tar -xzOf "$BUNDLE" "$UNIT" | cmp -s - "$SRC/systemd/$UNIT"; then
+    say "note: the bundle's $UNIT differs from this checkout's; installing the checkout's"
+fi
+if [[ ! -f "$(p "$ETC/device.key")" ]]; then
+    # Field enrolment: the key is made here and never leaves the unit.
+    run "$VENV/bin/jaga-agent" enroll --config "$ETC/agent.toml"
+fi
+for file in agent.toml device.key; do
+    [[ ! -f "$(p "$ETC/$file")" ]] || {
+        [[ "$(stat -c %a "$(p "$ETC/$file")")" == 640 ]] || {
+            chmod 0640 "$(p "$ETC/$file")"
+            CHANGED=$((CHANGED + 1))
+        }
+        run chown "root:$SERVICE_USER" "$ETC/$file"
+    }
+done
+
+# --- state and unit -----------------------------------------------------------------------------
+ensure_dir "$STATE" 0750 "$SERVICE_USER:$SERVICE_USER"
+before=$CHANGED
+put_file "$SRC/systemd/$UNIT" "$UNIT_DIR/$UNIT" 0644
+[[ $CHANGED -eq $before ]] || run systemctl daemon-reload
+
+if [[ ! -f "$(p "$ETC/device.crt")" ]]; then
+    say "$CHANGED changes; waiting for the certificate, so $UNIT is not enabled yet"
+    say "next: copy $ETC/*.csr to the provisioning laptop, run jaga-provision device sign <csr>,"
+    say "      make a new bundle (jaga-provision bundle ...) and run this script again with it"
+    exit 0
+fi
+
+if [[ -n "$ROOT" ]]; then
+    if command -v systemctl >/dev/null; then
+        systemctl --root="$ROOT" --quiet enable "$UNIT"
+    else
+        echo "would run: systemctl enable $UNIT"
+    fi
+else
+    systemctl --quiet enable "$UNIT"
+fi
+
+# --- selftest, then run -------------------------------------------------------------------------
+# A GPIO line belongs to one process at a time: the selftest reads the pins while the service
+# is stopped for those few seconds, as the service's own user (so the file modes are checked).
+run systemctl stop "$UNIT"
+say "$CHANGED changes; selftest:"
+status=0
+if [[ -n "$ROOT" ]]; then
+    echo "would run: runuser -u $SERVICE_USER -- $VENV/bin/jaga-agent selftest --config $ETC/agent.toml"
+else
+    (cd "$STATE" && LG_WD="$STATE" runuser -u "$SERVICE_USER" -- \
+        "$VENV/bin/jaga-agent" selftest --config "$ETC/agent.toml") || status=$?
+fi
+run systemctl start "$UNIT"
+if [[ $status -ne 0 ]]; then
+    say "selftest FAILED (above); the service runs anyway and keeps events until the broker takes them"
+    say "logs: journalctl -u jaga-agent -f"
+fi
+exit "$status"
