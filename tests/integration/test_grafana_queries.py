@@ -29,6 +29,7 @@ from broker.grafana.export import render
 from broker.grafana.interpolate import TimeRange, Value, interpolate, render_link
 from broker.grafana.queries import DashboardQuery, dashboard_queries
 from broker.points import ACTIVE_STATES
+from devstack.process import StartError
 from devstack.stack import DATABASE, DEMO_UNITS, SCENARIOS, Stack
 from protocol import topics
 from protocol.models import Event, Heartbeat
@@ -194,45 +195,60 @@ def _present(stack: Stack, measurement: str) -> bool:
     return bool(_count(stack, f'SELECT count(*) FROM "{measurement}"'))
 
 
+def _play(stack: Stack) -> Site:
+    """Run the site until the scenario is stored, warehouse 2 is dark and the rest beat on."""
+    stack.configure_broker()
+    stack.start_broker()
+    stack.start_influx()
+    stack.start_collector()
+    started_ms = time.time_ns() // 1_000_000
+    for unit in UNITS:
+        stack.start_agent(unit)
+    eventually(lambda: _scenario_done(stack), timeout=20)
+    produced = {u.device: stack.produced(u.device) for u in UNITS}
+    eventually(lambda: all(stack.stored().get(d, 0) >= n for d, n in produced.items()))
+    _play_pi_heartbeat(stack, LEFT_OPEN[0])
+    settled_ns = time.time_ns()
+    # Every unit has since reported an empty outbox: all it made is stored.
+    eventually(lambda: _beats_since(stack, settled_ns) == {u.device: 0 for u in UNITS})
+    stack.agents[GOES_DARK].kill()
+    killed_ns = time.time_ns()
+    eventually(
+        lambda: _count(
+            stack,
+            f'SELECT count("online") FROM "status" WHERE "device" = \'{GOES_DARK}\' '
+            'AND "online" = 0',
+        )
+    )
+    # The others keep beating after the dark one stopped: it is the one silent longest.
+    eventually(lambda: set(_beats_since(stack, killed_ns)) == {LEFT_OPEN[0], POST[0]})
+    events = [e for u in UNITS for e in _outbox_events(stack, u.device)]
+    boards = {}
+    for path, text in render().items():
+        if path.endswith(".json"):
+            board = json.loads(text)
+            boards[board["uid"]] = board
+    present = {m: _present(stack, m) for m in ("alert", "arming")}
+    window = TimeRange(started_ms - 60_000, time.time_ns() // 1_000_000 + 1_000)
+    return Site(stack, window, events, boards, present)
+
+
+def _log_tails(stack: Stack) -> str:
+    parts = [stack.collector, *stack.agents.values()]
+    return "\n".join(f"--- {p.name} ---\n{p.log_tail(15)}" for p in parts if p is not None)
+
+
 @pytest.fixture(scope="module")
 def site(registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("grafana-site")
-    stack = Stack(root, units=UNITS, registry_dir=registry, heartbeat_s=1)
+    stack = Stack(
+        tmp_path_factory.mktemp("grafana-site"), units=UNITS, registry_dir=registry, heartbeat_s=1
+    )
     try:
-        stack.configure_broker()
-        stack.start_broker()
-        stack.start_influx()
-        stack.start_collector()
-        started_ms = time.time_ns() // 1_000_000
-        for unit in UNITS:
-            stack.start_agent(unit)
-        eventually(lambda: _scenario_done(stack), timeout=20)
-        produced = {u.device: stack.produced(u.device) for u in UNITS}
-        eventually(lambda: all(stack.stored().get(d, 0) == n for d, n in produced.items()))
-        _play_pi_heartbeat(stack, LEFT_OPEN[0])
-        settled_ns = time.time_ns()
-        # Every unit has since reported an empty outbox: all it made is stored.
-        eventually(lambda: _beats_since(stack, settled_ns) == {u.device: 0 for u in UNITS})
-        stack.agents[GOES_DARK].kill()
-        killed_ns = time.time_ns()
-        eventually(
-            lambda: _count(
-                stack,
-                f'SELECT count("online") FROM "status" WHERE "device" = \'{GOES_DARK}\' '
-                'AND "online" = 0',
-            )
-        )
-        # The others keep beating after the dark one stopped: it is the one silent longest.
-        eventually(lambda: set(_beats_since(stack, killed_ns)) == {LEFT_OPEN[0], POST[0]})
-        events = [e for u in UNITS for e in _outbox_events(stack, u.device)]
-        boards = {}
-        for path, text in render().items():
-            if path.endswith(".json"):
-                board = json.loads(text)
-                boards[board["uid"]] = board
-        present = {m: _present(stack, m) for m in ("alert", "arming")}
-        window = TimeRange(started_ms - 60_000, time.time_ns() // 1_000_000 + 1_000)
-        yield Site(stack, window, events, boards, present)
+        try:
+            played = _play(stack)
+        except (AssertionError, StartError) as exc:
+            raise AssertionError(f"the site did not play out: {exc}\n{_log_tails(stack)}") from exc
+        yield played
     finally:
         stack.stop_all()
 
