@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
+
+from gpiozero import DigitalOutputDevice
 
 from agent import __version__, host
 from agent.camera.base import Camera
@@ -24,6 +28,7 @@ from agent.config import AgentConfig, CameraConfig, SensorConfig
 from agent.domain.door import Door
 from agent.domain.motion import Motion
 from agent.domain.observation import Observation
+from agent.domain.siren import Siren, SirenState
 from agent.domain.switch import patrol_button, tamper
 from agent.identity import (
     certificate_not_after,
@@ -36,6 +41,7 @@ from agent.outbox import Attachments, NewEvent, Outbox, OutboxFull
 from agent.publisher import Publisher, Will
 from agent.sensors import Edge, SensorBank
 from protocol import models, topics
+from protocol.alerting import ArmingState
 from protocol.commands import CommandResult, Resend
 from protocol.models import Event, Heartbeat, Kind, Status
 from protocol.snapshot import payload_budget, split
@@ -103,7 +109,17 @@ class Agent:
         self.events_stored = 0
         self.loop_heartbeat = time.monotonic()
         self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self.armed = False
+        self.arming: ArmingState | None = self._load_arming()
+        self.siren = Siren(int(config.siren.seconds * S)) if config.siren else None
+        self._siren_state = SirenState()
+        self._siren_out: Any = None
+        if config.siren is not None:
+            self._siren_out = DigitalOutputDevice(
+                config.siren.pin,
+                active_high=config.siren.active_high,
+                initial_value=False,
+                pin_factory=pin_factory,
+            )
         self.camera: CameraLoop | None = None
         self.evidence: EvidenceStore | None = None
         self._camera_stop = threading.Event()
@@ -115,7 +131,7 @@ class Agent:
             client_id=f"jaga-{config.site}-{config.device}",
             will=Will(self.topics.status, self._status("offline").to_json()),
             birth=lambda: (self.topics.status, self._status("online").to_json()),
-            subscriptions=[self.topics.cmd_filter],
+            subscriptions=[self.topics.cmd_filter, topics.arming(config.site)],
             on_command=lambda topic, payload: self.commands.put((topic, payload)),
         )
 
@@ -158,6 +174,68 @@ class Agent:
         )
         store = EvidenceStore(self.config.data_dir, max_bytes=cfg.evidence_max_mb * MB)
         return loop, store
+
+    # arming and the siren ----------------------------------------------------------------
+
+    @property
+    def armed(self) -> bool:
+        """Doors and motion are intrusions now (armed, or an entry delay running)."""
+        return self.arming is not None and self.arming.state.guarding
+
+    def _arming_path(self) -> Path:
+        return self.config.data_dir / "arming.json"
+
+    def _load_arming(self) -> ArmingState | None:
+        """The last arming state heard, so a unit cut off from the network still knows."""
+        try:
+            return models.parse(ArmingState, self._arming_path().read_bytes())
+        except FileNotFoundError:
+            return None
+        except models.WireError as exc:
+            log.warning("ignoring unreadable %s: %s", self._arming_path(), exc)
+            return None
+
+    def _on_arming(self, payload: bytes) -> None:
+        if not payload:
+            return
+        try:
+            state = models.parse(ArmingState, payload)
+        except models.WireError as exc:
+            log.warning("arming message refused: %s", exc)
+            return
+        if state.site != self.config.site:
+            return
+        was = self.armed
+        self.arming = state
+        path = self._arming_path()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(state.to_json())
+        os.replace(tmp, path)
+        if not self.armed and self.siren is not None:
+            self._siren_state = self.siren.disarm(self._siren_state)
+            self._drive_siren()
+        if was != self.armed:
+            log.info("site is now %s (by %s, %s)", state.state.value, state.by, state.how.value)
+
+    def _intrusion(self, event: Event, at_ns: int) -> None:
+        """Door or motion while armed: sound the siren now (or after an entry door's delay)."""
+        if self.siren is None or not self.armed or self.arming is None:
+            return
+        if (event.kind, event.state) not in {(Kind.DOOR, "open"), (Kind.MOTION, "motion")}:
+            return
+        entry = event.kind is Kind.DOOR and event.sensor in self.config.entry_doors
+        delay = self.arming.entry_delay_s * S if entry else 0
+        self._siren_state = self.siren.intrusion(self._siren_state, at_ns, delay)
+        self._drive_siren()
+
+    def _drive_siren(self) -> None:
+        if self.siren is None:
+            return
+        self._siren_state = self.siren.tick(self._siren_state, self.clock.mono_ns())
+        on = self.siren.sounding(self._siren_state)
+        if bool(self._siren_out.value) != on:
+            log.warning("siren %s", "ON" if on else "off")
+            self._siren_out.value = on
 
     # status and heartbeat ----------------------------------------------------------------
 
@@ -257,9 +335,13 @@ class Agent:
             self._state[name], obs = logic.tick(self._state[name], now)
             self._store(obs)
         self._drain_camera()
+        if self.siren is not None:
+            self._drive_siren()
 
     def _deadline(self) -> int | None:
         times = [logic.deadline(self._state[n]) for n, logic in self._logic.items()]
+        if self.siren is not None:
+            times.append(self.siren.deadline(self._siren_state))
         return min((t for t in times if t is not None), default=None)
 
     def _store(self, observations: list[Observation]) -> None:
@@ -267,7 +349,10 @@ class Agent:
             event = self._store_event(
                 NewEvent(obs.sensor, obs.kind, obs.state, 0, obs.at_ns, False)
             )
-            if event is not None and self.camera is not None and self._triggers_camera(event):
+            if event is None:
+                continue
+            self._intrusion(event, obs.at_ns)
+            if self.camera is not None and self._triggers_camera(event):
                 self.camera.trigger(event.id, obs.at_ns)
 
     def _triggers_camera(self, event: Event) -> bool:
@@ -366,6 +451,9 @@ class Agent:
                 topic, payload = self.commands.get_nowait()
             except queue.Empty:
                 return
+            if topic == topics.arming(self.config.site):
+                self._on_arming(payload)
+                continue
             name = topic.rsplit("/", 1)[-1]
             ok, detail = self._command(name, payload)
             (log.info if ok else log.warning)("command %s: %s", name, detail)
@@ -429,5 +517,7 @@ class Agent:
             self.camera.close()
         if self.evidence is not None:
             self.evidence.close()
+        if self._siren_out is not None:
+            self._siren_out.close()
         self.sensors.close()
         self.outbox.close()

@@ -117,6 +117,20 @@ class CameraConfig(Strict):
         return self
 
 
+class SirenConfig(Strict):
+    """A siren (or strobe) on a relay or transistor: sounds locally, network or not."""
+
+    pin: int = Field(description="BCM GPIO driving the siren")
+    active_high: bool = Field(default=True, description="level that switches it on")
+    seconds: float = Field(default=180.0, gt=0, le=3600, description="how long it sounds")
+
+    @model_validator(mode="after")
+    def _pin_on_header(self) -> SirenConfig:
+        if self.pin not in BCM_PINS:
+            raise ValueError(f"pin {self.pin} is not a BCM GPIO on the 40-pin header (2-27)")
+        return self
+
+
 class AgentConfig(Strict):
     """Everything one unit needs to know about itself."""
 
@@ -128,6 +142,11 @@ class AgentConfig(Strict):
     data_dir: Path = Field(default=Path("/var/lib/jaga"), description="outbox and keys")
     pin_factory: PinFactoryName = Field(default="lgpio")
     camera: CameraConfig | None = Field(default=None, description="omit when there is none")
+    siren: SirenConfig | None = Field(default=None, description="omit when there is none")
+    entry_doors: list[str] = Field(
+        default_factory=list,
+        description="doors that start the site's entry delay instead of sounding at once",
+    )
     signing_key: Path | None = Field(
         default=None, description="key that signs events; default: broker.tls.key"
     )
@@ -138,7 +157,7 @@ class AgentConfig(Strict):
         dup_names = sorted({n for n in names if names.count(n) > 1})
         if dup_names:
             raise ValueError(f"sensor names must be unique: {', '.join(dup_names)} repeated")
-        pins = [s.pin for s in self.sensors]
+        pins = [s.pin for s in self.sensors] + ([self.siren.pin] if self.siren else [])
         dup_pins = sorted({p for p in pins if pins.count(p) > 1})
         if dup_pins:
             raise ValueError(f"each pin can carry one sensor: pin {dup_pins[0]} used twice")

@@ -24,6 +24,7 @@ class Step(BaseModel):
     at: float = Field(ge=0, description="seconds from the start of the (looping) scenario")
     sensor: str
     action: Literal["open", "close", "motion", "press", "tamper", "restore"]
+    once: bool = Field(default=False, description="only in the first pass of a looping scenario")
 
 
 class Scenario(BaseModel):
@@ -82,20 +83,22 @@ class PinDriver:
 
 def play(scenario: Scenario, driver: PinDriver, stop: threading.Event) -> int:
     """Run the timeline until it ends or stop is set; returns the number of actions played."""
-    timeline: list[tuple[float, str, bool]] = []
+    timeline: list[tuple[float, str, bool, bool]] = []
     for step in scenario.step:
         if step.action in PULSES:
-            timeline.append((step.at, step.sensor, True))
-            timeline.append((step.at + PULSES[step.action], step.sensor, False))
+            timeline.append((step.at, step.sensor, True, step.once))
+            timeline.append((step.at + PULSES[step.action], step.sensor, False, step.once))
         else:
-            timeline.append((step.at, step.sensor, LEVELS[step.action]))
+            timeline.append((step.at, step.sensor, LEVELS[step.action], step.once))
     timeline.sort(key=lambda t: t[0])
     played = 0
     start = time.monotonic()
     loop = 0
     while not stop.is_set():
         base = start + loop * scenario.loop_s
-        for at, sensor, active in timeline:
+        for at, sensor, active, once in timeline:
+            if once and loop > 0:
+                continue
             if stop.wait(max(0.0, base + at - time.monotonic())):
                 return played
             driver.set_active(sensor, active)

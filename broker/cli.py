@@ -178,5 +178,95 @@ def audit_verify_export(
         raise typer.Exit(1)
 
 
+ByOpt = Annotated[str, typer.Option("--by", help="operator name (their certificate signs it)")]
+
+
+def _arming(site: str, by: str, config: Path, name: str) -> None:
+    from broker.operator import OperatorError, send
+    from protocol.alerting import OperatorCommand
+
+    cfg = _load(config)
+    try:
+        state = send(cfg, site, name, OperatorCommand(by=by, how="cli"))
+    except (OperatorError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if state is None:
+        typer.echo(f"{name} sent for {site}; the collector did not answer yet (is it running?)")
+        return
+    typer.echo(f"{site}: {state.state.value} (by {state.by}, {state.how.value})")
+
+
+@app.command()
+def arm(
+    site: Annotated[str, typer.Argument(help="site id")],
+    by: ByOpt,
+    config: ConfigOpt = Path("/etc/jaga/collector.toml"),
+) -> None:
+    """Arm a site now (after its exit delay); recorded with who did it."""
+    _arming(site, by, config, "arm")
+
+
+@app.command()
+def disarm(
+    site: Annotated[str, typer.Argument(help="site id")],
+    by: ByOpt,
+    config: ConfigOpt = Path("/etc/jaga/collector.toml"),
+) -> None:
+    """Disarm a site now; recorded with who did it."""
+    _arming(site, by, config, "disarm")
+
+
+alerts_app = typer.Typer(help="Alerts: list them, acknowledge them.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("list")
+def alerts_list(
+    site: Annotated[str | None, typer.Option(help="only this site")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="closed ones too")] = False,
+    config: ConfigOpt = Path("/etc/jaga/collector.toml"),
+) -> None:
+    """Open alerts, newest first."""
+    import datetime as dt
+    import sqlite3
+
+    from broker.alerts.store import read_alerts
+
+    cfg = _load(config)
+    try:
+        alerts = read_alerts(cfg.data_dir / "alerts.sqlite3", open_only=not all_, site=site)
+    except sqlite3.Error as exc:
+        raise _fail(f"cannot read the alert store in {cfg.data_dir}: {exc}") from None
+    if not alerts:
+        typer.echo("no alerts")
+        return
+    for a in alerts:
+        when = dt.datetime.fromtimestamp(a.raised_at / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+        who = f" acked by {a.acked_by}" if a.acked_by else ""
+        typer.echo(
+            f"{a.id:<26} {a.severity.value:<8} {a.state.value:<12} {when} "
+            f"{a.site}/{a.device} {a.title}{who}"
+        )
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: Annotated[str, typer.Argument(help="the alert's id (from alerts list)")],
+    site: Annotated[str, typer.Option(help="the alert's site")],
+    by: ByOpt,
+    config: ConfigOpt = Path("/etc/jaga/collector.toml"),
+) -> None:
+    """Acknowledge an alert: someone is on it."""
+    from broker.operator import OperatorError, send
+    from protocol.alerting import OperatorCommand
+
+    cfg = _load(config)
+    try:
+        send(cfg, site, "ack", OperatorCommand(by=by, how="cli", alert_id=alert_id))
+    except (OperatorError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"ack of {alert_id} sent by {by}")
+
+
 def main() -> None:
     app()

@@ -23,6 +23,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from broker import points
+from broker.alerts.engine import AlertEngine, Changes
+from broker.alerts.lifecycle import AlertError
+from broker.alerts.notify import Notifier
+from broker.alerts.store import AlertStore
 from broker.chain import ChainBook
 from broker.config import CollectorConfig
 from broker.diskqueue import DiskQueue, Item, QueueFull
@@ -72,6 +76,9 @@ class CollectorStats:
     resend_requests: int = 0
     deferred: int = 0
     pictures: int = 0
+    alerts: int = 0
+    alert_failures: int = 0
+    commands_refused: int = 0
     connected: bool = False
     last_error: str | None = None
     by_reason: dict[str, int] = field(default_factory=dict)
@@ -99,6 +106,14 @@ class Collector:
         )
         self.budget = UnitBudget(config.unit_rate_per_s, config.unit_burst)
         self.evidence = EvidenceStore(config.data_dir / "evidence")
+        self.alerts = AlertEngine(
+            config.alerts, AlertStore(config.data_dir / "alerts.sqlite3"), time.time_ns()
+        )
+        self.notifier = Notifier(config.alerts.notify, config.data_dir / "notify.sqlite3")
+        self.notifier.start()
+        self._alert_tick = 0.0
+        self._recovered = False
+        self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.pictures = Reassembler()
         self._held: dict[tuple[str, str], tuple[int, list[Inbound]]] = {}
         self._spool_wake = threading.Event()
@@ -152,7 +167,7 @@ class Collector:
         resumed = bool(getattr(flags, "session_present", False))
         log.info("connected to broker (session %s)", "resumed" if resumed else "new")
         filters = topics.collector_filters(CHANNELS, shared=self.config.mqtt.shared)
-        client.subscribe([(f, 1) for f in filters])
+        client.subscribe([(f, 1) for f in filters] + [(SITE_COMMANDS, 1)])
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any
@@ -175,6 +190,12 @@ class Collector:
         self.stats.connected = False
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if _is_site_command(msg.topic):
+            # Operators' arm/disarm/ack: handled on the main loop, acknowledged at once.
+            self.commands.put((msg.topic, bytes(msg.payload)))
+            if msg.qos > 0:
+                self._client.ack(msg.mid, msg.qos)
+            return
         self.inbox.put(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.time_ns()))
 
     # processing --------------------------------------------------------------------------
@@ -197,6 +218,7 @@ class Collector:
                 on_tick()
             if batch:
                 self.process(self._admit(batch, stop), stop)
+            self._alerting(stop)
 
     def _take_batch(self, stop: threading.Event) -> list[Inbound]:
         cfg = self.config.influx
@@ -260,13 +282,25 @@ class Collector:
             self.chain.rollback()
             return  # unacknowledged: the broker delivers them again
         now = time.time_ns()
+        alert_changes = self._judge(outcomes)
+        gap_changes = self.chain.commit(now)
         gap_points = [
             points.gap_point(self._sites.get(d, "unknown"), d, first, last, change, now)
-            for d, first, last, change in self.chain.commit(now)
+            for d, first, last, change in gap_changes
         ]
+        if gap_changes:
+            alert_changes += self._guarded(
+                "gaps",
+                lambda: [
+                    self.alerts.on_gap(self._sites.get(d, "unknown"), d, a, b, c, now)
+                    for d, a, b, c in gap_changes
+                ],
+            )
         if gap_points:
             self._store(gap_points, stop)
         self._ask_for_missing(outcomes, now)
+        for changes in alert_changes:
+            self._emit(changes, stop)
         self._dead_letters(outcomes)
         for m, _ in outcomes:
             if m.qos > 0 and m.backlog is None:
@@ -301,6 +335,106 @@ class Collector:
                 self.loop_heartbeat = time.monotonic()  # waiting on purpose: a restart won't help
                 if stop.wait(1.0):
                     return False
+
+    # alerting ----------------------------------------------------------------------------
+
+    def _judge(self, outcomes: list[tuple[Inbound, Outcome]]) -> list[Changes]:
+        """Run the alert rules over a stored batch; an alert bug never stops storage."""
+
+        def run() -> list[Changes]:
+            with self.alerts.batch() as changes:
+                for m, o in outcomes:
+                    if isinstance(o, Accepted):
+                        msg = o.message
+                        if isinstance(msg, Event):
+                            self.alerts.on_event(msg, m.received_ns)
+                        elif isinstance(msg, Heartbeat):
+                            self.alerts.on_heartbeat(msg, m.received_ns)
+                        else:
+                            self.alerts.on_status(msg, m.received_ns)
+                    elif isinstance(o, Rejected) and o.is_integrity:
+                        self.alerts.on_integrity(o, m.received_ns)
+            return [changes]
+
+        return self._guarded("rules", run)
+
+    def _guarded(self, what: str, run: Callable[[], list[Changes]]) -> list[Changes]:
+        try:
+            return run()
+        except Exception:
+            self.stats.alert_failures += 1
+            log.exception("alert %s failed; events are stored regardless", what)
+            return []
+
+    def _emit(self, changes: Changes, stop: threading.Event) -> None:
+        """Publish (retained), store and notify what the alert engine decided, then confirm."""
+        if not changes.outbox_id and not changes.messages() and not changes.points:
+            return
+        infos = [
+            self._client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+            for m in changes.messages()
+        ]
+        for change in changes.alerts:
+            a = change.alert
+            log.warning(
+                "alert %s %s: %s %s/%s %s",
+                a.id,
+                change.kind.value,
+                a.severity.value,
+                a.site,
+                a.device,
+                a.title,
+            )
+        self._store([p.to_point() for p in changes.points], stop)
+        self.notifier.submit(changes.notifications)
+        if all(i.rc == mqtt.MQTT_ERR_SUCCESS for i in infos):
+            self.alerts.confirm(changes)
+        self.stats.alerts += len(changes.alerts)
+
+    def _alerting(self, stop: threading.Event) -> None:
+        """About once a second: recover after a restart, operators' commands, timed rules."""
+        now_mono = time.monotonic()
+        if not self._recovered and self._subscribed.is_set():
+            self._recovered = True
+            self._recover(stop)
+        while True:
+            try:
+                topic, payload = self.commands.get_nowait()
+            except queue.Empty:
+                break
+            self._command(topic, payload, stop)
+        if now_mono - self._alert_tick >= 1.0:
+            self._alert_tick = now_mono
+            for changes in self._guarded("tick", lambda: [self.alerts.tick(time.time_ns())]):
+                self._emit(changes, stop)
+
+    def _recover(self, stop: threading.Event) -> None:
+        """Publish what a crash may have left unpublished, and the retained truth."""
+        now = time.time_ns()
+        for changes in self._guarded("recovery", self.alerts.pending):
+            self._emit(changes, stop)
+        for m in self.alerts.snapshot(now).messages():
+            self._client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+        site_of = dict(self._sites)
+        for changes in self._guarded(
+            "gap sync", lambda: [self.alerts.sync_gaps(self.chain.gaps(), site_of, now)]
+        ):
+            self._emit(changes, stop)
+
+    def _command(self, topic: str, payload: bytes, stop: threading.Event) -> None:
+        levels = topic.split("/")
+        site, name = levels[2], levels[4]
+        try:
+            changes = self.alerts.command(site, name, payload, time.time_ns())
+        except AlertError as exc:
+            log.warning("command %s refused: %s", topic, exc)
+            self.stats.commands_refused += 1
+            return
+        except Exception:
+            log.exception("command %s failed", topic)
+            return
+        log.info("command %s carried out", topic)
+        self._emit(changes, stop)
 
     def _pictures(self, msgs: list[Inbound], stop: threading.Event) -> None:
         """Chunks become whole pictures; a chunk is acknowledged once its picture is stored."""
@@ -513,6 +647,8 @@ class Collector:
         self.writer.close()
         self.chain.close()
         self.spool.close()
+        self.notifier.stop(5)
+        self.alerts.store.close()
         self.evidence.close()
         self.backlog.close()
 
@@ -521,3 +657,12 @@ def _unit_of(topic: str) -> str:
     """The unit a topic belongs to (jaga/v1/<site>/<device>/...), for its budget."""
     levels = topic.split("/", 4)
     return "/".join(levels[2:4]) if len(levels) >= 4 else topic
+
+
+SITE_COMMANDS = f"{topics.ROOT}/+/cmd/+"
+
+
+def _is_site_command(topic: str) -> bool:
+    """jaga/v1/<site>/cmd/<name>: the reserved `cmd` level tells it from a unit's topics."""
+    levels = topic.split("/")
+    return len(levels) == 5 and levels[3] == "cmd"

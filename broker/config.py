@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from broker.alerts.config import AlertsConfig
 from protocol.errors import describe_errors
 
 
@@ -75,6 +76,7 @@ class CollectorConfig(Strict):
     registry_dir: Path = Field(description="the provisioning directory (certificates of units)")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig = Field(default_factory=InfluxConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
 
 class ConfigError(Exception):

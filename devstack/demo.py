@@ -16,6 +16,7 @@ from types import FrameType
 
 from devstack.process import StartError
 from devstack.stack import DATABASE, Stack, jaga
+from devstack.watch import NotificationSink, SiteWatch
 
 STORED = re.compile(
     r"stored (?P<site>\S+)/(?P<device>\S+) seq=(?P<seq>\d+) "
@@ -52,8 +53,10 @@ def main() -> int:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     signal.signal(signal.SIGTERM, _interrupt)
-    stack = Stack(root, heartbeat_s=5)
+    sink = NotificationSink()
+    stack = Stack(root, heartbeat_s=5, alerts=demo_alerts(sink.url))
     stop_follow = threading.Event()
+    watch: SiteWatch | None = None
     try:
         print(f"demo: provisioning site {stack.site} in {stack.registry} with jaga-provision")
         stack.provision()
@@ -69,17 +72,18 @@ def main() -> int:
             target=_follow, args=(stack.collector.log_path, stop_follow), daemon=True
         )
         follower.start()
+        watch = SiteWatch(stack.registry, stack.broker_port, stack.site).start()
         print(f"demo: {len(stack.units)} simulated units play their scenarios for {seconds:g} s")
         print(f"  {'time':<8}  {'unit':<12} {'kind':<7} {'sensor':<15} {'state':<10}")
+        started = time.monotonic()
         for unit in stack.units:
             stack.start_agent(unit, seconds)
-        deadline = time.monotonic() + seconds + 30
-        while any(a.running for a in stack.agents.values()) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        _night(stack, watch, started, seconds)
         produced = {u.device: stack.produced(u.device) for u in stack.units}
         stored = _wait_stored(stack, produced, timeout=20)
         stop_follow.set()
-        _summary(stack, produced, stored)
+        time.sleep(1.0)  # the last alert changes reach the watcher
+        _summary(stack, produced, stored, watch, sink)
         return 0
     except KeyboardInterrupt:
         print("\ndemo: interrupted; stopping everything", file=sys.stderr)
@@ -89,7 +93,60 @@ def main() -> int:
         return 1
     finally:
         stop_follow.set()
+        if watch is not None:
+            watch.stop()
         stack.stop_all()
+        sink.stop()
+
+
+def demo_alerts(notify_url: str) -> dict[str, object]:
+    """The collector's [alerts] for the demo: armed by hand, short windows, one webhook."""
+    return {
+        "sites": {
+            "bangka-barat": {
+                "exit_delay_s": 2,
+                "entry_delay_s": 10,
+                "posts": [
+                    {"device": "pos-jaga-01", "sensor": "patroli", "every_min": 0.5, "grace_min": 0}
+                ],
+                "thresholds": {"heartbeat_s": 5, "offline_after_beats": 3},
+            }
+        },
+        "notify": {"routes": [{"urls": [notify_url]}], "cooldown_s": 300},
+        "resume_grace_s": 0,
+    }
+
+
+def _say(text: str) -> None:
+    print(f"  {time.strftime('%H:%M:%S')}  ** {text}", flush=True)
+
+
+def _night(stack: Stack, watch: SiteWatch, started: float, seconds: float) -> None:
+    """The night shift: the site is armed; later one unit loses its network for a while."""
+    time.sleep(min(3.0, seconds / 10))
+    config = stack.root / "collector" / "collector.toml"
+    armed = jaga(
+        "jaga-collector", "arm", stack.site, "--by", "demo", "--config", config, check=False
+    )
+    _say(f"operator demo arms the site: {armed.stdout.strip() or armed.stderr.strip()}")
+    cut_at = started + seconds * 0.35
+    victim = stack.agents.get("gudang-02")
+    deadline = started + seconds + 30
+    cut = False
+    while any(a.running for a in stack.agents.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if victim is None or not victim.running:
+            continue
+        if not cut and time.monotonic() >= cut_at:
+            victim.pause()  # no FIN: the unit just goes silent, as a cut cable does
+            cut = True
+            _say("gudang-02 loses its network (process paused, no goodbye)")
+        elif cut and watch.raised("unit-offline"):
+            victim.resume()
+            victim = None
+            _say("gudang-02 is back on the network")
+    if victim is not None and cut:
+        victim.resume()
 
 
 def _wait_stored(stack: Stack, produced: dict[str, int], timeout: float) -> dict[str, int]:
@@ -101,7 +158,13 @@ def _wait_stored(stack: Stack, produced: dict[str, int], timeout: float) -> dict
         time.sleep(0.5)
 
 
-def _summary(stack: Stack, produced: dict[str, int], stored: dict[str, int]) -> None:
+def _summary(
+    stack: Stack,
+    produced: dict[str, int],
+    stored: dict[str, int],
+    watch: SiteWatch,
+    sink: NotificationSink,
+) -> None:
     assert stack.influx is not None
     rows = stack.influx.query(
         'SELECT count("state") FROM "event" WHERE "site" = '
@@ -131,6 +194,21 @@ def _summary(stack: Stack, produced: dict[str, int], stored: dict[str, int]) -> 
         print(line if plain else f"audit: {line}")
     if audit.returncode not in (0, 1):
         print(f"audit: failed to run: {audit.stderr.strip()}")
+    alerts = watch.raised()
+    by_rule: dict[str, int] = {}
+    for a in alerts.values():
+        by_rule[a.rule] = by_rule.get(a.rule, 0) + 1
+    print(f"demo: alerts seen on jaga/v1/{stack.site}/alert/#")
+    for a in sorted(alerts.values(), key=lambda a: a.raised_at):
+        print(f"  {a.severity.value:<8} {a.rule:<14} {a.device:<12} x{a.count:<3} {a.title}")
+    print(f"notifications: {len(sink.received)} delivered to the local webhook")
+    lat = sorted(watch.latencies_ms(("forced-door", "intrusion")))
+    p99 = f"{lat[min(len(lat) - 1, int(len(lat) * 0.99))]:.0f}" if lat else "n/a"
+    print(
+        f"alerts: {len(alerts)} raised, {by_rule.get('forced-door', 0)} forced-door, "
+        f"{by_rule.get('unit-offline', 0)} unit-offline, {by_rule.get('patrol-missed', 0)} "
+        f"patrol-missed, pin-to-alert p99 {p99} ms"
+    )
     total = sum(stored.get(d, 0) for d in produced)
     lost = sum(max(0, n - stored.get(d, 0)) for d, n in produced.items())
     units = sum(1 for d in produced if stored.get(d, 0))

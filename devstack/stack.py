@@ -11,6 +11,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
@@ -127,6 +128,8 @@ class Stack:
     collector: CollectorProcess | None = None
     agents: dict[str, AgentProcess] = field(default_factory=dict)
     registry_dir: Path | None = None
+    alerts: dict[str, Any] | None = None
+    """The collector's [alerts] section (arming, rules, notification routes)."""
 
     @property
     def registry(self) -> Path:
@@ -244,6 +247,8 @@ class Stack:
                 "database": DATABASE,
             },
         }
+        if self.alerts is not None:
+            config["alerts"] = self.alerts
         path.write_text(tomli_w.dumps(config))
         return path
 

@@ -1,0 +1,459 @@
+"""Notifications: which alert changes tell people (policy), and getting them there (Notifier).
+
+Policy (pure, run by the engine, its state persisted with the alerts): a key notifies at
+most once per cooldown — a new alert, or a repeat of an open one once the cooldown has
+passed ("again, 37 times"); a burst of triggers from one door is one message. An alert that
+closes sends "cleared"/"resolved" only if people were told about that very alert.
+Acknowledgements send nothing.
+
+Delivery (Notifier): each notification becomes one delivery per apprise URL routed to its
+site and severity, written to SQLite first (so a restart neither forgets nor repeats one:
+deliveries are unique per notification and URL). Each URL has its own worker thread and
+bounded queue, so a dead endpoint delays only itself; rows that do not fit in the queue wait
+on disk and are picked up when it drains — nothing is dropped. A failing send is retried
+with exponential backoff (tenacity); after `attempts` tries the row is marked failed and
+logged. `submit` never blocks on the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_when_event_set,
+    wait_exponential,
+)
+
+from broker.alerts.config import NotifyConfig
+from broker.alerts.lifecycle import Change, ChangeKind
+from broker.alerts.rules import local_time
+from broker.alerts.wire import Severity
+
+log = logging.getLogger("jaga.alerts.notify")
+
+
+class Notification(BaseModel):
+    """One message for people; `id` is unique per alert and change, so it is sent once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    key: str
+    alert_id: str
+    site: str
+    severity: Severity
+    kind: ChangeKind
+    title: str
+    body: str
+    created: int
+
+
+class NoteWatch(BaseModel):
+    """What the policy remembers per alert key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    last_sent: int | None = None
+    last_alert: str | None = None  # the alert id people were last told about
+
+
+def decide(
+    watch: NoteWatch, change: Change, config: NotifyConfig, zone: ZoneInfo, key: str, now: int
+) -> tuple[NoteWatch, Notification | None]:
+    """Whether this alert change tells people, honouring the cooldown of its key."""
+    alert = change.alert
+    if change.kind in (ChangeKind.RAISED, ChangeKind.REPEATED):
+        cooled = watch.last_sent is None or now - watch.last_sent >= config.cooldown_s * 10**9
+        if not cooled:
+            return watch, None
+        suffix = f"{change.kind.value}.{alert.count}"
+    elif change.kind in (ChangeKind.CLEARED, ChangeKind.RESOLVED):
+        if not config.notify_clears or watch.last_alert != alert.id:
+            return watch, None
+        suffix = change.kind.value
+    else:
+        return watch, None
+    note = Notification(
+        id=f"{alert.id}.{suffix}",
+        key=key,
+        alert_id=alert.id,
+        site=alert.site,
+        severity=alert.severity,
+        kind=change.kind,
+        title=_title(change),
+        body=_body(change, zone),
+        created=now,
+    )
+    if change.kind in (ChangeKind.RAISED, ChangeKind.REPEATED):
+        watch = NoteWatch(last_sent=now, last_alert=alert.id)
+    return watch, note
+
+
+def _title(change: Change) -> str:
+    alert = change.alert
+    tag = alert.severity.value.upper()
+    if change.kind is ChangeKind.REPEATED:
+        return f"[{tag}] {alert.title} (again, {alert.count} times)"
+    if change.kind in (ChangeKind.CLEARED, ChangeKind.RESOLVED):
+        return f"[{change.kind.value.upper()}] {alert.title}"
+    return f"[{tag}] {alert.title}"
+
+
+def _body(change: Change, zone: ZoneInfo) -> str:
+    a = change.alert
+    lines = [a.detail] if a.detail else []
+    lines.append(f"site {a.site}, unit {a.device}" + (f", {a.sensor}" if a.sensor else ""))
+    lines.append(f"raised {local_time(a.raised_at, zone)}, seen {a.count} time(s)")
+    if change.kind is ChangeKind.RESOLVED:
+        lines.append(f"resolved by {a.closed_by}" + (f": {a.note}" if a.note else ""))
+    elif change.kind is ChangeKind.CLEARED:
+        lines.append(f"cleared {local_time(a.closed_at or a.last_seen, zone)}: {a.note or ''}")
+    else:
+        lines.append(f"alert {a.id}: jaga-collector alerts ack {a.id} --by NAME")
+    return "\n".join(lines)
+
+
+def urls_for(config: NotifyConfig, site: str, severity: Severity) -> list[str]:
+    """The apprise URLs of every route that takes this site and severity, each once."""
+    urls: list[str] = []
+    for route in config.routes:
+        if (not route.sites or site in route.sites) and severity in route.severities:
+            urls.extend(u for u in route.urls if u not in urls)
+    return urls
+
+
+def target_id(url: str) -> str:
+    """A URL's name on disk and in logs: URLs carry tokens, which stay in the config only."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+# delivery ------------------------------------------------------------------------------------
+
+Sender = Callable[[str, Notification], bool]
+
+
+class AppriseSender:
+    """Sends through apprise; one Apprise object per URL, each used by one worker."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, url: str, note: Notification) -> bool:
+        import apprise
+
+        with self._lock:
+            client = self._clients.get(url)
+            if client is None:
+                client = apprise.Apprise()
+                client.add(url)
+                self._clients[url] = client
+        assert isinstance(client, apprise.Apprise)
+        kind = {
+            ChangeKind.CLEARED: apprise.NotifyType.SUCCESS,
+            ChangeKind.RESOLVED: apprise.NotifyType.SUCCESS,
+        }.get(note.kind)
+        if kind is None:
+            critical = note.severity is Severity.CRITICAL
+            kind = apprise.NotifyType.FAILURE if critical else apprise.NotifyType.WARNING
+        return bool(client.notify(body=note.body, title=note.title, notify_type=kind))
+
+
+DELIVERY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS delivery (
+    id INTEGER PRIMARY KEY,
+    note_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    created INTEGER NOT NULL,
+    done INTEGER,
+    UNIQUE (note_id, target)
+);
+CREATE INDEX IF NOT EXISTS delivery_pending ON delivery(target, state, id);
+"""
+
+
+@dataclass
+class NotifierStats:
+    submitted: int = 0
+    delivered: int = 0
+    failed: int = 0
+    retries: int = 0
+    unrouted: int = 0
+
+
+class Notifier:
+    """Background delivery of notifications; start() once, submit() from the engine's thread."""
+
+    def __init__(
+        self,
+        config: NotifyConfig,
+        path: Path,
+        *,
+        sender: Sender | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(DELIVERY_SCHEMA)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._send = sender or AppriseSender()
+        self._clock = clock
+        self.stats = NotifierStats()
+        urls = [u for route in config.routes for u in route.urls]
+        self._channels = {
+            target_id(u): _Channel(self, target_id(u), u) for u in dict.fromkeys(urls)
+        }
+        self._in_flight = 0
+
+    def start(self) -> None:
+        """Start one worker per URL; deliveries left pending by the last run go first."""
+        self._abandon_unknown_targets()
+        for channel in self._channels.values():
+            channel.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the workers; what was not delivered stays pending for the next start."""
+        self._stopping.set()
+        for channel in self._channels.values():
+            channel.wake()
+        for channel in self._channels.values():
+            channel.join(timeout)
+        with self._lock:
+            self._db.close()
+
+    def submit(self, notes: Iterable[Notification]) -> None:
+        """Record deliveries durably and queue them; returns at once, whatever the endpoints do."""
+        for note in notes:
+            urls = urls_for(self.config, note.site, note.severity)
+            if not urls:
+                self.stats.unrouted += 1
+                continue
+            self.stats.submitted += 1
+            for url in urls:
+                row = self._insert(note, target_id(url))
+                if row is not None:
+                    self._channels[target_id(url)].offer(row)
+
+    def pending(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM delivery WHERE state = 'pending'"
+            ).fetchone()
+        return int(count)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is pending (for tests and an orderly shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while True:
+                (count,) = self._db.execute(
+                    "SELECT count(*) FROM delivery WHERE state = 'pending'"
+                ).fetchone()
+                left = deadline - time.monotonic()
+                if count == 0 or left <= 0:
+                    return bool(count == 0)
+                self._idle.wait(min(left, 0.5))
+
+    def deliveries(self) -> list[tuple[str, str, str, int]]:
+        """(note id, target, state, attempts) of every delivery, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT note_id, target, state, attempts FROM delivery ORDER BY id"
+            ).fetchall()
+        return [(str(a), str(b), str(c), int(d)) for a, b, c, d in rows]
+
+    # worker side -----------------------------------------------------------------------------
+
+    def _insert(self, note: Notification, target: str) -> int | None:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO delivery(note_id, target, body, created) VALUES (?,?,?,?)",
+                (note.id, target, note.model_dump_json(), self._clock()),
+            )
+            return cur.lastrowid if cur.rowcount else None
+
+    def _pending_rows(self, target: str, exclude: set[int], limit: int) -> list[int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM delivery WHERE target = ? AND state = 'pending' ORDER BY id",
+                (target,),
+            ).fetchall()
+        return [r for (r,) in rows if r not in exclude][:limit]
+
+    def _load(self, row: int) -> Notification | None:
+        with self._lock:
+            found = self._db.execute(
+                "SELECT body FROM delivery WHERE id = ? AND state = 'pending'", (row,)
+            ).fetchone()
+        return Notification.model_validate_json(found[0]) if found else None
+
+    def _finish(self, row: int, ok: bool, attempts: int, error: str | None) -> None:
+        with self._idle:
+            if ok or not self._stopping.is_set():
+                state = "sent" if ok else "failed"
+                self._db.execute(
+                    "UPDATE delivery SET state = ?, attempts = attempts + ?, error = ?, done = ? "
+                    "WHERE id = ?",
+                    (state, attempts, error, self._clock(), row),
+                )
+            else:  # stopping: try again after the next start
+                self._db.execute(
+                    "UPDATE delivery SET attempts = attempts + ? WHERE id = ?", (attempts, row)
+                )
+            self._idle.notify_all()
+
+    def _deliver(self, channel: _Channel, row: int) -> None:
+        note = self._load(row)
+        if note is None:
+            return
+        attempts = 0
+        last_error: str | None = None
+
+        def once() -> bool:
+            nonlocal attempts, last_error
+            if attempts and self._stopping.is_set():
+                return False  # stop() cut the backoff short: leave it for the next start
+            attempts += 1
+            try:
+                ok = self._send(channel.url, note)
+            except Exception as exc:  # a plugin bug must not kill the worker
+                last_error = f"{type(exc).__name__}: {exc}"[:500]
+                raise
+            last_error = None if ok else "the endpoint did not accept the notification"
+            return ok
+
+        cfg = self.config
+        retrying = Retrying(
+            stop=stop_after_attempt(cfg.attempts) | stop_when_event_set(self._stopping),
+            wait=wait_exponential(multiplier=cfg.backoff_initial_s, max=cfg.backoff_max_s),
+            retry=retry_if_result(lambda ok: not ok) | retry_if_exception_type(Exception),
+            sleep=self._pause,
+            retry_error_callback=lambda _state: False,
+        )
+        ok = bool(retrying(once))
+        self.stats.retries += max(attempts - 1, 0)
+        if ok:
+            self.stats.delivered += 1
+        elif not self._stopping.is_set():
+            self.stats.failed += 1
+            log.error(
+                "notification %s to target %s failed after %d attempt(s): %s",
+                note.id,
+                channel.target,
+                attempts,
+                last_error,
+            )
+        self._finish(row, ok, attempts, last_error)
+
+    def _pause(self, seconds: float) -> None:
+        """Backoff that a stop() cuts short."""
+        self._stopping.wait(seconds)
+
+    def _abandon_unknown_targets(self) -> None:
+        """Deliveries to URLs no longer in the config cannot be sent: mark and log them."""
+        with self._lock:
+            known = list(self._channels)
+            marks = ",".join("?" * len(known)) or "''"
+            cur = self._db.execute(
+                f"UPDATE delivery SET state = 'failed', error = 'URL no longer configured' "
+                f"WHERE state = 'pending' AND target NOT IN ({marks})",
+                known,
+            )
+        if cur.rowcount:
+            log.warning(
+                "%d pending notification(s) were for URLs no longer configured", cur.rowcount
+            )
+
+
+WAKE = -1  # not a row id: wakes a worker to notice stop()
+
+
+class _Channel:
+    """One URL: a worker thread and a bounded queue of delivery rows."""
+
+    def __init__(self, notifier: Notifier, target: str, url: str) -> None:
+        self.notifier = notifier
+        self.target = target
+        self.url = url
+        self.queue: queue.Queue[int] = queue.Queue(maxsize=notifier.config.queue_max)
+        self._queued: set[int] = set()
+        self._lock = threading.Lock()
+        self._spilled = True  # look on disk at start for rows left by the last run
+        self._thread = threading.Thread(target=self._run, name=f"notify-{target}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Get the worker out of its wait (stop)."""
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(WAKE)
+
+    def offer(self, row: int) -> None:
+        """Queue a row if there is room; else it waits on disk for the worker to fetch it."""
+        with self._lock:
+            if row in self._queued:
+                return
+            try:
+                self.queue.put_nowait(row)
+            except queue.Full:
+                self._spilled = True
+                return
+            self._queued.add(row)
+
+    def _refill(self) -> None:
+        with self._lock:
+            if not self._spilled:
+                return
+            self._spilled = False
+            exclude = set(self._queued)
+        room = self.queue.maxsize - self.queue.qsize()
+        for row in self.notifier._pending_rows(self.target, exclude, room + 1):
+            self.offer(row)
+
+    def _run(self) -> None:
+        stopping = self.notifier._stopping
+        while not stopping.is_set():
+            if self.queue.empty():
+                self._refill()
+            try:
+                row = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if row == WAKE:
+                continue
+            try:
+                self.notifier._deliver(self, row)
+            except Exception:
+                log.exception("notification worker for target %s", self.target)
+            finally:
+                with self._lock:
+                    self._queued.discard(row)

@@ -1,0 +1,75 @@
+"""Operators' commands from a terminal: arm, disarm, ack and resolve travel over MQTT with the
+operator's own certificate, so the broker's ACL and the audit trail both know who it was."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from broker.config import CollectorConfig
+from protocol import models, topics
+from protocol.alerting import ArmingState, OperatorCommand
+
+
+class OperatorError(Exception):
+    """The command could not be sent; the message says why and what to do."""
+
+
+def operator_files(config: CollectorConfig, name: str) -> tuple[Path, Path]:
+    ident = config.registry_dir / "identities"
+    cert, key = ident / f"operator-{name}.crt", ident / f"operator-{name}.key"
+    if not cert.exists() or not key.exists():
+        raise OperatorError(
+            f"no operator certificate for {name!r} in {ident}: "
+            f"make one with `jaga-provision identity add operator {name}`"
+        )
+    return cert, key
+
+
+def send(
+    config: CollectorConfig, site: str, name: str, cmd: OperatorCommand, timeout_s: float = 10.0
+) -> ArmingState | None:
+    """Publish the command as operator `cmd.by`; for arm/disarm, return the new arming state."""
+    cert, key = operator_files(config, cmd.by)
+    m = config.mqtt
+    if m.tls is None:
+        raise OperatorError("the collector config has no [mqtt.tls]: operators need mutual TLS")
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"jaga-operator-{cmd.by}", protocol=mqtt.MQTTv5
+    )
+    client.tls_set(ca_certs=str(m.tls.ca), certfile=str(cert), keyfile=str(key))
+    states: list[ArmingState] = []
+    changed = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            states.append(models.parse(ArmingState, bytes(msg.payload)))
+        except models.WireError:
+            return
+        if len(states) > 1 or not msg.retain:
+            changed.set()
+
+    client.on_message = on_message
+    try:
+        client.connect(m.host, m.port, keepalive=30)
+    except OSError as exc:
+        raise OperatorError(f"cannot reach the broker at {m.host}:{m.port}: {exc}") from None
+    client.loop_start()
+    try:
+        if name in ("arm", "disarm"):
+            client.subscribe(topics.arming(site), qos=1)
+        info = client.publish(topics.site_cmd(site, name), cmd.to_json(), qos=1)
+        info.wait_for_publish(timeout_s)
+        if not info.is_published():
+            raise OperatorError("the broker did not acknowledge the command (certificate?)")
+        if name in ("arm", "disarm"):
+            changed.wait(timeout_s)
+            return states[-1] if states else None
+        return None
+    finally:
+        client.disconnect()
+        client.loop_stop()

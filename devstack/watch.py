@@ -1,0 +1,126 @@
+"""What the demo (and the benchmarks) see from the control room: an operator's MQTT view of a
+site's events and alerts, and a local endpoint that receives the alert notifications."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from protocol import models
+from protocol.alerting import Alert
+from protocol.models import Event
+
+
+@dataclass
+class SiteWatch:
+    """Events (id -> unit time) and every alert message with the time it arrived."""
+
+    registry: Path
+    port: int
+    site: str
+    operator: str = "demo"
+    event_ts: dict[str, int] = field(default_factory=dict)
+    alerts: list[tuple[int, Alert]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> SiteWatch:
+        ident = self.registry / "identities"
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"jaga-watch-{time.time_ns()}",
+            protocol=mqtt.MQTTv5,
+        )
+        self._client.tls_set(
+            ca_certs=str(self.registry / "ca" / "ca.crt"),
+            certfile=str(ident / f"operator-{self.operator}.crt"),
+            keyfile=str(ident / f"operator-{self.operator}.key"),
+        )
+        self._client.on_connect = lambda c, *_: c.subscribe(
+            [(f"jaga/v1/{self.site}/+/event", 1), (f"jaga/v1/{self.site}/alert/+", 1)]
+        )
+        self._client.on_message = self._on_message
+        self._client.connect("127.0.0.1", self.port)
+        self._client.loop_start()
+        return self
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        now = time.time_ns()
+        if not msg.payload:
+            return
+        try:
+            if msg.topic.endswith("/event"):
+                event = models.parse(Event, bytes(msg.payload))
+                with self._lock:
+                    self.event_ts[event.id] = event.ts
+            else:
+                alert = models.parse(Alert, bytes(msg.payload))
+                with self._lock:
+                    self.alerts.append((now, alert))
+        except models.WireError:
+            return
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def raised(self, rule: str | None = None) -> dict[str, Alert]:
+        """Distinct alerts seen, by id (optionally of one rule)."""
+        with self._lock:
+            return {a.id: a for _, a in self.alerts if rule is None or a.rule == rule}
+
+    def latencies_ms(self, rules: tuple[str, ...]) -> list[float]:
+        """Pin change (the event's own time) -> alert message received, for each trigger."""
+        out: list[float] = []
+        seen: set[tuple[str, str]] = set()
+        with self._lock:
+            for at, alert in self.alerts:
+                if alert.rule not in rules or alert.event_id is None:
+                    continue
+                if (alert.id, alert.event_id) in seen or alert.event_id not in self.event_ts:
+                    continue
+                seen.add((alert.id, alert.event_id))
+                out.append((at - self.event_ts[alert.event_id]) / 1e6)
+        return out
+
+
+class _Sink(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+        server: Any = self.server
+        with server.lock:
+            try:
+                server.received.append(json.loads(body or b"{}"))
+            except ValueError:
+                server.received.append({"raw": body.decode(errors="replace")})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+class NotificationSink:
+    """A webhook on 127.0.0.1 that apprise's json:// sends alert notifications to."""
+
+    def __init__(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+        self._server.received = []  # type: ignore[attr-defined]
+        self._server.lock = threading.Lock()  # type: ignore[attr-defined]
+        self.url = f"json://127.0.0.1:{self._server.server_address[1]}/jaga"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        with self._server.lock:  # type: ignore[attr-defined]
+            return list(self._server.received)  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        self._server.shutdown()

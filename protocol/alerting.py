@@ -1,0 +1,137 @@
+"""Alerting payloads: retained alerts, the retained arming state of a site, audit records.
+
+Units read `ArmingState` (and keep the last one on disk); Grafana, the guard post and
+operators read `Alert`; operators send `OperatorCommand`s.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from protocol.ids import DeviceId, SensorName, SiteId
+from protocol.models import MAX_TS_NS, Text, Token, WireModel
+
+Ns = Annotated[int, Field(ge=0, lt=MAX_TS_NS, description="ns since the Unix epoch")]
+AlertId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+RuleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z-]{0,31}$")]
+# A person (or "schedule", or a door for an entry delay): printable, no control characters.
+OperatorName = Annotated[str, StringConstraints(pattern=r"^\S(?:[^\x00-\x1f\x7f]{0,62}\S)?$")]
+
+
+class Severity(StrEnum):
+    """How loud an alert is: critical wakes people up, warning waits for the morning."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+
+
+class AlertState(StrEnum):
+    """raised -> acknowledged -> cleared (condition gone) | resolved (by an operator)."""
+
+    RAISED = "raised"
+    ACKNOWLEDGED = "acknowledged"
+    CLEARED = "cleared"
+    RESOLVED = "resolved"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (AlertState.RAISED, AlertState.ACKNOWLEDGED)
+
+
+class Alert(WireModel):
+    """One alert; retained on jaga/v1/<site>/alert/<id> while open, emptied when closed."""
+
+    v: Literal[1] = 1
+    id: AlertId
+    site: SiteId
+    device: DeviceId
+    sensor: SensorName | None = Field(
+        default=None, description="door, PIR, camera, post; or the condition (disk, cpu, ...)"
+    )
+    rule: RuleName
+    severity: Severity
+    state: AlertState
+    latched: bool = Field(description="stays open until an operator resolves it")
+    title: Text
+    detail: Text = ""
+    count: int = Field(ge=1, description="how many times the rule triggered while open")
+    raised_at: Ns
+    last_seen: Ns
+    acked_at: Ns | None = None
+    acked_by: OperatorName | None = None
+    closed_at: Ns | None = None
+    closed_by: OperatorName | None = Field(
+        default=None, description="operator who resolved it; None when the condition cleared"
+    )
+    note: Text | None = None
+    event_id: Token | None = Field(default=None, description="last event that triggered it")
+
+
+class ArmingMode(StrEnum):
+    """Alarm-panel states of a site."""
+
+    DISARMED = "disarmed"
+    ARMING = "arming"  # exit delay running
+    ARMED = "armed"
+    PENDING = "pending"  # an entry door opened: entry delay running
+
+    @property
+    def guarding(self) -> bool:
+        """Doors and motion count as intrusions (pending: only the non-entry doors)."""
+        return self in (ArmingMode.ARMED, ArmingMode.PENDING)
+
+
+class ArmingHow(StrEnum):
+    """What made the arming state change."""
+
+    SCHEDULE = "schedule"
+    CLI = "cli"
+    MQTT = "mqtt"
+    SENSOR = "sensor"  # an entry door started (or ran out) the entry delay
+    STARTUP = "startup"  # first state the collector gave a site it had not seen
+
+
+class ArmingState(WireModel):
+    """Retained on jaga/v1/<site>/arming; units keep the last one on disk."""
+
+    v: Literal[1] = 1
+    site: SiteId
+    state: ArmingMode
+    since: Ns
+    by: OperatorName
+    how: ArmingHow
+    exit_delay_s: int = Field(ge=0, le=3600)
+    entry_delay_s: int = Field(ge=0, le=3600)
+    until: Ns | None = Field(
+        default=None, description="arming: when it becomes armed; pending: when it alarms"
+    )
+    entry_device: DeviceId | None = None
+    entry_sensor: SensorName | None = None
+    next_change: Ns | None = Field(default=None, description="next scheduled transition")
+    next_state: ArmingMode | None = None
+
+
+class ArmingAudit(WireModel):
+    """One change of a site's arming state: who, when, how and why."""
+
+    v: Literal[1] = 1
+    site: SiteId
+    at: Ns
+    from_state: ArmingMode | None
+    to_state: ArmingMode
+    by: OperatorName
+    how: ArmingHow
+    reason: Text = ""
+
+
+class OperatorCommand(WireModel):
+    """Payload of jaga/v1/<site>/cmd/<arm|disarm|ack|resolve> (control room, CLI, guard post)."""
+
+    v: Literal[1] = 1
+    by: OperatorName
+    how: Literal["cli", "mqtt"] = "mqtt"
+    alert_id: AlertId | None = Field(default=None, description="ack and resolve: which alert")
+    note: Text | None = Field(default=None, description="resolve: what it was")
