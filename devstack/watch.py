@@ -29,6 +29,8 @@ class SiteWatch:
     operator: str = "demo"
     event_ts: dict[str, int] = field(default_factory=dict)
     alerts: list[tuple[int, Alert]] = field(default_factory=list)
+    closed: set[str] = field(default_factory=set)
+    """Alerts whose retained message was emptied (cleared or resolved)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> SiteWatch:
@@ -54,6 +56,9 @@ class SiteWatch:
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.time_ns()
         if not msg.payload:
+            if "/alert/" in msg.topic:
+                with self._lock:
+                    self.closed.add(msg.topic.rsplit("/", 1)[-1])
             return
         try:
             if msg.topic.endswith("/event"):
