@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography import x509
 from gpiozero import DigitalOutputDevice
 
 from agent import __version__, host
@@ -42,7 +43,7 @@ from agent.publisher import Publisher, Will
 from agent.sensors import Edge, SensorBank
 from protocol import models, topics
 from protocol.alerting import ArmingState
-from protocol.commands import CommandResult, Resend
+from protocol.commands import CommandRefused, CommandResult, Resend, Snapshot, open_command
 from protocol.models import Event, Heartbeat, Kind, Status
 from protocol.snapshot import payload_budget, split
 
@@ -100,6 +101,11 @@ class Agent:
         self._signer = make_signer(self._key)
         self._cert_not_after = (
             certificate_not_after(config.broker.tls.cert) if config.broker.tls else None
+        )
+        self._ca = (
+            x509.load_pem_x509_certificate(config.broker.tls.ca.read_bytes())
+            if config.broker.tls is not None
+            else None
         )
         self.outbox = Outbox(config.data_dir / "outbox.sqlite3")
         self.sensors = SensorBank(config.sensors, pin_factory)
@@ -252,6 +258,9 @@ class Agent:
         )
 
     def heartbeat(self) -> Heartbeat:
+        if self.disk_full and self.outbox.restore_reserve():
+            log.info("outbox disk has room again")
+            self.disk_full = False
         last_seq, head = self.outbox.chain()
         since = self.publisher.stats.connected_since
         return Heartbeat(
@@ -383,7 +392,12 @@ class Agent:
                 )
             self.disk_full = True
             return None
-        self.disk_full = False
+        if not self.outbox.reserve_path.exists():
+            if not self.disk_full:
+                log.error("outbox disk is full: using the reserve kept for alarms")
+            self.disk_full = not self.outbox.restore_reserve()
+        else:
+            self.disk_full = False
         self.events_stored += 1
         log.info("event seq=%d %s %s %s", event.seq, event.kind, event.sensor, event.state)
         self.publisher.wake()
@@ -466,12 +480,21 @@ class Agent:
             self.publisher.publish_transient(self.topics.cmd_result, result.to_json())
 
     def _command(self, name: str, payload: bytes) -> tuple[bool, str]:
-        """Carry out one command from the control room; (ok, what happened)."""
-        if name == "resend":
-            try:
-                cmd = models.parse(Resend, payload)
-            except models.WireError as exc:
-                return False, f"refused: {exc}"
+        """Carry out one signed command from the control room; (ok, what happened)."""
+        models_by_name: dict[str, type[Resend] | type[Snapshot]] = {
+            "resend": Resend,
+            "snapshot": Snapshot,
+        }
+        model = models_by_name.get(name)
+        if model is None:
+            return False, f"unknown command {name!r}"
+        if self._ca is None:
+            return False, "refused: no CA certificate to check commands with ([broker.tls])"
+        try:
+            cmd = open_command(payload, model, self._ca, self.clock.wall_ns(), self.clock.synced())
+        except CommandRefused as exc:
+            return False, f"refused: {exc}"
+        if isinstance(cmd, Resend):
             count = self.outbox.requeue(cmd.first_seq, cmd.last_seq)
             self.publisher.rewind()
             wanted = cmd.last_seq - cmd.first_seq + 1
@@ -479,13 +502,11 @@ class Agent:
             if count < wanted:
                 detail += f"; {wanted - count} no longer kept on the unit"
             return count == wanted, detail
-        if name == "snapshot":
-            if self.camera is None:
-                return False, "this unit has no camera"
-            key = f"cmd-{uuid.uuid4().hex[:16]}"
-            self.camera.trigger(key, self.clock.mono_ns())
-            return True, f"pictures requested ({key})"
-        return False, f"unknown command {name!r}"
+        if self.camera is None:
+            return False, "this unit has no camera"
+        key = f"cmd-{uuid.uuid4().hex[:16]}"
+        self.camera.trigger(key, self.clock.mono_ns())
+        return True, f"pictures requested by {cmd.by} ({key})"
 
     def flush(self, timeout_s: float) -> int:
         """Give the link up to timeout_s to empty the outbox; returns what is left."""

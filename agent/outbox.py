@@ -9,6 +9,7 @@ for a while (bounded) so the collector can ask for a resend of anything a broker
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -72,9 +73,13 @@ Attachments = Callable[[Event], list[tuple[str, bytes]]]
 class Outbox:
     """Durable, ordered queue of outgoing messages; safe to share between threads."""
 
-    def __init__(self, path: Path, *, keep_delivered: int = 20_000) -> None:
+    def __init__(
+        self, path: Path, *, keep_delivered: int = 20_000, reserve_bytes: int = 4 * 1024 * 1024
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.reserve_path = path.with_name(path.name + ".reserve")
+        self.reserve_bytes = reserve_bytes
         self._keep_delivered = keep_delivered
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -86,6 +91,29 @@ class Outbox:
         if check != "ok":
             raise sqlite3.DatabaseError(f"outbox {path} failed its integrity check: {check}")
         self._appends = 0
+        self.restore_reserve()
+
+    def restore_reserve(self) -> bool:
+        """Keep a few MB of the disk for alarms; True when the reserve is in place."""
+        if self.reserve_path.exists():
+            return True
+        try:
+            with self.reserve_path.open("wb") as fh:
+                fh.write(b"\0" * self.reserve_bytes)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            self.reserve_path.unlink(missing_ok=True)
+            return False
+        return True
+
+    def release_reserve(self) -> bool:
+        """The disk is full: give the reserve back so the next events still fit."""
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def close(self) -> None:
         with self._lock:
@@ -102,7 +130,28 @@ class Outbox:
         signer: Signer,
         attachments: Attachments | None = None,
     ) -> Event:
-        """Number, chain, sign and store an event (and its attachments) in one transaction."""
+        """Number, chain, sign and store an event (and its attachments) in one transaction.
+
+        When the disk is full, the reserve file is given back and the event tried again, so
+        alarms keep being stored (and sent) while the unit reports the full disk.
+        """
+        try:
+            return self._append_event(new, site, device, boot_id, topic, signer, attachments)
+        except OutboxFull:
+            if not self.release_reserve():
+                raise
+            return self._append_event(new, site, device, boot_id, topic, signer, attachments)
+
+    def _append_event(
+        self,
+        new: NewEvent,
+        site: str,
+        device: str,
+        boot_id: str,
+        topic: str,
+        signer: Signer,
+        attachments: Attachments | None,
+    ) -> Event:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")

@@ -8,6 +8,7 @@ so a crash or a power cut loses no event, and every publish is retried until ack
 from __future__ import annotations
 
 import logging
+import sqlite3
 import ssl
 import threading
 import time
@@ -83,6 +84,7 @@ class Publisher:
         self._cursor = 0
         self._client = self._make_client(client_id, will)
         self._thread = threading.Thread(target=self._drain, name="outbox-drain", daemon=True)
+        self.drain_beat = time.monotonic()
 
     def _make_client(self, client_id: str, will: Will) -> mqtt.Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -99,6 +101,7 @@ class Publisher:
                 cert_reqs=ssl.CERT_REQUIRED,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
+        client.enable_logger(logging.getLogger("jaga.agent.mqtt"))
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -185,9 +188,17 @@ class Publisher:
         was = self.stats.connected
         self.stats.connected = False
         self.stats.connected_since = None
-        if was and not self._stop.is_set():
+        if self._stop.is_set():
+            return
+        if was:
             self.stats.last_error = f"disconnected: {reason}"
             log.warning("%s; events wait in the outbox", self.stats.last_error)
+        else:
+            self.stats.last_error = (
+                f"the broker closed the connection before accepting us ({reason}): is this "
+                "unit's certificate revoked or expired? (see the mqtt log line above)"
+            )
+            log.error("%s; events wait in the outbox", self.stats.last_error)
 
     def _on_publish(
         self, _client: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any
@@ -228,11 +239,17 @@ class Publisher:
         while not self._stop.is_set():
             self._wake.wait(timeout=ACK_FLUSH_S)
             self._wake.clear()
-            if time.monotonic() - last_flush >= ACK_FLUSH_S:
-                self._flush_acks()
-                last_flush = time.monotonic()
-            if self.stats.connected:
-                self._send_more()
+            self.drain_beat = time.monotonic()
+            try:
+                if time.monotonic() - last_flush >= ACK_FLUSH_S:
+                    self._flush_acks()
+                    last_flush = time.monotonic()
+                if self.stats.connected:
+                    self._send_more()
+            except sqlite3.Error as exc:  # a full disk must not kill the link
+                self.stats.last_error = f"outbox: {exc}"
+                log.error("outbox error in the link (%s); retrying", exc)
+                self._stop.wait(1.0)
 
     def _send_more(self) -> None:
         with self._lock:
@@ -265,5 +282,11 @@ class Publisher:
     def _flush_acks(self) -> None:
         with self._lock:
             acked, self._acked = self._acked, []
-        if acked:
+        if not acked:
+            return
+        try:
             self._outbox.mark_delivered(acked)
+        except sqlite3.Error:
+            with self._lock:  # keep them: recorded once the disk has room again
+                self._acked = acked + self._acked
+            raise

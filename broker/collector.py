@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from influxdb_client import Point
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -37,7 +39,7 @@ from broker.ingest import Accepted, Duplicate, Ingest, Keys, Outcome, Reason, Re
 from broker.ratelimit import UnitBudget
 from broker.resend import ResendPlanner
 from protocol import topics
-from protocol.commands import Resend
+from protocol.commands import Resend, load_pem_key, sign_command
 from protocol.models import Event, Heartbeat, Status, WireError
 from protocol.snapshot import Reassembler, unpack
 
@@ -119,6 +121,7 @@ class Collector:
         self._spool_wake = threading.Event()
         self._last_stats = time.monotonic()
         self.resend = ResendPlanner()
+        self._signer = _command_signer(config)
         self.stats = CollectorStats()
         self.inbox: queue.Queue[Inbound] = queue.Queue()
         self.loop_heartbeat = time.monotonic()
@@ -519,13 +522,15 @@ class Collector:
                     req.first_seq,
                     req.last_seq,
                 )
+                if self._signer is None:
+                    log.error("cannot sign a resend command: no [mqtt.tls] key")
+                    continue
+                key, cert_pem, by = self._signer
                 cmd = Resend(
-                    by=f"collector:{self.config.mqtt.client_id}",
-                    first_seq=req.first_seq,
-                    last_seq=req.last_seq,
+                    by=by, ts=time.time_ns(), first_seq=req.first_seq, last_seq=req.last_seq
                 )
                 topic = topics.DeviceTopics(req.site, req.device).cmd("resend")
-                self._client.publish(topic, cmd.to_json(), qos=1)
+                self._client.publish(topic, sign_command(cmd, key, cert_pem), qos=1)
                 self.stats.resend_requests += 1
 
     def _write_one_by_one(self, pts: list[Point], exc: Exception) -> None:
@@ -666,3 +671,21 @@ def _is_site_command(topic: str) -> bool:
     """jaga/v1/<site>/cmd/<name>: the reserved `cmd` level tells it from a unit's topics."""
     levels = topic.split("/")
     return len(levels) == 5 and levels[3] == "cmd"
+
+
+def _command_signer(
+    config: CollectorConfig,
+) -> tuple[ec.EllipticCurvePrivateKey, bytes, str] | None:
+    """The collector's own key and certificate: units accept only signed commands."""
+    tls = config.mqtt.tls
+    if tls is None:
+        return None
+    try:
+        cert_pem = tls.cert.read_bytes()
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = load_pem_key(tls.key.read_bytes())
+    except (OSError, ValueError) as exc:
+        log.error("cannot load the collector's key for signing commands: %s", exc)
+        return None
+    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return key, cert_pem, str(cns[0].value) if cns else ""
