@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBS := mosquitto mosquitto-clients influxdb
 # systemd: systemd-analyze (unit hardening scores) and systemctl --root (install-script tests).
-TEST_DEBS := victoria-metrics systemd
+TEST_DEBS := victoria-metrics systemd chromium
 DEMO_SECONDS ?= 60
 
 .PHONY: setup debs venv demo test lint typecheck check bench soak clean
@@ -29,6 +29,10 @@ demo: setup
 
 test: setup
 	@$(PY) -m pytest -q tests
+
+# Every benchmark (bench/), about 10 minutes: tables, bench/results/*.json, README Performance.
+bench: setup
+	@$(PY) -m bench.all
 
 lint: venv
 	@$(VENV)/bin/ruff check .

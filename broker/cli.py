@@ -8,12 +8,17 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from broker.config import CollectorConfig, ConfigError, load_config
 from broker.grafana.cli import grafana_app
+from broker.web.cli import web_app
+
+if TYPE_CHECKING:
+    from broker.collector import Collector
+    from broker.web.server import WebServer
 
 app = typer.Typer(
     help="Jaga collector: takes signed events from Mosquitto, verifies them, stores them in "
@@ -25,6 +30,7 @@ app.add_typer(audit_app, name="audit")
 evidence_app = typer.Typer(help="Evidence pictures kept by the collector.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(grafana_app, name="grafana")
+app.add_typer(web_app, name="web")
 
 ConfigOpt = Annotated[
     Path,
@@ -71,13 +77,40 @@ def run(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    web = _start_web(cfg, collector)
     collector.start()
     try:
         # systemd: READY=1 once subscribed, STATUS= and health-gated WATCHDOG=1, STOPPING=1.
         with supervise_collector(collector, stop) as unit:
             collector.run(stop, on_tick=unit.tick)
     finally:
+        if web is not None:
+            web.stop()
         collector.close()
+
+
+def _start_web(cfg: CollectorConfig, collector: Collector) -> WebServer | None:
+    """The guard-post page on its own thread, fed by the collector's LiveState."""
+    if cfg.web is None:
+        return None
+    from broker.influxql import InfluxQL
+    from broker.web.lookup import InfluxEvents
+    from broker.web.registry import preload
+    from broker.web.server import WebError, serve
+
+    preload(collector.live, cfg.registry_dir)
+    ql = InfluxQL(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
+    try:
+        return serve(
+            collector.live,
+            cfg.web,
+            data_dir=cfg.data_dir,
+            ack=collector.ack_from_web,
+            evidence=collector.evidence,
+            events=InfluxEvents(ql),
+        )
+    except WebError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _parse_time(value: str | None, name: str) -> int | None:

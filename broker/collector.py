@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ from broker.influx import Rejected as InfluxRefused
 from broker.ingest import Accepted, Duplicate, Ingest, Keys, Outcome, Reason, Rejected
 from broker.ratelimit import UnitBudget
 from broker.resend import ResendPlanner
+from broker.web.state import LiveState
 from protocol import topics
 from protocol.commands import Resend, load_pem_key, sign_command
 from protocol.models import Event, Heartbeat, Status, WireError
@@ -95,8 +97,12 @@ class Collector:
         keys: Keys,
         *,
         writer: InfluxWriter | None = None,
+        live: LiveState | None = None,
     ) -> None:
         self.config = config
+        self.live = live or LiveState()
+        """What the guard-post page shows; fed below, never able to stop storage."""
+        self.web_acks: queue.Queue[tuple[str, str, Future[bool]]] = queue.Queue()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.chain = ChainBook(config.data_dir / "chain.sqlite3")
         self.ingest = Ingest(keys, self.chain)
@@ -285,6 +291,9 @@ class Collector:
             self.chain.rollback()
             return  # unacknowledged: the broker delivers them again
         now = time.time_ns()
+        for _, o in outcomes:
+            if isinstance(o, Accepted):
+                self.live.on_message(o.message)
         alert_changes = self._judge(outcomes)
         gap_changes = self.chain.commit(now)
         gap_points = [
@@ -373,6 +382,7 @@ class Collector:
         """Publish (retained), store and notify what the alert engine decided, then confirm."""
         if not changes.outbox_id and not changes.messages() and not changes.points:
             return
+        self.live.on_changes(changes)
         infos = [
             self._client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
             for m in changes.messages()
@@ -402,6 +412,18 @@ class Collector:
             self._recover(stop)
         while True:
             try:
+                alert_id, by, done = self.web_acks.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                changes = self.alerts.ack(alert_id, by, time.time_ns())
+            except AlertError as exc:
+                done.set_exception(exc)
+                continue
+            self._emit(changes, stop)
+            done.set_result(True)
+        while True:
+            try:
                 topic, payload = self.commands.get_nowait()
             except queue.Empty:
                 break
@@ -411,12 +433,20 @@ class Collector:
             for changes in self._guarded("tick", lambda: [self.alerts.tick(time.time_ns())]):
                 self._emit(changes, stop)
 
+    def ack_from_web(self, alert_id: str, by: str) -> bool:
+        """The guard post's Acknowledge (a web thread): done on the collector's own thread."""
+        done: Future[bool] = Future()
+        self.web_acks.put((alert_id, by, done))
+        return done.result(timeout=10)
+
     def _recover(self, stop: threading.Event) -> None:
         """Publish what a crash may have left unpublished, and the retained truth."""
         now = time.time_ns()
         for changes in self._guarded("recovery", self.alerts.pending):
             self._emit(changes, stop)
-        for m in self.alerts.snapshot(now).messages():
+        snapshot = self.alerts.snapshot(now)
+        self.live.on_changes(snapshot)
+        for m in snapshot.messages():
             self._client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
         site_of = dict(self._sites)
         for changes in self._guarded(
@@ -462,7 +492,10 @@ class Collector:
                 continue
             if done is None:
                 continue
-            self.evidence.put(done.data, site=where.site, device=where.device, event_id=done.event)
+            sha = self.evidence.put(
+                done.data, site=where.site, device=where.device, event_id=done.event
+            )
+            self.live.on_picture(done.event, sha, where.site, where.device, done.role)
             acks.extend(self._held.pop((done.event, done.sha256), (0, []))[1])
             vouched = self.evidence.vouched(done.event, done.sha256)
             pts.append(points.picture_point(where.site, where.device, done, vouched, now))

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broker.alerts.config import AlertsConfig
+from broker.web.config import WebConfig
 from protocol.errors import describe_errors
 
 
@@ -77,6 +78,9 @@ class CollectorConfig(Strict):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig = Field(default_factory=InfluxConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    web: WebConfig | None = Field(
+        default=None, description="the guard-post page; absent: no page is served"
+    )
 
 
 class ConfigError(Exception):
@@ -110,5 +114,6 @@ def load_config(path: Path) -> CollectorConfig:
             "data_dir": fix(config.data_dir),
             "registry_dir": fix(config.registry_dir),
             "mqtt": mqtt,
+            "web": config.web.resolved(base) if config.web is not None else None,
         }
     )

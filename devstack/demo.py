@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from devstack.ports import free_port
 from devstack.process import StartError
 from devstack.stack import DATABASE, Stack, jaga
 from devstack.watch import NotificationSink, SiteWatch
@@ -54,7 +56,11 @@ def main() -> int:
     root.mkdir(parents=True)
     signal.signal(signal.SIGTERM, _interrupt)
     sink = NotificationSink()
-    stack = Stack(root, heartbeat_s=5, alerts=demo_alerts(sink.url))
+    password = secrets.token_urlsafe(9)
+    web_port = free_port()
+    stack = Stack(
+        root, heartbeat_s=5, alerts=demo_alerts(sink.url), web=demo_web(web_port, password)
+    )
     stop_follow = threading.Event()
     watch: SiteWatch | None = None
     try:
@@ -73,6 +79,9 @@ def main() -> int:
         )
         follower.start()
         watch = SiteWatch(stack.registry, stack.broker_port, stack.site).start()
+        print(
+            f"demo: the guard post's page: http://127.0.0.1:{web_port}/ (login budi / {password})"
+        )
         print(f"demo: {len(stack.units)} simulated units play their scenarios for {seconds:g} s")
         print(f"  {'time':<8}  {'unit':<12} {'kind':<7} {'sensor':<15} {'state':<10}")
         started = time.monotonic()
@@ -97,6 +106,24 @@ def main() -> int:
             watch.stop()
         stack.stop_all()
         sink.stop()
+
+
+def demo_web(port: int, password: str) -> dict[str, object]:
+    """The collector's [web] for the demo: the guard post's page on loopback, one guard."""
+    from broker.web.passwords import hash_password
+
+    return {
+        "bind": f"127.0.0.1:{port}",
+        "accounts": [
+            {
+                "name": "budi",
+                "full_name": "Budi Santoso",
+                "role": "guard",
+                "sites": ["bangka-barat"],
+                "password_hash": hash_password(password),
+            }
+        ],
+    }
 
 
 def demo_alerts(notify_url: str) -> dict[str, object]:

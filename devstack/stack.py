@@ -130,6 +130,8 @@ class Stack:
     registry_dir: Path | None = None
     alerts: dict[str, Any] | None = None
     """The collector's [alerts] section (arming, rules, notification routes)."""
+    web: dict[str, Any] | None = None
+    """The collector's [web] section (the guard post's page)."""
 
     @property
     def registry(self) -> Path:
@@ -249,6 +251,8 @@ class Stack:
         }
         if self.alerts is not None:
             config["alerts"] = self.alerts
+        if self.web is not None:
+            config["web"] = self.web
         path.write_text(tomli_w.dumps(config))
         return path
 

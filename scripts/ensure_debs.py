@@ -13,6 +13,7 @@ BINARIES = {
     "mosquitto-clients": "/usr/bin/mosquitto_sub",
     "influxdb": "/usr/bin/influxd",
     "victoria-metrics": "/usr/bin/victoria-metrics",
+    "chromium": "/usr/bin/chromium",
     "systemd": "/usr/bin/systemd-analyze",
 }
 

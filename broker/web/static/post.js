@@ -1,0 +1,565 @@
+// The guard post's live page: state from /stream (server-sent events), drawn with DOM calls
+// (never innerHTML), alarms sounded with WebAudio, acknowledgements posted with the page's
+// CSRF token. No framework, no build step, nothing from the internet.
+"use strict";
+
+(function () {
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const layout = document.getElementById("layout");
+  const canAck = layout.dataset.canAck === "yes";
+  const sitesEl = document.getElementById("sites");
+  const alarmsEl = document.getElementById("alarms");
+  const connEl = document.getElementById("conn");
+  const clockEl = document.getElementById("clock");
+  const soundBtn = document.getElementById("sound");
+  const summaryEl = document.getElementById("summary");
+  const bar = document.getElementById("bar");
+
+  const RULES = {
+    "forced-door": "Forced door",
+    "door-held-open": "Door held open",
+    intrusion: "Intrusion",
+    tamper: "Tamper",
+    "unit-offline": "Unit offline",
+    integrity: "Integrity",
+    "patrol-missed": "Patrol missed",
+    "camera-fault": "Camera fault",
+    "unit-health": "Unit health",
+  };
+
+  let sites = new Map();
+  let skewMs = 0;
+  let streamOpen = false;
+  const acking = new Map(); // alert id -> time the ack was sent
+  const ackErrors = new Map();
+  const heard = new Set();
+  let beeps = 0;
+
+  // time -----------------------------------------------------------------------------------
+
+  function nowNs() {
+    return (Date.now() + skewMs) * 1e6;
+  }
+  function setNow(ns) {
+    skewMs = ns / 1e6 - Date.now();
+  }
+  function ago(ns) {
+    if (!ns) return "never";
+    const s = Math.max(0, Math.round((nowNs() - ns) / 1e9));
+    if (s < 60) return s + " s ago";
+    if (s < 3600) return Math.floor(s / 60) + " min ago";
+    if (s < 86400) return Math.floor(s / 3600) + " h ago";
+    return Math.floor(s / 86400) + " d ago";
+  }
+  function hms(ns) {
+    return new Date(ns / 1e6).toLocaleTimeString([], { hour12: false });
+  }
+
+  // DOM ------------------------------------------------------------------------------------
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k.startsWith("data-")) node.setAttribute(k, String(v));
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    }
+    return node;
+  }
+
+  // Keyed patching: a fresh tree is drawn, then only the nodes that differ are swapped in.
+  // An unchanged node (the Acknowledge button under a guard's finger, a loaded picture) is
+  // never replaced, so frequent updates cannot swallow a click or flicker an image.
+  function keyed(node) {
+    const kids = [...node.children];
+    return kids.length > 0 && kids.every((c) => c.dataset.key);
+  }
+  function morph(cur, next) {
+    if (cur.isEqualNode(next)) return cur;
+    if (cur.tagName !== next.tagName || !keyed(next) || !keyed(cur)) {
+      cur.replaceWith(next);
+      return next;
+    }
+    for (const a of [...cur.attributes]) if (!next.hasAttribute(a.name)) cur.removeAttribute(a.name);
+    for (const a of [...next.attributes]) {
+      if (cur.getAttribute(a.name) !== a.value) cur.setAttribute(a.name, a.value);
+    }
+    patch(cur, [...next.children]);
+    return cur;
+  }
+  function patch(container, nodes) {
+    const old = new Map();
+    for (const c of [...container.children]) {
+      if (c.dataset.key && !old.has(c.dataset.key)) old.set(c.dataset.key, c);
+      else c.remove();
+    }
+    const kept = nodes.map((n) => {
+      const cur = old.get(n.dataset.key);
+      old.delete(n.dataset.key);
+      return cur ? morph(cur, n) : n;
+    });
+    for (const gone of old.values()) gone.remove();
+    kept.forEach((n, i) => {
+      if (container.children[i] !== n) container.insertBefore(n, container.children[i] || null);
+    });
+  }
+
+  // state ----------------------------------------------------------------------------------
+
+  function loadSite(s) {
+    sites.set(s.site, {
+      site: s.site,
+      name: s.name,
+      arming: s.arming,
+      units: new Map(s.units.map((u) => [u.device, u])),
+      alerts: new Map(s.alerts.map((a) => [a.id, a])),
+    });
+  }
+  function site(id) {
+    if (!sites.has(id)) {
+      sites.set(id, { site: id, name: null, arming: null, units: new Map(), alerts: new Map() });
+    }
+    return sites.get(id);
+  }
+  function openAlerts() {
+    const all = [];
+    for (const s of sites.values()) for (const a of s.alerts.values()) all.push(a);
+    const rank = (a) => (a.state === "raised" ? 0 : 1) * 2 + (a.severity === "critical" ? 0 : 1);
+    return all.sort((a, b) => rank(a) - rank(b) || b.raised_at - a.raised_at);
+  }
+  function noticeNewAlerts() {
+    for (const a of openAlerts()) {
+      if (a.state === "raised" && !heard.has(a.id)) {
+        heard.add(a.id);
+        beep(a.severity === "critical");
+      }
+      if (a.state !== "raised") acking.delete(a.id);
+    }
+  }
+
+  // the stream -----------------------------------------------------------------------------
+
+  const stream = new EventSource("/stream");
+  const on = (kind, fn) =>
+    stream.addEventListener(kind, (e) => {
+      fn(JSON.parse(e.data));
+      noticeNewAlerts();
+      schedule();
+    });
+  on("snapshot", (d) => {
+    setNow(d.now);
+    sites = new Map();
+    d.sites.forEach(loadSite);
+  });
+  on("site", loadSite);
+  on("unit", (u) => site(u.site).units.set(u.device, u));
+  on("alert", (a) => {
+    site(a.site).alerts.set(a.id, a);
+    ackErrors.delete(a.id);
+  });
+  on("alert-gone", (d) => site(d.site).alerts.delete(d.id));
+  on("arming", (d) => (site(d.site).arming = d));
+  on("tick", (d) => setNow(d.now));
+  stream.addEventListener("expired", () => {
+    stream.close();
+    location.assign("/login?expired=1");
+  });
+  stream.onopen = () => {
+    streamOpen = true;
+    schedule();
+  };
+  stream.onerror = () => {
+    streamOpen = false;
+    schedule();
+    if (stream.readyState === EventSource.CLOSED) {
+      fetch("/api/state", { credentials: "same-origin" }).then(
+        (r) => (r.status === 401 ? location.assign("/login?expired=1") : retryLater()),
+        retryLater,
+      );
+    }
+  };
+  function retryLater() {
+    setTimeout(() => location.reload(), 5000);
+  }
+
+  // drawing --------------------------------------------------------------------------------
+
+  let drawPending = false;
+  function schedule() {
+    if (drawPending) return;
+    drawPending = true;
+    setTimeout(() => {
+      drawPending = false;
+      render();
+    }, 16);
+  }
+
+  function render() {
+    const alerts = openAlerts();
+    const raised = alerts.filter((a) => a.state === "raised");
+    bar.classList.toggle("bar--alarm", raised.some((a) => a.severity === "critical"));
+    bar.classList.toggle("bar--warn", raised.length > 0);
+    summaryEl.replaceChildren(
+      raised.length
+        ? el(
+            "span",
+            { class: "summary-text" },
+            `ALARM: ${RULES[raised[0].rule] || raised[0].title} — ${where(raised[0])}`,
+            raised.length > 1 ? ` (+${raised.length - 1} more)` : "",
+          )
+        : alerts.length
+          ? el("span", {}, `${alerts.length} acknowledged, none waiting`)
+          : el("span", { class: "calm" }, "All quiet"),
+    );
+    document.title = raised.length ? `(${raised.length}) ALARM — Jaga` : "Jaga guard post";
+    connEl.textContent = streamOpen ? "live" : "reconnecting…";
+    connEl.className = "conn " + (streamOpen ? "conn--live" : "conn--wait");
+    patch(alarmsEl, [renderAlarms(alerts)]);
+    const shown = [...sites.values()].sort((a, b) => a.site.localeCompare(b.site));
+    patch(
+      sitesEl,
+      shown.length
+        ? shown.map(renderSite)
+        : [el("p", { class: "empty", "data-key": "empty" }, "No site to show for this account yet.")],
+    );
+  }
+
+  function where(a) {
+    return [a.device, a.sensor].filter(Boolean).join(" / ");
+  }
+
+  function renderAlarms(alerts) {
+    const box = el("div", { class: "alarms-inner", "data-key": "alarms" });
+    box.appendChild(el("h2", { "data-key": "h" }, alerts.length ? `Alarms (${alerts.length})` : "Alarms"));
+    if (!alerts.length) {
+      box.appendChild(el("p", { class: "calm", "data-key": "calm" }, "No open alarm."));
+      return box;
+    }
+    for (const a of alerts) box.appendChild(renderAlert(a));
+    return box;
+  }
+
+  function renderAlert(a) {
+    const card = el("article", {
+      class: `alarm alarm--${a.state} alarm--${a.severity}`,
+      "data-alert-id": a.id,
+      "data-state": a.state,
+      "data-site": a.site,
+      "data-key": `alert:${a.id}`,
+    });
+    card.appendChild(
+      el(
+        "header",
+        { "data-key": "head" },
+        el("span", { class: "alarm-rule" }, RULES[a.rule] || a.rule),
+        el("span", { class: "alarm-sev" }, a.severity),
+      ),
+    );
+    card.appendChild(el("h3", { "data-key": "title" }, a.title));
+    card.appendChild(
+      el(
+        "p",
+        { class: "alarm-where", "data-key": "where" },
+        `${a.site} · ${where(a)} · raised ${hms(a.raised_at)} (${ago(a.raised_at)})`,
+        a.count > 1 ? ` · ×${a.count}` : "",
+      ),
+    );
+    if (a.detail) card.appendChild(el("p", { class: "alarm-detail", "data-key": "detail" }, a.detail));
+    if (a.pictures && a.pictures.length) {
+      const strip = el("div", { class: "alarm-pictures", "data-key": "pictures" });
+      for (const p of highlights(a.pictures)) {
+        strip.appendChild(
+          el(
+            "figure",
+            { class: p.role === "still" ? "pic pic--still" : "pic", title: p.role || "", "data-key": p.sha256 },
+            el(
+              "a",
+              { href: a.event_url || p.url, "data-key": "img" },
+              el("img", { src: p.url, alt: `${p.role || "picture"} ${a.device}`, "data-sha256": p.sha256 }),
+            ),
+            el("figcaption", { "data-key": "cap" }, p.role || ""),
+          ),
+        );
+      }
+      card.appendChild(strip);
+    }
+    const foot = el("footer", { "data-key": "foot" });
+    if (a.event_url) {
+      const n = (a.pictures || []).length;
+      foot.appendChild(
+        el("a", { class: "evidence-link", href: a.event_url }, n ? `Evidence: all ${n} pictures` : "Evidence"),
+      );
+    }
+    if (a.state === "acknowledged") {
+      foot.appendChild(
+        el("span", { class: "acked" }, `Acknowledged by ${a.acked_by} at ${hms(a.acked_at)}`),
+      );
+    } else if (canAck) {
+      const busy = acking.has(a.id);
+      const form = el(
+        "form",
+        { method: "post", action: `/alerts/${encodeURIComponent(a.id)}/ack`, class: "ack-form" },
+        el("input", { type: "hidden", name: "csrf", value: csrf }),
+        el("button", { type: "submit", class: "ack", disabled: busy }, busy ? "Acknowledging…" : "Acknowledge"),
+      );
+      foot.appendChild(form);
+    }
+    if (ackErrors.has(a.id)) foot.appendChild(el("span", { class: "ack-error" }, ackErrors.get(a.id)));
+    card.appendChild(foot);
+    return card;
+  }
+
+  // The still and the frames nearest the trigger (3 before, 3 after), in signed order; the
+  // evidence page has every one.
+  function highlights(pictures) {
+    const before = pictures.filter((p) => p.role === "before").slice(-3);
+    const after = pictures.filter((p) => p.role === "after").slice(0, 3);
+    const other = pictures.filter((p) => !["before", "after"].includes(p.role)).slice(0, 6);
+    const chosen = new Set([...before, ...after, ...other]);
+    return pictures.filter((p) => chosen.has(p));
+  }
+
+  function armingBadge(arming) {
+    if (!arming) return el("span", { class: "arming arming--unknown" }, "arming unknown");
+    const st = arming.state;
+    let text = st.toUpperCase();
+    if (arming.until && (st === "arming" || st === "pending")) {
+      const left = Math.max(0, Math.round((arming.until - nowNs()) / 1e9));
+      text += st === "arming" ? ` · armed in ${left} s` : ` · ${arming.entry || "entry"} · alarm in ${left} s`;
+    }
+    return el("span", { class: `arming arming--${st}`, "data-arming": st, title: arming.by ? `by ${arming.by}` : "" }, text);
+  }
+
+  function renderSite(s) {
+    const alertsByDevice = new Map();
+    for (const a of s.alerts.values()) {
+      const prev = alertsByDevice.get(a.device);
+      const worse = !prev || (a.state === "raised" && prev.state !== "raised") ||
+        (a.state === prev.state && a.severity === "critical");
+      if (worse) alertsByDevice.set(a.device, a);
+    }
+    const units = [...s.units.values()].sort((a, b) => a.device.localeCompare(b.device));
+    return el(
+      "section",
+      { class: "site", "data-site": s.site, "data-key": `site:${s.site}` },
+      el(
+        "header",
+        { class: "site-head", "data-key": "head" },
+        el("h2", {}, s.name || s.site, s.name ? el("small", {}, s.site) : null),
+        armingBadge(s.arming),
+      ),
+      el(
+        "div",
+        { class: "tiles", "data-key": "tiles" },
+        units.length
+          ? units.map((u) => renderUnit(u, alertsByDevice.get(u.device)))
+          : el("p", { class: "empty", "data-key": "empty" }, "No unit has reported yet."),
+      ),
+    );
+  }
+
+  function unitStatus(u) {
+    if (u.online === false) return ["offline", "OFFLINE"];
+    if (u.online === null || u.online === undefined) return ["unknown", "NOT SEEN"];
+    if (u.heartbeat_at && u.heartbeat_interval_s && nowNs() - u.heartbeat_at > 3 * u.heartbeat_interval_s * 1e9) {
+      return ["silent", "SILENT"];
+    }
+    return ["online", "ONLINE"];
+  }
+
+  function sensorRow(s) {
+    let value = "—";
+    let cls = "";
+    let note = "";
+    if (s.kind === "door") {
+      value = s.state === "open" ? "OPEN" : s.state === "held-open" ? "HELD OPEN" : s.state || "—";
+      cls = s.state === "open" || s.state === "held-open" ? "hot" : "ok";
+      if (s.since && cls === "hot") note = ago(s.since);
+    } else if (s.kind === "motion") {
+      value = s.state === "motion" ? "MOTION" : "still";
+      cls = s.state === "motion" ? "hot" : "ok";
+      note = s.last_active ? "last " + ago(s.last_active) : "no motion yet";
+    } else if (s.kind === "tamper") {
+      value = s.state === "tampered" ? "TAMPERED" : s.state ? "closed" : "—";
+      cls = s.state === "tampered" ? "hot" : "ok";
+    } else if (s.kind === "patrol") {
+      value = s.last_active ? "check-in" : "—";
+      note = s.last_active ? ago(s.last_active) : "no check-in yet";
+    } else if (s.kind === "camera") {
+      const bad = s.state && !["recovered", "uncovered", "snapshot"].includes(s.state);
+      value = bad ? s.state.toUpperCase() : "ok";
+      cls = bad ? "hot" : "ok";
+    }
+    return el(
+      "li",
+      {
+        class: `sensor sensor--${s.kind}`,
+        "data-sensor": s.name,
+        "data-kind": s.kind,
+        "data-state": s.state || "",
+        "data-key": `sensor:${s.name}`,
+      },
+      el("span", { class: "sensor-kind" }, s.kind),
+      el("span", { class: "sensor-name" }, s.name),
+      el("span", { class: `sensor-value ${cls}` }, value),
+      note ? el("span", { class: "sensor-note" }, note) : null,
+    );
+  }
+
+  function renderUnit(u, alert) {
+    const [status, statusText] = unitStatus(u);
+    const alarm = alert ? alert.state : "none";
+    const tile = el("article", {
+      class: `tile tile--${status}` + (alert ? ` tile--${alert.state} tile--${alert.severity}` : ""),
+      "data-device": u.device,
+      "data-status": status,
+      "data-alarm": alarm,
+      "data-key": `unit:${u.device}`,
+    });
+    tile.appendChild(
+      el(
+        "header",
+        { class: "tile-head", "data-key": "head" },
+        el("h3", {}, u.device),
+        el("span", { class: `pill pill--${status}` }, statusText),
+      ),
+    );
+    if (alert) {
+      const label = [RULES[alert.rule] || alert.rule, alert.sensor].filter(Boolean).join(" · ");
+      const head = alert.state !== "raised" ? "Acknowledged" : alert.severity === "critical" ? "ALARM" : "Warning";
+      tile.appendChild(
+        el("p", { class: "tile-alarm", title: alert.title, "data-key": "alarm" }, `${head}: ${label}`),
+      );
+    }
+    const pic = u.picture;
+    tile.appendChild(
+      pic
+        ? el(
+            "figure",
+            { class: "tile-picture", "data-key": "picture" },
+            el(
+              "a",
+              { href: `/events/${encodeURIComponent(pic.event_id)}`, "data-key": "img" },
+              el("img", { src: pic.url, alt: `latest picture from ${u.device}` }),
+            ),
+            el("figcaption", { "data-key": "cap" }, `picture ${ago(pic.at)}`),
+          )
+        : el("div", { class: "tile-picture tile-picture--none", "data-key": "picture" }, "no picture yet"),
+    );
+    tile.appendChild(el("ul", { class: "sensors", "data-key": "sensors" }, u.sensors.map(sensorRow)));
+    const h = u.health || {};
+    const bits = [u.heartbeat_at ? `heartbeat ${ago(u.heartbeat_at)}` : "no heartbeat yet"];
+    if (typeof h.outbox_depth === "number" && h.outbox_depth > 0) bits.push(`outbox ${h.outbox_depth}`);
+    if (typeof h.cpu_temp_c === "number") bits.push(`${Math.round(h.cpu_temp_c)} °C`);
+    if (h.disk_full) bits.push("DISK FULL");
+    tile.appendChild(el("footer", { class: "tile-foot", "data-key": "foot" }, bits.join(" · ")));
+    return tile;
+  }
+
+  // acknowledging --------------------------------------------------------------------------
+
+  alarmsEl.addEventListener("submit", (e) => {
+    const form = e.target;
+    if (!(form instanceof HTMLFormElement) || !form.classList.contains("ack-form")) return;
+    e.preventDefault();
+    const id = form.closest("[data-alert-id]").dataset.alertId;
+    acking.set(id, Date.now());
+    ackErrors.delete(id);
+    audio();
+    schedule();
+    fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    })
+      .then((r) => r.json().then((body) => ({ ok: r.ok, status: r.status, body })))
+      .then(({ ok, status, body }) => {
+        if (status === 401) location.assign("/login?expired=1");
+        if (!ok) {
+          acking.delete(id);
+          ackErrors.set(id, body.error || "not acknowledged");
+        }
+        schedule();
+      })
+      .catch(() => {
+        acking.delete(id);
+        ackErrors.set(id, "no answer from the server");
+        schedule();
+      });
+  });
+
+  // sound ----------------------------------------------------------------------------------
+
+  let ctx = null;
+  function audio() {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return null;
+    if (!ctx) ctx = new Ctx();
+    if (ctx.state === "suspended") ctx.resume().catch(() => {});
+    return ctx;
+  }
+  function tone(c, freq, at, dur) {
+    const osc = c.createOscillator();
+    const gain = c.createGain();
+    osc.type = "square";
+    osc.frequency.value = freq;
+    gain.gain.setValueAtTime(0.0001, at);
+    gain.gain.exponentialRampToValueAtTime(0.25, at + 0.01);
+    gain.gain.exponentialRampToValueAtTime(0.0001, at + dur);
+    osc.connect(gain).connect(c.destination);
+    osc.start(at);
+    osc.stop(at + dur + 0.02);
+  }
+  function beep(critical) {
+    const c = audio();
+    if (!c || c.state !== "running") {
+      soundBtn.hidden = false;
+      return;
+    }
+    soundBtn.hidden = true;
+    const t = c.currentTime + 0.01;
+    if (critical) {
+      tone(c, 880, t, 0.18);
+      tone(c, 660, t + 0.22, 0.18);
+    } else {
+      tone(c, 660, t, 0.15);
+    }
+    beeps += 1;
+    document.body.dataset.beeps = String(beeps);
+  }
+  soundBtn.addEventListener("click", () => {
+    const c = audio();
+    if (!c) return;
+    c.resume().then(() => {
+      soundBtn.hidden = true;
+      tone(c, 660, c.currentTime + 0.01, 0.08);
+    });
+  });
+  document.addEventListener("pointerdown", () => audio());
+  let lastWarning = 0;
+  setInterval(() => {
+    const raised = openAlerts().filter((a) => a.state === "raised");
+    if (raised.some((a) => a.severity === "critical")) beep(true);
+    else if (raised.length && Date.now() - lastWarning > 10000) {
+      lastWarning = Date.now();
+      beep(false);
+    }
+  }, 1500);
+  setTimeout(() => {
+    const c = audio();
+    soundBtn.hidden = !!c && c.state === "running";
+  }, 500);
+
+  // the clock and relative times -----------------------------------------------------------
+
+  setInterval(() => {
+    clockEl.textContent = new Date(Date.now() + skewMs).toLocaleTimeString([], { hour12: false });
+  }, 1000);
+  setInterval(schedule, 5000);
+})();
