@@ -30,6 +30,11 @@ demo: setup
 test: setup
 	@$(PY) -m pytest -q tests
 
+# `make soak SOAK_MINUTES=N` (default 10): the demo fleet under random faults, ending with
+# `soak: <produced> produced, <stored> stored, <lost> lost, <dup> duplicated` (devstack/soak.py).
+soak: setup
+	@$(PY) -m devstack.soak --minutes $(or $(SOAK_MINUTES),10)
+
 # Every benchmark (bench/), about 10 minutes: tables, bench/results/*.json, README Performance.
 bench: setup
 	@$(PY) -m bench.all

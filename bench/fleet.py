@@ -1,0 +1,373 @@
+"""Fleet: how many units one broker and one collector carry, each unit its own MQTT session
+with TLS and its own certificate, with no false `unit offline` and stored p99 < 1 s.
+
+    .venv/bin/python -m bench.fleet [--quick]
+
+Units are enrolled through the provisioning API (own key and certificate each) and run by
+bench.fleetworker processes, 500 units per process on one selector loop (2,000 units = 4
+processes). Each unit: will `offline` and birth `online` (retained), heartbeat every 10 s,
+keepalive 15 s, a signed door event every 30 s on average (Poisson) — a busy site.
+
+The fleet grows in steps (500, 1,000, 2,000); each step is watched for a window longer than
+three heartbeat intervals. A step holds when, in its window: no unit's will (`offline`) was
+published or stored, no session was dropped, no unit went 3 intervals without a stored
+heartbeat (what the offline rule would alert on), no event was lost, and pin-to-stored p99 of
+the events (event time -> the collector's `stored` line) is under 1 s. Growth stops at the
+first step that does not hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from bench.alerts import ALERT_FILTER, parse_alert
+from bench.collectorlog import StoredLog
+from bench.cpu import CpuMeter
+from bench.ingest import server_pids
+from bench.mqttclients import Session
+from bench.report import Report, Row, parse_args, workdir
+from bench.site import BenchSite
+from bench.stats import summary
+
+HEARTBEAT_S = 10
+KEEPALIVE_S = 15
+EVENT_EVERY_S = 30.0
+P99_TARGET_MS = 1000.0
+TARGET_UNITS = 2000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    steps: tuple[int, ...]
+    per_worker: int
+    window_s: float
+
+
+FULL = Sizes(steps=(500, 1000, 2000), per_worker=500, window_s=32.0)
+QUICK = Sizes(steps=(100, 200), per_worker=100, window_s=25.0)
+
+
+class WorkerProc:
+    """One bench.fleetworker process and its units."""
+
+    def __init__(self, root: Path, index: int, site: BenchSite, devices: list[str]) -> None:
+        self.index = index
+        self.events_path = root / f"worker-{index}.events"
+        self.summary_path = root / f"worker-{index}.json"
+        spec = {
+            "port": site.port,
+            "ca": str(site.registry / "ca" / "ca.crt"),
+            "site": site.site,
+            "units": [
+                {"device": d, "cert": str(site.unit(d).cert), "key": str(site.unit(d).key)}
+                for d in devices
+            ],
+            "heartbeat_s": HEARTBEAT_S,
+            "keepalive_s": KEEPALIVE_S,
+            "event_every_s": EVENT_EVERY_S,
+            "seed": index,
+            "events_out": str(self.events_path),
+            "summary_out": str(self.summary_path),
+        }
+        spec_path = root / f"worker-{index}.spec.json"
+        spec_path.write_text(json.dumps(spec))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.fleetworker", str(spec_path)],
+            stdout=subprocess.PIPE,
+            stderr=(root / f"worker-{index}.log").open("wb"),
+            text=True,
+        )
+        self.ready = threading.Event()
+        self.connected = 0
+        threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
+
+    def _read(self, out: IO[str] | None) -> None:
+        assert out is not None
+        for line in out:
+            if line.startswith("ready"):
+                self.connected = int(line.split()[1])
+                self.ready.set()
+
+    def stop(self) -> dict[str, Any]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            result: dict[str, Any] = json.loads(self.summary_path.read_text())
+            return result
+        except (OSError, ValueError):
+            return {"error": f"worker {self.index} left no summary (exit {self.proc.returncode})"}
+
+
+@dataclass
+class Watch:
+    """Wills and offline alerts as the operator sees them."""
+
+    offline: list[tuple[int, str]]
+    alerts: list[tuple[int, str]]
+    lock: threading.Lock
+
+    def on_arrival(self, now: int, topic: str, payload: bytes) -> None:
+        if topic.endswith("/status"):
+            try:
+                state = json.loads(payload).get("state")
+            except ValueError:
+                return
+            if state == "offline":
+                with self.lock:
+                    self.offline.append((now, topic.split("/")[3]))
+        elif "/alert/" in topic:
+            alert = parse_alert(payload)
+            if alert and alert.rule == "unit-offline" and alert.state == "raised":
+                with self.lock:
+                    self.alerts.append((now, alert.device))
+
+
+def published_events(workers: list[WorkerProc], t0: int, t1: int) -> list[tuple[str, int, int]]:
+    """(device, seq, event ns) of every event the workers published between t0 and t1."""
+    out = []
+    for w in workers:
+        try:
+            lines = w.events_path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 3 and t0 <= int(parts[2]) < t1:
+                out.append((parts[0], int(parts[1]), int(parts[2])))
+    return out
+
+
+def heartbeat_gaps(site: BenchSite, t0: int, t1: int, devices: list[str]) -> dict[str, float]:
+    """Longest time each unit went without a stored heartbeat within [t0, t1], in seconds."""
+    rows = site.query(
+        f'SELECT "uptime_s", "device" FROM "heartbeat" WHERE "site" = \'{site.site}\' '
+        f"AND time >= {t0 - HEARTBEAT_S * 10**9 * 3} AND time <= {t1}"
+    )
+    times: dict[str, list[int]] = defaultdict(list)
+    for r in rows:
+        times[str(r["device"])].append(int(r["time"]))
+    gaps = {}
+    for d in devices:
+        ts = sorted(times.get(d, []))
+        marks = [t for t in ts if t < t0][-1:] + [t for t in ts if t >= t0] + [t1]
+        if len(marks) == 1:
+            gaps[d] = (t1 - t0) / 1e9 + 3 * HEARTBEAT_S
+            continue
+        gaps[d] = max((b - a) / 1e9 for a, b in itertools.pairwise(marks))
+    return gaps
+
+
+def offline_stored(site: BenchSite, t0: int, t1: int) -> int:
+    rows = site.query(
+        f'SELECT count("online") FROM "status" WHERE "site" = \'{site.site}\' '
+        f'AND "online" = 0 AND time >= {t0} AND time <= {t1}'
+    )
+    return int(sum(int(r.get("count", 0)) for r in rows))
+
+
+def run_step(
+    site: BenchSite,
+    n: int,
+    workers: list[WorkerProc],
+    devices: list[str],
+    watch: Watch,
+    log: StoredLog,
+    stored: dict[tuple[str, int], int],
+    window_s: float,
+) -> dict[str, Any]:
+    """Watch n connected units for window_s; what held and what did not."""
+    meter = CpuMeter(
+        {**server_pids(site), **{f"worker-{w.index}": w.proc.pid for w in workers}}
+    ).start()
+    t0 = time.time_ns()
+    end = time.monotonic() + window_s
+    while time.monotonic() < end:
+        stored.update({(s.device, s.seq): s.at_ns for s in log.poll()})
+        time.sleep(0.5)
+    t1 = time.time_ns()
+    cpu = meter.stop()
+    settle = time.monotonic() + 5
+    while time.monotonic() < settle:
+        stored.update({(s.device, s.seq): s.at_ns for s in log.poll()})
+        time.sleep(0.25)
+    events = published_events(workers, t0, t1)
+    lat = [(stored[(d, q)] - ts) / 1e6 for d, q, ts in events if (d, q) in stored]
+    lost = sum(1 for d, q, _ in events if (d, q) not in stored)
+    with watch.lock:
+        offline_seen = [d for t, d in watch.offline if t0 <= t <= t1]
+        alerts = [d for t, d in watch.alerts if t0 <= t <= t1]
+    gaps = heartbeat_gaps(site, t0, t1, devices[:n])
+    silent = sorted(d for d, g in gaps.items() if g >= 3 * HEARTBEAT_S)
+    s = summary(lat)
+    held = (
+        not offline_seen
+        and not alerts
+        and not silent
+        and lost == 0
+        and s["p99"] is not None
+        and s["p99"] < P99_TARGET_MS
+    )
+    return {
+        "units": n,
+        "workers": len(workers),
+        "held": held,
+        "events": len(events),
+        "lost": lost,
+        "stored_ms": s,
+        "offline_wills_seen": len(offline_seen),
+        "offline_stored": offline_stored(site, t0, t1),
+        "offline_alerts": len(alerts),
+        "silent_units": len(silent),
+        "silent_examples": silent[:5],
+        "heartbeat_gap_max_s": round(max(gaps.values()), 1) if gaps else None,
+        "cpu": asdict(cpu),
+    }
+
+
+def main() -> int:
+    def steps_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--steps",
+            type=int,
+            nargs="+",
+            help="fleet sizes to try, e.g. --steps 2000 4000 8000 (default 500 1000 2000)",
+        )
+
+    args = parse_args(__doc__ or "", steps_option)
+    sizes = QUICK if args.quick else FULL
+    if args.steps:
+        sizes = Sizes(tuple(sorted(args.steps)), sizes.per_worker, sizes.window_s)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the broker holds N sockets
+    root = workdir("fleet")
+    params = {
+        **sizes.__dict__,
+        "heartbeat_s": HEARTBEAT_S,
+        "keepalive_s": KEEPALIVE_S,
+        "event_every_s": EVENT_EVERY_S,
+    }
+    report = Report("fleet", args.quick, params)
+    devices = [f"u-{i:04d}" for i in range(1, max(sizes.steps) + 1)]
+    site = BenchSite(root, site="fleet", heartbeat_s=HEARTBEAT_S)
+    workers: list[WorkerProc] = []
+    steps: list[dict[str, Any]] = []
+    summaries: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        print(f"  enrolling {len(devices)} units (own key and certificate each)", flush=True)
+        site.provision(bulk_units=devices)
+        report.figure("provision_s", round(time.monotonic() - started, 1))
+        site.start_servers()
+        site.start_collector("1")
+        watch = Watch([], [], threading.Lock())
+        w = Session(
+            "bench-fleet-operator",
+            site.operator,
+            site.port,
+            filters=[f"jaga/v1/{site.site}/+/status", ALERT_FILTER],
+            on_arrival=watch.on_arrival,
+        ).start()
+        log = StoredLog(site.collectors["1"].log_path, from_start=True)
+        stored: dict[tuple[str, int], int] = {}
+        have = 0
+        for n in sizes.steps:
+            t = time.monotonic()
+            while have < n:
+                chunk = devices[have : min(n, have + sizes.per_worker)]
+                workers.append(WorkerProc(root, len(workers), site, chunk))
+                have += len(chunk)
+            for wp in workers:
+                if not wp.ready.wait(180):
+                    raise RuntimeError(f"fleet worker {wp.index} did not connect its units")
+            connected = sum(wp.connected for wp in workers)
+            connect_s = round(time.monotonic() - t, 1)
+            print(
+                f"  {connected} units connected ({connect_s} s); watching {sizes.window_s:g} s",
+                flush=True,
+            )
+            step = run_step(site, n, workers, devices, watch, log, stored, sizes.window_s)
+            step["connected"] = connected
+            step["connect_s"] = connect_s
+            steps.append(step)
+            print(
+                f"    held={step['held']} p99={step['stored_ms']['p99']} ms "
+                f"wills={step['offline_wills_seen']} silent={step['silent_units']} "
+                f"lost={step['lost']}",
+                flush=True,
+            )
+            if not step["held"] or connected < n:
+                break
+        w.stop()
+    finally:
+        summaries = [wp.stop() for wp in workers]
+        site.stop()
+    largest = max(
+        (s["units"] for s in steps if s["held"] and s["connected"] >= s["units"]), default=0
+    )
+    last = steps[-1] if steps else {}
+    report.figure("largest_n_held", largest)
+    report.figure("processes", len(workers))
+    report.figure("units_per_process", sizes.per_worker)
+    report.figure("stored_p50_ms", last.get("stored_ms", {}).get("p50"))
+    report.figure("stored_p99_ms", last.get("stored_ms", {}).get("p99"))
+    for s in steps:
+        st = s["stored_ms"]
+        report.row(
+            Row(
+                f"N={s['units']}: stored p99",
+                st["p99"],
+                "ms",
+                "p50, same step",
+                st["p50"],
+                "< 1,000 ms",
+                st["p99"] is not None and st["p99"] < P99_TARGET_MS,
+            )
+        )
+        report.row(
+            Row(
+                f"N={s['units']}: false offline (wills+silent)",
+                float(s["offline_wills_seen"] + s["silent_units"] + s["offline_alerts"]),
+                "",
+                target="0",
+                met=s["offline_wills_seen"] + s["silent_units"] + s["offline_alerts"] == 0,
+            )
+        )
+    report.row(
+        Row(
+            "largest N that holds",
+            float(largest),
+            "units",
+            target=f"{TARGET_UNITS:,}",
+            met=largest >= TARGET_UNITS,
+        )
+    )
+    report.extra["steps"] = steps
+    report.extra["workers"] = summaries
+    report.note(
+        f"{len(workers)} worker processes, {sizes.per_worker} units each on one selector loop; "
+        "each unit its own TLS session and certificate"
+    )
+    report.finish()
+    del soft
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,299 @@
+"""What one event costs each stage of the collector, in this process, with real signed events —
+and what the proposed fixes would save, measured the same way.
+
+    .venv/bin/python -m bench.stages [--quick]
+
+Stages, per event (µs): JSON -> pydantic; ECDSA verification (with its canonical bytes); the
+chain hash; the whole `Ingest.handle` (topic, parse, key, verify, hash, chain book); the
+InfluxDB `Point` and its line protocol; the `stored` log line. Proposed and measured beside
+them: line protocol straight from the event with `str.replace` escaping (checked equal to
+influxdb-client's output for every event), and verification spread over a process pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bench.report import Report, Row, parse_args
+from bench.streams import StreamSpec, make_stream
+from broker import points
+from broker.chain import ChainBook
+from broker.ingest import Accepted, Ingest
+from protocol import models
+from protocol.models import Event
+from protocol.signing import PublicKey, event_hash, verify
+from provisioning.ca import CertificateAuthority
+from provisioning.register import add_site
+from provisioning.registry import Registry
+
+KEY_STAGES = ("Ingest.handle", "Point + line", "proposed: f-string", "alert engine, site disarmed")
+SITE = "stages"
+DEVICE = "stage-01"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    events: int
+    repeats: int
+
+
+FULL = Sizes(events=4000, repeats=3)
+QUICK = Sizes(events=1000, repeats=2)
+
+
+class OneKey:
+    def __init__(self, key: PublicKey) -> None:
+        self.key = key
+
+    def keys(self, site: str, device: str) -> list[PublicKey]:
+        return [self.key]
+
+
+def per_event_us(fn: Callable[[], Any], n: int, repeats: int) -> float:
+    """Median over repeats of fn()'s CPU time divided by n, in µs.
+
+    CPU time, not wall time: on a shared machine a stage that waits for a core would look
+    slower than it is, and these figures are a budget of CPU per event.
+    """
+    times = []
+    for _ in range(repeats):
+        t = time.process_time()
+        fn()
+        times.append((time.process_time() - t) / n * 1e6)
+    return round(statistics.median(times), 2)
+
+
+def _escape_key(value: str) -> str:
+    if any(c in value for c in ", =\n\t\r"):
+        return (
+            value.replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
+            .replace("\n", r"\n").replace("\t", r"\t").replace("\r", r"\r")
+        )  # fmt: skip
+    return value
+
+
+def _escape_str(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def event_line(event: Event, digest: str, raw: bytes) -> str:
+    """Proposed: the event point's line protocol in one f-string (fields in sorted order)."""
+    active = 1 if event.state in points.ACTIVE_STATES else 0
+    snaps = (
+        f',snapshots="{_escape_str(",".join(event.snapshot_sha256))}"'
+        if event.snapshot_sha256
+        else ""
+    )
+    return (
+        f"event,device={_escape_key(event.device)},kind={_escape_key(event.kind.value)},"
+        f"sensor={_escape_key(event.sensor)},site={_escape_key(event.site)} "
+        f'active={active}i,boot_id="{_escape_str(event.boot_id)}",'
+        f"clock_synced={'true' if event.clock_synced else 'false'},"
+        f'hash="{digest}",id="{_escape_str(event.id)}",mono_ns={event.mono_ns}i,'
+        f'prev="{event.prev}",raw="{_escape_str(raw.decode())}",seq={event.seq}i'
+        f'{snaps},state="{_escape_str(event.state)}" {event.ts}'
+    )
+
+
+_POOL_KEY: PublicKey | None = None
+
+
+def _pool_init(pem: bytes) -> None:
+    global _POOL_KEY
+    key = serialization.load_pem_public_key(pem)
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    _POOL_KEY = key
+
+
+def _pool_verify(payloads: Sequence[bytes]) -> list[str]:
+    """In a worker: parse and verify a batch; return each event's chain hash."""
+    assert _POOL_KEY is not None
+    out = []
+    for p in payloads:
+        event = models.parse(Event, p)
+        verify(event, _POOL_KEY)
+        out.append(event_hash(event))
+    return out
+
+
+def pool_costs(
+    payloads: list[bytes], pem: bytes, workers: int, batch: int = 500
+) -> dict[str, float]:
+    """Parse+verify+hash in a pool of `workers` processes, batches of `batch`: CPU µs per
+    event left on the dispatching (collector) process, CPU µs per event in the workers, and
+    the wall-clock rate (which needs free cores: low on a busy shared machine)."""
+    chunks = [payloads[i : i + batch] for i in range(0, len(payloads), batch)]
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with ProcessPoolExecutor(workers, initializer=_pool_init, initargs=(pem,)) as pool:
+        list(pool.map(_pool_verify, chunks[:workers]))  # warm up: keys loaded, imports done
+        wall, cpu = time.perf_counter(), time.process_time()
+        list(pool.map(_pool_verify, chunks))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_s = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
+    n = len(payloads)
+    warm = sum(len(c) for c in chunks[:workers])
+    return {
+        "main_us": round(cpu / n * 1e6, 2),
+        "workers_us": round(child_s / (n + warm) * 1e6, 2),
+        "wall_per_s": round(n / wall),
+    }
+
+
+def alert_engine(root: Path, events: list[Event], *, armed: bool) -> None:
+    """The collector's alert engine over the events, in collector-sized batches."""
+    from bench.alerts import alerts_section
+    from broker.alerts.config import AlertsConfig
+    from broker.alerts.engine import AlertEngine
+    from broker.alerts.store import AlertStore
+
+    section = alerts_section(SITE, heartbeat_s=10) if armed else None
+    config = AlertsConfig.model_validate(section or {})
+    now = time.time_ns()
+    engine = AlertEngine(config, AlertStore(root / f"alerts-{now}.sqlite3"), now)
+    for i in range(0, len(events), 2000):
+        with engine.batch():
+            for e in events[i : i + 2000]:
+                engine.on_event(e, now)
+
+
+def make_events(root: Path, n: int) -> tuple[list[bytes], PublicKey, bytes]:
+    from bench.provision import enrol_units
+
+    registry = Registry(root / "registry")
+    CertificateAuthority.init(registry, "bench stages CA")
+    add_site(registry, SITE, name="Stages", timezone="Asia/Jakarta", broker_host="127.0.0.1")
+    enrol_units(registry.root, SITE, [DEVICE])
+    folder = registry.device_dir(SITE, DEVICE)
+    ts0 = time.time_ns() - 60 * 10**9
+    payloads = make_stream(StreamSpec(SITE, DEVICE, folder / "device.key", n, ts0_ns=ts0))
+    cert = registry.device_certificate(SITE, DEVICE)
+    assert cert is not None
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return payloads, key, pem
+
+
+def main() -> int:
+    args = parse_args(__doc__ or "")
+    sizes = QUICK if args.quick else FULL
+    report = Report("stages", args.quick, dict(sizes.__dict__))
+    root = Path(tempfile.mkdtemp(prefix="jaga-stages-"))
+    try:
+        payloads, key, pem = make_events(root, sizes.events)
+        n, r = len(payloads), sizes.repeats
+        topic = f"jaga/v1/{SITE}/{DEVICE}/event"
+        events = [models.parse(Event, p) for p in payloads]
+        digests = [event_hash(e) for e in events]
+
+        def handle_all() -> None:
+            chain = ChainBook(root / f"chain-{time.monotonic_ns()}.sqlite3")
+            ingest = Ingest(OneKey(key), chain)
+            for i, p in enumerate(payloads):
+                out = ingest.handle(topic, p)
+                assert isinstance(out, Accepted), out
+                if i % 2000 == 1999:
+                    chain.commit()
+            chain.commit()
+            chain.close()
+
+        log = logging.getLogger("bench.stages.stored")
+        handler = logging.FileHandler(root / "stored.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+        def log_all() -> None:
+            for e in events:
+                log.info("stored %s/%s seq=%d %s %s %s", e.site, e.device, e.seq, e.kind,
+                         e.sensor, e.state)  # fmt: skip
+
+        for e, d, p in zip(events, digests, payloads, strict=True):
+            assert event_line(e, d, p) == points.event_point(e, d, p).to_line_protocol()
+        us = {
+            "parse (pydantic)": per_event_us(
+                lambda: [models.parse(Event, p) for p in payloads], n, r),
+            "verify (ECDSA + canonical bytes)": per_event_us(
+                lambda: _verify_events(events, key), n, r),
+            "chain hash": per_event_us(lambda: [event_hash(e) for e in events], n, r),
+            "Ingest.handle (all of the above + chain book)": per_event_us(handle_all, n, r),
+            "Point + line protocol (influxdb-client)": per_event_us(
+                lambda: [
+                    points.event_point(e, d, p).to_line_protocol()
+                    for e, d, p in zip(events, digests, payloads, strict=True)
+                ], n, r),
+            "proposed: f-string line protocol": per_event_us(
+                lambda: [
+                    event_line(e, d, p) for e, d, p in zip(events, digests, payloads, strict=True)
+                ], n, r),
+            "'stored' log line (file)": per_event_us(log_all, n, r),
+            "alert engine, site disarmed (default config)": per_event_us(
+                lambda: alert_engine(root, events, armed=False), n, 1),
+            "alert engine, site armed by schedule": per_event_us(
+                lambda: alert_engine(root, events, armed=True), n, 1),
+        }  # fmt: skip
+        handler.close()
+        cores = os.cpu_count() or 1
+        inproc_us = per_event_us(lambda: _verify_all(payloads, key), n, r)
+        pooled = pool_costs(payloads * 2, pem, cores)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    for what, value in us.items():
+        report.row(Row(what, value, "µs/event", key=what.startswith(KEY_STAGES)))
+    report.row(Row("parse+verify+hash, in process", inproc_us, "µs/event"))
+    report.row(
+        Row(
+            f"proposed: the same in a pool of {cores}, left on the main process",
+            pooled["main_us"],
+            "µs/event",
+            "in process",
+            inproc_us,
+            key=True,
+        )
+    )
+    report.row(Row("  ... CPU in the pool's workers", pooled["workers_us"], "µs/event"))
+    report.row(Row("  ... wall-clock rate of the pool", float(pooled["wall_per_s"]), "ev/s"))
+    report.figure("us_per_event", us)
+    report.figure("verify_in_process_us", inproc_us)
+    report.figure("verify_pool", pooled)
+    report.figure("pool_workers", cores)
+    report.note(
+        "CPU time per event (not wall time), so the figures hold on a busy machine; the pool's "
+        "wall-clock rate needs free cores, which this shared 2-core machine seldom has"
+    )
+    report.finish()
+    return 0
+
+
+def _verify_events(events: list[Event], key: PublicKey) -> None:
+    for e in events:
+        verify(e, key)
+
+
+def _verify_all(payloads: list[bytes], key: PublicKey) -> None:
+    for p in payloads:
+        event = models.parse(Event, p)
+        verify(event, key)
+        event_hash(event)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
