@@ -112,6 +112,7 @@ class Agent:
         self._logic = {s.name: logic_for(s) for s in config.sensors}
         self._state: dict[str, Any] = {}
         self.disk_full = False
+        self._dropping = False
         self.events_stored = 0
         self.loop_heartbeat = time.monotonic()
         self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue()
@@ -386,12 +387,18 @@ class Agent:
                 attachments=attachments,
             )
         except OutboxFull as exc:
-            if not self.disk_full:
+            if not self._dropping:
                 log.error(
-                    "outbox disk is full, event %s/%s not stored: %s", new.sensor, new.state, exc
+                    "outbox disk is full, event %s/%s not stored (and the next ones until "
+                    "there is room): %s",
+                    new.sensor,
+                    new.state,
+                    exc,
                 )
+            self._dropping = True
             self.disk_full = True
             return None
+        self._dropping = False
         if not self.outbox.reserve_path.exists():
             if not self.disk_full:
                 log.error("outbox disk is full: using the reserve kept for alarms")

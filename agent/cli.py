@@ -74,6 +74,8 @@ def _run(
         agent = Agent(cfg, factory)
     except (IdentityError, PinFactoryError) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:  # a TLS file or the data folder named in the config
+        raise _fail(f"{exc.strerror or exc}: {exc.filename or ''} (check agent.toml)") from None
     try:
         if driver is not None:
             driver.rest()

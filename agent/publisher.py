@@ -45,6 +45,7 @@ class LinkStats:
     connected_since: float | None = None
     last_error: str | None = None
     refused: int = 0
+    refused_logged: int = 0
     published: int = 0
     acked: int = 0
     connects: int = 0
@@ -221,7 +222,12 @@ class Publisher:
             # Not authorised, too large, quota: keep the row; it goes again after reconnect.
             self.stats.refused += 1
             self.stats.last_error = f"broker refused message {row}: {reason}"
-            log.error("%s; kept in the outbox", self.stats.last_error)
+            if self.stats.refused_logged < self.stats.connects:  # once per connection
+                self.stats.refused_logged = self.stats.connects
+                log.error(
+                    "%s; kept in the outbox (further refusals counted, not logged)",
+                    self.stats.last_error,
+                )
             return
         self._acked.append(row)
         self.stats.acked += 1

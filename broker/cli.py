@@ -73,7 +73,10 @@ def run(
         stream=sys.stderr,
     )
     cfg = _load(config)
-    collector = Collector(cfg, _keys(cfg))
+    try:
+        collector = Collector(cfg, _keys(cfg))
+    except OSError as exc:  # a TLS file or the data folder named in the config
+        raise _fail(f"{exc.strerror or exc}: {exc.filename or ''} (check collector.toml)") from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

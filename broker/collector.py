@@ -113,6 +113,11 @@ class Collector:
             config.data_dir / "backlog.sqlite3", config.backlog_max_mb * 1024 * 1024
         )
         self.budget = UnitBudget(config.unit_rate_per_s, config.unit_burst)
+        self._waiting: dict[str, int] = {}
+        """Messages of each unit waiting in the backlog: its new ones queue behind them."""
+        for item in self.backlog.peek(len(self.backlog)):
+            unit = _unit_of(item.meta)
+            self._waiting[unit] = self._waiting.get(unit, 0) + 1
         self.evidence = EvidenceStore(config.data_dir / "evidence")
         self.alerts = AlertEngine(
             config.alerts, AlertStore(config.data_dir / "alerts.sqlite3"), time.time_ns()
@@ -236,10 +241,13 @@ class Collector:
         except queue.Empty:
             return []
         batch = [first]
+        # Take what is already waiting and write at once: a lone alarm does not wait for
+        # company, and under load batches grow by themselves while a write is in flight.
+        # flush_ms only bounds how long a batch may keep growing.
         deadline = time.monotonic() + cfg.flush_ms / 1000
-        while len(batch) < cfg.batch_max and not stop.is_set():
+        while len(batch) < cfg.batch_max and time.monotonic() < deadline:
             try:
-                batch.append(self.inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+                batch.append(self.inbox.get_nowait())
             except queue.Empty:
                 break
         return batch
@@ -252,15 +260,24 @@ class Collector:
         items = self.backlog.peek(room)
         return batch + [Inbound(i.meta, i.body, 0, 0, i.created_ns, i) for i in items]
 
+    def _unbacklog(self, items: list[Item]) -> None:
+        self.backlog.remove(items)
+        for item in items:
+            unit = _unit_of(item.meta)
+            self._waiting[unit] = max(0, self._waiting.get(unit, 0) - 1)
+
     def _admit(self, batch: list[Inbound], stop: threading.Event) -> list[Inbound]:
         """Units within their budget go now; the rest wait on disk (acknowledged) for spare room."""
         now = time.time_ns()
         admitted: list[Inbound] = []
         deferred: list[Inbound] = []
         for m in batch:
-            if m.backlog is not None or self.budget.take(_unit_of(m.topic), now):
+            unit = _unit_of(m.topic)
+            if m.backlog is not None or (
+                self._waiting.get(unit, 0) == 0 and self.budget.take(unit, now)
+            ):
                 admitted.append(m)
-            else:
+            else:  # over budget, or behind its own earlier messages: keep the unit in order
                 deferred.append(m)
         if not deferred:
             return admitted
@@ -270,6 +287,8 @@ class Collector:
             log.error("backlog full (%s): serving the flooding unit in line", exc)
             return batch
         for m in deferred:
+            unit = _unit_of(m.topic)
+            self._waiting[unit] = self._waiting.get(unit, 0) + 1
             if m.qos > 0:
                 self._client.ack(m.mid, m.qos)
         self.stats.deferred += len(deferred)
@@ -317,7 +336,7 @@ class Collector:
         for m, _ in outcomes:
             if m.qos > 0 and m.backlog is None:
                 self._client.ack(m.mid, m.qos)
-        self.backlog.remove([m.backlog for m, _ in outcomes if m.backlog is not None])
+        self._unbacklog([m.backlog for m, _ in outcomes if m.backlog is not None])
         self._count(outcomes)
         self._maybe_stats(stop)
 
@@ -529,7 +548,7 @@ class Collector:
         for m in acks:
             if m.qos > 0 and m.backlog is None:
                 self._client.ack(m.mid, m.qos)
-        self.backlog.remove([m.backlog for m in acks if m.backlog is not None])
+        self._unbacklog([m.backlog for m in acks if m.backlog is not None])
 
     def _drop_held(self, m: Inbound) -> None:
         for key, (_, held) in list(self._held.items()):

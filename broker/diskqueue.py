@@ -58,7 +58,7 @@ class DiskQueue:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO item(meta, body, count, created_ns) VALUES (?,?,?,?)",
-                [(meta, body, count, now) for meta, body, count in items],
+                [(meta, body, count, now + i) for i, (meta, body, count) in enumerate(items)],
             )
             self._db.execute("COMMIT")
             self._bytes += size

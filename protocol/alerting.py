@@ -120,7 +120,7 @@ class ArmingAudit(WireModel):
     v: Literal[1] = 1
     site: SiteId
     at: Ns
-    from_state: ArmingMode | None
+    from_state: ArmingMode | None = None
     to_state: ArmingMode
     by: OperatorName
     how: ArmingHow
