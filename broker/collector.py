@@ -236,8 +236,8 @@ class Collector:
 
     def _take_batch(self, stop: threading.Event) -> list[Inbound]:
         cfg = self.config.influx
-        try:
-            first = self.inbox.get(timeout=0.5)
+        try:  # with a backlog waiting, never sit idle on an empty inbox
+            first = self.inbox.get(timeout=0.01 if len(self.backlog) else 0.5)
         except queue.Empty:
             return []
         batch = [first]
