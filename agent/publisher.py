@@ -95,6 +95,9 @@ class Publisher:
         client.max_queued_messages_set(0)
         if self._broker.tls is not None:
             tls = self._broker.tls
+            for field, path in (("ca", tls.ca), ("cert", tls.cert), ("key", tls.key)):
+                if not path.is_file():
+                    raise FileNotFoundError(2, f"broker.tls.{field} does not exist", str(path))
             client.tls_set(
                 ca_certs=str(tls.ca),
                 certfile=str(tls.cert),

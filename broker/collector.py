@@ -148,6 +148,9 @@ class Collector:
         client.manual_ack_set(True)
         client.reconnect_delay_set(min_delay=1, max_delay=15)
         if m.tls is not None:
+            for name, path in (("ca", m.tls.ca), ("cert", m.tls.cert), ("key", m.tls.key)):
+                if not path.is_file():
+                    raise FileNotFoundError(2, f"mqtt.tls.{name} does not exist", str(path))
             client.tls_set(ca_certs=str(m.tls.ca), certfile=str(m.tls.cert), keyfile=str(m.tls.key))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
