@@ -4,7 +4,8 @@ The three demo units play their scenarios (3x faster than the demo, `--speed`) w
 are injected: every 3-15 s one of broker restart, broker SIGKILL, collector restart,
 collector SIGKILL, InfluxDB paused (SIGSTOP, up to 20 s) or stopped (up to a minute); and,
 alongside, a unit SIGKILLed and started again every 1.5 s on average plus its restart
-(`--unit-kill-every`), so a 10-minute soak kills units about two hundred times. Every injection is logged. At the end
+(`--unit-kill-every`), so a 10-minute soak kills units about two hundred times. Every
+injection is logged. At the end
 the faults stop, every unit is restarted on an idle scenario (nothing new happens at its
 pins) so its outbox can drain, and the soak compares each unit's outbox with InfluxDB:
 

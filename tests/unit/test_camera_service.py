@@ -11,13 +11,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from protocol.snapshot import BROKER_MAX_PACKET_SIZE, Reassembler, payload_budget, split
 from agent.camera.evidence import Evidence, EvidenceSet, Role
 from agent.camera.health import Health
 from agent.camera.service import CameraLoop, Output
 from agent.camera.simulated import SimulatedCamera
 from agent.camera.store import EvidenceStore
 from agent.domain.observation import Observation
+from protocol.snapshot import BROKER_MAX_PACKET_SIZE, Reassembler, payload_budget, split
 from protocol.topics import DeviceTopics
 
 S = 1_000_000_000
