@@ -4,8 +4,9 @@ One episode shared by the tests below, on a copy of the registry: gudang-01 is r
 `jaga-provision device revoke` (the broker reloads its CRL and ACL on SIGHUP; connected
 clients stay connected), gudang-02 runs on a certificate that expires a few seconds into
 the run, pos-jaga-01 is the control. The broker then restarts, so every unit must connect
-again: the control gets back in; the other two are refused, must say why in their log, and
-keep storing events in their outbox (nothing lost: every seq is in InfluxDB or waiting).
+again: the control gets back in; the other two are refused, must say why in their log,
+keep storing events in their outbox (nothing lost: every seq is in InfluxDB or waiting), and
+the collector raises the unit-offline health alert for them.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def test_a_unit_the_acl_refuses_says_so_without_flooding_its_log(episode: Episod
 
 @pytest.mark.xfail(
     reason="BUG: Mosquitto publishes every connected unit's last will when it shuts down "
-    "(a restart, SIGTERM), and broker/alerts/rules.py unit_offline raises a critical "
+    "(a restart, SIGTERM), and broker/alerts/rules.py:293-301 unit_offline raises a critical "
     "'Unit offline' on the will at once: one broker restart raises (and notifies) an alert "
     "for every unit of the province, cleared a second later when they reconnect; give a "
     "unit about one heartbeat interval to come back before raising on a will",

@@ -434,14 +434,18 @@ CASES = [
 ]
 
 
+NOT_A_REGISTRY = (
+    "BUG: provisioning/cli.py site_list (:175) and device_list (:324) on a --dir that is no "
+    "registry (a file, a missing folder) print nothing and exit 0: provisioning/registry.py "
+    "sites() and devices() (:183, :199) return [] for a missing folder; say 'no registry in "
+    "<dir>: run ca init or point --dir at it' as the other commands do"
+)
 BUGS = {
-    "collector-influx-url-garbage": "BUG: broker/config.py InfluxConfig.url takes any string: "
-    "with url = 'not a url' the collector runs on, spooling everything, instead of naming "
-    "influx.url",
-    "provision-dir-is-a-file": "BUG: provisioning/cli.py `device list` and `site list` on a "
-    "--dir that is no registry (a file, a missing folder) print nothing and exit 0",
-    "provision-dir-missing": "BUG: provisioning/cli.py `device list` and `site list` on a "
-    "--dir that is no registry (a file, a missing folder) print nothing and exit 0",
+    "collector-influx-url-garbage": "BUG: broker/config.py:43 InfluxConfig.url takes any "
+    "string: with url = 'not a url' the collector starts and spools everything for ever "
+    "instead of naming influx.url (validate it as an http(s) URL)",
+    "provision-dir-is-a-file": NOT_A_REGISTRY,
+    "provision-dir-missing": NOT_A_REGISTRY,
 }
 RUNS_ON = {"collector-influx-url-garbage"}
 """Mistakes the program does not notice (yet): it runs until EXIT_WITHIN_S stops it."""
