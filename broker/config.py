@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from broker.alerts.config import AlertsConfig
 from broker.web.config import WebConfig
@@ -39,8 +41,18 @@ class MqttConfig(Strict):
     tls: TlsConfig | None = None
 
 
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL, e.g. http://127.0.0.1:8086")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
 class InfluxConfig(Strict):
-    url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL")
+    url: HttpUrl = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL")
     token: str = Field(default="", description="API token (2.x/3) or user:password (1.8)")
     org: str = "jaga"
     bucket: str = Field(default="jaga/autogen", description="bucket; on 1.8 database/rp")

@@ -120,6 +120,17 @@ def open_registry(ctx: typer.Context, dir: Path | None) -> Registry:
     return Registry(chosen if isinstance(chosen, Path) else DEFAULT_DIR)
 
 
+def existing_registry(ctx: typer.Context, dir: Path | None) -> Registry:
+    """A registry that must already exist (listing commands): say so when it does not."""
+    registry = open_registry(ctx, dir)
+    if not registry.ca_cert_path.is_file():
+        raise ProvisioningError(
+            f"no registry in {registry.root}: start one with `jaga-provision ca init`, or "
+            "point --dir (or JAGA_PROVISION_DIR) at the provisioning folder"
+        )
+    return registry
+
+
 def say(message: str) -> None:
     typer.echo(message)
 
@@ -174,7 +185,7 @@ def site_add(
 @reports_mistakes
 def site_list(ctx: typer.Context, dir: DirOption = None) -> None:
     """Show the registered sites."""
-    for record in open_registry(ctx, dir).sites():
+    for record in existing_registry(ctx, dir).sites():
         say(
             f"{record.id}\t{record.name}\t{record.timezone}\t{record.broker_host}:{record.broker_port}"
         )
@@ -323,7 +334,7 @@ def device_revoke(
 @reports_mistakes
 def device_list(ctx: typer.Context, dir: DirOption = None) -> None:
     """Show every unit with its certificate state."""
-    registry = open_registry(ctx, dir)
+    registry = existing_registry(ctx, dir)
     for site, device in registry.devices():
         record = registry.device(site, device)
         cert = registry.device_certificate(site, device)
