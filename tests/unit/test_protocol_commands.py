@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -19,7 +20,12 @@ from provisioning.certs import (
     service_name,
 )
 
-NOW = time.time_ns() + 2 * 10**9  # after the certificates below are issued (to the second)
+NOW = time.time_ns()
+VALID = Validity(
+    dt.datetime.fromtimestamp(NOW / 1e9, dt.UTC) - dt.timedelta(days=1),
+    dt.datetime.fromtimestamp(NOW / 1e9, dt.UTC) + dt.timedelta(days=30),
+)
+"""Certificates valid around NOW, however long after collection a test runs."""
 
 
 def authority() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -42,7 +48,7 @@ def identity(
         ca_cert=ca[0],
         ca_key=ca[1],
         serial=7,
-        validity=Validity.for_days(30),
+        validity=VALID,
     )
     return key, cert.public_bytes(Encoding.PEM)  # type: ignore[return-value]
 
