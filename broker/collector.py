@@ -184,7 +184,7 @@ class Collector:
         resumed = bool(getattr(flags, "session_present", False))
         log.info("connected to broker (session %s)", "resumed" if resumed else "new")
         filters = topics.collector_filters(CHANNELS, shared=self.config.mqtt.shared)
-        client.subscribe([(f, 1) for f in filters] + [(SITE_COMMANDS, 1)])
+        client.subscribe([(f, 1) for f in filters] + [(topics.SITE_COMMANDS, 1)])
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any
@@ -207,7 +207,7 @@ class Collector:
         self.stats.connected = False
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        if _is_site_command(msg.topic):
+        if topics.parse_site_command(msg.topic) is not None:
             # Operators' arm/disarm/ack: handled on the main loop, acknowledged at once.
             self.commands.put((msg.topic, bytes(msg.payload)))
             if msg.qos > 0:
@@ -477,8 +477,10 @@ class Collector:
             self._emit(changes, stop)
 
     def _command(self, topic: str, payload: bytes, stop: threading.Event) -> None:
-        levels = topic.split("/")
-        site, name = levels[2], levels[4]
+        parsed = topics.parse_site_command(topic)
+        if parsed is None:  # only site commands are queued here
+            return
+        site, name = parsed
         try:
             changes = self.alerts.command(site, name, payload, time.time_ns())
         except AlertError as exc:
@@ -717,15 +719,6 @@ def _unit_of(topic: str) -> str:
     """The unit a topic belongs to (jaga/v1/<site>/<device>/...), for its budget."""
     levels = topic.split("/", 4)
     return "/".join(levels[2:4]) if len(levels) >= 4 else topic
-
-
-SITE_COMMANDS = f"{topics.ROOT}/+/cmd/+"
-
-
-def _is_site_command(topic: str) -> bool:
-    """jaga/v1/<site>/cmd/<name>: the reserved `cmd` level tells it from a unit's topics."""
-    levels = topic.split("/")
-    return len(levels) == 5 and levels[3] == "cmd"
 
 
 def _command_signer(

@@ -132,3 +132,18 @@ def _check_level(value: str) -> str:
     if not value or len(value) > 64 or value in (".", "..") or any(c in value for c in "/+#\x00"):
         raise TopicError(f"topic level {value!r} is empty, too long or contains / + # or NUL")
     return value
+
+
+SITE_COMMANDS = f"{ROOT}/+/cmd/+"
+"""Filter for operators' site commands (arm, disarm, ack, resolve)."""
+
+
+def parse_site_command(topic: str) -> tuple[str, str] | None:
+    """(site, command) of jaga/v1/<site>/cmd/<name>; None for any other topic.
+
+    The reserved `cmd` level (never a unit id) tells it from a unit's topics.
+    """
+    levels = topic.split("/")
+    if len(levels) != 5 or "/".join(levels[:2]) != ROOT or levels[3] != "cmd":
+        return None
+    return levels[2], levels[4]
