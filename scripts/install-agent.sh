@@ -149,7 +149,10 @@ data_dir="$(tar -xzOf "$BUNDLE" agent.toml |
 # --- packages -----------------------------------------------------------------------------------
 missing=()
 for pkg in "${APT_PACKAGES[@]}" "${APT_CAMERA[@]}"; do
-    dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    # Output captured, not piped into `grep -q`: under pipefail grep's early exit can SIGPIPE
+    # the writer and turn a match into a failure.
+    pkg_status="$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null)" || pkg_status=""
+    [[ "$pkg_status" == *"ok installed"* ]] || missing+=("$pkg")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ -n "$ROOT" ]]; then
@@ -158,7 +161,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
         apt-get update -qq
         wanted=()
         for pkg in "${missing[@]}"; do
-            if apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+            policy="$(apt-cache policy "$pkg" 2>/dev/null)" || policy=""
+            if [[ "$policy" =~ Candidate:\ [0-9] ]]; then
                 wanted+=("$pkg")
             else
                 say "warning: no package $pkg here (not Raspberry Pi OS?); skipping it"

@@ -155,7 +155,10 @@ fi
 # --- packages, user, program --------------------------------------------------------------------
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    # Output captured, not piped into `grep -q`: under pipefail grep's early exit can SIGPIPE
+    # the writer and turn a match into a failure.
+    pkg_status="$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null)" || pkg_status=""
+    [[ "$pkg_status" == *"ok installed"* ]] || missing+=("$pkg")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ -n "$ROOT" ]]; then
