@@ -8,7 +8,7 @@ DEBS := mosquitto mosquitto-clients influxdb
 TEST_DEBS := victoria-metrics systemd chromium
 DEMO_SECONDS ?= 60
 
-.PHONY: setup debs venv demo test lint typecheck check bench soak clean
+.PHONY: setup debs venv demo test lint typecheck check bench soak rehearse-pi clean
 
 setup: debs venv
 
@@ -34,6 +34,10 @@ test: setup
 # `soak: <produced> produced, <stored> stored, <lost> lost, <dup> duplicated` (devstack/soak.py).
 soak: setup
 	@$(PY) -m devstack.soak --minutes $(or $(SOAK_MINUTES),10)
+
+# The README's Pi section run as written in a booted Debian bookworm (root; about 4 minutes).
+rehearse-pi: setup
+	@$(PY) -m devstack.rehearse_pi
 
 # Every benchmark (bench/), about 10 minutes: tables, bench/results/*.json, README Performance.
 bench: setup

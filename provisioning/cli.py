@@ -404,13 +404,14 @@ def bundle(
     made = write_bundle(open_registry(ctx, dir), site, device, target)
     say(f"wrote {made.path}: {', '.join(made.members)}")
     say(
-        f"on the unit: sudo mkdir -p /etc/jaga && sudo tar -xzf {made.path.name} -C /etc/jaga"
-        " && sudo mv /etc/jaga/jaga-agent.service /etc/systemd/system/"
+        f"on the unit, beside a copy of this checkout: sudo jaga/scripts/install-agent.sh "
+        f"{made.path.name}"
     )
     if not made.has_certificate:
         say(
-            "no certificate yet: on the unit run `jaga-agent enroll`, bring back the .csr, "
-            "run `jaga-provision device sign <file>.csr` and copy device.crt to /etc/jaga"
+            "no certificate yet: that first run makes the key on the unit and leaves "
+            f"/etc/jaga/{device}.csr; bring it back, run `jaga-provision device sign "
+            f"{device}.csr`, make this bundle again and run the script again with it"
         )
     elif made.has_key:
         say("the archive holds the unit's private key: delete it once copied")

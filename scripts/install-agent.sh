@@ -169,7 +169,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
             fi
         done
         [[ ${#wanted[@]} -eq 0 ]] ||
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wanted[@]}"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${wanted[@]}"
     fi
 fi
 if [[ -z "$ROOT" && ! -x /lib/systemd/systemd-timesyncd && ! -x /usr/lib/systemd/systemd-timesyncd ]]; then

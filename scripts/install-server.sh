@@ -165,7 +165,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
         echo "would run: apt-get install -y ${missing[*]}"
     else
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}"
     fi
 fi
 if [[ -n "$ROOT" ]]; then
