@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -29,11 +27,9 @@ LogOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning o
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from service.logs import setup_logging
+
+    setup_logging(level)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

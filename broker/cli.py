@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -65,13 +63,10 @@ def run(
 ) -> None:
     """Run the collector until stopped (SIGTERM or Ctrl-C)."""
     from broker.collector import Collector
+    from service.logs import setup_logging
     from service.units import supervise_collector
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(log_level)
     cfg = _load(config)
     try:
         collector = Collector(cfg, _keys(cfg))

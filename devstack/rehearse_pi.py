@@ -456,10 +456,14 @@ def check_journal_and_security(unit: Unit) -> list[str]:
     if "PRIVATE KEY" in log:
         raise RehearsalFailed("the journal holds a private key")
     levels = sorted(set(re.findall(r"PRIORITY=(\d)", log)))
+    errors = unit.run("journalctl -u jaga-agent -p err --no-pager -o cat").stdout
+    if "ERROR jaga.service.watchdog: UNHEALTHY" not in errors:
+        raise RehearsalFailed("the agent's ERROR line is not an error in the journal:\n" + errors)
     score = unit.run("systemd-analyze security jaga-agent.service --no-pager", check=False)
     overall = re.search(r"Overall exposure level for jaga-agent.service: (\S+ \S+)", score.stdout)
     return [
-        f"journal: priorities {','.join(levels)} present, no private key",
+        f"journal: priorities {','.join(levels)}; `-p err` finds the agent's UNHEALTHY line; "
+        "no private key",
         f"systemd-analyze security (booted): {overall[1] if overall else score.stdout[-300:]}",
     ]
 
