@@ -562,9 +562,11 @@ class AlertEngine:
             current, key, config.thresholds, item, txn.now, self.watching_since
         )
         # Heartbeat arrival times stay in memory: after a restart silence counts from then.
-        persist = before is None or (before.offline, before.interval_s) != (
+        # A will is kept: its grace runs on across a restart (from the restart at least).
+        persist = before is None or (before.offline, before.interval_s, before.will_at) != (
             after.offline,
             after.interval_s,
+            after.will_at,
         )
         txn.watch(name, after, persist=persist)
         txn.signals(signals)

@@ -276,6 +276,19 @@ class UnitWatch(Watch):
     interval_s: int
     last_beat: int | None = None
     offline: bool = False
+    will_at: int | None = None  # a last will not yet followed by a heartbeat or a birth
+
+
+WILL_GRACE_BEATS = 1
+"""Heartbeat intervals a unit has to come back after its last will before it is offline.
+
+Mosquitto publishes the will of every connected unit when it shuts down (a restart,
+SIGTERM), and a network blip drops connections that paho makes again a second later: such
+a unit publishes its birth within seconds. A unit still unheard one interval after its
+will has missed a heartbeat as well, which confirms the will. One interval keeps the will
+path inside the `offline_after_beats` (>= 2) intervals of the silence path, which keeps
+running meanwhile: an outage is raised within those intervals either way.
+"""
 
 
 def unit_offline(
@@ -286,7 +299,12 @@ def unit_offline(
     now: int,
     watching_since: int,
 ) -> tuple[UnitWatch, list[Signal]]:
-    """LWT `offline`, or no heartbeat for N intervals (counted from watching_since at least)."""
+    """No heartbeat for N intervals, or an LWT `offline` not followed by a heartbeat or a birth
+    within WILL_GRACE_BEATS intervals (both counted from watching_since at least).
+
+    The will itself raises nothing: a broker restart publishes the will of every unit, and
+    they are back a second later. A tick after the grace raises.
+    """
     if isinstance(item, Heartbeat):
         after = UnitWatch(interval_s=item.interval_s, last_beat=now)
         return after, [Clear(key, "heartbeat received", now)] if watch.offline else []
@@ -294,21 +312,28 @@ def unit_offline(
         if item.state == "online":
             after = UnitWatch(interval_s=watch.interval_s, last_beat=now)
             return after, [Clear(key, "unit online again", now)] if watch.offline else []
-        if watch.offline:
-            return watch, []
-        title = f"Unit offline: {key.where}"
-        detail = "the broker lost the unit's connection (last will)"
-        return watch.model_copy(update={"offline": True}), [Raise(key, title, detail, now)]
-    if watch.offline or watch.last_beat is None:
+        if watch.offline or watch.will_at is not None:
+            return watch, []  # the retained will seen again: the grace runs from the first
+        return watch.model_copy(update={"will_at": now}), []
+    if watch.offline:
+        return watch, []
+    title = f"Unit offline: {key.where}"
+    will = ""
+    if watch.will_at is not None:
+        gone_for = now - watch.will_at
+        will = f"the broker lost the unit's connection (last will) {_seconds(gone_for)} ago"
+        if now - max(watch.will_at, watching_since) >= WILL_GRACE_BEATS * watch.interval_s * S:
+            detail = f"{will}; no heartbeat or birth since"
+            return watch.model_copy(update={"offline": True}), [Raise(key, title, detail, now)]
+    if watch.last_beat is None:
         return watch, []
     silent_for = now - max(watch.last_beat, watching_since)
     limit = limits.offline_after_beats * watch.interval_s * S
     if silent_for < limit:
         return watch, []
-    title = f"Unit offline: {key.where}"
     detail = (
         f"no heartbeat for {_seconds(silent_for)} "
-        f"({limits.offline_after_beats} x {watch.interval_s} s)"
+        f"({limits.offline_after_beats} x {watch.interval_s} s)" + (f"; {will}" if will else "")
     )
     return watch.model_copy(update={"offline": True}), [Raise(key, title, detail, now)]
 

@@ -13,7 +13,7 @@ import pytest
 from broker.alerts.config import AlertsConfig, DoorConfig, NotifyConfig, PostConfig, SiteAlerts
 from broker.alerts.engine import AlertEngine, Changes
 from broker.alerts.lifecycle import AlertClosed, AlertError, ChangeKind, UnknownAlert
-from broker.alerts.store import AlertStore, read_alerts
+from broker.alerts.store import AlertStore, Writes, read_alerts
 from broker.alerts.wire import Alert, AlertState, ArmingHow, ArmingMode, ArmingState
 from broker.ingest import Reason, Rejected
 from protocol import topics
@@ -279,8 +279,56 @@ def test_a_silent_unit_goes_offline_and_its_return_clears_then_a_new_outage_is_n
     back = engine.on_heartbeat(heartbeat(t + 40 * S), t + 40 * S)
     assert [c.kind for c in back.alerts] == [ChangeKind.CLEARED]
     assert retained(back)[topics.alert(SITE, alert.id)] == b""
-    (again,) = raised(engine.on_status(status("offline"), t + 50 * S))
-    assert again.id != alert.id
+    assert engine.on_status(status("offline"), t + 50 * S).alerts == []  # a grace to come back
+    assert engine.tick(t + 59 * S).alerts == []
+    (again,) = raised(engine.tick(t + 60 * S))
+    assert again.id != alert.id and "last will" in again.detail
+
+
+def test_a_broker_restart_raises_nothing_for_units_back_at_once(engines: Engines) -> None:
+    """Mosquitto publishes every unit's will when it shuts down; they reconnect at once."""
+    engine = engines.open(NOON)
+    t = NOON + 60 * S  # past the resume grace
+    units = ("gudang-01", "gudang-02", "pos-jaga-01")
+    for unit in units:
+        engine.on_heartbeat(heartbeat(t, device=unit), t)
+    for unit in units:
+        assert not engine.on_status(status("offline", device=unit), t + S)
+    for n, unit in enumerate(units):
+        assert engine.tick(t + (2 + n) * S).alerts == []
+        assert engine.on_status(status("online", device=unit), t + (2 + n) * S).alerts == []
+    for n in range(5, 31):
+        changes = engine.tick(t + n * S)
+        assert changes.alerts == [] and changes.notifications == [], n
+    assert engine.open_alerts() == []
+
+
+def test_a_will_waits_out_its_grace_across_a_collector_restart(engines: Engines) -> None:
+    engine = engines.open(NOON)
+    t = NOON + 60 * S
+    engine.on_heartbeat(heartbeat(t), t)
+    engine.on_status(status("offline"), t + S)
+    assert engines.store is not None
+    stored = json.loads(engines.store.watches()["unit:bangka-barat:gudang-01"])
+    assert stored["will_at"] == t + S
+    restart = t + 5 * S
+    engine = engines.open(restart)  # its resume grace: 30 s
+    assert engine.tick(restart + 40 * S - 1).alerts == []
+    (alert,) = raised(engine.tick(restart + 40 * S))
+    assert "the broker lost the unit's connection (last will) 44 s ago" in alert.detail
+
+
+def test_a_unit_row_stored_before_wills_were_remembered_still_loads(engines: Engines) -> None:
+    engine = engines.open(NOON)
+    assert engines.store is not None
+    old = json.dumps({"interval_s": 60, "last_beat": NOON, "offline": False})  # no will_at
+    engines.store.commit(Writes(watches={"unit:bangka-barat:gudang-01": old}))
+    engine = engines.open(NOON + 60 * S)
+    t = NOON + 120 * S  # past the resume grace
+    assert engine.on_status(status("offline"), t).alerts == []
+    assert engine.tick(t + 59 * S).alerts == []  # the stored interval: 60 s
+    (alert,) = raised(engine.tick(t + 60 * S))
+    assert alert.rule == "unit-offline" and "last will" in alert.detail
 
 
 def test_health_from_heartbeats_warns_and_clears(engines: Engines) -> None:

@@ -23,7 +23,7 @@ from broker.alerts.rules import (
 )
 from broker.alerts.wire import ArmingAudit, ArmingHow, ArmingMode, Severity
 from broker.ingest import Reason, Rejected
-from protocol.models import Event, Kind
+from protocol.models import Event, Heartbeat, Kind, Status
 from tests.unit.test_alerts_support import (
     MON,
     SITE,
@@ -299,17 +299,90 @@ def test_a_closed_enclosure_says_the_condition_is_gone() -> None:
 OFFLINE = AlertKey(Rule.UNIT_OFFLINE, SITE, "gudang-01")
 
 
-def test_the_last_will_raises_offline_once_and_a_heartbeat_clears_it() -> None:
+def test_a_last_will_raises_nothing_at_once_and_one_silent_interval_later_raises_once() -> None:
     w = UnitWatch(interval_s=10, last_beat=T0)
     w, signals = rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + S, 0)
+    assert signals == [] and not w.offline and w.will_at == T0 + S
+    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + 5 * S, 0)
+    assert signals == [] and w.will_at == T0 + S  # the retained will again: the grace runs on
+    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 11 * S - 1, 0)
+    assert signals == []
+    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 11 * S, 0)
     alert = only(signals)
-    assert alert.severity is Severity.CRITICAL and not alert.latched
-    assert "last will" in alert.detail
-    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + 2 * S, 0)
-    assert signals == []  # retained LWT seen again
-    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, heartbeat(T0), T0 + 3 * S, 0)
+    assert alert.severity is Severity.CRITICAL and not alert.latched and alert.at == T0 + 11 * S
+    assert "the broker lost the unit's connection (last will) 10 s ago" in alert.detail
+    for item in (Tick(), status("offline"), Tick()):
+        w, signals = rules.unit_offline(w, OFFLINE, LIMITS, item, T0 + 40 * S, 0)
+        assert signals == [] and w.offline
+    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, heartbeat(T0), T0 + 41 * S, 0)
     assert [type(s) for s in signals] == [Clear]
-    assert not w.offline
+    assert not w.offline and w.will_at is None
+
+
+def never_raised(w: UnitWatch, items: list[tuple[Heartbeat | Status | Tick, int]]) -> UnitWatch:
+    for item, now in items:
+        w, signals = rules.unit_offline(w, OFFLINE, LIMITS, item, now, 0)
+        assert not any(isinstance(s, Raise) for s in signals), (item, now, signals)
+    return w
+
+
+def test_a_unit_back_within_the_grace_after_its_will_raises_nothing_ever() -> None:
+    """A broker restart: every unit's will, then its birth (or heartbeat) seconds later."""
+    for back in (status("online"), heartbeat(T0)):
+        w = UnitWatch(interval_s=10, last_beat=T0)
+        w = never_raised(w, [(status("offline"), T0 + S)])
+        w = never_raised(w, [(Tick(), T0 + n * S) for n in range(2, 10)])
+        assert w.will_at == T0 + S
+        w = never_raised(w, [(back, T0 + 10 * S)])
+        assert w.will_at is None and not w.offline
+        w = never_raised(w, [(Tick(), T0 + n * S) for n in range(10, 40)])
+        # From then on it is watched as before: 3 silent intervals after it came back.
+        _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 40 * S, 0)
+        assert "no heartbeat for 30 s" in only(signals).detail
+
+
+def test_the_grace_after_a_will_is_the_units_own_heartbeat_interval() -> None:
+    w, _ = rules.unit_offline(
+        UnitWatch(interval_s=10), OFFLINE, LIMITS, heartbeat(T0, interval_s=60), T0, 0
+    )
+    w, _ = rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + S, 0)
+    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 61 * S - 1, 0)
+    assert signals == []
+    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 61 * S, 0)
+    assert "(last will) 1 min 0 s ago" in only(signals).detail
+
+
+def test_a_will_from_a_unit_never_heard_from_still_raises_after_the_grace() -> None:
+    w, signals = rules.unit_offline(
+        UnitWatch(interval_s=10), OFFLINE, LIMITS, status("offline"), T0, 0
+    )
+    assert signals == [] and w.last_beat is None
+    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 10 * S - 1, 0)
+    assert signals == []
+    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 10 * S, 0)
+    assert "last will" in only(signals).detail
+
+
+def test_after_a_collector_restart_the_grace_after_a_will_counts_from_the_restart() -> None:
+    """The whole server restarted: the broker kept every unit's will, they reconnect."""
+    restart = T0 + 3600 * S
+    w = UnitWatch(interval_s=10, last_beat=T0)
+    w, _ = rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), restart - 5 * S, restart)
+    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 10 * S - 1, restart)
+    assert signals == []
+    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 10 * S, restart)
+    assert "(last will) 15 s ago" in only(signals).detail
+
+
+def test_a_late_will_does_not_delay_the_silence_past_three_intervals() -> None:
+    """Silent loss: the broker sends the will only when the keepalive runs out."""
+    w = UnitWatch(interval_s=10, last_beat=T0)
+    w, _ = rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + 25 * S, 0)
+    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S - 1, 0)
+    assert signals == []
+    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S, 0)
+    detail = only(signals).detail
+    assert "no heartbeat for 30 s (3 x 10 s)" in detail and "(last will) 5 s ago" in detail
 
 
 def test_no_heartbeat_for_three_intervals_is_offline_and_not_a_moment_sooner() -> None:
