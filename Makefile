@@ -8,7 +8,7 @@ DEBS := mosquitto mosquitto-clients influxdb
 TEST_DEBS := victoria-metrics systemd chromium
 DEMO_SECONDS ?= 60
 
-.PHONY: setup debs venv demo test lint typecheck check bench soak rehearse-pi clean
+.PHONY: setup debs venv demo test lint typecheck check bench soak rehearse clean
 
 setup: debs venv
 
@@ -35,9 +35,9 @@ test: setup
 soak: setup
 	@$(PY) -m devstack.soak --minutes $(or $(SOAK_MINUTES),10)
 
-# The README's Pi section run as written in a booted Debian bookworm (root; about 4 minutes).
-rehearse-pi: setup
-	@$(PY) -m devstack.rehearse_pi
+# The README's Pi and server sections run as written on booted bookworms (root; ~4 minutes).
+rehearse: setup
+	@$(PY) -m devstack.rehearse
 
 # Every benchmark (bench/), about 10 minutes: tables, bench/results/*.json, README Performance.
 bench: setup

@@ -5,7 +5,9 @@
 rp out, as 1.8 does); the body and its ``Content-Encoding`` (influxd 1.6 takes gzip) pass
 through, and the target's status and body come back unchanged. An unreachable or hung
 target gives 503 ``{"code":"unavailable",...}``. ``GET /ping`` and ``GET /health`` ask the
-target's ``/ping``. The ``Authorization`` token is dropped (test InfluxDB has auth off).
+target's ``/ping``; with ``version`` set, ``/ping`` says that version instead of the target's
+(an install script that wants 1.8+ then accepts the pair). ``POST /query`` passes through, as
+1.8 has it. The ``Authorization`` token is dropped (test InfluxDB has auth off).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     target: str
     timeout_s: float
+    version: str | None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -84,6 +87,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         body = self._body()
+        if url.path == "/query":
+            headers = {"Content-Type": self.headers.get("Content-Type", "")}
+            target = f"{self.server.target}/query?{url.query}"
+            got = self._forward(urllib.request.Request(target, body, headers, method="POST"))
+            if got is not None:
+                self._reply(*got)
+            return
         if url.path != "/api/v2/write":
             self._json(404, {"code": "not found", "message": f"no route {url.path}"})
             return
@@ -114,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"code": "not found", "message": f"no route {path}"})
             return
         got = self._forward(urllib.request.Request(f"{self.server.target}/ping"))
+        if got is not None and self.server.version:
+            got[2]["X-Influxdb-Version"] = self.server.version
         if got is None or path == "/ping":
             if got is not None:
                 self._reply(*got)
@@ -142,9 +154,15 @@ class V2WriteForwarder:
     """A threaded HTTP server on a free 127.0.0.1 port forwarding v2 writes to ``target``."""
 
     def __init__(
-        self, target: str, timeout: float = 10.0, host: str = "127.0.0.1", port: int = 0
+        self,
+        target: str,
+        timeout: float = 10.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        version: str | None = None,
     ) -> None:
         """``port=0``: the first start picks a free port; restarts reuse it."""
+        self.version = version
         self.target = target.rstrip("/")
         self.timeout = timeout
         self.host = host
@@ -169,6 +187,7 @@ class V2WriteForwarder:
         self._port = int(server.server_address[1])
         server.target = self.target
         server.timeout_s = self.timeout
+        server.version = self.version
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,

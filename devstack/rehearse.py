@@ -1,27 +1,31 @@
-"""`make rehearse-pi`: the README's "A unit on a Raspberry Pi" section, run as written.
+"""`make rehearse`: the README's "Run it for real" — a unit on a Pi and the central server —
+run as written, on machines booted with systemd as PID 1.
 
-The unit is a Debian bookworm (what Raspberry Pi OS bookworm is built on) made by debootstrap
-and booted with systemd as PID 1 under systemd-nspawn, sharing this machine's network. The
-provisioning laptop is this checkout (a fresh `git clone` of HEAD, this venv on PATH); the
-server is this machine's Mosquitto, InfluxDB and collector, started from the laptop's registry
-as "The central server" would run them.
+Both machines are Debian bookworm (what Raspberry Pi OS bookworm is built on) made by
+debootstrap and booted under systemd-nspawn, sharing this machine's network: `gudang-01`
+(user `pi`) and `jaga` (user `admin`). The provisioning laptop is this checkout (a fresh
+`git clone` of HEAD, this venv on PATH).
 
-The README's command blocks are read from README.md and run unchanged, in order, each where
-its paragraph says (laptop or Pi). What differs from a real Pi, and how:
+The README's command blocks are read from README.md and run unchanged, in the order a
+technician follows them (the Pi section says to update the server before the unit's second
+install), each where its paragraph says: laptop, Pi or server. What differs, and how:
 
-- `ssh` and `scp` to pi@gudang-01.local are shell functions that enter the container;
-- the container has no GPIO, so `jaga-provision device add` gets `--pin-factory mock`
+- `ssh` and `scp` to pi@gudang-01.local and admin@jaga.example.internal are shell functions
+  that enter the containers; the unit finds jaga.example.internal in /etc/hosts;
+- the unit has no GPIO, so `jaga-provision device add` gets `--pin-factory mock`
   (gpiozero's MockFactory; the only fake, at the hardware boundary);
 - python3-lgpio and python3-picamera2 come from Raspberry Pi's archive, which this machine
   cannot reach: the install script says it skips them;
-- the site's broker host is 127.0.0.1 (the container shares this machine's loopback) and
-  this machine's clock is not NTP-synchronised, so the selftest's clock row fails (expected).
+- InfluxData's packages cannot be reached either: the server's InfluxDB at 127.0.0.1:8086 is
+  Debian's 1.6 on this machine behind devstack's forwarder, which adds 1.8's /api/v2/write;
+- this machine's clock is not NTP-synchronised, so the selftest's clock row fails (expected).
 
-After the README's steps it checks what a technician would: the service is active and says
-`connected`, the collector stored the unit's events, a third run changes nothing, and real
-systemd restarts the agent when its main loop hangs (watchdog) and when it is killed.
-Needs root, debootstrap and systemd-container (installed when missing), and the Debian
-mirror. About 4 minutes; the first run also builds the bookworm image (~1 minute).
+Then it checks what a technician would: both services active and saying so, the unit's
+events in InfluxDB, second runs that change nothing, systemd's watchdog restarting a hung
+agent, a SIGKILLed agent back with its outbox intact, journal levels, and the hardening
+scores on the booted machines. Needs root, debootstrap and systemd-container (installed when
+missing), the Debian mirror and PyPI, and ports 8883 and 8086 free. About 4 minutes.
+Exit status: 0 as written, 1 a step failed, 3 this machine cannot host the rehearsal.
 """
 
 from __future__ import annotations
@@ -30,32 +34,35 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.ports import free_port
+from devstack.forwarder import V2WriteForwarder
+from devstack.influx import InfluxDB
 from devstack.process import StartError
-from devstack.stack import DATABASE, Stack, jaga
+from devstack.stack import DATABASE, jaga
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
-SECTION = ("### A unit on a Raspberry Pi", "### The central server")
-PI_HOST = "pi@gudang-01.local"
-MACHINE = "gudang-01"
+PI_SECTION = ("### A unit on a Raspberry Pi", "### The central server")
+SERVER_SECTION = ("### The central server", "### What systemd checks")
 SITE = "bangka-barat"
 DEVICE = "gudang-01"
-PI_UID = 1000
+BROKER_HOST = "jaga.example.internal"
 CACHE = Path(os.environ.get("JAGA_REHEARSAL_CACHE", "/var/tmp/jaga-rehearsal"))
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# What Raspberry Pi OS Lite has before anyone touches it, near enough.
+# What Raspberry Pi OS Lite (or a Debian server) has before anyone touches it, near enough.
 BASE_PACKAGES = (
     "systemd,systemd-sysv,systemd-timesyncd,dbus,sudo,ca-certificates,python3,iproute2,procps,less"
 )
+PLACES = (("laptop", "laptop"), ("On the Pi", "pi"), ("On the server", "server"))
 
 
 class RehearsalFailed(RuntimeError):
@@ -68,36 +75,34 @@ class RehearsalUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Block:
-    where: str  # "laptop" or "pi"
+    where: str  # "laptop", "pi" or "server"
     text: str
 
 
-def pi_section_blocks(readme: str) -> list[Block]:
-    """The section's ```sh blocks, each placed by the last paragraph before it."""
-    start = readme.index(SECTION[0])
-    section = readme[start : readme.index(SECTION[1], start)]
-    parts = section.split("```")
+def section_blocks(readme: str, section: tuple[str, str]) -> list[Block]:
+    """A section's ```sh blocks, each placed by the last paragraph before it."""
+    start = readme.index(section[0])
+    text = readme[start : readme.index(section[1], start)]
+    parts = text.split("```")
     blocks = []
     for i in range(1, len(parts), 2):
-        code = parts[i]
-        if not code.startswith("sh\n"):
+        if not parts[i].startswith("sh\n"):
             continue
         paragraph = parts[i - 1].strip().split("\n\n")[-1]
-        if "laptop" in paragraph:
-            where = "laptop"
-        elif "On the Pi" in paragraph:
-            where = "pi"
-        else:
+        where = next((place for words, place in PLACES if words in paragraph), None)
+        if where is None:
             raise RehearsalFailed(f"README: cannot tell where this block runs: {paragraph!r}")
-        blocks.append(Block(where, code.removeprefix("sh\n")))
+        # A block inside a numbered list is indented, its closing fence too.
+        code = textwrap.dedent(parts[i].removeprefix("sh\n")).rstrip(" ")
+        blocks.append(Block(where, code))
     return blocks
 
 
 def say(text: str) -> None:
-    print(f"rehearse-pi: {text}", flush=True)
+    print(f"rehearse: {text}", flush=True)
 
 
-# the unit: a booted bookworm ------------------------------------------------------------------
+# the machines: booted bookworms ---------------------------------------------------------------
 
 
 def base_image() -> Path:
@@ -128,42 +133,43 @@ def base_image() -> Path:
     return image
 
 
-def prepare_rootfs(rootfs: Path) -> None:
-    """A first boot of Raspberry Pi OS: user pi with sudo, the mirror's CA, a hostname."""
-    rootfs.mkdir(parents=True)
-    with tarfile.open(base_image()) as tar:
-        tar.extractall(rootfs, filter="fully_trusted")
-    (rootfs / "etc/hostname").write_text(f"{MACHINE}\n")
-    with (rootfs / "etc/hosts").open("a") as hosts:  # as Raspberry Pi OS has it (sudo needs it)
-        hosts.write(f"127.0.1.1\t{MACHINE}\n")
-    # This machine may reach the package mirrors through its own CA: the unit trusts it too.
-    shutil.copy("/etc/ssl/certs/ca-certificates.crt", rootfs / "etc/ssl/certs/")
-    for name in ("pip.conf",):  # the same package index settings as this machine, if any
-        if Path("/etc", name).exists():
-            shutil.copy(Path("/etc", name), rootfs / "etc" / name)
-    chroot = ["chroot", str(rootfs)]
-    subprocess.run(
-        [*chroot, "useradd", "--create-home", "--uid", str(PI_UID), "--shell", "/bin/bash",
-         "--groups", "sudo,video", "pi"],
-        check=True,
-    )  # fmt: skip
-    (rootfs / "etc/sudoers.d/010_pi-nopasswd").write_text("pi ALL=(ALL) NOPASSWD: ALL\n")
-    (rootfs / "etc/sudoers.d/010_pi-nopasswd").chmod(0o440)
+class Machine:
+    """A booted container (systemd as PID 1) with one sudo user, and a way into it."""
 
-
-class Unit:
-    """The booted container and a way into it."""
-
-    def __init__(self, rootfs: Path, log: Path) -> None:
-        self.rootfs = rootfs
-        self.log = log
+    def __init__(self, root: Path, hostname: str, user: str, hosts: str = "") -> None:
+        self.hostname = hostname
+        self.user = user
+        self.rootfs = root / hostname / "rootfs"
+        self.log = root / hostname / "console.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.leader = 0
+        self._prepare(hosts)
+
+    def _prepare(self, hosts: str) -> None:
+        """A first boot: the sudo user, a hostname, the mirror's CA."""
+        self.rootfs.mkdir(parents=True)
+        with tarfile.open(base_image()) as tar:
+            tar.extractall(self.rootfs, filter="fully_trusted")
+        (self.rootfs / "etc/hostname").write_text(f"{self.hostname}\n")
+        with (self.rootfs / "etc/hosts").open("a") as fh:  # as Debian's installer has it
+            fh.write(f"127.0.1.1\t{self.hostname}\n{hosts}")
+        # This machine may reach the package mirrors through its own CA: trust it there too.
+        shutil.copy("/etc/ssl/certs/ca-certificates.crt", self.rootfs / "etc/ssl/certs/")
+        if Path("/etc/pip.conf").exists():  # the same package index settings, if any
+            shutil.copy("/etc/pip.conf", self.rootfs / "etc/pip.conf")
+        subprocess.run(
+            ["chroot", self.rootfs, "useradd", "--create-home", "--uid", "1000",
+             "--shell", "/bin/bash", "--groups", "sudo", self.user],
+            check=True,
+        )  # fmt: skip
+        sudoers = self.rootfs / f"etc/sudoers.d/010_{self.user}-nopasswd"
+        sudoers.write_text(f"{self.user} ALL=(ALL) NOPASSWD: ALL\n")
+        sudoers.chmod(0o440)
 
     def boot(self) -> None:
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "--register=no", "--keep-unit", "--boot", "-D", self.rootfs,
-             f"--machine={MACHINE}", "--console=pipe"],
+             f"--machine={self.hostname}", "--console=pipe"],
             stdin=subprocess.DEVNULL,
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -178,7 +184,7 @@ class Unit:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.5)
-        raise RehearsalUnavailable(f"the container did not boot; see {self.log}")
+        raise RehearsalUnavailable(f"{self.hostname} did not boot; see {self.log}")
 
     def _find_leader(self) -> int:
         """The container's PID 1: nspawn's child."""
@@ -190,26 +196,34 @@ class Unit:
             return 0
         return int(pids[0]) if pids else 0
 
-    def enter(self, user: str | None = None) -> list[str]:
-        """A command prefix that runs inside the container (as `user`, in a login shell)."""
+    def enter(self, as_user: bool = False) -> list[str]:
+        """A command prefix that runs inside (as the user, in a login shell)."""
         prefix = [
             "nsenter", f"--target={self.leader}", "--mount", "--uts", "--ipc", "--net",
             "--pid", "--root", "--wd", "--", "/usr/bin/env", "-i", f"PATH={PATH}", "TERM=dumb",
         ]  # fmt: skip
-        if user is None:
-            return prefix
-        return [*prefix, "runuser", "--login", user, "--command"]
+        return [*prefix, "runuser", "--login", self.user, "--command"] if as_user else prefix
 
     def run(
-        self, command: str, *, user: str | None = None, check: bool = True, timeout: float = 600
+        self, command: str, *, as_user: bool = False, check: bool = True, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
-        argv = [*self.enter(user), command] if user else [*self.enter(), "bash", "-c", command]
+        argv = (
+            [*self.enter(as_user), command] if as_user else [*self.enter(), "bash", "-c", command]
+        )
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         if check and done.returncode != 0:
             raise RehearsalFailed(
-                f"in the unit: {command}\nexit {done.returncode}\n{done.stdout}{done.stderr}"
+                f"on {self.hostname}: {command}\nexit {done.returncode}\n{done.stdout}{done.stderr}"
             )
         return done
+
+    def unit_property(self, unit: str, name: str) -> str:
+        return self.run(f"systemctl show -p {name} --value {unit}").stdout.strip()
+
+    def security(self, unit: str) -> str:
+        out = self.run(f"systemd-analyze security {unit} --no-pager", check=False).stdout
+        found = re.search(rf"Overall exposure level for {re.escape(unit)}: (\S+ \S+)", out)
+        return found[1] if found else out[-300:]
 
     def shutdown(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -225,28 +239,38 @@ class Unit:
 # the laptop -----------------------------------------------------------------------------------
 
 
-def laptop_prelude(home: Path, unit: Unit) -> str:
-    """The technician's shell: the README's export, and ssh/scp that reach the container."""
-    enter = shlex.join(unit.enter())
-    pi_home = shlex.quote(str(unit.rootfs / "home/pi"))
+def laptop_prelude(home: Path, pi: Machine, server: Machine) -> str:
+    """The technician's shell: the README's export, and ssh/scp that reach the containers."""
+    hosts = {f"pi@{DEVICE}.local": pi, f"admin@{BROKER_HOST}": server}
+    ssh_cases = "\n".join(
+        f'        {at}) {shlex.join(m.enter(True))} "$*" ;;' for at, m in hosts.items()
+    )
+    scp_cases = "\n".join(
+        f"        {at}:) home={shlex.quote(str(m.rootfs / 'home' / m.user))} ;;"
+        for at, m in hosts.items()
+    )
     return f"""
 set -euo pipefail
 export HOME={shlex.quote(str(home))}
 export PATH={shlex.quote(str(REPO / ".venv/bin"))}:$PATH
 export JAGA_PROVISION_DIR=~/jaga-provision
 cd ~/jaga
-# ssh/scp {PI_HOST}: the unit is a container on this machine.
+# ssh and scp: the unit and the server are containers on this machine.
 ssh() {{
-    [[ $1 == {PI_HOST} ]] || {{ echo "rehearsal: no host $1" >&2; return 1; }}
+    local at="$1"
     shift
-    {enter} runuser --login pi --command "$*"
+    case "$at" in
+{ssh_cases}
+        *) echo "rehearsal: no host $at" >&2; return 1 ;;
+    esac
 }}
 scp() {{
-    local dest="${{@: -1}}" f
-    [[ $dest == {PI_HOST}: ]] || {{ echo "rehearsal: cannot copy to $dest" >&2; return 1; }}
-    for f in "${{@:1:$#-1}}"; do
-        install -o {PI_UID} -g {PI_UID} -m 0644 "$f" {pi_home}/
-    done
+    local dest="${{@: -1}}" home f
+    case "$dest" in
+{scp_cases}
+        *) echo "rehearsal: cannot copy to $dest" >&2; return 1 ;;
+    esac
+    for f in "${{@:1:$#-1}}"; do install -o 1000 -g 1000 -m 0644 "$f" "$home/"; done
 }}
 # No GPIO in the container: the unit reads gpiozero's MockFactory instead of lgpio.
 jaga-provision() {{
@@ -259,13 +283,20 @@ jaga-provision() {{
 """
 
 
-def run_block(block: Block, prelude: str, unit: Unit, transcript: Path) -> str:
+class BlockExit(RehearsalFailed):
+    def __init__(self, code: int, output: str) -> None:
+        super().__init__(f"exit status {code}:\n{output[-3000:]}")
+        self.code = code
+        self.output = output
+
+
+def run_block(block: Block, prelude: str, machines: dict[str, Machine], transcript: Path) -> str:
     """Run one README block where it belongs; its output goes to the transcript and back."""
     say(f"{block.where}: " + " ; ".join(line for line in block.text.splitlines() if line))
     if block.where == "laptop":
         argv = ["bash", "-c", prelude + block.text]
     else:
-        argv = [*unit.enter("pi"), "set -euo pipefail\n" + block.text]
+        argv = [*machines[block.where].enter(True), "set -euo pipefail\n" + block.text]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     output = done.stdout + done.stderr
     with transcript.open("a") as fh:
@@ -273,36 +304,17 @@ def run_block(block: Block, prelude: str, unit: Unit, transcript: Path) -> str:
     for line in output.splitlines():
         print(f"    {line}", flush=True)
     if done.returncode != 0:
-        raise PiBlockExit(done.returncode, output)
+        raise BlockExit(done.returncode, output)
     return output
 
 
-class PiBlockExit(RehearsalFailed):
-    def __init__(self, code: int, output: str) -> None:
-        super().__init__(f"exit status {code}")
-        self.code = code
-        self.output = output
+def only_the_clock_failed(output: str) -> bool:
+    """The selftest's table: every FAIL row is the clock's (this machine has no NTP)."""
+    failed = [line for line in output.splitlines() if line.startswith("FAIL")]
+    return bool(failed) and all(line.split()[1] == "clock" for line in failed)
 
 
-# the server -----------------------------------------------------------------------------------
-
-
-def start_server(root: Path, registry: Path, port: int) -> Stack:
-    """The central server from the laptop's registry: Mosquitto, InfluxDB, the collector."""
-    stack = Stack(root / "server", units=(), site=SITE, broker_port=port, registry_dir=registry)
-    jaga("jaga-provision", "--dir", registry, "identity", "add", "collector", "main")
-    stack.configure_broker()
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
-    return stack
-
-
-def stored_events(stack: Stack, kind: str = "") -> int:
-    assert stack.influx is not None
-    where = f"\"device\" = '{DEVICE}'" + (f" AND \"kind\" = '{kind}'" if kind else "")
-    rows = stack.influx.query(f'SELECT count("seq") FROM "event" WHERE {where}', db=DATABASE)
-    return int(rows[0]["count"]) if rows else 0
+# the rehearsal --------------------------------------------------------------------------------
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
@@ -314,163 +326,198 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
     raise RehearsalFailed(f"{what}: not within {timeout:g} s")
 
 
-# the rehearsal --------------------------------------------------------------------------------
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def unit_property(unit: Unit, name: str) -> str:
-    return unit.run(f"systemctl show -p {name} --value jaga-agent").stdout.strip()
+class Rehearsal:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.transcript = root / "transcript.txt"
+        self.results: list[str] = []
+        pi_blocks = section_blocks(README.read_text(), PI_SECTION)
+        server_blocks = section_blocks(README.read_text(), SERVER_SECTION)
+        shape = [b.where for b in pi_blocks], [b.where for b in server_blocks]
+        if shape != (["laptop", "pi", "laptop", "pi"], ["laptop", "server"]):
+            raise RehearsalFailed(f"README's sections changed shape: {shape}")
+        # The Pi section's order, with "update the server too" before the unit's second run.
+        self.blocks = [*pi_blocks[:3], *server_blocks, pi_blocks[3]]
+        self.influx: InfluxDB | None = None
+        self.forwarder: V2WriteForwarder | None = None
+        self.machines: dict[str, Machine] = {}
 
+    def stored(self, kind: str = "") -> int:
+        assert self.influx is not None
+        where = f"\"device\" = '{DEVICE}'" + (f" AND \"kind\" = '{kind}'" if kind else "")
+        rows = self.influx.query(f'SELECT count("seq") FROM "event" WHERE {where}', db=DATABASE)
+        return int(rows[0]["count"]) if rows else 0
 
-def rehearse(root: Path) -> list[str]:
-    results: list[str] = []
-    blocks = pi_section_blocks(README.read_text())
-    if [b.where for b in blocks] != ["laptop", "pi", "laptop", "pi"]:
-        raise RehearsalFailed(f"README's Pi section changed shape: {[b.where for b in blocks]}")
-    home = root / "laptop"
-    home.mkdir(parents=True)
-    subprocess.run(["git", "clone", "--quiet", str(REPO), str(home / "jaga")], check=True)
-    port = free_port()
-    registry = home / "jaga-provision"
-    # The README's Provisioning section, before the Pi section: a CA and the site.
-    jaga("jaga-provision", "--dir", registry, "ca", "init", "--name", "Jaga Bangka Barat")
-    jaga(
-        "jaga-provision", "--dir", registry, "site", "add", SITE, "--name",
-        "Gudang logistik pemilu Bangka Barat", "--timezone", "Asia/Jakarta",
-        "--broker-host", "127.0.0.1", "--broker-port", str(port),
-    )  # fmt: skip
-
-    say("booting the unit: Debian bookworm, systemd as PID 1 (systemd-nspawn)")
-    unit = Unit(root / "rootfs", root / "unit-console.log")
-    prepare_rootfs(unit.rootfs)
-    stack: Stack | None = None
-    transcript = root / "transcript.txt"
-    try:
-        unit.boot()
-        prelude = laptop_prelude(home, unit)
+    def run(self) -> list[str]:
+        for port in (8883, 8086):
+            if not port_free(port):
+                raise RehearsalUnavailable(f"port {port} is taken on this machine")
+        home = self.root / "laptop"
+        home.mkdir(parents=True)
+        subprocess.run(["git", "clone", "--quiet", str(REPO), str(home / "jaga")], check=True)
+        registry = home / "jaga-provision"
+        # The README's Provisioning section before these: the CA and the site, as written there.
+        jaga("jaga-provision", "--dir", registry, "ca", "init", "--name", "Jaga Bangka Barat")
+        jaga(
+            "jaga-provision", "--dir", registry, "site", "add", SITE, "--name",
+            "Gudang logistik pemilu Bangka Barat", "--timezone", "Asia/Jakarta",
+            "--broker-host", BROKER_HOST,
+        )  # fmt: skip
+        say("the server's InfluxDB (step 1): Debian's 1.6 here, 1.8's API at 127.0.0.1:8086")
+        self.influx = InfluxDB(self.root / "influx").start()
+        self.forwarder = V2WriteForwarder(
+            self.influx.url, port=8086, version="1.8-compatible (devstack forwarder)"
+        ).start()
+        say("booting gudang-01 (the unit) and jaga (the server): bookworm, systemd as PID 1")
+        pi = Machine(self.root, DEVICE, "pi", hosts=f"127.0.0.1\t{BROKER_HOST}\n")
+        server = Machine(self.root, "jaga", "admin")
+        self.machines = {"pi": pi, "server": server}
+        pi.boot()
+        server.boot()
+        prelude = laptop_prelude(home, pi, server)
         pi_runs = 0
-        for block in blocks:
-            if block.where == "pi":
-                pi_runs += 1
+        for block in self.blocks:
+            pi_runs += block.where == "pi"
             try:
-                run_block(block, prelude, unit, transcript)
-            except PiBlockExit as exc:
-                # The second install ends with the selftest; its exit status is the selftest's.
-                # This machine's clock is not NTP-synchronised: that row, and only it, may fail.
-                failed = [ln for ln in exc.output.splitlines() if ln.startswith("FAIL")]
-                if not (
-                    block.where == "pi"
-                    and pi_runs == 2
-                    and failed
-                    and all(ln.split()[1] == "clock" for ln in failed)
-                ):
+                run_block(block, prelude, self.machines, self.transcript)
+            except BlockExit as exc:
+                # The unit's second install ends with the selftest, and exits with its status.
+                if not (block.where == "pi" and pi_runs == 2 and only_the_clock_failed(exc.output)):
                     raise
-                results.append("selftest: every row PASS but the clock (not NTP-synced here)")
+                self.results.append("selftest: every row PASS but the clock (no NTP here)")
             if block.where == "pi" and pi_runs == 1:
-                csr = unit.rootfs / f"etc/jaga/{DEVICE}.csr"
-                if not csr.exists():
-                    raise RehearsalFailed(f"the first install made no {csr.name}")
-                results.append(f"first install: key made on the unit, {csr.name} waiting")
-            if block.where == "laptop" and "device sign" in block.text:
-                say("updating the server (broker config and ACL from the registry)")
-                stack = start_server(root, registry, port)
-        assert stack is not None
-
-        # What the README promises once the second run is done.
-        if unit_property(unit, "ActiveState") != "active":
-            raise RehearsalFailed("jaga-agent.service is not active after the second run")
-        wait_for(
-            "the status line says connected",
-            lambda: "connected" in unit_property(unit, "StatusText"),
-            30,
+                if not (pi.rootfs / f"etc/jaga/{DEVICE}.csr").exists():
+                    raise RehearsalFailed(f"the first install made no {DEVICE}.csr")
+                self.results.append(f"unit, first install: key made there, {DEVICE}.csr waiting")
+        self.check_server(server)
+        self.check_unit(pi)
+        self.check_watchdog(pi)
+        self.check_kill(pi)
+        self.check_journal(pi)
+        self.results.append(
+            f"systemd-analyze security (booted): jaga-agent {pi.security('jaga-agent.service')}, "
+            f"jaga-collector {server.security('jaga-collector.service')}"
         )
-        results.append(f"systemctl status: {unit_property(unit, 'StatusText')}")
-        wait_for("the unit's boot event stored", lambda: stored_events(stack, "system") >= 1, 30)
-        results.append(f"stored in InfluxDB from {DEVICE}: {stored_events(stack)} events")
-        rerun = unit.run(
-            "cd ~ && sudo jaga/scripts/install-agent.sh jaga-bangka-barat-gudang-01.tar.gz",
-            user="pi",
+        return self.results
+
+    def check_server(self, server: Machine) -> None:
+        for unit in ("mosquitto.service", "jaga-collector.service"):
+            if server.unit_property(unit, "ActiveState") != "active":
+                raise RehearsalFailed(f"{unit} is not active on the server")
+        status = server.unit_property("jaga-collector.service", "StatusText")
+        self.results.append(f"server: mosquitto and jaga-collector active; collector: {status}")
+        again = server.run(
+            "cd ~ && sudo jaga/scripts/install-server.sh --registry jaga-provision",
+            as_user=True,
             check=False,
         )
-        changes = re.search(r"install-agent: (\d+) changes", rerun.stdout)
+        changes = re.search(r"install-server: (\d+) changes", again.stdout)
+        if again.returncode != 0 or changes is None or changes[1] != "0":
+            raise RehearsalFailed(f"the server's second run:\n{again.stdout}{again.stderr}")
+        self.results.append("server, install script run again: 0 changes")
+
+    def check_unit(self, pi: Machine) -> None:
+        if pi.unit_property("jaga-agent", "ActiveState") != "active":
+            raise RehearsalFailed("jaga-agent.service is not active after the second run")
+        wait_for(
+            "the unit's status says connected",
+            lambda: "connected" in pi.unit_property("jaga-agent", "StatusText"),
+            30,
+        )
+        self.results.append(
+            f"unit: systemctl status says {pi.unit_property('jaga-agent', 'StatusText')}"
+        )
+        wait_for("the unit's boot event stored", lambda: self.stored("system") >= 1, 30)
+        self.results.append(
+            f"InfluxDB (through the server's collector): {self.stored()} events from {DEVICE}"
+        )
+        again = pi.run(
+            f"cd ~ && sudo jaga/scripts/install-agent.sh jaga-{SITE}-{DEVICE}.tar.gz",
+            as_user=True,
+            check=False,
+        )
+        changes = re.search(r"install-agent: (\d+) changes", again.stdout)
         if changes is None or changes[1] != "0":
-            raise RehearsalFailed(f"a third run changed things:\n{rerun.stdout}{rerun.stderr}")
-        results.append("third run of the install script: 0 changes")
-        results.extend(check_watchdog(unit, stack))
-        results.extend(check_kill(unit, stack))
-        results.extend(check_journal_and_security(unit))
-        return results
-    finally:
-        if unit.leader:
-            journal = unit.run("journalctl -u jaga-agent --no-pager", check=False).stdout
-            with transcript.open("a") as fh:
-                fh.write(f"\n$ [pi] journalctl -u jaga-agent\n{journal}")
-        if stack is not None:
-            stack.stop_all()
-        unit.shutdown()
+            raise RehearsalFailed(
+                f"the unit's third run changed things:\n{again.stdout}{again.stderr}"
+            )
+        self.results.append("unit, install script run a third time: 0 changes")
 
+    def check_watchdog(self, pi: Machine) -> None:
+        """A hung main loop (the agent's test hook) stops the pings; systemd restarts it."""
+        dropin = pi.rootfs / "etc/systemd/system/jaga-agent.service.d/rehearsal-stall.conf"
+        dropin.parent.mkdir(parents=True, exist_ok=True)
+        dropin.write_text("[Service]\nEnvironment=JAGA_DEBUG_STALL_FILE=/run/jaga-agent/stall\n")
+        pi.run("systemctl daemon-reload && systemctl restart jaga-agent")
+        wait_for("restarted with the stall hook", lambda: "connected" in pi.unit_property(
+            "jaga-agent", "StatusText"), 30)  # fmt: skip
+        boots = self.stored("system")
+        restarts = int(pi.unit_property("jaga-agent", "NRestarts"))
+        pi.run("touch /run/jaga-agent/stall")
+        hung_at = time.monotonic()
+        wait_for("systemd restarts the hung agent", lambda: int(pi.unit_property(
+            "jaga-agent", "NRestarts")) > restarts, 90)  # fmt: skip
+        took = time.monotonic() - hung_at
+        log = pi.run("journalctl -u jaga-agent --no-pager -o cat").stdout
+        if "Watchdog timeout" not in log:
+            raise RehearsalFailed("the restart was not systemd's watchdog:\n" + log[-2000:])
+        dropin.unlink()
+        pi.run("rm -f /run/jaga-agent/stall; systemctl daemon-reload; systemctl restart jaga-agent")
+        wait_for("the restarted agent's boot event stored", lambda: self.stored(
+            "system") > boots, 60)  # fmt: skip
+        self.results.append(
+            f"hung main loop: systemd's watchdog restarted the agent {took:.0f} s later"
+        )
 
-def check_watchdog(unit: Unit, stack: Stack) -> list[str]:
-    """A hung main loop (the agent's test hook) stops the pings; systemd restarts the agent."""
-    dropin = unit.rootfs / "etc/systemd/system/jaga-agent.service.d/rehearsal-stall.conf"
-    dropin.parent.mkdir(parents=True, exist_ok=True)
-    dropin.write_text("[Service]\nEnvironment=JAGA_DEBUG_STALL_FILE=/run/jaga-agent/stall\n")
-    unit.run("systemctl daemon-reload && systemctl restart jaga-agent")
-    wait_for("restarted with the stall hook", lambda: "connected" in unit_property(
-        unit, "StatusText"), 30)  # fmt: skip
-    boots = stored_events(stack, "system")
-    restarts = int(unit_property(unit, "NRestarts"))
-    unit.run("touch /run/jaga-agent/stall")
-    hung_at = time.monotonic()
-    wait_for("systemd restarts the hung agent", lambda: int(
-        unit_property(unit, "NRestarts")) > restarts, 90)  # fmt: skip
-    took = time.monotonic() - hung_at
-    log = unit.run("journalctl -u jaga-agent --no-pager -o cat").stdout
-    if "Watchdog timeout" not in log:
-        raise RehearsalFailed("the restart was not systemd's watchdog:\n" + log[-2000:])
-    dropin.unlink()
-    unit.run("rm -f /run/jaga-agent/stall; systemctl daemon-reload; systemctl restart jaga-agent")
-    wait_for("the restarted agent's boot event stored", lambda: stored_events(
-        stack, "system") > boots, 60)  # fmt: skip
-    return [f"hung main loop: systemd's watchdog restarted the agent {took:.0f} s later"]
+    def check_kill(self, pi: Machine) -> None:
+        """Power-cut-like death (SIGKILL): Restart=on-failure brings it back, the outbox intact."""
+        boots = self.stored("system")
+        restarts = int(pi.unit_property("jaga-agent", "NRestarts"))
+        pi.run("systemctl kill --signal=SIGKILL jaga-agent")
+        wait_for("restart after SIGKILL", lambda: int(pi.unit_property(
+            "jaga-agent", "NRestarts")) > restarts, 30)  # fmt: skip
+        wait_for("its boot event stored", lambda: self.stored("system") > boots, 60)
+        ok = pi.run(
+            "python3 -c \"import sqlite3; print(sqlite3.connect('file:/var/lib/jaga/outbox.sqlite3"
+            "?mode=ro', uri=True).execute('PRAGMA integrity_check').fetchone()[0])\""
+        ).stdout.strip()
+        if ok != "ok":
+            raise RehearsalFailed(f"outbox integrity_check after SIGKILL: {ok}")
+        self.results.append("SIGKILL: restarted by systemd, outbox integrity_check ok")
 
+    def check_journal(self, pi: Machine) -> None:
+        log = pi.run("journalctl -u jaga-agent --no-pager -o verbose").stdout
+        if "PRIVATE KEY" in log:
+            raise RehearsalFailed("the journal holds a private key")
+        errors = pi.run("journalctl -u jaga-agent -p err --no-pager -o cat").stdout
+        if "ERROR jaga.service.watchdog: UNHEALTHY" not in errors:
+            raise RehearsalFailed(
+                "the agent's ERROR line is not an error in the journal:\n" + errors
+            )
+        self.results.append("journal: `journalctl -p err` finds the agent's UNHEALTHY line; no key")
 
-def check_kill(unit: Unit, stack: Stack) -> list[str]:
-    """Power-cut-like death (SIGKILL): Restart=on-failure brings it back, the outbox intact."""
-    boots = stored_events(stack, "system")
-    restarts = int(unit_property(unit, "NRestarts"))
-    unit.run("systemctl kill --signal=SIGKILL jaga-agent")
-    wait_for("restart after SIGKILL", lambda: int(
-        unit_property(unit, "NRestarts")) > restarts, 30)  # fmt: skip
-    wait_for("its boot event stored", lambda: stored_events(stack, "system") > boots, 60)
-    ok = unit.run(
-        "python3 -c \"import sqlite3; print(sqlite3.connect('file:/var/lib/jaga/outbox.sqlite3"
-        "?mode=ro', uri=True).execute('PRAGMA integrity_check').fetchone()[0])\""
-    ).stdout.strip()
-    if ok != "ok":
-        raise RehearsalFailed(f"outbox integrity_check after SIGKILL: {ok}")
-    return ["SIGKILL: restarted by systemd, outbox integrity_check ok"]
-
-
-def check_journal_and_security(unit: Unit) -> list[str]:
-    log = unit.run("journalctl -u jaga-agent --no-pager -o verbose").stdout
-    if "PRIVATE KEY" in log:
-        raise RehearsalFailed("the journal holds a private key")
-    levels = sorted(set(re.findall(r"PRIORITY=(\d)", log)))
-    errors = unit.run("journalctl -u jaga-agent -p err --no-pager -o cat").stdout
-    if "ERROR jaga.service.watchdog: UNHEALTHY" not in errors:
-        raise RehearsalFailed("the agent's ERROR line is not an error in the journal:\n" + errors)
-    score = unit.run("systemd-analyze security jaga-agent.service --no-pager", check=False)
-    overall = re.search(r"Overall exposure level for jaga-agent.service: (\S+ \S+)", score.stdout)
-    return [
-        f"journal: priorities {','.join(levels)}; `-p err` finds the agent's UNHEALTHY line; "
-        "no private key",
-        f"systemd-analyze security (booted): {overall[1] if overall else score.stdout[-300:]}",
-    ]
+    def close(self) -> None:
+        for name, machine in self.machines.items():
+            if machine.leader:
+                units = "jaga-agent" if name == "pi" else "jaga-collector -u mosquitto"
+                journal = machine.run(f"journalctl -u {units} --no-pager", check=False).stdout
+                with self.transcript.open("a") as fh:
+                    fh.write(f"\n$ [{name}] journalctl -u {units}\n{journal}")
+            machine.shutdown()
+        if self.forwarder is not None:
+            self.forwarder.stop()
+        if self.influx is not None:
+            self.influx.stop()
 
 
 def main() -> int:
     if os.geteuid() != 0:
-        print("rehearse-pi: needs root (debootstrap, systemd-nspawn)", file=sys.stderr)
+        print("rehearse: needs root (debootstrap, systemd-nspawn)", file=sys.stderr)
         return 2
     missing = [tool for tool in ("debootstrap", "systemd-nspawn") if not shutil.which(tool)]
     if missing:
@@ -479,21 +526,24 @@ def main() -> int:
         subprocess.run(
             ["apt-get", "install", "-y", "-qq", *(packages[t] for t in missing)], check=True
         )
-    root = Path(os.environ.get("REHEARSAL_DIR", "run/rehearse-pi")).resolve()
+    root = Path(os.environ.get("REHEARSAL_DIR", "run/rehearse")).resolve()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     started = time.monotonic()
+    rehearsal = Rehearsal(root)
     try:
-        results = rehearse(root)
+        results = rehearsal.run()
     except RehearsalUnavailable as exc:
-        print(f"rehearse-pi: could not rehearse on this machine: {exc}", file=sys.stderr)
+        print(f"rehearse: could not rehearse on this machine: {exc}", file=sys.stderr)
         return 3
     except (RehearsalFailed, StartError, subprocess.CalledProcessError) as exc:
-        print(f"rehearse-pi: FAILED: {exc}\n(transcript: {root}/transcript.txt)", file=sys.stderr)
+        print(f"rehearse: FAILED: {exc}\n(transcript: {root}/transcript.txt)", file=sys.stderr)
         return 1
+    finally:
+        rehearsal.close()
     for line in results:
         say(line)
-    say(f"the README's Pi section works as written ({time.monotonic() - started:.0f} s; "
+    say(f"the README's Pi and server sections work as written ({time.monotonic() - started:.0f} s; "
         f"transcript: {root}/transcript.txt)")  # fmt: skip
     return 0
 

@@ -31,16 +31,28 @@ class LoopStall:
 
 
 class ThreadAlive:
-    """Unhealthy when no live thread has this name (a worker that died of an exception)."""
+    """Unhealthy when no live thread has this name: a worker that died of an exception, or one
+    that never started within `start_s` of the first check (the watchdog starts just before
+    the service's run() starts its workers; the first check must not call that a death)."""
 
-    def __init__(self, name: str, what: str) -> None:
+    def __init__(self, name: str, what: str, start_s: float = 10.0) -> None:
         self.name = name
         self.what = what
+        self.start_s = start_s
+        self._first_check: float | None = None
+        self._seen = False
 
     def __call__(self, now: float) -> str | None:
         if any(t.name == self.name and t.is_alive() for t in threading.enumerate()):
+            self._seen = True
             return None
-        return f"{self.what} is not running"
+        if self._first_check is None:
+            self._first_check = now
+        if self._seen:
+            return f"{self.what} is not running"
+        if now - self._first_check < self.start_s:
+            return None
+        return f"{self.what} never started"
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,6 +223,8 @@ def started_then_pinging(systemd: FakeSystemd, status_says: str) -> Message:
     eventually(lambda: len(systemd.with_line("WATCHDOG=1", ready.n)) >= 3, timeout=30)
     assert systemd.with_line("WATCHDOG=1")[0].n > ready.n, "a ping came before READY=1"
     eventually(lambda: [m for m in systemd.statuses() if status_says in m.text], timeout=30)
+    # Was a bug: the collector's watchdog judged before run() had started its spool thread.
+    assert not [m.text for m in systemd.statuses() if UNHEALTHY in m.text]
     return ready
 
 

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,6 +280,20 @@ def test_forwarder_passes_errors_through(influx: InfluxDB) -> None:
         with urllib.request.urlopen(f"{fw.url}/health", timeout=5) as health:
             assert health.status == 200
             assert json.load(health)["status"] == "pass"
+
+
+@pytest.mark.integration
+def test_forwarder_passes_queries_and_can_say_it_is_1_8(influx: InfluxDB) -> None:
+    """What scripts/install-server.sh asks of an InfluxDB 1.8: /ping's version, POST /query."""
+    with V2WriteForwarder(influx.url, version="1.8-compatible") as fw:
+        with urllib.request.urlopen(f"{fw.url}/ping", timeout=5) as ping:
+            assert ping.headers["X-Influxdb-Version"] == "1.8-compatible"
+        data = urllib.parse.urlencode({"q": 'CREATE DATABASE "made_here"'}).encode()
+        with urllib.request.urlopen(f"{fw.url}/query", data, timeout=5) as made:
+            assert made.status == 200
+    assert "made_here" in [r["name"] for r in influx.query("SHOW DATABASES")]
+    with V2WriteForwarder(influx.url) as plain, urllib.request.urlopen(f"{plain.url}/ping") as ping:
+        assert ping.headers["X-Influxdb-Version"].startswith("1.6")
 
 
 @pytest.mark.integration

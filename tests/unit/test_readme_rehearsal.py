@@ -1,14 +1,22 @@
-"""The README's Pi section is what `make rehearse-pi` runs: its blocks must stay where they run."""
+"""`make rehearse` runs the README's Pi and server sections: their blocks must stay placed."""
 
 from __future__ import annotations
 
 import pytest
 
-from devstack.rehearse_pi import README, Block, RehearsalFailed, pi_section_blocks
+from devstack.rehearse import (
+    PI_SECTION,
+    README,
+    SERVER_SECTION,
+    Block,
+    RehearsalFailed,
+    only_the_clock_failed,
+    section_blocks,
+)
 
 
 def test_the_pi_section_alternates_laptop_and_pi_in_the_order_a_technician_follows() -> None:
-    blocks = pi_section_blocks(README.read_text())
+    blocks = section_blocks(README.read_text(), PI_SECTION)
     assert [b.where for b in blocks] == ["laptop", "pi", "laptop", "pi"]
     laptop, first, sign, second = blocks
     assert "jaga-provision bundle" in laptop.text and "scp " in laptop.text
@@ -17,13 +25,21 @@ def test_the_pi_section_alternates_laptop_and_pi_in_the_order_a_technician_follo
     assert second.text.strip() == first.text.strip().splitlines()[-1]
 
 
+def test_the_server_section_is_a_laptop_block_then_a_server_block_unindented() -> None:
+    laptop, server = section_blocks(README.read_text(), SERVER_SECTION)
+    assert (laptop.where, server.where) == ("laptop", "server")
+    assert "jaga-provision broker-config" in laptop.text
+    assert server.text.splitlines()[-1].startswith("sudo jaga/scripts/install-server.sh")
+    assert not any(line.startswith(" ") for line in server.text.splitlines())
+
+
 def test_a_block_whose_paragraph_names_no_machine_is_refused() -> None:
     readme = (
         "### A unit on a Raspberry Pi\n\nOn the laptop:\n\n```sh\nls\n```\n\n"
         "Somewhere else:\n\n```sh\nrm -rf /\n```\n\n### The central server\n"
     )
     with pytest.raises(RehearsalFailed, match="cannot tell where"):
-        pi_section_blocks(readme)
+        section_blocks(readme, PI_SECTION)
 
 
 def test_only_sh_blocks_are_run() -> None:
@@ -31,4 +47,17 @@ def test_only_sh_blocks_are_run() -> None:
         "### A unit on a Raspberry Pi\n\nOn the Pi:\n\n```sh\nuptime\n```\n\n"
         "On the laptop, the config:\n\n```toml\nx = 1\n```\n\n### The central server\n"
     )
-    assert pi_section_blocks(readme) == [Block("pi", "uptime\n")]
+    assert section_blocks(readme, PI_SECTION) == [Block("pi", "uptime\n")]
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("PASS  key  ok\nFAIL  clock               NOT synchronised (NTP?)\n", True),
+        ("FAIL  clock  NOT synchronised\nFAIL  broker  refused\n", False),
+        ("PASS  clock  synchronised\n", False),  # the script failed for another reason
+        ("", False),
+    ],
+)
+def test_the_selftest_may_fail_on_the_clock_alone(table: str, expected: bool) -> None:
+    assert only_the_clock_failed(table) is expected
