@@ -410,7 +410,10 @@ class Rehearsal:
             if server.unit_property(unit, "ActiveState") != "active":
                 raise RehearsalFailed(f"{unit} is not active on the server")
         status = server.unit_property("jaga-collector.service", "StatusText")
-        self.results.append(f"server: mosquitto and jaga-collector active; collector: {status}")
+        errors = server.run("journalctl -u jaga-collector -p err --no-pager -o cat").stdout
+        if errors.strip() or "UNHEALTHY" in status:
+            raise RehearsalFailed(f"the collector is not healthy: {status}\n{errors}")
+        self.results.append(f"server: mosquitto, jaga-collector active, no error logged: {status}")
         again = server.run(
             "cd ~ && sudo jaga/scripts/install-server.sh --registry jaga-provision",
             as_user=True,
