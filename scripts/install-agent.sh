@@ -62,39 +62,9 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-say() { echo "install-agent: $*"; }
-die() {
-    echo "install-agent: error: $*" >&2
-    exit 1
-}
-p() { echo "${ROOT}$1"; } # where a path of the installed system is on this machine
-
-# run CMD...: run it on the real system; in --root mode print it instead.
-run() {
-    if [[ -n "$ROOT" ]]; then
-        echo "would run: $*"
-    else
-        "$@"
-    fi
-}
-
-# put_file SRC DEST MODE: install SRC as DEST (a path on the installed system) with MODE,
-# only when content or mode differ; counts what changed.
-put_file() {
-    local src="$1" dest target mode="$3"
-    dest="$2"
-    target="$(p "$dest")"
-    if [[ -f "$target" ]] && cmp -s "$src" "$target" &&
-        [[ "$(stat -c %a "$target")" == "${mode#0}" ]]; then
-        return 0
-    fi
-    mkdir -p "$(dirname "$target")"
-    local tmp="$target.jaga-new"
-    install -m "$mode" "$src" "$tmp"
-    mv -f "$tmp" "$target"
-    CHANGED=$((CHANGED + 1))
-    say "wrote $dest (mode $mode)"
-}
+SCRIPT_NAME=install-agent
+# shellcheck source=scripts/lib.sh
+source "$SRC/scripts/lib.sh"
 
 # put_member NAME DEST MODE: a file from the bundle (only names we know; never a path from it).
 put_member() {
@@ -147,13 +117,7 @@ data_dir="$(tar -xzOf "$BUNDLE" agent.toml |
 [[ -z "$ROOT" ]] || say "installing into $ROOT (nothing outside it is changed)"
 
 # --- packages -----------------------------------------------------------------------------------
-missing=()
-for pkg in "${APT_PACKAGES[@]}" "${APT_CAMERA[@]}"; do
-    # Output captured, not piped into `grep -q`: under pipefail grep's early exit can SIGPIPE
-    # the writer and turn a match into a failure.
-    pkg_status="$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null)" || pkg_status=""
-    [[ "$pkg_status" == *"ok installed"* ]] || missing+=("$pkg")
-done
+mapfile -t missing < <(missing_packages "${APT_PACKAGES[@]}" "${APT_CAMERA[@]}")
 if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ -n "$ROOT" ]]; then
         echo "would run: apt-get install -y --no-install-recommends ${missing[*]}"
@@ -161,15 +125,13 @@ if [[ ${#missing[@]} -gt 0 ]]; then
         apt-get update -qq
         wanted=()
         for pkg in "${missing[@]}"; do
-            policy="$(apt-cache policy "$pkg" 2>/dev/null)" || policy=""
-            if [[ "$policy" =~ Candidate:\ [0-9] ]]; then
+            if package_available "$pkg"; then
                 wanted+=("$pkg")
             else
                 say "warning: no package $pkg here (not Raspberry Pi OS?); skipping it"
             fi
         done
-        [[ ${#wanted[@]} -eq 0 ]] ||
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${wanted[@]}"
+        [[ ${#wanted[@]} -eq 0 ]] || apt_install --no-install-recommends "${wanted[@]}"
     fi
 fi
 if [[ -z "$ROOT" && ! -x /lib/systemd/systemd-timesyncd && ! -x /usr/lib/systemd/systemd-timesyncd ]]; then
@@ -185,21 +147,12 @@ for group in gpio video; do
         groupadd --system "$group"
     fi
 done
-if [[ -n "$ROOT" ]]; then
-    echo "would run (if missing): useradd --system --user-group --home-dir $STATE" \
-        "--no-create-home --shell /usr/sbin/nologin $SERVICE_USER"
-elif ! id "$SERVICE_USER" >/dev/null 2>&1; then
-    useradd --system --user-group --home-dir "$STATE" --no-create-home \
-        --shell /usr/sbin/nologin --comment "Jaga unit agent" "$SERVICE_USER"
-fi
+ensure_user "$SERVICE_USER" "$STATE" "Jaga unit agent"
 run usermod --append --groups gpio,video "$SERVICE_USER"
 
 # --- program ------------------------------------------------------------------------------------
-if [[ -n "$ROOT" || ! -x "$VENV/bin/python" ]]; then
-    # Not relocatable, so never built under --root: its scripts would name the wrong python.
-    run python3 -m venv --system-site-packages "$VENV"
-fi
-run "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade "$SRC"
+# --system-site-packages: lgpio and picamera2 come from apt.
+install_program "$VENV" "$SRC" --system-site-packages
 
 # --- config and identity ------------------------------------------------------------------------
 ensure_dir "$ETC" 0750 "root:$SERVICE_USER"

@@ -70,52 +70,9 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-say() { echo "install-server: $*"; }
-die() {
-    echo "install-server: error: $*" >&2
-    exit 1
-}
-p() { echo "${ROOT}$1"; } # where a path of the installed system is on this machine
-
-run() {
-    if [[ -n "$ROOT" ]]; then
-        echo "would run: $*"
-    else
-        "$@"
-    fi
-}
-
-# put_file SRC DEST MODE: install SRC as DEST (a path on the installed system) with MODE, only
-# when content or mode differ; counts what changed.
-put_file() {
-    local src="$1" dest="$2" mode="$3" target
-    target="$(p "$dest")"
-    if [[ -f "$target" ]] && cmp -s "$src" "$target" &&
-        [[ "$(stat -c %a "$target")" == "${mode#0}" ]]; then
-        return 0
-    fi
-    mkdir -p "$(dirname "$target")"
-    install -m "$mode" "$src" "$target.jaga-new"
-    mv -f "$target.jaga-new" "$target"
-    CHANGED=$((CHANGED + 1))
-    say "wrote $dest (mode $mode)"
-}
-
-# ensure_dir DIR MODE [OWNER]
-ensure_dir() {
-    local target
-    target="$(p "$1")"
-    if [[ ! -d "$target" ]]; then
-        mkdir -p "$target"
-        CHANGED=$((CHANGED + 1))
-        say "made $1"
-    fi
-    if [[ "$(stat -c %a "$target")" != "${2#0}" ]]; then
-        chmod "$2" "$target"
-        CHANGED=$((CHANGED + 1))
-    fi
-    [[ -z "${3:-}" ]] || run chown "$3" "$1"
-}
+SCRIPT_NAME=install-server
+# shellcheck source=scripts/lib.sh
+source "$SRC/scripts/lib.sh"
 
 # put_tree SRC DEST DIRMODE FILEMODE OWNER: mirror SRC's files into DEST (extra files there stay).
 put_tree() {
@@ -153,32 +110,17 @@ else
 fi
 
 # --- packages, user, program --------------------------------------------------------------------
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    # Output captured, not piped into `grep -q`: under pipefail grep's early exit can SIGPIPE
-    # the writer and turn a match into a failure.
-    pkg_status="$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null)" || pkg_status=""
-    [[ "$pkg_status" == *"ok installed"* ]] || missing+=("$pkg")
-done
+mapfile -t missing < <(missing_packages "${APT_PACKAGES[@]}")
 if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ -n "$ROOT" ]]; then
         echo "would run: apt-get install -y ${missing[*]}"
     else
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}"
+        apt_install "${missing[@]}"
     fi
 fi
-if [[ -n "$ROOT" ]]; then
-    echo "would run (if missing): useradd --system --user-group --home-dir $STATE" \
-        "--no-create-home --shell /usr/sbin/nologin $SERVICE_USER"
-elif ! id "$SERVICE_USER" >/dev/null 2>&1; then
-    useradd --system --user-group --home-dir "$STATE" --no-create-home \
-        --shell /usr/sbin/nologin --comment "Jaga collector" "$SERVICE_USER"
-fi
-if [[ -n "$ROOT" || ! -x "$VENV/bin/python" ]]; then
-    run python3 -m venv "$VENV"
-fi
-run "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade "$SRC"
+ensure_user "$SERVICE_USER" "$STATE" "Jaga collector"
+install_program "$VENV" "$SRC"
 
 # --- the registry, without the keys that must not be here ----------------------------------------
 STAGE="$(p /var/tmp)"
