@@ -88,6 +88,27 @@ def agent_status(agent: Agent) -> str:
 
 
 @contextmanager
+def _supervised(
+    notifier: Notifier,
+    hook: Callable[[], None] | None,
+    checks: list[Check],
+    describe: Callable[[], str],
+    period_s: float | None,
+    stopping: str,
+) -> Iterator[Supervision]:
+    """READY=1 now, the health-gated watchdog while the body runs, STOPPING=1 after it."""
+    dog = Watchdog(notifier, period_s=period_s, checks=checks, describe=describe)
+    notifier.ready(describe())
+    dog.start()
+    try:
+        yield Supervision(notifier, dog, hook)
+    finally:
+        dog.stop()
+        notifier.stopping(stopping)
+        notifier.close()
+
+
+@contextmanager
 def supervise_agent(agent: Agent, env: Mapping[str, str] | None = None) -> Iterator[Supervision]:
     """Around Agent.run: READY=1 on entry, STATUS=/WATCHDOG=1 meanwhile, STOPPING=1 on exit."""
     env = os.environ if env is None else env
@@ -97,21 +118,17 @@ def supervise_agent(agent: Agent, env: Mapping[str, str] | None = None) -> Itera
         yield Supervision(notifier, tick=hook)
         return
     period = watchdog_period(env)
-    dog = Watchdog(
-        notifier,
-        period_s=period,
-        checks=agent_checks(agent, _stall_s(period, AGENT_STALL_FLOOR_S)),
-        describe=lambda: agent_status(agent),
-    )
+    checks = agent_checks(agent, _stall_s(period, AGENT_STALL_FLOOR_S))
     agent.loop_heartbeat = time.monotonic()  # the loop starts now, not at construction
-    notifier.ready(agent_status(agent))
-    dog.start()
-    try:
-        yield Supervision(notifier, dog, hook)
-    finally:
-        dog.stop()
-        notifier.stopping("stopping: giving the outbox a last chance to drain")
-        notifier.close()
+    with _supervised(
+        notifier,
+        hook,
+        checks,
+        lambda: agent_status(agent),
+        period,
+        "stopping: giving the outbox a last chance to drain",
+    ) as unit:
+        yield unit
 
 
 def collector_checks(collector: Collector, stall_s: float) -> list[Check]:
@@ -154,18 +171,9 @@ def supervise_collector(
         )
     period = watchdog_period(env)
     floor = STORE_WAITS * collector.config.influx.timeout_ms / 1000 + COLLECTOR_STALL_MARGIN_S
-    dog = Watchdog(
-        notifier,
-        period_s=period,
-        checks=collector_checks(collector, _stall_s(period, floor)),
-        describe=lambda: collector_status(collector),
-    )
+    checks = collector_checks(collector, _stall_s(period, floor))
     collector.loop_heartbeat = time.monotonic()  # the loop starts now, not at construction
-    notifier.ready(collector_status(collector))
-    dog.start()
-    try:
-        yield Supervision(notifier, dog, hook)
-    finally:
-        dog.stop()
-        notifier.stopping("stopping")
-        notifier.close()
+    with _supervised(
+        notifier, hook, checks, lambda: collector_status(collector), period, "stopping"
+    ) as unit:
+        yield unit
