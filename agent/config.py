@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from protocol.errors import describe_errors
+from protocol.errors import ConfigError as ConfigError  # re-exported: callers catch it from here
+from protocol.errors import load_toml_model
 from protocol.ids import DeviceId, SensorName, SiteId
 
 SensorKind = Literal["door", "motion", "tamper", "patrol"]
@@ -172,25 +172,9 @@ class AgentConfig(Strict):
         return self.data_dir / "identity.key"
 
 
-class ConfigError(Exception):
-    """A config file a person must fix; the message names the field and the fix."""
-
-
 def load_config(path: Path) -> AgentConfig:
     """Read and validate an agent.toml; relative paths are taken from the file's folder."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        config = AgentConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(describe_errors(path, exc)) from None
-    return _resolve_paths(config, path.parent)
+    return _resolve_paths(load_toml_model(path, AgentConfig), path.parent)
 
 
 def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broker.alerts.config import AlertsConfig
 from broker.web.config import WebConfig
-from protocol.errors import describe_errors
+from protocol.errors import ConfigError as ConfigError  # re-exported: callers catch it from here
+from protocol.errors import load_toml_model
 
 
 class Strict(BaseModel):
@@ -95,23 +95,9 @@ class CollectorConfig(Strict):
     )
 
 
-class ConfigError(Exception):
-    """A config file a person must fix."""
-
-
 def load_config(path: Path) -> CollectorConfig:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        config = CollectorConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(describe_errors(path, exc)) from None
+    """Read and validate a collector.toml; relative paths are taken from the file's folder."""
+    config = load_toml_model(path, CollectorConfig)
     base = path.parent
 
     def fix(p: Path) -> Path:
