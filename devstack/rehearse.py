@@ -544,6 +544,8 @@ def main() -> int:
         return 1
     finally:
         rehearsal.close()
+    for machine in rehearsal.machines.values():  # 600 MB each; kept when a step failed
+        shutil.rmtree(machine.rootfs, ignore_errors=True)
     for line in results:
         say(line)
     say(f"the README's Pi and server sections work as written ({time.monotonic() - started:.0f} s; "
