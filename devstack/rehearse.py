@@ -399,6 +399,7 @@ class Rehearsal:
         self.check_watchdog(pi)
         self.check_kill(pi)
         self.check_journal(pi)
+        self.check_pool_in_sandbox(server)
         self.results.append(
             f"systemd-analyze security (booted): jaga-agent {pi.security('jaga-agent.service')}, "
             f"jaga-collector {server.security('jaga-collector.service')}"
@@ -423,6 +424,24 @@ class Rehearsal:
         if again.returncode != 0 or changes is None or changes[1] != "0":
             raise RehearsalFailed(f"the server's second run:\n{again.stdout}{again.stderr}")
         self.results.append("server, install script run again: 0 changes")
+
+    def check_pool_in_sandbox(self, server: Machine) -> None:
+        """The collector checks signatures in spawned worker processes under load: the unit's
+        sandbox must let it. ExecStartPost= runs in that same sandbox, as the same user."""
+        dropin = server.rootfs / "etc/systemd/system/jaga-collector.service.d/rehearsal-pool.conf"
+        dropin.parent.mkdir(parents=True, exist_ok=True)
+        probe = (
+            "import concurrent.futures as f, multiprocessing as m; "
+            "p = f.ProcessPoolExecutor(1, mp_context=m.get_context('spawn')); "
+            "assert p.submit(pow, 2, 10).result(timeout=60) == 1024; p.shutdown()"
+        )
+        dropin.write_text(f'[Service]\nExecStartPost=/opt/jaga/venv/bin/python -c "{probe}"\n')
+        try:
+            server.run("systemctl daemon-reload && systemctl restart jaga-collector")
+        finally:
+            dropin.unlink()
+            server.run("systemctl daemon-reload && systemctl restart jaga-collector")
+        self.results.append("server: a spawned worker process runs in the collector's sandbox")
 
     def check_unit(self, pi: Machine) -> None:
         if pi.unit_property("jaga-agent", "ActiveState") != "active":
