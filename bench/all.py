@@ -9,6 +9,7 @@ the `bench:begin` and `bench:end` markers of the Performance section (nothing el
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import subprocess
@@ -82,8 +83,20 @@ def summary_md(results: dict[str, dict[str, Any]], walls: dict[str, float], quic
         + ", ".join(f"{n} {la[0] if la else '?'}" for n, la in loads.items())
         + ". Shared machine: read medians and ratios, not absolute numbers.",
         "",
+        "Each started at (UTC; a benchmark re-run on its own replaces its rows through "
+        "`python -m bench.all --summary-only`): "
+        + ", ".join(f"{n} {_at(d)}" for n, d in results.items())
+        + ".",
+        "",
     ]
     return "\n".join(head + table(results, targeted_only=True)) + "\n"
+
+
+def _at(data: dict[str, Any]) -> str:
+    try:
+        return dt.datetime.fromisoformat(str(data.get("when"))).strftime("%m-%d %H:%M")
+    except ValueError:
+        return "?"
 
 
 def update_readme(block: str) -> bool:

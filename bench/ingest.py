@@ -114,7 +114,9 @@ def measure(
     if profile_to is not None and profile.available():
         pid = site.collectors[collectors[0]].pid
         spy = profile.start(pid, seconds - WARMUP_S - 1, profile_to)
-    meter = CpuMeter(server_pids(site)).start()
+    pids = server_pids(site)
+    # A collector's CPU includes its signature pool's worker processes.
+    meter = CpuMeter(pids, frozenset(n for n in pids if n.startswith("collector-"))).start()
     run = drive(
         site,
         streams,

@@ -20,7 +20,10 @@ PY_SPY = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "py-spy"
 COLLECTOR_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # First match wins: the more specific parts come first.
     ("canonical bytes for verify/hash", ("canonical_bytes (protocol/signing.py",)),
-    ("signature verification (ECDSA)", ("verify (protocol/signing.py",)),
+    (
+        "signature verification (ECDSA)",
+        ("verify (protocol/signing.py", "verify_bytes (protocol/signing.py", "SignaturePool."),
+    ),
     (
         "alert engine (rules, alert store, publish)",
         ("Collector._judge", "Collector._guarded", "Collector._emit", "AlertEngine."),
@@ -28,7 +31,10 @@ COLLECTOR_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("live state for the guard post (broker/web)", ("LiveState.",)),
     ("JSON -> pydantic parse", ("parse (protocol/models.py",)),
     ("chain book (SQLite check+commit)", ("ChainBook.check", "ChainBook.commit")),
-    ("Point building (influxdb-client)", ("event_point (broker/points.py", "_points (broker/")),
+    (
+        "Point / line building",
+        ("event_point (broker/points.py", "event_line (broker/points.py", "_points (broker/"),
+    ),
     ("InfluxDB write: line protocol + HTTP", ("InfluxWriter.write",)),
     ("'stored' log line per event", ("Collector._count",)),
     ("MQTT acks (paho, main thread)", ("Client.ack",)),

@@ -1,26 +1,27 @@
 """What one event costs each stage of the collector, in this process, with real signed events —
-and what the proposed fixes would save, measured the same way.
+and what the fixes in use save, measured the same way.
 
     .venv/bin/python -m bench.stages [--quick]
 
 Stages, per event (µs): JSON -> pydantic; ECDSA verification (with its canonical bytes); the
-chain hash; the whole `Ingest.handle` (topic, parse, key, verify, hash, chain book); the
-InfluxDB `Point` and its line protocol; the `stored` log line. Proposed and measured beside
-them: line protocol straight from the event with `str.replace` escaping (checked equal to
-influxdb-client's output for every event), and verification spread over a process pool.
+chain hash; the whole `Ingest.handle` (topic, parse, key, canonical bytes and hash, verify,
+chain book), for new events and for redeliveries (dedupe comes before verification); the
+InfluxDB `Point` and its line protocol (influxdb-client) beside the line the collector writes,
+`points.event_line` (checked equal to influxdb-client's for every event); the `stored` log
+line; the alert engine. Then `Ingest.handle_batch` over collector-sized batches with the
+signatures checked in process, and in the collector's `SignaturePool` (as many workers as
+the collector starts here): the CPU left on the collector's own process, and the workers'.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import resource
 import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bench.cpu import process_cpu_s, tree_cpu_s
 from bench.report import Report, Row, parse_args
 from bench.streams import StreamSpec, make_stream
 from broker import points
 from broker.chain import ChainBook
-from broker.ingest import Accepted, Ingest
+from broker.collector import default_verify_workers
+from broker.ingest import Accepted, Duplicate, Ingest, SignaturePool
 from protocol import models
 from protocol.models import Event
 from protocol.signing import PublicKey, event_hash, verify
@@ -40,7 +43,7 @@ from provisioning.ca import CertificateAuthority
 from provisioning.register import add_site
 from provisioning.registry import Registry
 
-KEY_STAGES = ("Ingest.handle", "Point + line", "proposed: f-string", "alert engine, site disarmed")
+KEY_STAGES = ("Ingest.handle", "Point + line", "line protocol straight", "alert engine")
 SITE = "stages"
 DEVICE = "stage-01"
 
@@ -77,81 +80,49 @@ def per_event_us(fn: Callable[[], Any], n: int, repeats: int) -> float:
     return round(statistics.median(times), 2)
 
 
-def _escape_key(value: str) -> str:
-    if any(c in value for c in ", =\n\t\r"):
-        return (
-            value.replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
-            .replace("\n", r"\n").replace("\t", r"\t").replace("\r", r"\r")
-        )  # fmt: skip
-    return value
-
-
-def _escape_str(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def event_line(event: Event, digest: str, raw: bytes) -> str:
-    """Proposed: the event point's line protocol in one f-string (fields in sorted order)."""
-    active = 1 if event.state in points.ACTIVE_STATES else 0
-    snaps = (
-        f',snapshots="{_escape_str(",".join(event.snapshot_sha256))}"'
-        if event.snapshot_sha256
-        else ""
-    )
-    return (
-        f"event,device={_escape_key(event.device)},kind={_escape_key(event.kind.value)},"
-        f"sensor={_escape_key(event.sensor)},site={_escape_key(event.site)} "
-        f'active={active}i,boot_id="{_escape_str(event.boot_id)}",'
-        f"clock_synced={'true' if event.clock_synced else 'false'},"
-        f'hash="{digest}",id="{_escape_str(event.id)}",mono_ns={event.mono_ns}i,'
-        f'prev="{event.prev}",raw="{_escape_str(raw.decode())}",seq={event.seq}i'
-        f'{snaps},state="{_escape_str(event.state)}" {event.ts}'
-    )
-
-
-_POOL_KEY: PublicKey | None = None
-
-
-def _pool_init(pem: bytes) -> None:
-    global _POOL_KEY
-    key = serialization.load_pem_public_key(pem)
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    _POOL_KEY = key
-
-
-def _pool_verify(payloads: Sequence[bytes]) -> list[str]:
-    """In a worker: parse and verify a batch; return each event's chain hash."""
-    assert _POOL_KEY is not None
-    out = []
-    for p in payloads:
-        event = models.parse(Event, p)
-        verify(event, _POOL_KEY)
-        out.append(event_hash(event))
-    return out
-
-
 def pool_costs(
-    payloads: list[bytes], pem: bytes, workers: int, batch: int = 500
+    payloads: list[bytes], key: PublicKey, topic: str, root: Path, workers: int, batch: int = 2000
 ) -> dict[str, float]:
-    """Parse+verify+hash in a pool of `workers` processes, batches of `batch`: CPU µs per
-    event left on the dispatching (collector) process, CPU µs per event in the workers, and
-    the wall-clock rate (which needs free cores: low on a busy shared machine)."""
+    """`Ingest.handle_batch` over collector-sized batches, signatures checked in process and
+    in the collector's `SignaturePool` of `workers`: CPU µs per event on the collector's
+    process each way, CPU µs per event in the pool's workers, and the pool's wall-clock
+    rate (which needs free cores: low on a busy shared machine)."""
     chunks = [payloads[i : i + batch] for i in range(0, len(payloads), batch)]
-    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with ProcessPoolExecutor(workers, initializer=_pool_init, initargs=(pem,)) as pool:
-        list(pool.map(_pool_verify, chunks[:workers]))  # warm up: keys loaded, imports done
+
+    def run(pool: SignaturePool | None) -> tuple[float, float]:
+        chain = ChainBook(root / f"chain-pool-{time.monotonic_ns()}.sqlite3")
+        ingest = Ingest(OneKey(key), chain)
         wall, cpu = time.perf_counter(), time.process_time()
-        list(pool.map(_pool_verify, chunks))
+        for chunk in chunks:
+            out = ingest.handle_batch([(topic, p) for p in chunk], pool)
+            assert all(isinstance(o, Accepted) for o in out)
+            chain.commit()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    child_s = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
+        chain.close()
+        return wall, cpu
+
     n = len(payloads)
-    warm = sum(len(c) for c in chunks[:workers])
+    _, inline_cpu = run(None)
+    pool = SignaturePool(workers, min_batch=1)
+    run(pool)  # warm up: workers started, imports done, keys loaded
+    before = _children_cpu_s()
+    pooled = pool.pooled
+    wall, cpu = run(pool)
+    pooled = pool.pooled - pooled
+    child_s = _children_cpu_s() - before
+    pool.close(wait=True)
     return {
+        "inline_us": round(inline_cpu / n * 1e6, 2),
         "main_us": round(cpu / n * 1e6, 2),
-        "workers_us": round(child_s / (n + warm) * 1e6, 2),
+        "workers_us": round(child_s / max(1, pooled) * 1e6, 2),
         "wall_per_s": round(n / wall),
     }
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's live children (the pool's workers) so far."""
+    me = os.getpid()
+    return (tree_cpu_s(me) or 0.0) - (process_cpu_s(me) or 0.0)
 
 
 def alert_engine(root: Path, events: list[Event], *, armed: bool) -> None:
@@ -197,7 +168,7 @@ def main() -> int:
     report = Report("stages", args.quick, dict(sizes.__dict__))
     root = Path(tempfile.mkdtemp(prefix="jaga-stages-"))
     try:
-        payloads, key, pem = make_events(root, sizes.events)
+        payloads, key, _pem = make_events(root, sizes.events)
         n, r = len(payloads), sizes.repeats
         topic = f"jaga/v1/{SITE}/{DEVICE}/event"
         events = [models.parse(Event, p) for p in payloads]
@@ -214,6 +185,18 @@ def main() -> int:
             chain.commit()
             chain.close()
 
+        redelivered = ChainBook(root / "chain-redelivered.sqlite3")
+        first = Ingest(OneKey(key), redelivered)
+        for p in payloads:
+            assert isinstance(first.handle(topic, p), Accepted)
+        redelivered.commit()
+
+        def redeliver_all() -> None:
+            ingest = Ingest(OneKey(key), redelivered)
+            for p in payloads:
+                out = ingest.handle(topic, p)
+                assert isinstance(out, Duplicate), out
+
         log = logging.getLogger("bench.stages.stored")
         handler = logging.FileHandler(root / "stored.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -227,7 +210,7 @@ def main() -> int:
                          e.sensor, e.state)  # fmt: skip
 
         for e, d, p in zip(events, digests, payloads, strict=True):
-            assert event_line(e, d, p) == points.event_point(e, d, p).to_line_protocol()
+            assert points.event_line(e, d, p) == points.event_point(e, d, p).to_line_protocol()
         us = {
             "parse (pydantic)": per_event_us(
                 lambda: [models.parse(Event, p) for p in payloads], n, r),
@@ -235,14 +218,17 @@ def main() -> int:
                 lambda: _verify_events(events, key), n, r),
             "chain hash": per_event_us(lambda: [event_hash(e) for e in events], n, r),
             "Ingest.handle (all of the above + chain book)": per_event_us(handle_all, n, r),
+            "Ingest.handle, redelivered (duplicate, not verified again)": per_event_us(
+                redeliver_all, n, r),
             "Point + line protocol (influxdb-client)": per_event_us(
                 lambda: [
                     points.event_point(e, d, p).to_line_protocol()
                     for e, d, p in zip(events, digests, payloads, strict=True)
                 ], n, r),
-            "proposed: f-string line protocol": per_event_us(
+            "line protocol straight from the event (points.event_line, in use)": per_event_us(
                 lambda: [
-                    event_line(e, d, p) for e, d, p in zip(events, digests, payloads, strict=True)
+                    points.event_line(e, d, p)
+                    for e, d, p in zip(events, digests, payloads, strict=True)
                 ], n, r),
             "'stored' log line (file)": per_event_us(log_all, n, r),
             "alert engine, site disarmed (default config)": per_event_us(
@@ -251,9 +237,10 @@ def main() -> int:
                 lambda: alert_engine(root, events, armed=True), n, 1),
         }  # fmt: skip
         handler.close()
-        cores = os.cpu_count() or 1
+        redelivered.close()
+        cores = max(1, default_verify_workers())  # as many workers as the collector starts
         inproc_us = per_event_us(lambda: _verify_all(payloads, key), n, r)
-        pooled = pool_costs(payloads * 2, pem, cores)
+        pooled = pool_costs(payloads, key, topic, root, cores)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     for what, value in us.items():
@@ -261,16 +248,16 @@ def main() -> int:
     report.row(Row("parse+verify+hash, in process", inproc_us, "µs/event"))
     report.row(
         Row(
-            f"proposed: the same in a pool of {cores}, left on the main process",
+            f"Ingest.handle_batch, signatures in a pool of {cores}: left on the main process",
             pooled["main_us"],
             "µs/event",
-            "in process",
-            inproc_us,
+            "signatures in process",
+            pooled["inline_us"],
             key=True,
         )
     )
-    report.row(Row("  ... CPU in the pool's workers", pooled["workers_us"], "µs/event"))
-    report.row(Row("  ... wall-clock rate of the pool", float(pooled["wall_per_s"]), "ev/s"))
+    report.row(Row("  ... CPU in the pool's workers", pooled["workers_us"], "µs/event", key=True))
+    report.row(Row("  ... wall-clock rate with the pool", float(pooled["wall_per_s"]), "ev/s"))
     report.figure("us_per_event", us)
     report.figure("verify_in_process_us", inproc_us)
     report.figure("verify_pool", pooled)

@@ -65,6 +65,9 @@ class ChainBook:
         self._max: dict[str, int] = dict(
             self._db.execute("SELECT device, max(seq) FROM chain GROUP BY device").fetchall()
         )
+        self._head: dict[str, tuple[int, str, str]] = {}
+        """(seq, hash, prev) of each unit's highest committed event, once looked up or stored:
+        an in-order event's predecessor, answered without asking SQLite."""
 
     def close(self) -> None:
         self._db.close()
@@ -73,10 +76,21 @@ class ChainBook:
         hit = self._pending.get((device, seq))
         if hit is not None:
             return hit
+        if seq > self._max.get(device, 0):
+            return None  # above everything committed: this book is the chain's only writer
+        head = self._head.get(device)
+        if head is not None and head[0] == seq:
+            return head[1], head[2]
         row = self._db.execute(
             "SELECT hash, prev FROM chain WHERE device=? AND seq=?", (device, seq)
         ).fetchone()
         return (row[0], row[1]) if row else None
+
+    def held(self, device: str, seq: int) -> str | None:
+        """The hash of the unit's event at seq, committed or staged; None if there is none.
+        The same hash again is a redelivery, told apart without verifying it again."""
+        held = self._get(device, seq)
+        return None if held is None else held[0]
 
     def check(self, device: str, seq: int, digest: str, prev: str) -> Check:
         """Classify an event that verified; NEW ones are staged for the next commit."""
@@ -108,8 +122,11 @@ class ChainBook:
             "INSERT OR IGNORE INTO chain(device, seq, hash, prev) VALUES (?,?,?,?)",
             [(d, s, h, p) for (d, s), (h, p) in self._pending.items()],
         )
+        heads: dict[str, tuple[int, str, str]] = {}
         for device, seq in sorted(self._pending):
             top = self._max.get(device, 0)
+            if seq > top:
+                heads[device] = (seq, *self._pending[(device, seq)])
             if seq > top + 1:
                 self._db.execute(
                     "INSERT OR REPLACE INTO gap(device, first, last, opened_ns) VALUES (?,?,?,?)",
@@ -120,6 +137,7 @@ class ChainBook:
                 changes.extend(self._fill_locked(device, seq))
             self._max[device] = max(top, seq)
         self._db.execute("COMMIT")
+        self._head.update(heads)
         self._pending.clear()
         return changes
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TypeAlias
 
-from influxdb_client import InfluxDBClient, Point
+from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 from tenacity import (
@@ -23,6 +24,10 @@ from urllib3.exceptions import HTTPError
 from broker.config import InfluxConfig
 
 log = logging.getLogger("jaga.collector.influx")
+
+
+Record: TypeAlias = Point | str
+"""What the collector writes: a Point, or a line of line protocol made straight (events)."""
 
 
 class StoreUnavailable(Exception):
@@ -56,9 +61,12 @@ class InfluxWriter:
     def close(self) -> None:
         self._client.close()
 
-    def write(self, points: Sequence[Point] | bytes, count: int | None = None) -> None:
+    def write(self, points: Sequence[Record] | bytes, count: int | None = None) -> None:
         """Write points (or line protocol bytes); raise StoreUnavailable or Rejected."""
         if not points:
+            return
+        body = points if isinstance(points, bytes) else to_lines(points)
+        if not body:
             return
         try:
             for attempt in Retrying(
@@ -68,15 +76,19 @@ class InfluxWriter:
                 reraise=False,
             ):
                 with attempt:
-                    self._write_once(points)
+                    self._write_once(body)
         except RetryError as exc:
             raise StoreUnavailable(str(exc.last_attempt.exception())) from None
         self.written += count if count is not None else len(points)
 
-    def _write_once(self, points: Sequence[Point] | bytes) -> None:
-        record = points if isinstance(points, bytes) else list(points)
-        try:
-            self._write.write(bucket=self.config.bucket, org=self.config.org, record=record)
+    def _write_once(self, body: bytes) -> None:
+        try:  # one body of line protocol, nanosecond timestamps (every point we make is in ns)
+            self._write.write(
+                bucket=self.config.bucket,
+                org=self.config.org,
+                record=body,
+                write_precision=WritePrecision.NS,
+            )
         except ApiException as exc:
             if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
                 raise Rejected(f"InfluxDB refused the batch ({exc.status}): {exc.body}") from None
@@ -91,6 +103,12 @@ class InfluxWriter:
             return False
 
 
-def to_lines(points: Sequence[Point]) -> bytes:
-    """Line protocol of points, one per line: what the spool keeps."""
-    return "\n".join(p.to_line_protocol() for p in points).encode()
+def to_lines(points: Sequence[Record]) -> bytes:
+    """Line protocol of points, one per line: what is written, and what the spool keeps.
+
+    The same bytes influxdb-client would send for these points (it too joins each point's
+    `to_line_protocol()` with newlines), made once here instead of record by record in it.
+    """
+    return "\n".join(
+        line for p in points if (line := p if isinstance(p, str) else p.to_line_protocol())
+    ).encode()

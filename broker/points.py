@@ -26,7 +26,60 @@ ACTIVE_STATES = frozenset(
 )
 
 
+_TAG_ESCAPES = str.maketrans(
+    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
+)
+_TAG_SPECIAL = frozenset(",= \n\t\r")
+
+
+def _tag(key: str, value: str) -> str:
+    """`,key=value` as influxdb-client writes a tag (same escaping; an empty value: no tag).
+
+    `key` is one of ours (plain); the value is escaped like `Point.tag`: , = space and the
+    three control characters get a backslash, and a value ending in a backslash gets a space
+    so the backslash cannot escape the separator that follows.
+    """
+    if not _TAG_SPECIAL.isdisjoint(value):
+        value = value.translate(_TAG_ESCAPES)
+    elif not value:
+        return ""
+    if value.endswith("\\"):
+        value += " "
+    return f",{key}={value}"
+
+
+def _text(value: str) -> str:
+    """A string field's value as influxdb-client writes it: backslash and quote escaped."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if '"' in value:
+        value = value.replace('"', '\\"')
+    return value
+
+
+def event_line(event: Event, digest: str, raw: bytes) -> str:
+    """The line protocol of `event_point(event, digest, raw)`, built straight from the event.
+
+    Byte for byte what influxdb-client makes of that Point (tags and fields in sorted order,
+    the same escaping; tests/unit/test_broker_points.py checks it over hostile values), at a
+    tenth of the cost: one event per message makes this the collector's hottest write path.
+    """
+    snaps = event.snapshot_sha256
+    return (
+        f"event{_tag('device', event.device)}{_tag('kind', event.kind.value)}"
+        f"{_tag('sensor', event.sensor)}{_tag('site', event.site)} "
+        f"active={1 if event.state in ACTIVE_STATES else 0}i,"
+        f'boot_id="{_text(event.boot_id)}",'
+        f"clock_synced={'true' if event.clock_synced else 'false'},"
+        f'hash="{_text(digest)}",id="{_text(event.id)}",mono_ns={event.mono_ns}i,'
+        f'prev="{_text(event.prev)}",raw="{_text(raw.decode())}",seq={event.seq}i,'
+        + (f'snapshots="{_text(",".join(snaps))}",' if snaps else "")
+        + f'state="{_text(event.state)}" {event.ts}'
+    )
+
+
 def event_point(event: Event, digest: str, raw: bytes) -> Point:
+    """The event as an influxdb-client Point: the reference `event_line` is checked against."""
     p = (
         Point("event")
         .tag("site", event.site)

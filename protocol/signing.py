@@ -53,13 +53,18 @@ def sign(body: EventBody, key: PrivateKey) -> Event:
 
 def verify(event: Event, key: PublicKey) -> None:
     """Raise SignatureError unless event.sig is the key's signature over its canonical bytes."""
+    verify_bytes(event.sig, canonical_bytes(event), key)
+
+
+def verify_bytes(sig: str, data: bytes, key: PublicKey) -> None:
+    """`verify` for an event whose canonical bytes the caller already has (and hashes too):
+    raise SignatureError unless sig is the key's signature over data."""
     try:
-        raw = base64.urlsafe_b64decode(event.sig + "=" * (-len(event.sig) % 4))
+        raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
     except ValueError:
         raise SignatureError("signature is not base64url") from None
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != event.sig:
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != sig:
         raise SignatureError("signature is not in canonical base64url form")
-    data = canonical_bytes(event)
     try:
         if isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(raw, data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -47,6 +48,10 @@ class WeeklySchedule:
             return []
         first = self._local_date(lo_ns) - dt.timedelta(days=2)
         last = self._local_date(hi_ns) + dt.timedelta(days=1)
+        return list(_spans(self, first, last))
+
+    def _compute_spans(self, first: dt.date, last: dt.date) -> tuple[tuple[int, int], ...]:
+        """The merged spans of the local days first..last (remembered by `_spans`)."""
         raw: list[tuple[int, int]] = []
         day = first
         while day <= last:
@@ -63,7 +68,7 @@ class WeeklySchedule:
                 merged[-1] = (merged[-1][0], max(merged[-1][1], end))
             else:
                 merged.append((start, end))
-        return merged
+        return tuple(merged)
 
     def is_on(self, now_ns: int) -> bool:
         return self.on_since(now_ns) is not None
@@ -101,3 +106,11 @@ class WeeklySchedule:
             day.year, day.month, day.day, minutes // 60, minutes % 60, tzinfo=self.zone
         )
         return int(local.timestamp()) * S
+
+
+@functools.lru_cache(maxsize=256)
+def _spans(schedule: WeeklySchedule, first: dt.date, last: dt.date) -> tuple[tuple[int, int], ...]:
+    """The calendar arithmetic of `spans`, once per schedule and range of local days: the
+    alert engine asks for the same days on every event (the answer only changes at midnight,
+    local time), and each answer is some 25 zoneinfo conversions."""
+    return schedule._compute_spans(first, last)

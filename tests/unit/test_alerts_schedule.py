@@ -102,3 +102,13 @@ def test_the_same_windows_in_makassar_turn_on_an_hour_earlier_in_utc() -> None:
     wita = WeeklySchedule.of(NIGHTS_AND_SUNDAY, "Asia/Makassar")
     assert wita.is_on(jkt(MON, "17:00"))  # 17:00 WIB is 18:00 WITA
     assert not SCHED.is_on(jkt(MON, "17:00"))
+
+
+def test_spans_are_remembered_and_each_caller_gets_its_own_list() -> None:
+    first = SCHED.spans(jkt(MON, "12:00"), jkt(MON, "12:00"))
+    expected = list(first)
+    first.clear()  # a caller changing its list changes nothing for the next
+    assert SCHED.spans(jkt(MON, "13:00"), jkt(MON, "13:00")) == expected
+    assert expected and all(start < end for start, end in expected)
+    makassar = WeeklySchedule.of(NIGHTS_AND_SUNDAY, "Asia/Makassar")
+    assert makassar.spans(jkt(MON, "13:00"), jkt(MON, "13:00")) != expected  # per schedule

@@ -197,3 +197,48 @@ def test_commit_uses_the_time_it_is_given_even_zero(book: ChainBook) -> None:
     book.check("d1", 3, h(3), h(2))
     book.commit(0)
     assert book.gaps() == [Gap("d1", 1, 2, 0)]
+
+
+def test_held_gives_the_hash_at_a_seq_committed_or_staged_and_stages_nothing(
+    book: ChainBook,
+) -> None:
+    add(book, "d1", 1)
+    assert book.check("d1", 2, h(2), h(1)).verdict is Verdict.NEW  # staged, not committed
+    assert book.held("d1", 1) == h(1) and book.held("d1", 2) == h(2)
+    assert book.held("d1", 3) is None and book.held("d2", 1) is None
+    book.rollback()
+    assert book.held("d1", 2) is None
+    assert book.commit(NOW) == []
+
+
+def test_in_order_events_chain_to_the_last_committed_one_across_batches_and_restarts(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chain.sqlite3"
+    book = ChainBook(path)
+    add(book, "d1", 1, 2)
+    add(book, "d1", 3)
+    assert book.check("d1", 4, h(4), h(3, "b")).verdict is Verdict.BROKEN_CHAIN
+    assert book.check("d1", 3, h(3), h(2)).verdict is Verdict.DUPLICATE
+    assert book.check("d1", 2, h(2, "b"), h(1)).verdict is Verdict.FORK
+    book.close()
+    again = ChainBook(path)
+    try:
+        assert again.check("d1", 4, h(4), h(3, "b")).verdict is Verdict.BROKEN_CHAIN
+        assert again.check("d1", 3, h(3), h(2)).verdict is Verdict.DUPLICATE
+        assert again.check("d1", 4, h(4), h(3)).verdict is Verdict.NEW
+        again.commit(NOW)
+        assert again.check("d1", 5, h(5), h(4, "b")).verdict is Verdict.BROKEN_CHAIN
+    finally:
+        again.close()
+
+
+def test_a_late_event_below_the_head_is_checked_against_what_is_stored(book: ChainBook) -> None:
+    add(book, "d1", 1, 2)
+    assert book.check("d1", 5, h(5), h(4)).verdict is Verdict.NEW
+    assert book.commit(NOW) == [("d1", 3, 4, "opened")]
+    assert book.check("d1", 4, h(4), h(3)).verdict is Verdict.NEW
+    assert book.check("d1", 3, h(3), h(2, "b")).verdict is Verdict.BROKEN_CHAIN
+    assert book.commit(NOW) == [("d1", 4, 4, "closed")]
+    assert book.check("d1", 5, h(5), h(4)).verdict is Verdict.DUPLICATE
+    assert book.check("d1", 6, h(6), h(5, "b")).verdict is Verdict.BROKEN_CHAIN

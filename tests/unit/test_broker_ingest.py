@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from broker import ingest as broker_ingest
 from broker.chain import ChainBook
 from broker.ingest import MAX_PAYLOAD, Accepted, Duplicate, Ingest, Reason, Rejected
 from protocol import models
@@ -169,6 +170,64 @@ def test_the_same_event_twice_is_a_duplicate(ingest: Ingest, chain: ChainBook) -
     assert ingest.handle(UNIT.event, payload) == Duplicate(SITE, DEVICE, 1)
 
 
+def test_a_redelivery_is_a_duplicate_without_verifying_it_again(
+    ingest: Ingest, chain: ChainBook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = event().to_json()
+    assert isinstance(ingest.handle(UNIT.event, payload), Accepted)
+    verified: list[str] = []
+    real = broker_ingest.verify_bytes
+
+    def counting(sig: str, data: bytes, key: PublicKey) -> None:
+        verified.append(sig)
+        real(sig, data, key)
+
+    monkeypatch.setattr(broker_ingest, "verify_bytes", counting)
+    assert ingest.handle(UNIT.event, payload) == Duplicate(SITE, DEVICE, 1)  # staged
+    chain.commit(NOW)
+    assert ingest.handle(UNIT.event, payload) == Duplicate(SITE, DEVICE, 1)  # committed
+    assert verified == []
+    assert ingest.counts == {"Accepted": 1, "Duplicate": 2}
+    second = event(2, prev=event_hash(event()), state="closed")
+    assert isinstance(ingest.handle(UNIT.event, second.to_json()), Accepted)
+    assert verified == [second.sig]  # a new event is verified as ever
+
+
+def test_a_forged_copy_of_a_held_event_is_a_duplicate_that_marks_nothing(
+    ingest: Ingest, chain: ChainBook
+) -> None:
+    genuine = event()
+    assert isinstance(ingest.handle(UNIT.event, genuine.to_json()), Accepted)
+    chain.commit(NOW)
+    forged = event(key=ed25519.Ed25519PrivateKey.generate())  # the same body, another signature
+    assert forged.sig != genuine.sig and event_hash(forged) == event_hash(genuine)
+    assert ingest.handle(UNIT.event, forged.to_json()) == Duplicate(SITE, DEVICE, 1)
+    assert chain.commit(NOW) == []
+    assert chain.last_seq(DEVICE) == 1
+
+
+def test_a_forged_event_at_a_held_seq_is_a_bad_signature_not_a_fork(
+    ingest: Ingest, chain: ChainBook
+) -> None:
+    ingest.handle(UNIT.event, event(state="open").to_json())
+    chain.commit(NOW)
+    forged = event(state="closed", key=ed25519.Ed25519PrivateKey.generate())
+    rejected(ingest.handle(UNIT.event, forged.to_json()), Reason.SIGNATURE)
+    assert chain.commit(NOW) == []
+
+
+def test_a_forged_new_event_is_not_staged_even_after_a_duplicate(
+    ingest: Ingest, chain: ChainBook
+) -> None:
+    first = event(1)
+    ingest.handle(UNIT.event, first.to_json())
+    ingest.handle(UNIT.event, first.to_json())
+    forged = event(2, prev=event_hash(first), key=ed25519.Ed25519PrivateKey.generate())
+    rejected(ingest.handle(UNIT.event, forged.to_json()), Reason.SIGNATURE)
+    assert chain.commit(NOW) == []
+    assert chain.last_seq(DEVICE) == 1
+
+
 def test_another_event_reusing_a_seq_is_a_fork(ingest: Ingest, chain: ChainBook) -> None:
     ingest.handle(UNIT.event, event(state="open").to_json())
     chain.commit(NOW)
@@ -297,3 +356,102 @@ def test_a_dead_letter_of_an_oversized_payload_reports_its_real_length(ingest: I
     outcome = ingest.handle(UNIT.event, big)
     assert isinstance(outcome, Rejected)
     assert outcome.dead_letter(NOW).payload_len == len(big)
+
+
+def mixed_batch(p256: ec.EllipticCurvePrivateKey) -> list[tuple[str, bytes]]:
+    """A batch of everything: new, redelivered (held and in-batch), forged, forked, broken,
+    out of order, a heartbeat and junk — events of two units, one signing with P-256."""
+    other = DeviceTopics(SITE, "pintu-2")
+    e1 = event(1)
+    e2 = event(2, prev=event_hash(e1), state="closed")
+    e3 = event(3, prev=event_hash(e2))
+    forged = event(4, prev=event_hash(e3), key=ed25519.Ed25519PrivateKey.generate())
+    fork = event(2, prev=event_hash(e1), state="held-open")
+    broken = event(4, prev="ab" * 32)
+    q1 = event(1, key=p256, device="pintu-2")
+    q2 = event(2, prev=event_hash(q1), key=p256, device="pintu-2", state="closed")
+    return [
+        (UNIT.event, e1.to_json()),
+        (UNIT.event, e3.to_json()),
+        (UNIT.event, e1.to_json()),
+        (UNIT.event, forged.to_json()),
+        (other.event, q2.to_json()),
+        (UNIT.heartbeat, heartbeat()),
+        (UNIT.event, e2.to_json()),
+        (UNIT.event, fork.to_json()),
+        (UNIT.event, b"junk"),
+        (UNIT.event, broken.to_json()),
+        (other.event, q1.to_json()),
+        (UNIT.event, e3.to_json()),
+    ]
+
+
+def test_a_batch_through_the_signature_pool_ends_as_one_message_at_a_time(
+    tmp_path: Path,
+) -> None:
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    known: dict[tuple[str, str], list[PublicKey]] = {
+        (SITE, DEVICE): [KEY.public_key()],
+        (SITE, "pintu-2"): [ed25519.Ed25519PrivateKey.generate().public_key(), p256.public_key()],
+    }
+    batch = mixed_batch(p256)
+    pool = broker_ingest.SignaturePool(2, min_batch=1)
+    try:
+        for round_ in range(2):  # then all over again: a redelivery of the whole batch
+            one = Ingest(Keys(known), ChainBook(tmp_path / f"one{round_}.sqlite3"))
+            alone = [one.handle(t, p) for t, p in batch]
+            together = Ingest(Keys(known), ChainBook(tmp_path / f"all{round_}.sqlite3"))
+            pooled = together.handle_batch(batch, pool)
+            assert pooled == alone
+            assert together.counts == one.counts
+            assert together.chain.commit(NOW) == one.chain.commit(NOW)
+            assert together.handle_batch(batch, pool) == [one.handle(t, p) for t, p in batch]
+    finally:
+        pool.close()
+    assert pool.pooled > 0 and pool.failures == 0
+    kinds = [type(o).__name__ if not isinstance(o, Rejected) else o.reason for o in alone]
+    assert kinds == [
+        "Accepted",
+        "Accepted",
+        "Duplicate",
+        Reason.SIGNATURE,
+        "Accepted",
+        "Accepted",
+        "Accepted",
+        Reason.FORK,
+        Reason.PAYLOAD,
+        Reason.CHAIN,
+        "Accepted",
+        "Duplicate",
+    ]
+
+
+def test_a_failing_signature_pool_leaves_the_batch_checked_in_process(
+    ingest: Ingest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = broker_ingest.SignaturePool(1, min_batch=1)
+
+    def broken(*_: object) -> object:
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr(broker_ingest.ProcessPoolExecutor, "submit", broken)
+    forged = event(2, prev=event_hash(event()), key=ed25519.Ed25519PrivateKey.generate())
+    out = ingest.handle_batch(
+        [(UNIT.event, event().to_json()), (UNIT.event, forged.to_json())], pool
+    )
+    pool.close()
+    assert isinstance(out[0], Accepted)
+    rejected(out[1], Reason.SIGNATURE)
+    assert (pool.failures, pool.pooled) == (1, 0)
+    monkeypatch.undo()
+    third = event(3, prev=event_hash(forged), key=ed25519.Ed25519PrivateKey.generate())
+    out = ingest.handle_batch([(UNIT.event, third.to_json())], pool)  # no new pool for a while
+    rejected(out[0], Reason.SIGNATURE)
+    assert (pool.failures, pool.pooled, pool._pool) == (1, 0, None)
+
+
+def test_a_small_batch_is_checked_in_process(ingest: Ingest) -> None:
+    pool = broker_ingest.SignaturePool(1, min_batch=64)
+    out = ingest.handle_batch([(UNIT.event, event().to_json())], pool)
+    assert isinstance(out[0], Accepted)
+    assert pool.pooled == 0 and pool._pool is None

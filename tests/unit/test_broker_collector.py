@@ -1,0 +1,188 @@
+"""The collector's loop without a broker or InfluxDB: batches big enough to have their
+signatures checked in the pool while the batch before is stored are still stored in order,
+each message acknowledged once and only after the write that holds it returned."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from broker.collector import VERIFY_WORKERS_ENV, Collector, Inbound, default_verify_workers
+from broker.config import CollectorConfig
+from broker.influx import Record, to_lines
+from protocol import topics
+from protocol.models import EventBody, Kind
+from protocol.signing import GENESIS, PublicKey, event_hash, sign
+from protocol.topics import DeviceTopics
+
+SITE = "gudang-3"
+UNITS = ("pintu-1", "pintu-2")
+KEYS = {d: ed25519.Ed25519PrivateKey.generate() for d in UNITS}
+NOW = 1_700_000_000_000_000_000
+
+
+class Keys:
+    def keys(self, site: str, device: str) -> list[PublicKey]:
+        key = KEYS.get(device) if site == SITE else None
+        return [key.public_key()] if key else []
+
+
+class Journal:
+    """What the collector did, in order: writes (the event lines of each) and acks."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def add(self, what: str, detail: Any) -> None:
+        with self.lock:
+            self.entries.append((what, detail))
+
+
+class FakeWriter:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def write(self, points: Sequence[Record] | bytes, count: int | None = None) -> None:
+        body = points if isinstance(points, bytes) else to_lines(points)
+        self.journal.add("write", body.decode().splitlines())
+
+    def close(self) -> None:
+        pass
+
+
+def body(device: str, seq: int, prev: str) -> EventBody:
+    return EventBody(
+        id=f"{device}-{seq}",
+        site=SITE,
+        device=device,
+        sensor="pintu-utama",
+        kind=Kind.DOOR,
+        state="open" if seq % 2 else "closed",
+        seq=seq,
+        boot_id="boot-1",
+        ts=NOW + seq,
+        mono_ns=seq,
+        clock_synced=True,
+        prev=prev,
+    )
+
+
+def chain_of(device: str, n: int) -> list[bytes]:
+    prev, out = GENESIS, []
+    for seq in range(1, n + 1):
+        event = sign(body(device, seq, prev), KEYS[device])
+        prev = event_hash(event)
+        out.append(event.to_json())
+    return out
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[tuple[Collector, Journal]]:
+    config = CollectorConfig.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "registry_dir": str(tmp_path),
+            "unit_rate_per_s": 1e9,
+            "unit_burst": 1e9,
+            "stats_interval_s": 3600,
+            "influx": {"batch_max": 100},
+        }
+    )
+    journal = Journal()
+    c = Collector(config, Keys(), writer=FakeWriter(journal), verify_workers=2)  # type: ignore[arg-type]
+    c._client.ack = lambda mid, qos: journal.add("ack", mid)  # type: ignore[method-assign]
+
+    def publish(topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
+        journal.add("publish", (topic, payload))
+        return SimpleNamespace(rc=mqtt.MQTT_ERR_SUCCESS)
+
+    c._client.publish = publish  # type: ignore[method-assign]
+    try:
+        yield c, journal
+    finally:
+        c.close()
+
+
+def test_pipelined_batches_are_stored_in_order_and_acked_once_after_their_write(
+    collector: tuple[Collector, Journal],
+) -> None:
+    c, journal = collector
+    streams = {d: chain_of(d, 180) for d in UNITS}
+    forged = sign(body("pintu-1", 121, "ab" * 32), ed25519.Ed25519PrivateKey.generate())
+    messages: list[tuple[str, bytes]] = []
+    for i in range(180):
+        for d in UNITS:
+            messages.append((DeviceTopics(SITE, d).event, streams[d][i]))
+        if i == 120:  # a redelivery, and a forgery
+            messages.append((DeviceTopics(SITE, "pintu-1").event, streams["pintu-1"][50]))
+            messages.append((DeviceTopics(SITE, "pintu-1").event, forged.to_json()))
+    for mid, (topic, payload) in enumerate(messages, start=1):
+        c.inbox.put(Inbound(topic, payload, mid, 1, time.time_ns()))
+    stop = threading.Event()
+    loop = threading.Thread(target=c._loop, args=(stop,))
+    loop.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and loop.is_alive():
+        if sum(1 for what, _ in journal.entries if what == "ack") >= len(messages):
+            break
+        time.sleep(0.05)
+    stop.set()
+    loop.join(10)
+
+    assert c.verifier is not None and c.verifier.pooled > 0  # the pool did check signatures
+    writes: dict[int, int] = {}  # mid -> index of the write holding its event
+    acked: dict[int, int] = {}
+    stored: dict[str, list[int]] = {d: [] for d in UNITS}
+    by_line = {}
+    for mid, (_, payload) in enumerate(messages, start=1):
+        by_line.setdefault(payload.decode(), []).append(mid)
+    for i, (what, detail) in enumerate(journal.entries):
+        if what == "write":
+            for line in detail:
+                if not line.startswith("event,"):
+                    continue
+                device = line.split(",device=", 1)[1].split(",", 1)[0]
+                stored[device].append(int(line.split(",seq=", 1)[1].split("i", 1)[0]))
+                raw = line.split(',raw="', 1)[1].split('",seq=', 1)[0]
+                for mid in by_line[raw.replace('\\"', '"').replace("\\\\", "\\")]:
+                    writes.setdefault(mid, i)
+        elif what == "ack":
+            assert detail not in acked, f"message {detail} acknowledged twice"
+            acked[detail] = i
+    assert sorted(acked) == list(range(1, len(messages) + 1))
+    assert stored == {d: list(range(1, 181)) for d in UNITS}  # once each, in order
+    for mid, at in writes.items():
+        assert acked[mid] > at, f"message {mid} acknowledged before its write"
+    letters = [
+        d[1] for what, d in journal.entries if what == "publish" and d[0] == topics.DEADLETTER
+    ]
+    assert len(letters) == 1 and b"bad-signature" in letters[0]
+    assert (c.stats.duplicates, c.stats.rejected, c.stats.stored_events) == (1, 1, 360)
+    assert c.chain.gaps() == []
+
+
+def test_the_number_of_signature_workers_can_be_set_and_zero_turns_the_pool_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(VERIFY_WORKERS_ENV, "3")
+    assert default_verify_workers() == 3
+    monkeypatch.setenv(VERIFY_WORKERS_ENV, "many")
+    assert 0 <= default_verify_workers() <= 4
+    monkeypatch.setenv(VERIFY_WORKERS_ENV, "0")
+    config = CollectorConfig.model_validate(
+        {"data_dir": str(tmp_path / "data"), "registry_dir": str(tmp_path)}
+    )
+    c = Collector(config, Keys(), writer=FakeWriter(Journal()))  # type: ignore[arg-type]
+    try:
+        assert c.verifier is None
+    finally:
+        c.close()
