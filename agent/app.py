@@ -15,10 +15,11 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from gpiozero import DigitalOutputDevice
+from PIL import Image
 
 from agent import __version__, host
 from agent.camera.base import Camera
-from agent.camera.evidence import Evidence, EvidenceSet
+from agent.camera.evidence import Evidence, EvidenceSet, roles_by_size
 from agent.camera.health import Health
 from agent.camera.picamera2_adapter import Picamera2Camera
 from agent.camera.ring import FrameRing
@@ -45,13 +46,39 @@ from protocol import models, topics
 from protocol.alerting import ArmingState
 from protocol.commands import CommandRefused, CommandResult, Resend, Snapshot, open_command
 from protocol.models import Event, Heartbeat, Kind, Status
-from protocol.snapshot import payload_budget, split
+from protocol.snapshot import ChunkRole, payload_budget, split
 
 log = logging.getLogger("jaga.agent")
 
 MS = 1_000_000
 S = 1_000_000_000
 MB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PicturesAgain:
+    """What a resend did with the pictures of the camera events it covered."""
+
+    events: int = 0
+    queued: int = 0
+    """Pictures chunked again from the evidence store into the outbox."""
+    waiting: int = 0
+    """Pictures whose chunks were still in the outbox: nothing to do."""
+    gone: tuple[str, ...] = ()
+    """Pictures the evidence store no longer has (as event id/sha256)."""
+    error: str | None = None
+
+    def describe(self) -> str:
+        if not self.events:
+            return ""
+        text = f"; pictures of {self.events} camera event(s): {self.queued} queued again"
+        if self.waiting:
+            text += f", {self.waiting} still queued"
+        if self.gone:
+            text += f", {len(self.gone)} no longer kept on the unit"
+        if self.error:
+            text += f", {self.error}"
+        return text
 
 
 class Logic(Protocol):
@@ -128,6 +155,8 @@ class Agent:
                 pin_factory=pin_factory,
             )
         self.camera: CameraLoop | None = None
+        self._gone_reported: set[tuple[str, str]] = set()
+        """Pictures a resend asked for that the store no longer has, logged once each."""
         self.evidence: EvidenceStore | None = None
         self._camera_stop = threading.Event()
         if config.camera is not None:
@@ -464,7 +493,9 @@ class Agent:
         for f, n in zip(stored.kept, counts, strict=True):
             by_file.setdefault(f.sha256, []).extend(rows[start : start + n])
             start += n
-        self.evidence.claim(event.id, stored.hashes, by_file)
+        self.evidence.claim(
+            event.id, stored.hashes, by_file, roles={f.sha256: f.role.value for f in stored.kept}
+        )
 
     def _drain_commands(self) -> None:
         while True:
@@ -503,17 +534,106 @@ class Agent:
             return False, f"refused: {exc}"
         if isinstance(cmd, Resend):
             count = self.outbox.requeue(cmd.first_seq, cmd.last_seq)
+            pictures = self._resend_pictures(cmd.first_seq, cmd.last_seq)
             self.publisher.rewind()
             wanted = cmd.last_seq - cmd.first_seq + 1
             detail = f"requeued {count} of seq {cmd.first_seq}..{cmd.last_seq} for {cmd.by}"
             if count < wanted:
                 detail += f"; {wanted - count} no longer kept on the unit"
-            return count == wanted, detail
+            ok = count == wanted and not pictures.gone and pictures.error is None
+            return ok, detail + pictures.describe()
         if self.camera is None:
             return False, "this unit has no camera"
         key = f"cmd-{uuid.uuid4().hex[:16]}"
         self.camera.trigger(key, self.clock.mono_ns())
         return True, f"pictures requested by {cmd.by} ({key})"
+
+    def _resend_pictures(self, first_seq: int, last_seq: int) -> PicturesAgain:
+        """A resend covers camera events: their pictures go again too, unless still queued.
+
+        Delivered chunks leave the outbox at once (the evidence store keeps the pictures), so
+        a broker that lost them after its PUBACK would leave the event without its pictures.
+        They are chunked again from the evidence store, exactly as the first time (same topic,
+        same chunk format), and stored in the outbox before anything is sent."""
+        if self.evidence is None or self.config.camera is None:
+            return PicturesAgain()
+        events, queued, waiting, gone = 0, 0, 0, []
+        for raw in self.outbox.picture_events(first_seq, last_seq):
+            try:
+                event = models.parse(Event, raw)
+            except models.WireError:
+                continue
+            events += 1
+            topic = self.topics.snapshot(event.id)
+            budget = payload_budget(self.config.camera.max_packet_size, topic)
+            todo: list[tuple[str, bytes, str | None]] = []
+            for sha in event.snapshot_sha256 or ():
+                claim = self.evidence.claim_of(event.id, sha)
+                if claim and claim.rows and self.outbox.undelivered(claim.rows) == set(claim.rows):
+                    waiting += 1  # never sent yet: its chunks are on their way
+                    continue
+                try:
+                    data = self.evidence.read(sha) if sha in self.evidence else None
+                except FileNotFoundError:
+                    data = None
+                if data is None:
+                    gone.append(f"{event.id}/{sha}")
+                    if (event.id, sha) not in self._gone_reported:
+                        self._gone_reported.add((event.id, sha))
+                        log.warning(
+                            "picture %s of camera event seq=%d (%s) was asked for again but "
+                            "is no longer in the evidence store",
+                            sha,
+                            event.seq,
+                            event.id,
+                        )
+                    continue
+                todo.append((sha, data, claim.role if claim else None))
+            if not todo:
+                continue
+            roles = self._roles(event, todo)
+            messages: list[tuple[str, bytes]] = []
+            counts: list[int] = []
+            for (sha, data, _), role in zip(todo, roles, strict=True):
+                parts = split(event.id, sha, role, data, budget)
+                counts.append(len(parts))
+                messages += [(topic, p) for p in parts]
+            try:
+                ids = self.outbox.append_messages(messages)
+            except OutboxFull as exc:
+                log.error("no room in the outbox to send pictures of %s again: %s", event.id, exc)
+                return PicturesAgain(events, queued, waiting, tuple(gone), "outbox disk full")
+            rows: dict[str, list[int]] = {}
+            start = 0
+            for (sha, _, _), n in zip(todo, counts, strict=True):
+                rows[sha] = ids[start : start + n]
+                start += n
+            self.evidence.requeued(event.id, rows)
+            queued += len(todo)
+            log.info(
+                "camera event seq=%d: %d picture(s) queued again from the evidence store",
+                event.seq,
+                len(todo),
+            )
+        return PicturesAgain(events, queued, waiting, tuple(gone))
+
+    def _roles(self, event: Event, todo: list[tuple[str, bytes, str | None]]) -> list[ChunkRole]:
+        """Each picture's role in its set, as recorded; guessed for claims made before roles
+        were recorded (from picture sizes: the still is the full-resolution one)."""
+        roles: dict[str, ChunkRole] = {"before": "before", "still": "still", "after": "after"}
+        if all(role in roles for _, _, role in todo):
+            return [roles[str(role)] for _, _, role in todo]
+        assert self.evidence is not None
+        hashes = list(event.snapshot_sha256 or ())
+        areas: list[int | None] = []
+        for sha in hashes:
+            try:
+                with Image.open(self.evidence.path(sha)) as img:
+                    areas.append(img.width * img.height)
+            except (OSError, ValueError):
+                areas.append(None)
+        guessed = dict(zip(hashes, roles_by_size(areas), strict=True))
+        return [roles[role if role in roles else guessed[sha].value] for sha, _, role in todo]
 
     def flush(self, timeout_s: float) -> int:
         """Give the link up to timeout_s to empty the outbox; returns what is left."""

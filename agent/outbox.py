@@ -217,6 +217,48 @@ class Outbox:
             )
             return int(cur.lastrowid or 0)
 
+    def append_messages(self, messages: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Store messages that are not events (a picture's chunks, queued again) in one
+        transaction; returns their row ids, in order. OutboxFull when the disk refuses."""
+        if not messages:
+            return []
+        now = time.time_ns()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                ids = [
+                    int(
+                        self._db.execute(
+                            "INSERT INTO message(topic, payload, qos, created_ns) VALUES (?,?,1,?)",
+                            (topic, payload, now),
+                        ).lastrowid
+                        or 0
+                    )
+                    for topic, payload in messages
+                ]
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                if "full" in str(exc).lower() or "disk" in str(exc).lower():
+                    raise OutboxFull(str(exc)) from exc
+                raise
+            except BaseException:
+                self._rollback()
+                raise
+        return ids
+
+    def picture_events(self, first_seq: int, last_seq: int) -> list[bytes]:
+        """The stored events first_seq..last_seq that name pictures (camera events), as
+        signed, oldest first; events already pruned are not among them."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT payload FROM message WHERE seq BETWEEN ? AND ?"
+                " AND json_extract(CAST(payload AS TEXT), '$.snapshot_sha256') IS NOT NULL"
+                " ORDER BY seq",
+                (first_seq, last_seq),
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
     def chain(self) -> tuple[int, str]:
         """(last seq, chain head) as stored."""
         with self._lock:

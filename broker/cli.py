@@ -194,6 +194,39 @@ def evidence_export(
     typer.echo(f"exported {pictures} pictures of {len(events)} event(s) with {manifest}")
 
 
+@evidence_app.command("missing")
+def evidence_missing(
+    config: ConfigOpt = Path("/etc/jaga/collector.toml"),
+) -> None:
+    """Events whose signed pictures are not (all) in the store; exit 1 if there are any."""
+    from broker.evidence import EvidenceStore
+    from broker.evidence_gaps import EvidencePlanner
+
+    cfg = _load(config)
+    store = EvidenceStore(cfg.data_dir / "evidence")
+    try:
+        planner = EvidencePlanner(grace_ns=int(cfg.evidence_grace_s * 1e9))
+        unfinished = store.unfinished()
+    finally:
+        store.close()
+    for u in unfinished:
+        when = dt.datetime.fromtimestamp(u.vouched_ns / 1e9).astimezone().isoformat("T", "seconds")
+        unit = f"{u.site}/{u.device} seq {u.seq}" if u.device else "unit unknown"
+        state = "given up" if planner.given_up(u) else "asking" if u.asks else "waiting"
+        typer.echo(
+            f"{u.event_id}  {unit}  stored {when}  {len(u.missing)} of {u.pictures} pictures "
+            f"missing  asked {u.asks}x ({state})"
+        )
+        for sha in u.missing:
+            typer.echo(f"    {sha}")
+    typer.echo(
+        f"evidence: {len(unfinished)} events missing {sum(len(u.missing) for u in unfinished)}"
+        " pictures"
+    )
+    if unfinished:
+        raise typer.Exit(1)
+
+
 @audit_app.command("verify-export")
 def audit_verify_export(
     folder: Annotated[Path, typer.Argument(help="a folder made by `evidence export`")],

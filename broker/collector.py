@@ -8,13 +8,14 @@ InfluxDB's (measurement, tags, time) identity make the second delivery harmless.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from cryptography import x509
@@ -34,9 +35,20 @@ from broker.chain import ChainBook
 from broker.config import CollectorConfig
 from broker.diskqueue import DiskQueue, Item, QueueFull
 from broker.evidence import EvidenceStore
-from broker.influx import InfluxWriter, StoreUnavailable, to_lines
+from broker.evidence_gaps import EvidenceGaps, EvidencePlanner
+from broker.influx import InfluxWriter, Record, StoreUnavailable, to_lines
 from broker.influx import Rejected as InfluxRefused
-from broker.ingest import Accepted, Duplicate, Ingest, Keys, Outcome, Reason, Rejected
+from broker.ingest import (
+    Accepted,
+    Begun,
+    Duplicate,
+    Ingest,
+    Keys,
+    Outcome,
+    Reason,
+    Rejected,
+    SignaturePool,
+)
 from broker.ratelimit import UnitBudget
 from broker.resend import ResendPlanner
 from broker.web.state import LiveState
@@ -54,6 +66,7 @@ CHANNELS = (
     topics.Channel.SNAPSHOT,
 )
 PICTURE_TIMEOUT_NS = 120 * 1_000_000_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +111,10 @@ class Collector:
         *,
         writer: InfluxWriter | None = None,
         live: LiveState | None = None,
+        verify_workers: int | None = None,
     ) -> None:
+        """`verify_workers`: processes that check the signatures of big batches while the
+        batch before is stored (None: `default_verify_workers()`; 0: all in this process)."""
         self.config = config
         self.live = live or LiveState()
         """What the guard-post page shows; fed below, never able to stop storage."""
@@ -106,6 +122,8 @@ class Collector:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.chain = ChainBook(config.data_dir / "chain.sqlite3")
         self.ingest = Ingest(keys, self.chain)
+        workers = default_verify_workers() if verify_workers is None else verify_workers
+        self.verifier = SignaturePool(workers) if workers > 0 else None
         self.writer = writer or InfluxWriter(config.influx, attempts=2)
         self.spool_path = config.data_dir / "spool.sqlite3"
         self.spool = DiskQueue(self.spool_path, config.spool_max_mb * 1024 * 1024)
@@ -119,6 +137,9 @@ class Collector:
             unit = _unit_of(item.meta)
             self._waiting[unit] = self._waiting.get(unit, 0) + 1
         self.evidence = EvidenceStore(config.data_dir / "evidence")
+        self.evidence_gaps = EvidenceGaps(
+            self.evidence, EvidencePlanner(grace_ns=int(config.evidence_grace_s * 1e9))
+        )
         self.alerts = AlertEngine(
             config.alerts, AlertStore(config.data_dir / "alerts.sqlite3"), time.time_ns()
         )
@@ -134,7 +155,7 @@ class Collector:
         self.resend = ResendPlanner()
         self._signer = _command_signer(config)
         self.stats = CollectorStats()
-        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.loop_heartbeat = time.monotonic()
         self._client = self._make_client()
         self._subscribed = threading.Event()
@@ -228,19 +249,51 @@ class Collector:
             drainer.join(15)
 
     def _loop(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
+        ahead: _Ahead | None = None  # a big batch being checked while the one before is stored
         while not stop.is_set():
-            batch = self._top_up(self._take_batch(stop))
+            batch = self._take_batch(stop, wait=ahead is None)
+            if ahead is None or not ahead.backlogged:  # never take a backlog item twice
+                batch = self._top_up(batch)
             self.loop_heartbeat = time.monotonic()
             if on_tick is not None:  # service.units: the watchdog's documented stall hook
                 on_tick()
-            if batch:
-                self.process(self._admit(batch, stop), stop)
+            admitted = self._admit(batch, stop) if batch else []
+            if self._pipelined(admitted):
+                # Parse it and start its signature checks; then store the batch ahead (if any)
+                # while they run. Batches are still finished — checked against the chain
+                # book, stored, acknowledged, judged — one after the other, in order.
+                begun = _Ahead(
+                    admitted, self.ingest.begin_batch(_messages(admitted), self.verifier)
+                )
+                if ahead is not None:
+                    self._finish(ahead.batch, ahead.begun, stop)
+                ahead = begun
+            else:
+                if ahead is not None:
+                    self._finish(ahead.batch, ahead.begun, stop)
+                    ahead = None
+                if admitted:
+                    self.process(admitted, stop)
             self._alerting(stop)
+        # Stopping with a batch begun: it is not acknowledged, so the broker delivers it again.
 
-    def _take_batch(self, stop: threading.Event) -> list[Inbound]:
+    def _pipelined(self, batch: list[Inbound]) -> bool:
+        """Whether a batch is worth checking in the pool while the one before is stored: big
+        enough (a lone alarm goes straight through) and no picture chunk (pictures are
+        matched to the events stored before them)."""
+        return (
+            self.verifier is not None
+            and len(batch) >= self.verifier.min_batch
+            and not any("/snapshot/" in m.topic for m in batch)
+        )
+
+    def _take_batch(self, stop: threading.Event, *, wait: bool = True) -> list[Inbound]:
         cfg = self.config.influx
-        try:  # with a backlog waiting, never sit idle on an empty inbox
-            first = self.inbox.get(timeout=0.01 if len(self.backlog) else 0.5)
+        try:  # with a backlog waiting (or a batch begun), never sit idle on an empty inbox
+            if not wait:
+                first = self.inbox.get_nowait()
+            else:
+                first = self.inbox.get(timeout=0.01 if len(self.backlog) else 0.5)
         except queue.Empty:
             return []
         batch = [first]
@@ -308,7 +361,11 @@ class Collector:
             self._pictures(snapshots, stop)
         if not batch:
             return
-        outcomes = [(m, self.ingest.handle(m.topic, m.payload)) for m in batch]
+        self._finish(batch, self.ingest.begin_batch(_messages(batch), self.verifier), stop)
+
+    def _finish(self, batch: list[Inbound], begun: Begun, stop: threading.Event) -> None:
+        """Check a begun batch against the chain book, store it, then acknowledge it."""
+        outcomes = list(zip(batch, self.ingest.finish_batch(begun), strict=True))
         if not self._store(self._points(outcomes), stop):
             self.chain.rollback()
             return  # unacknowledged: the broker delivers them again
@@ -343,7 +400,7 @@ class Collector:
         self._count(outcomes)
         self._maybe_stats(stop)
 
-    def _store(self, pts: list[Point], stop: threading.Event) -> bool:
+    def _store(self, pts: Sequence[Record], stop: threading.Event) -> bool:
         """Durably keep pts; False only when stopping while InfluxDB and the spool are full."""
         if not pts:
             return True
@@ -563,9 +620,15 @@ class Collector:
                     del self._held[key]
 
     def _ask_for_missing(self, outcomes: list[tuple[Inbound, Outcome]], now_ns: int) -> None:
-        """Heartbeats say how far each unit got; ask again for what never arrived."""
+        """Heartbeats say how far each unit got; ask again for what never arrived: events,
+        and the pictures of stored events (broker.evidence_gaps)."""
         for _, o in outcomes:
-            if not (isinstance(o, Accepted) and isinstance(o.message, Heartbeat)):
+            if not (isinstance(o, Accepted) and isinstance(o.message, Event | Heartbeat)):
+                continue
+            if isinstance(o.message, Event):
+                if o.message.snapshot_sha256:
+                    e = o.message
+                    self._evidence_gaps(self.evidence_gaps.on_event, e.id, e.site, e.device, e.seq)
                 continue
             hb = o.message
             gaps = [(g.first, g.last) for g in self.chain.gaps(hb.device)]
@@ -579,18 +642,43 @@ class Collector:
                     req.first_seq,
                     req.last_seq,
                 )
-                if self._signer is None:
-                    log.error("cannot sign a resend command: no [mqtt.tls] key")
-                    continue
-                key, cert_pem, by = self._signer
-                cmd = Resend(
-                    by=by, ts=time.time_ns(), first_seq=req.first_seq, last_seq=req.last_seq
+                self._resend(req.site, req.device, req.first_seq, req.last_seq)
+            asks = self._evidence_gaps(
+                self.evidence_gaps.on_heartbeat, hb.device, hb.outbox_depth, now_ns
+            )
+            for ask in asks or []:
+                log.warning(
+                    "%s/%s seq %d: %d pictures of event %s missing; asking the unit to send "
+                    "them again (attempt %d)",
+                    ask.site,
+                    ask.device,
+                    ask.seq,
+                    ask.missing,
+                    ask.event_id,
+                    ask.attempt,
                 )
-                topic = topics.DeviceTopics(req.site, req.device).cmd("resend")
-                self._client.publish(topic, sign_command(cmd, key, cert_pem), qos=1)
-                self.stats.resend_requests += 1
+                self._resend(ask.site, ask.device, ask.seq, ask.seq)
 
-    def _write_one_by_one(self, pts: list[Point], exc: Exception) -> None:
+    def _evidence_gaps(self, run: Callable[..., T], *args: Any) -> T | None:
+        """Picture-gap bookkeeping never stops storage."""
+        try:
+            return run(*args)
+        except Exception:
+            log.exception("evidence gap check failed; events are stored regardless")
+            return None
+
+    def _resend(self, site: str, device: str, first_seq: int, last_seq: int) -> None:
+        """A signed `resend` to a unit: events first..last again, and their pictures."""
+        if self._signer is None:
+            log.error("cannot sign a resend command: no [mqtt.tls] key")
+            return
+        key, cert_pem, by = self._signer
+        cmd = Resend(by=by, ts=time.time_ns(), first_seq=first_seq, last_seq=last_seq)
+        topic = topics.DeviceTopics(site, device).cmd("resend")
+        self._client.publish(topic, sign_command(cmd, key, cert_pem), qos=1)
+        self.stats.resend_requests += 1
+
+    def _write_one_by_one(self, pts: Sequence[Record], exc: Exception) -> None:
         """InfluxDB refused the batch as malformed: keep every point it accepts."""
         log.error("InfluxDB refused a batch (%s); writing its %d points one by one", exc, len(pts))
         for p in pts:
@@ -598,7 +686,8 @@ class Collector:
                 self.writer.write([p])
             except (InfluxRefused, StoreUnavailable) as one:
                 self.stats.refused_points += 1
-                log.error("point refused by InfluxDB: %s: %s", one, p.to_line_protocol()[:300])
+                line = p if isinstance(p, str) else p.to_line_protocol()
+                log.error("point refused by InfluxDB: %s: %s", one, line[:300])
 
     def drain_spool(self, stop: threading.Event) -> None:
         """Replay spooled batches into InfluxDB, oldest first, while the service runs."""
@@ -631,6 +720,7 @@ class Collector:
             return
         self._last_stats = now
         s = self.stats
+        gaps = self._evidence_gaps(self.evidence_gaps.refresh, time.time_ns())
         figures = {
             "received": s.received,
             "stored_events": s.stored_events,
@@ -644,18 +734,19 @@ class Collector:
             "deferred": s.deferred,
             "backlog": len(self.backlog),
             "inbox": self.inbox.qsize(),
+            "evidence_missing": gaps.events if gaps is not None else -1,
         }
         self._store([points.collector_point(self.config.mqtt.client_id, figures)], stop)
 
-    def _points(self, outcomes: list[tuple[Inbound, Outcome]]) -> list[Point]:
-        pts: list[Point] = []
+    def _points(self, outcomes: list[tuple[Inbound, Outcome]]) -> list[Record]:
+        pts: list[Record] = []
         for m, o in outcomes:
             if isinstance(o, Accepted):
                 self._sites[o.device] = o.site
                 msg = o.message
                 if isinstance(msg, Event):
                     assert o.digest is not None
-                    pts.append(points.event_point(msg, o.digest, m.payload))
+                    pts.append(points.event_line(msg, o.digest, m.payload))
                     if msg.snapshot_sha256:
                         self.evidence.vouch(msg.id, msg.snapshot_sha256)
                 elif isinstance(msg, Heartbeat):
@@ -706,6 +797,8 @@ class Collector:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+        if self.verifier is not None:
+            self.verifier.close()
         self.writer.close()
         self.chain.close()
         self.spool.close()
@@ -713,6 +806,36 @@ class Collector:
         self.alerts.store.close()
         self.evidence.close()
         self.backlog.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Ahead:
+    batch: list[Inbound]
+    begun: Begun
+
+    @property
+    def backlogged(self) -> bool:
+        return any(m.backlog is not None for m in self.batch)
+
+
+def _messages(batch: list[Inbound]) -> list[tuple[str, bytes]]:
+    return [(m.topic, m.payload) for m in batch]
+
+
+VERIFY_WORKERS_ENV = "JAGA_VERIFY_WORKERS"
+
+
+def default_verify_workers() -> int:
+    """Signature-checking processes beside the collector: one per core but one (the
+    collector's own thread and its MQTT thread keep one busy), at most 4; none on one core.
+    JAGA_VERIFY_WORKERS=<n> sets another number; 0 checks every signature in process."""
+    text = os.environ.get(VERIFY_WORKERS_ENV, "").strip()
+    if text:
+        try:
+            return max(0, int(text))
+        except ValueError:
+            log.error("%s=%r is not a number of processes; ignored", VERIFY_WORKERS_ENV, text)
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def _unit_of(topic: str) -> str:

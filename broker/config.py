@@ -86,6 +86,12 @@ class CollectorConfig(Strict):
     )
     unit_burst: float = Field(default=500.0, ge=1, description="burst allowed above that rate")
     backlog_max_mb: int = Field(default=512, ge=1, description="disk for over-budget messages")
+    evidence_grace_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="after an event is stored, how long its pictures may take before the unit "
+        "is asked for them again (also the first wait between asks, doubling each time)",
+    )
     registry_dir: Path = Field(description="the provisioning directory (certificates of units)")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig = Field(default_factory=InfluxConfig)

@@ -45,8 +45,35 @@ class Custody:
         )
 
 
+RECHECK_NS = 7 * 24 * 3600 * 1_000_000_000
+"""At start, events vouched this recently are checked again for pictures gone from the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """A stored event whose vouched pictures are not all in the store (yet)."""
+
+    event_id: str
+    site: str | None
+    device: str | None
+    """None if the collector stopped between vouching and recording the unit: not asked for."""
+    seq: int | None
+    vouched_ns: int
+    missing: tuple[str, ...]
+    asks: int = 0
+    last_ask_ns: int | None = None
+    pictures: int = 0
+    """How many pictures the event vouched for."""
+
+
 class EvidenceStore:
-    """Content-addressed pictures under `root`, with their custody log."""
+    """Content-addressed pictures under `root`, with their custody log.
+
+    Beside the pictures, an index of what verified events vouched for (`vouch`) and, per such
+    event, its unit, when it was vouched, how many of its pictures were missing at the last
+    check and how often the unit was asked for them again (`evidence_event`): the collector's
+    picture-gap state is derived from it, so it survives a restart.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -61,6 +88,18 @@ class EvidenceStore:
             "CREATE TABLE IF NOT EXISTS vouch (event_id TEXT NOT NULL, sha256 TEXT NOT NULL,"
             " PRIMARY KEY (event_id, sha256)) WITHOUT ROWID"
         )
+        self._db.executescript(
+            "CREATE TABLE IF NOT EXISTS evidence_event (event_id TEXT PRIMARY KEY, site TEXT,"
+            " device TEXT, seq INTEGER, vouched_ns INTEGER NOT NULL, missing INTEGER,"
+            " asks INTEGER NOT NULL DEFAULT 0, last_ask_ns INTEGER);"
+            "CREATE INDEX IF NOT EXISTS evidence_open ON evidence_event(device)"
+            " WHERE missing IS NULL OR missing > 0;"
+        )
+        # Pictures may have left the store while the collector was stopped: check again.
+        self._db.execute(
+            "UPDATE evidence_event SET missing=NULL WHERE missing=0 AND vouched_ns >= ?",
+            (time.time_ns() - RECHECK_NS,),
+        )
 
     def vouch(self, event_id: str, sha256s: tuple[str, ...]) -> None:
         """A verified, stored event names these pictures as its own."""
@@ -69,6 +108,82 @@ class EvidenceStore:
                 "INSERT OR IGNORE INTO vouch(event_id, sha256) VALUES (?,?)",
                 [(event_id, s) for s in sha256s],
             )
+            self._db.execute(
+                "INSERT OR IGNORE INTO evidence_event(event_id, vouched_ns) VALUES (?,?)",
+                (event_id, time.time_ns()),
+            )
+
+    def note_unit(self, event_id: str, site: str, device: str, seq: int) -> None:
+        """Which unit's event (and seq) vouched: the one to ask if its pictures do not come."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE evidence_event SET site=?, device=?, seq=? WHERE event_id=?",
+                (site, device, seq, event_id),
+            )
+
+    def unfinished(self, device: str | None = None, limit: int = -1) -> list[Unfinished]:
+        """Events (of one unit, or all) whose vouched pictures are not all in the store, checked
+        now; events found complete are not checked again. With a limit, events known to miss
+        pictures come first, then those not checked yet, oldest first."""
+        where = "(missing IS NULL OR missing > 0)"
+        args: tuple[str | int, ...] = ()
+        if device is not None:
+            where += " AND device=?"
+            args = (device,)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT e.event_id, site, device, seq, vouched_ns, asks, last_ask_ns,"
+                " (SELECT group_concat(v.sha256) FROM vouch v WHERE v.event_id=e.event_id)"
+                f" FROM evidence_event e WHERE {where}"
+                " ORDER BY missing IS NULL, vouched_ns LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        out: list[Unfinished] = []
+        counts: list[tuple[int, str]] = []
+        for event_id, site, dev, seq, vouched_ns, asks, last_ask_ns, shas in rows:
+            if shas is None:
+                continue
+            hashes = str(shas).split(",")
+            missing = tuple(sorted(h for h in hashes if not self.has(h)))
+            counts.append((len(missing), event_id))
+            if missing:
+                out.append(
+                    Unfinished(
+                        event_id,
+                        site,
+                        dev,
+                        seq,
+                        vouched_ns,
+                        missing,
+                        asks,
+                        last_ask_ns,
+                        len(hashes),
+                    )
+                )
+        with self._lock:
+            self._db.executemany("UPDATE evidence_event SET missing=? WHERE event_id=?", counts)
+        return out
+
+    def asked(self, event_id: str, now_ns: int) -> None:
+        """The unit was asked to send the event's pictures again."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE evidence_event SET asks=asks+1, last_ask_ns=? WHERE event_id=?",
+                (now_ns, event_id),
+            )
+
+    def missing_counts(self, older_than_ns: int, max_asks: int) -> tuple[int, int, int]:
+        """(events, pictures, events given up) found missing at their last check, of events
+        vouched before `older_than_ns` (younger ones may simply be on their way); given up:
+        asked for max_asks times, or of no known unit."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*), coalesce(sum(missing), 0),"
+                " coalesce(sum(asks >= ? OR device IS NULL), 0) FROM evidence_event"
+                " WHERE missing > 0 AND vouched_ns < ?",
+                (max_asks, older_than_ns),
+            ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
 
     def vouched(self, event_id: str, sha256: str) -> bool | None:
         """Is the picture one its event signed for? None when the event is not known yet."""

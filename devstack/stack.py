@@ -132,6 +132,8 @@ class Stack:
     """The collector's [alerts] section (arming, rules, notification routes)."""
     web: dict[str, Any] | None = None
     """The collector's [web] section (the guard post's page)."""
+    collector_settings: dict[str, Any] = field(default_factory=dict)
+    """More top-level keys of collector.toml (e.g. evidence_grace_s)."""
 
     @property
     def registry(self) -> Path:
@@ -249,6 +251,7 @@ class Stack:
                 "database": DATABASE,
             },
         }
+        config.update(self.collector_settings)
         if self.alerts is not None:
             config["alerts"] = self.alerts
         if self.web is not None:

@@ -149,6 +149,8 @@ def collector_status(collector: Collector) -> str:
     )
     if s.store_failures:
         text += f"; {s.store_failures} InfluxDB write failures, last: {s.last_error}"
+    if collector.evidence_gaps.summary.events:
+        text += f"; evidence: {collector.evidence_gaps.summary.line()}"
     return text
 
 

@@ -186,3 +186,19 @@ class Evidence:
 
 def _capture_time(f: EvidenceFile) -> int:
     return f.mono_ns
+
+
+def roles_by_size(areas: list[int | None]) -> list[Role]:
+    """Each picture's role in a set, guessed from pixel areas in set order (for pictures stored
+    before roles were recorded): the one largest picture is the full-resolution still, those
+    before it are before-frames and those after it after-frames; without a single largest
+    (no still was taken), all are taken for before-frames."""
+    known = [a for a in areas if a is not None]
+    top = max(known, default=None)
+    if top is None or known.count(top) != 1 or len(known) < 2:
+        return [Role.BEFORE] * len(areas)
+    still = areas.index(top)
+    return [
+        Role.BEFORE if i < still else Role.STILL if i == still else Role.AFTER
+        for i in range(len(areas))
+    ]

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS claim (
 );
 CREATE INDEX IF NOT EXISTS claim_by_file ON claim(sha256);
 """
+ROLES = frozenset({"before", "still", "after"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,18 @@ class Stored:
     @property
     def hashes(self) -> tuple[str, ...]:
         return tuple(f.sha256 for f in self.kept)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One event's claim on one picture: the outbox rows that last carried its chunks, its role
+    in the set (None for claims made before roles were recorded) and whether it was delivered."""
+
+    event_id: str
+    sha256: str
+    rows: tuple[int, ...]
+    role: str | None
+    delivered: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +119,9 @@ class EvidenceStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(claim)")}
+        if "role" not in columns:  # stores made before pictures could be sent again
+            self._db.execute("ALTER TABLE claim ADD COLUMN role TEXT")
         self._reconcile()
 
     def close(self) -> None:
@@ -160,22 +176,58 @@ class EvidenceStore:
         event_id: str,
         sha256s: Iterable[str],
         rows: Mapping[str, Sequence[int]] | None = None,
+        roles: Mapping[str, str] | None = None,
     ) -> None:
         """The signed event `event_id` vouches for these files; `rows` are the outbox rows that
-        carry each file's chunks, for settle()."""
+        carry each file's chunks, for settle(); `roles` each file's place in its set, so that
+        its chunks can be made again (resend)."""
         rows = rows or {}
+        roles = roles or {}
         shas = [_check_sha(sha) for sha in sha256s]
+        bad = set(roles.values()) - ROLES
+        if bad:
+            raise ValueError(f"{sorted(bad)} are not picture roles")
         with self._lock:
             self._db.execute("BEGIN")
             for sha in shas:
                 ids = ",".join(str(int(r)) for r in rows.get(sha, ()))
+                role = roles.get(sha)
                 self._db.execute(
-                    "INSERT INTO claim(event_id, sha256, rows) VALUES (?,?,?)"
-                    " ON CONFLICT(event_id, sha256) DO UPDATE SET rows=excluded.rows",
-                    (event_id, sha, ids),
+                    "INSERT INTO claim(event_id, sha256, rows, role) VALUES (?,?,?,?)"
+                    " ON CONFLICT(event_id, sha256) DO UPDATE SET rows=excluded.rows,"
+                    " role=coalesce(excluded.role, claim.role)",
+                    (event_id, sha, ids, role),
                 )
             self._db.execute("COMMIT")
             self._unclaimed.difference_update(shas)
+
+    def requeued(self, event_id: str, rows: Mapping[str, Sequence[int]]) -> None:
+        """The chunks of these files were queued again in these outbox rows (a resend): the
+        files are held again until the new rows are delivered."""
+        updates = [
+            (",".join(str(int(r)) for r in ids), event_id, _check_sha(sha))
+            for sha, ids in rows.items()
+        ]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "UPDATE claim SET rows=?, delivered_ns=NULL WHERE event_id=? AND sha256=?",
+                updates,
+            )
+            self._db.execute("COMMIT")
+
+    def claim_of(self, event_id: str, sha256: str) -> Claim | None:
+        """What the store knows of event_id's claim on a file; None if there is none (never
+        claimed, or the file was deleted to make room after delivery)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT rows, role, delivered_ns FROM claim WHERE event_id=? AND sha256=?",
+                (event_id, sha256),
+            ).fetchone()
+        if row is None:
+            return None
+        ids = tuple(int(r) for r in str(row[0]).split(",") if r)
+        return Claim(event_id, sha256, ids, row[1], row[2] is not None)
 
     def release(self, sha256s: Iterable[str]) -> None:
         """Stored but will not be claimed (the event could not be stored): no longer held."""
