@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from agent.app import Agent
 from agent.config import load_config
 from agent.pins import make_pin_factory
 from agent.simulator import PinDriver
+from devstack.stack import Stack
 
 T = TypeVar("T")
 
@@ -55,3 +57,14 @@ class LiveAgent:
 
     def set(self, sensor: str, active: bool) -> None:
         self.pins.set_active(sensor, active)
+
+
+def no_autosave(stack: Stack) -> None:
+    """The broker keeps its queues in memory only, so a SIGKILL surely loses them (Mosquitto
+    saves every autosave_interval seconds; the default 60 s could save them by chance)."""
+    conf = stack.root / "broker" / "mosquitto.conf"
+    text, n = re.subn(
+        r"^autosave_interval \d+$", "autosave_interval 3600", conf.read_text(), flags=re.M
+    )
+    assert n == 1
+    conf.write_text(text)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from devstack.stack import DATABASE, Stack
-from tests.support import LiveAgent, eventually
+from tests.support import LiveAgent, eventually, no_autosave
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -22,6 +22,7 @@ def stored(stack: Stack, device: str) -> list[int]:
 
 
 def test_messages_lost_in_a_broker_crash_are_sent_again_and_stored_once(stack: Stack) -> None:
+    no_autosave(stack)
     stack.start_broker()
     stack.start_influx()
     stack.start_collector()

@@ -22,22 +22,11 @@ import pytest
 from devstack.stack import BIN, Stack
 from protocol import models
 from protocol.models import Event
-from tests.support import LiveAgent, eventually
+from tests.support import LiveAgent, eventually, no_autosave
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 UNIT = "gudang-01"
-
-
-def no_autosave(stack: Stack) -> None:
-    """The broker keeps its queues in memory only, so a SIGKILL surely loses them (Mosquitto
-    saves every autosave_interval seconds; the default 60 s could save them by chance)."""
-    conf = stack.root / "broker" / "mosquitto.conf"
-    text, n = re.subn(
-        r"^autosave_interval \d+$", "autosave_interval 3600", conf.read_text(), flags=re.M
-    )
-    assert n == 1
-    conf.write_text(text)
 
 
 def camera_events(unit: LiveAgent) -> list[Event]:
