@@ -422,6 +422,16 @@ def soak(
         )
         for line in audit.stdout.strip().splitlines()[-3:]:
             log.info("audit: %s", line)
+        # Pictures a broker crash lost must have been asked for and sent again by now.
+        missing = jaga(
+            "jaga-collector",
+            "evidence",
+            "missing",
+            "--config",
+            root / "collector" / "collector.toml",
+            check=False,
+        )
+        log.info("audit: %s", (missing.stdout.strip().splitlines() or ["(no answer)"])[-1])
         return total(records), faults.counts
     except StartError as exc:
         log.error("soak: a part did not come back: %s", exc)
