@@ -28,10 +28,14 @@ def alerts_supported() -> bool:
 
 
 def alerts_section(site: str, *, heartbeat_s: int) -> dict[str, Any] | None:
-    """[alerts] arming `site` all day, every day, with no delays; None without an engine."""
+    """[alerts] arming `site` all day, every day, with no delays; None without an engine.
+
+    No resume grace: the benches start a collector seconds before they measure, and judge a
+    collector that has been running (the grace only spares units at a collector's restart)."""
     if not alerts_supported():
         return None
     return {
+        "resume_grace_s": 0,
         "sites": {
             site: {
                 "schedule": [{"days": WEEK, "start": "00:00", "end": "24:00"}],

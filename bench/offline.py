@@ -88,7 +88,10 @@ def main() -> int:
     try:
         site.provision()
         site.start_servers()
-        site.start_collector("1")
+        # A collector that has been running: no resume grace (it spares units only just after
+        # a collector's restart, and this one starts seconds before the pauses).
+        overrides = {"alerts": {"resume_grace_s": 0}} if alerts_supported() else None
+        site.start_collector("1", overrides)
         watch = Session(
             "bench-offline-operator",
             site.operator,
@@ -120,7 +123,9 @@ def main() -> int:
                     stored[d] = now
             time.sleep(0.2)
         if alerts_supported():
-            time.sleep(5.0)  # the heartbeat rule may follow the will
+            # A will raises the alert once the unit stayed away one more heartbeat interval
+            # (a broker restart's wills raise nothing); silence may come first.
+            time.sleep(HEARTBEAT_S + 5.0)
         for agent in agents.values():
             agent.resume()
         watch.stop()
