@@ -53,6 +53,14 @@ def _keys(config: CollectorConfig):  # type: ignore[no-untyped-def]
 
     if not config.registry_dir.is_dir():
         raise _fail(f"registry_dir {config.registry_dir} does not exist (the provisioning dir)")
+    # A misspelt site would be a subscription that never delivers: nothing stored, no error.
+    known = {p.stem for p in (config.registry_dir / "sites").glob("*.toml")}
+    unknown = sorted(set(config.mqtt.sites) - known)
+    if unknown:
+        raise _fail(
+            f"mqtt.sites names {', '.join(unknown)}, not a site of the registry "
+            f"{config.registry_dir} (it has: {', '.join(sorted(known)) or 'none'})"
+        )
     return KeyStore(config.registry_dir)
 
 

@@ -141,7 +141,10 @@ class Collector:
             self.evidence, EvidencePlanner(grace_ns=int(config.evidence_grace_s * 1e9))
         )
         self.alerts = AlertEngine(
-            config.alerts, AlertStore(config.data_dir / "alerts.sqlite3"), time.time_ns()
+            config.alerts,
+            AlertStore(config.data_dir / "alerts.sqlite3"),
+            time.time_ns(),
+            sites=frozenset(config.mqtt.sites) or None,
         )
         self.notifier = Notifier(config.alerts.notify, config.data_dir / "notify.sqlite3")
         self.notifier.start()
@@ -204,8 +207,28 @@ class Collector:
         self.stats.connected = True
         resumed = bool(getattr(flags, "session_present", False))
         log.info("connected to broker (session %s)", "resumed" if resumed else "new")
-        filters = topics.collector_filters(CHANNELS, shared=self.config.mqtt.shared)
-        client.subscribe([(f, 1) for f in filters] + [(topics.SITE_COMMANDS, 1)])
+        wanted = self._filters()
+        if resumed:  # a session kept from another config (other sites, shared or not)
+            stale = sorted(set(self._filters(every=True)) - set(wanted))
+            if stale:
+                client.unsubscribe(stale)
+        client.subscribe([(f, 1) for f in wanted])
+
+    def _filters(self, *, every: bool = False) -> list[str]:
+        """What this collector subscribes to: its sites' messages and operators' commands.
+        every=True: all the filters any collector config could have left in a session."""
+        m = self.config.mqtt
+        if every:
+            return [
+                *topics.collector_filters(CHANNELS, shared=True),
+                *topics.collector_filters(CHANNELS, shared=False),
+                *topics.site_command_filters(),
+            ]
+        sites = tuple(m.sites)
+        return [
+            *topics.collector_filters(CHANNELS, shared=m.shared, sites=sites),
+            *topics.site_command_filters(sites),
+        ]
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any
@@ -214,10 +237,7 @@ class Collector:
         if bad:
             log.error("subscription refused by the broker: %s", ", ".join(bad))
             return
-        log.info(
-            "subscribed to %s",
-            ", ".join(topics.collector_filters(CHANNELS, shared=self.config.mqtt.shared)),
-        )
+        log.info("subscribed to %s", ", ".join(self._filters()))
         self._subscribed.set()
 
     def _on_disconnect(

@@ -12,6 +12,7 @@ from broker.alerts.config import AlertsConfig
 from broker.web.config import WebConfig
 from protocol.errors import ConfigError as ConfigError  # re-exported: callers catch it from here
 from protocol.errors import load_toml_model
+from protocol.ids import SiteId
 
 
 class Strict(BaseModel):
@@ -37,6 +38,11 @@ class MqttConfig(Strict):
         default=False,
         description="join $share/jaga-collectors (for 2+ collectors; Mosquitto 2.0 forgets "
         "shared subscriptions when it restarts, the resend path then repairs the loss)",
+    )
+    sites: list[SiteId] = Field(
+        default_factory=list,
+        description="the sites this collector takes (empty: every site). Collectors that split "
+        "the sites between them scale out without splitting any unit's hash chain",
     )
     tls: TlsConfig | None = None
 

@@ -84,14 +84,23 @@ def site_cmd(site: str, name: str) -> str:
     return f"{ROOT}/{check_id(site, 'site')}/cmd/{_check_level(name)}"
 
 
-def collector_filters(channels: tuple[Channel, ...], *, shared: bool = True) -> list[str]:
-    """Subscription filters for the collector, optionally as a shared subscription."""
+def collector_filters(
+    channels: tuple[Channel, ...], *, shared: bool = True, sites: tuple[str, ...] = ()
+) -> list[str]:
+    """Subscription filters for the collector, optionally as a shared subscription, for every
+    site (`sites` empty) or only those sites (collectors that split the sites between them)."""
     filters = []
-    for channel in channels:
-        suffix = f"{channel.value}/#" if channel is Channel.SNAPSHOT else channel.value
-        topic = f"{ROOT}/+/+/{suffix}"
-        filters.append(f"$share/{SHARED_GROUP}/{topic}" if shared else topic)
+    for site in tuple(_check_level(s) for s in sites) or ("+",):
+        for channel in channels:
+            suffix = f"{channel.value}/#" if channel is Channel.SNAPSHOT else channel.value
+            topic = f"{ROOT}/{site}/+/{suffix}"
+            filters.append(f"$share/{SHARED_GROUP}/{topic}" if shared else topic)
     return filters
+
+
+def site_command_filters(sites: tuple[str, ...] = ()) -> list[str]:
+    """Operators' site commands for every site (`sites` empty) or only those sites."""
+    return [SITE_COMMANDS] if not sites else [f"{ROOT}/{_check_level(s)}/cmd/+" for s in sites]
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,13 +208,26 @@ class _Batch:
 class AlertEngine:
     """Runs the rules over everything the collector accepts; one thread calls it."""
 
-    def __init__(self, config: AlertsConfig, store: AlertStore, now: int) -> None:
+    def __init__(
+        self,
+        config: AlertsConfig,
+        store: AlertStore,
+        now: int,
+        *,
+        sites: frozenset[str] | None = None,
+    ) -> None:
+        """sites: the only sites this engine judges and publishes (its collector's share of
+        them); None: every site."""
         self.config = config
+        self.sites = sites
         self.store = store
         self.watching_since = now + config.resume_grace_s * S
         self._last_prune = 0
         self._batch: _Batch | None = None
         self._load()
+
+    def _owns(self, site: str) -> bool:
+        return self.sites is None or site in self.sites
 
     @contextmanager
     def batch(self) -> Iterator[Changes]:
@@ -240,7 +253,9 @@ class AlertEngine:
 
     def _load(self) -> None:
         self._open: dict[str, Alert] = dict(self.store.open_alerts())
-        self._arming: dict[str, SiteArming] = self.store.arming()
+        self._arming: dict[str, SiteArming] = {
+            site: state for site, state in self.store.arming().items() if self._owns(site)
+        }
         self._history: dict[str, list[ArmingAudit]] = {}
         self._watches: dict[str, BaseModel] = {}
         kinds: dict[str, type[BaseModel]] = {
@@ -351,7 +366,7 @@ class AlertEngine:
     def tick(self, now: int) -> Changes:
         """Time passed: delays, schedules, held doors, silent units, gaps, patrols, cameras."""
         txn = _Txn(self, now)
-        for site in sorted(set(self.config.sites) | set(self._arming)):
+        for site in sorted({s for s in self.config.sites if self._owns(s)} | set(self._arming)):
             txn.panel(site)
         tick = Tick()
         for name, watch in list(self._watches.items()):

@@ -351,6 +351,8 @@ CASES = [
     Case("collector-key-missing", collector({"mqtt.tls.key": "/nonexistent/c.key"}), "c.key"),
     Case("collector-data-dir-is-a-file", collector(prepare=a_file_as_data_dir), "data"),
     Case("collector-influx-url-garbage", collector({"influx.url": "not a url"}), "url"),
+    Case("collector-site-misspelt", collector({"mqtt.sites": ["bangka-brat"]}), "bangka-brat"),
+    Case("collector-site-wildcard", collector({"mqtt.sites": ["+"]}), "mqtt.sites"),
     Case("collector-audit-bad-config", collector({"mqtt.port": -1}, audit=True), "mqtt.port"),
     # jaga-provision: a damaged registry
     Case(

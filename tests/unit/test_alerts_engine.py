@@ -484,6 +484,24 @@ def test_the_snapshot_republishes_open_alerts_arming_and_clears_of_closed_ones(
     assert snapshot.points == [] and snapshot.notifications == []
 
 
+def test_an_engine_for_a_share_of_the_sites_judges_and_publishes_only_those(
+    engines: Engines,
+) -> None:
+    """Collectors that split the sites (mqtt.sites): each publishes only its own sites'
+    arming, even for a site its config or its store knows (another collector owns it)."""
+    other = "belitung"
+    config = CONFIG.model_copy(update={"sites": {**CONFIG.sites, other: CONFIG.sites[SITE]}})
+    both = engines.open(NIGHT, config)
+    assert {s.site for s in both.tick(NIGHT).arming} == {SITE, other}
+    engines.close()
+    assert engines.store is None
+    engines.store = AlertStore(engines.path)  # the same store, now with a share of the sites
+    mine = AlertEngine(config, engines.store, NIGHT + MIN, sites=frozenset({SITE}))
+    assert mine.arming_state(other) is None
+    assert {s.site for s in mine.tick(NIGHT + MIN).arming} <= {SITE}
+    assert set(retained(mine.snapshot(NIGHT + MIN))) == {topics.arming(SITE)}
+
+
 @dataclass(frozen=True)
 class Gap:
     device: str

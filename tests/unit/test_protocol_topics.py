@@ -224,3 +224,25 @@ def test_collector_filters_with_share_use_the_collector_group() -> None:
         "$share/jaga-collectors/jaga/v1/+/+/event",
         "$share/jaga-collectors/jaga/v1/+/+/snapshot/#",
     ]
+
+
+def test_collector_filters_for_a_share_of_the_sites_name_each_site() -> None:
+    filters = topics.collector_filters(
+        (Channel.EVENT, Channel.SNAPSHOT), shared=False, sites=("bangka-barat", "belitung")
+    )
+    assert filters == [
+        "jaga/v1/bangka-barat/+/event",
+        "jaga/v1/bangka-barat/+/snapshot/#",
+        "jaga/v1/belitung/+/event",
+        "jaga/v1/belitung/+/snapshot/#",
+    ]
+    assert topics.site_command_filters(("belitung",)) == ["jaga/v1/belitung/cmd/+"]
+    assert topics.site_command_filters() == [topics.SITE_COMMANDS]
+
+
+@pytest.mark.parametrize("site", ["+", "#", "a/b", ""])
+def test_a_site_that_would_widen_a_filter_is_refused(site: str) -> None:
+    with pytest.raises(TopicError):
+        topics.collector_filters((Channel.EVENT,), sites=("ok", site))
+    with pytest.raises(TopicError):
+        topics.site_command_filters((site,))
