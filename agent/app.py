@@ -53,6 +53,9 @@ log = logging.getLogger("jaga.agent")
 MS = 1_000_000
 S = 1_000_000_000
 MB = 1024 * 1024
+PICTURE_EVENTS_PER_RESEND = 16
+"""Camera events whose pictures one resend re-chunks: the work runs on the main loop (which
+reads the sensors), so it is bounded; the collector asks again for any still missing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,8 @@ class PicturesAgain:
     """Pictures whose chunks were still in the outbox: nothing to do."""
     gone: tuple[str, ...] = ()
     """Pictures the evidence store no longer has (as event id/sha256)."""
+    deferred: int = 0
+    """Camera events past PICTURE_EVENTS_PER_RESEND, left for the collector's later asks."""
     error: str | None = None
 
     def describe(self) -> str:
@@ -76,6 +81,8 @@ class PicturesAgain:
             text += f", {self.waiting} still queued"
         if self.gone:
             text += f", {len(self.gone)} no longer kept on the unit"
+        if self.deferred:
+            text += f"; {self.deferred} more camera event(s) left for later asks"
         if self.error:
             text += f", {self.error}"
         return text
@@ -558,7 +565,9 @@ class Agent:
         if self.evidence is None or self.config.camera is None:
             return PicturesAgain()
         events, queued, waiting, gone = 0, 0, 0, []
-        for raw in self.outbox.picture_events(first_seq, last_seq):
+        covered = self.outbox.picture_events(first_seq, last_seq)
+        deferred = max(0, len(covered) - PICTURE_EVENTS_PER_RESEND)
+        for raw in covered[:PICTURE_EVENTS_PER_RESEND]:
             try:
                 event = models.parse(Event, raw)
             except models.WireError:
@@ -602,7 +611,9 @@ class Agent:
                 ids = self.outbox.append_messages(messages)
             except OutboxFull as exc:
                 log.error("no room in the outbox to send pictures of %s again: %s", event.id, exc)
-                return PicturesAgain(events, queued, waiting, tuple(gone), "outbox disk full")
+                return PicturesAgain(
+                    events, queued, waiting, tuple(gone), deferred, "outbox disk full"
+                )
             rows: dict[str, list[int]] = {}
             start = 0
             for (sha, _, _), n in zip(todo, counts, strict=True):
@@ -615,7 +626,7 @@ class Agent:
                 event.seq,
                 len(todo),
             )
-        return PicturesAgain(events, queued, waiting, tuple(gone))
+        return PicturesAgain(events, queued, waiting, tuple(gone), deferred)
 
     def _roles(self, event: Event, todo: list[tuple[str, bytes, str | None]]) -> list[ChunkRole]:
         """Each picture's role in its set, as recorded; guessed for claims made before roles

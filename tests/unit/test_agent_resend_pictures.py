@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from agent import app
 from agent.app import Agent
 from agent.camera.evidence import EvidenceFile, EvidenceSet, Role
 from agent.config import AgentConfig
@@ -88,6 +89,20 @@ def test_pictures_still_queued_are_left_alone_and_delivered_ones_are_chunked_aga
     assert all(agent.evidence.is_held(h) for h in event.snapshot_sha256 or ())
 
     assert agent._resend_pictures(event.seq + 1, event.seq + 5).events == 0
+
+
+def test_one_resend_rechunks_a_bounded_number_of_camera_events_and_says_how_many_are_left(
+    agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The main loop (sensors) does this work: a wide range must not hold it for long."""
+    monkeypatch.setattr(app, "PICTURE_EVENTS_PER_RESEND", 2)
+    files = (EvidenceFile.of(Role.STILL, jpeg((320, 240), 1), 1 * S),)
+    for i in range(3):
+        agent._store_evidence(EvidenceSet(f"door-{i}", 2 * S, files, still_taken=True))
+    agent.outbox.mark_delivered(p.id for p in agent.outbox.pending(limit=10_000))
+    again = agent._resend_pictures(1, 10**6)
+    assert (again.events, again.queued, again.deferred) == (2, 2, 1)
+    assert "1 more camera event(s) left for later asks" in again.describe()
 
 
 def test_a_picture_the_store_lost_is_logged_once_and_reported_in_the_answer(
