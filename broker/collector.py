@@ -114,7 +114,8 @@ class Collector:
         verify_workers: int | None = None,
     ) -> None:
         """`verify_workers`: processes that check the signatures of big batches while the
-        batch before is stored (None: `default_verify_workers()`; 0: all in this process)."""
+        batch before is stored (None: the config's, else `default_verify_workers()`; 0: all
+        in this process)."""
         self.config = config
         self.live = live or LiveState()
         """What the guard-post page shows; fed below, never able to stop storage."""
@@ -122,6 +123,8 @@ class Collector:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.chain = ChainBook(config.data_dir / "chain.sqlite3")
         self.ingest = Ingest(keys, self.chain)
+        if verify_workers is None:
+            verify_workers = config.verify_workers
         workers = default_verify_workers() if verify_workers is None else verify_workers
         self.verifier = SignaturePool(workers) if workers > 0 else None
         self.writer = writer or InfluxWriter(config.influx, attempts=2)
@@ -842,20 +845,11 @@ def _messages(batch: list[Inbound]) -> list[tuple[str, bytes]]:
     return [(m.topic, m.payload) for m in batch]
 
 
-VERIFY_WORKERS_ENV = "JAGA_VERIFY_WORKERS"
-
-
-def default_verify_workers() -> int:
-    """Signature-checking processes beside the collector: one per core but one (the
-    collector's own thread and its MQTT thread keep one busy), at most 4; none on one core.
-    JAGA_VERIFY_WORKERS=<n> sets another number; 0 checks every signature in process."""
-    text = os.environ.get(VERIFY_WORKERS_ENV, "").strip()
-    if text:
-        try:
-            return max(0, int(text))
-        except ValueError:
-            log.error("%s=%r is not a number of processes; ignored", VERIFY_WORKERS_ENV, text)
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+def default_verify_workers(cores: int | None = None) -> int:
+    """Signature-checking processes beside the collector when collector.toml does not say
+    (verify_workers): one per core but one (the collector's own thread and its MQTT thread
+    keep one busy), at most 4; none on one core."""
+    return max(0, min(4, (cores or os.cpu_count() or 1) - 1))
 
 
 def _unit_of(topic: str) -> str:

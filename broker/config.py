@@ -92,6 +92,13 @@ class CollectorConfig(Strict):
     )
     unit_burst: float = Field(default=500.0, ge=1, description="burst allowed above that rate")
     backlog_max_mb: int = Field(default=512, ge=1, description="disk for over-budget messages")
+    verify_workers: int | None = Field(
+        default=None,
+        ge=0,
+        le=16,
+        description="processes checking the signatures of big batches beside the collector "
+        "(absent: one per core but one, at most 4; 0: every signature in the collector itself)",
+    )
     evidence_grace_s: float = Field(
         default=120.0,
         gt=0,

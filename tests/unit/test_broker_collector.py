@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from broker.collector import VERIFY_WORKERS_ENV, Collector, Inbound, default_verify_workers
+from broker.collector import Collector, Inbound, default_verify_workers
 from broker.config import CollectorConfig
 from broker.influx import Record, to_lines
 from protocol import topics
@@ -171,18 +171,14 @@ def test_pipelined_batches_are_stored_in_order_and_acked_once_after_their_write(
 
 
 def test_the_number_of_signature_workers_can_be_set_and_zero_turns_the_pool_off(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv(VERIFY_WORKERS_ENV, "3")
-    assert default_verify_workers() == 3
-    monkeypatch.setenv(VERIFY_WORKERS_ENV, "many")
-    assert 0 <= default_verify_workers() <= 4
-    monkeypatch.setenv(VERIFY_WORKERS_ENV, "0")
-    config = CollectorConfig.model_validate(
-        {"data_dir": str(tmp_path / "data"), "registry_dir": str(tmp_path)}
-    )
-    c = Collector(config, Keys(), writer=FakeWriter(Journal()))  # type: ignore[arg-type]
-    try:
-        assert c.verifier is None
-    finally:
-        c.close()
+    assert [default_verify_workers(n) for n in (1, 2, 3, 8, 64)] == [0, 1, 2, 4, 4]
+    base = {"data_dir": str(tmp_path / "data"), "registry_dir": str(tmp_path)}
+    for setting, expected in ((0, None), (3, 3)):
+        config = CollectorConfig.model_validate({**base, "verify_workers": setting})
+        c = Collector(config, Keys(), writer=FakeWriter(Journal()))  # type: ignore[arg-type]
+        try:
+            assert (c.verifier.workers if c.verifier else None) == expected
+        finally:
+            c.close()
