@@ -252,6 +252,8 @@ class AlertEngine:
             current.changes.outbox_id = self._write(current.writes)
 
     def _load(self) -> None:
+        self._applied_hi = self.store.applied_high_water()
+        """Per unit, no seq above this was applied: a new event needs no look-up on disk."""
         self._open: dict[str, Alert] = dict(self.store.open_alerts())
         self._arming: dict[str, SiteArming] = {
             site: state for site, state in self.store.arming().items() if self._owns(site)
@@ -627,14 +629,21 @@ class AlertEngine:
 
     def _write(self, writes: Writes) -> int | None:
         try:
-            return self.store.commit(writes)
+            outbox_id = self.store.commit(writes)
         except BaseException:
             self._load()  # memory must not run ahead of the disk
             raise
+        for site, device, seq, _ in writes.applied:
+            unit = (site, device)
+            self._applied_hi[unit] = max(seq, self._applied_hi.get(unit, seq))
+        return outbox_id
 
     def _applied(self, site: str, device: str, seq: int) -> bool:
         if self._batch is not None and (site, device, seq) in self._batch.applied:
             return True
+        high = self._applied_hi.get((site, device))
+        if high is None or seq > high:  # the usual case: a new event, above all applied
+            return False
         return self.store.was_applied(site, device, seq)
 
 

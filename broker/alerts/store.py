@@ -129,6 +129,11 @@ class AlertStore:
         ).fetchone()
         return ArmingAudit.model_validate_json(row[0]) if row else None
 
+    def applied_high_water(self) -> dict[tuple[str, str], int]:
+        """Per unit, the highest seq applied (no seq above it has been)."""
+        rows = self._db.execute("SELECT site, device, max(seq) FROM applied GROUP BY site, device")
+        return {(site, device): int(seq) for site, device, seq in rows}
+
     def was_applied(self, site: str, device: str, seq: int) -> bool:
         row = self._db.execute(
             "SELECT 1 FROM applied WHERE site = ? AND device = ? AND seq = ?", (site, device, seq)

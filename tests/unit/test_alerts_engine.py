@@ -423,6 +423,25 @@ def test_a_restart_forgets_nothing_and_repeats_nothing(engines: Engines) -> None
     assert again.notifications == []  # within the cooldown, which survived too
 
 
+def test_a_resent_event_below_the_newest_is_judged_once_before_and_after_a_restart(
+    engines: Engines,
+) -> None:
+    """The engine skips the disk look-up for seqs above the newest applied; a gap filled
+    later (a resend after a broker crash) is below it and must still count, once."""
+    engine = engines.open(NIGHT)
+    engine.tick(NIGHT)
+    (alert,) = raised(engine.on_event(back_door(NIGHT + S, seq=1005), NIGHT + S))
+    late = back_door(NIGHT + 2 * S, seq=1003)
+    again = engine.on_event(late, NIGHT + 3 * S)
+    assert [(c.kind, c.alert.count) for c in again.alerts] == [(ChangeKind.REPEATED, 2)]
+    assert engine.on_event(late, NIGHT + 4 * S) == Changes()
+    engine = engines.open(NIGHT + MIN)  # the collector restarts
+    assert engine.on_event(late, NIGHT + MIN) == Changes()
+    assert engine.on_event(back_door(NIGHT + S, seq=1005), NIGHT + MIN) == Changes()
+    fresh = engine.on_event(back_door(NIGHT + MIN, seq=1004), NIGHT + MIN)
+    assert [(c.alert.id, c.alert.count) for c in fresh.alerts] == [(alert.id, 3)]
+
+
 def test_a_door_open_before_a_restart_is_held_open_after_it(engines: Engines) -> None:
     engine = engines.open(NOON)
     engine.on_event(back_door(NOON), NOON)
