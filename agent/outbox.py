@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,8 +153,7 @@ class Outbox:
         attachments: Attachments | None,
     ) -> Event:
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
+            with self._transaction():
                 last_seq, head = self._chain_locked()
                 last_ts = int(self._meta_locked("last_ts", "0"))
                 body = EventBody(
@@ -194,28 +193,10 @@ class Outbox:
                         ("last_ts", str(event.ts)),
                     ],
                 )
-                self._db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                self._rollback()
-                if "full" in str(exc).lower() or "disk" in str(exc).lower():
-                    raise OutboxFull(str(exc)) from exc
-                raise
-            except BaseException:
-                self._rollback()
-                raise
             self._appends += 1
             if self._appends % 500 == 0:
                 self._prune_locked()
             return event
-
-    def append_message(self, topic: str, payload: bytes, qos: int = 1) -> int:
-        """Store a message that is not an event (evidence pictures); returns its row id."""
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO message(topic, payload, qos, created_ns) VALUES (?,?,?,?)",
-                (topic, payload, qos, time.time_ns()),
-            )
-            return int(cur.lastrowid or 0)
 
     def append_messages(self, messages: Sequence[tuple[str, bytes]]) -> list[int]:
         """Store messages that are not events (a picture's chunks, queued again) in one
@@ -223,28 +204,17 @@ class Outbox:
         if not messages:
             return []
         now = time.time_ns()
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                ids = [
-                    int(
-                        self._db.execute(
-                            "INSERT INTO message(topic, payload, qos, created_ns) VALUES (?,?,1,?)",
-                            (topic, payload, now),
-                        ).lastrowid
-                        or 0
-                    )
-                    for topic, payload in messages
-                ]
-                self._db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                self._rollback()
-                if "full" in str(exc).lower() or "disk" in str(exc).lower():
-                    raise OutboxFull(str(exc)) from exc
-                raise
-            except BaseException:
-                self._rollback()
-                raise
+        with self._lock, self._transaction():
+            ids = [
+                int(
+                    self._db.execute(
+                        "INSERT INTO message(topic, payload, qos, created_ns) VALUES (?,?,1,?)",
+                        (topic, payload, now),
+                    ).lastrowid
+                    or 0
+                )
+                for topic, payload in messages
+            ]
         return ids
 
     def picture_events(self, first_seq: int, last_seq: int) -> list[bytes]:
@@ -349,6 +319,23 @@ class Outbox:
             " LIMIT 1 OFFSET ?)",
             (self._keep_delivered,),
         )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE .. COMMIT (the lock held); any error rolls back, and a disk that
+        refuses the write is OutboxFull."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._rollback()
+            if "full" in str(exc).lower() or "disk" in str(exc).lower():
+                raise OutboxFull(str(exc)) from exc
+            raise
+        except BaseException:
+            self._rollback()
+            raise
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):

@@ -206,16 +206,7 @@ def _summary(
     for device, n in produced.items():
         by_kind = ", ".join(f"{k} {v}" for k, v in sorted(kinds.get(device, {}).items()))
         print(f"  {device:<12} {n:>8} {stored.get(device, 0):>7}  {by_kind}")
-    audit = jaga(
-        "jaga-collector",
-        "audit",
-        "verify",
-        "--site",
-        stack.site,
-        "--config",
-        stack.root / "collector" / "collector.toml",
-        check=False,
-    )
+    audit = stack.collector_cli("audit", "verify", "--site", stack.site)
     for line in audit.stdout.splitlines():
         plain = line.startswith(("verified:", "evidence:"))
         print(line if plain else f"audit: {line}")

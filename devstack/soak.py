@@ -49,7 +49,7 @@ import tomli_w
 from devstack.forwarder import V2WriteForwarder
 from devstack.influx import InfluxDB
 from devstack.process import ManagedProcess, StartError
-from devstack.stack import DATABASE, DEMO_UNITS, Stack, UnitSpec, jaga
+from devstack.stack import DATABASE, DEMO_UNITS, Stack, UnitSpec
 
 log = logging.getLogger("soak")
 
@@ -410,27 +410,11 @@ def soak(
             log.info("%s", t.line(f"soak {r.device}"))
             if t.lost:
                 log.info("soak %s: missing seqs %s", r.device, r.missing()[:50])
-        audit = jaga(
-            "jaga-collector",
-            "audit",
-            "verify",
-            "--site",
-            stack.site,
-            "--config",
-            root / "collector" / "collector.toml",
-            check=False,
-        )
+        audit = stack.collector_cli("audit", "verify", "--site", stack.site)
         for line in audit.stdout.strip().splitlines()[-3:]:
             log.info("audit: %s", line)
         # Pictures a broker crash lost must have been asked for and sent again by now.
-        missing = jaga(
-            "jaga-collector",
-            "evidence",
-            "missing",
-            "--config",
-            root / "collector" / "collector.toml",
-            check=False,
-        )
+        missing = stack.collector_cli("evidence", "missing")
         log.info("audit: %s", (missing.stdout.strip().splitlines() or ["(no answer)"])[-1])
         return total(records), faults.counts
     except StartError as exc:

@@ -304,6 +304,11 @@ class Stack:
 
     # reading back --------------------------------------------------------------------
 
+    def collector_cli(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
+        """`jaga-collector <args> --config <this stack's collector.toml>`; exit status unchecked."""
+        config = self.root / "collector" / "collector.toml"
+        return jaga("jaga-collector", *args, "--config", config, check=False)
+
     def produced(self, device: str) -> int:
         """The unit's last seq, read from its outbox: what it has ever produced."""
         path = self.unit_dir(device) / "data" / "outbox.sqlite3"

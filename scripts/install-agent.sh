@@ -75,22 +75,6 @@ put_member() {
     rm -f "$tmp"
 }
 
-# ensure_dir DIR MODE [OWNER]
-ensure_dir() {
-    local target
-    target="$(p "$1")"
-    if [[ ! -d "$target" ]]; then
-        mkdir -p "$target"
-        CHANGED=$((CHANGED + 1))
-        say "made $1"
-    fi
-    if [[ "$(stat -c %a "$target")" != "${2#0}" ]]; then
-        chmod "$2" "$target"
-        CHANGED=$((CHANGED + 1))
-    fi
-    [[ -z "${3:-}" ]] || run chown "$3" "$1"
-}
-
 MEMBERS=""
 has_member() { grep -qx -- "$1" <<<"$MEMBERS"; }
 

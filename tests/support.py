@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
+
 from agent.app import Agent
 from agent.config import load_config
 from agent.pins import make_pin_factory
@@ -68,3 +70,13 @@ def no_autosave(stack: Stack) -> None:
     )
     assert n == 1
     conf.write_text(text)
+
+
+def say(request: pytest.FixtureRequest, line: str) -> None:
+    """Print past pytest's capture, so the count shows in a plain `pytest -q` run."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if capture is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():
+        print(f"\n{line}")

@@ -14,12 +14,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from devstack.stack import BIN, Stack
+from devstack.stack import Stack
 from protocol import models
 from protocol.models import Event
 from tests.support import LiveAgent, eventually, no_autosave
@@ -82,20 +81,7 @@ def test_pictures_lost_in_a_broker_crash_come_back_from_the_units_evidence_store
     stored = sum(collector_has(evidence, h) for h in hashes)
     print(f"broker crash: {len(hashes)} pictures vouched, {stored} stored, {resent} re-sent")
     assert resent >= len(hashes), "every picture came back from the unit's evidence store"
-    audit = subprocess.run(
-        [
-            str(BIN / "jaga-collector"),
-            "audit",
-            "verify",
-            "--site",
-            stack.site,
-            "--config",
-            str(stack.root / "collector" / "collector.toml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    audit = stack.collector_cli("audit", "verify", "--site", stack.site)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert f"evidence: {len(hashes)} pictures for 1 events, 0 hash mismatches\n" in audit.stdout
 
@@ -110,7 +96,6 @@ def test_pictures_missing_at_the_collector_are_asked_for_and_a_lost_one_is_repor
     stack.start_collector()
     assert stack.collector is not None
     evidence = stack.root / "collector" / "data" / "evidence"
-    config = stack.root / "collector" / "collector.toml"
     with LiveAgent(stack.unit_dir(UNIT) / "agent.toml") as unit:
         eventually(lambda: unit.agent.camera is not None and unit.agent.camera.frames_seen >= 4)
         unit.set("pintu-utama", True)
@@ -144,12 +129,7 @@ def test_pictures_missing_at_the_collector_are_asked_for_and_a_lost_one_is_repor
         f"(asked at least twice), 1 gone from the unit too"
     )
     assert requeued(caplog) >= 1
-    listing = subprocess.run(
-        [str(BIN / "jaga-collector"), "evidence", "missing", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    listing = stack.collector_cli("evidence", "missing")
     assert listing.returncode == 1, listing.stdout + listing.stderr
     assert f"{event.id}  {stack.site}/{UNIT} seq {event.seq}" in listing.stdout
     assert f"    {lost}\n" in listing.stdout and restored not in listing.stdout

@@ -27,13 +27,7 @@ def camera_events(stack: Stack) -> list[dict[str, Any]]:
 
 
 def jaga_collector(stack: Stack, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    config = stack.root / "collector" / "collector.toml"
-    return subprocess.run(
-        [str(BIN / "jaga-collector"), *map(str, args), "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return stack.collector_cli(*args)
 
 
 def test_a_door_opening_leaves_signed_pictures_that_audit_and_export_can_prove(

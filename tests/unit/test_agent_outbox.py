@@ -105,7 +105,7 @@ def test_seq_and_chain_head_survive_closing_and_reopening(tmp_path: Path) -> Non
 def test_pending_is_oldest_first_and_respects_after_id_and_limit(outbox: Outbox) -> None:
     for _ in range(5):
         append(outbox)
-    picture = outbox.append_message("jaga/v1/gudang-3/pintu-1/snapshot/x", b"\xff\xd8jpeg", 1)
+    (picture,) = outbox.append_messages([("jaga/v1/gudang-3/pintu-1/snapshot/x", b"\xff\xd8jpeg")])
     everything = outbox.pending()
     assert [p.seq for p in everything] == [1, 2, 3, 4, 5, None]
     ids = [p.id for p in everything]

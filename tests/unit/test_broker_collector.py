@@ -1,6 +1,8 @@
-"""The collector's loop without a broker or InfluxDB: batches big enough to have their
-signatures checked in the pool while the batch before is stored are still stored in order,
-each message acknowledged once and only after the write that holds it returned."""
+"""The collector's loop fed straight from its inbox (no broker), writing to a real InfluxDB:
+batches big enough to have their signatures checked in the pool while the batch before is
+stored are still stored in order, each message acknowledged once and only after the write
+that holds it returned. Writes and acks are recorded on their way through (spies, not fakes):
+the real writer writes, the real paho client is called."""
 
 from __future__ import annotations
 
@@ -8,16 +10,16 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from broker.collector import Collector, Inbound, default_verify_workers
-from broker.config import CollectorConfig
-from broker.influx import Record, to_lines
+from broker.config import CollectorConfig, InfluxConfig
+from broker.influx import InfluxWriter, Record, to_lines
+from devstack.forwarder import V2WriteForwarder
+from devstack.influx import InfluxDB
 from protocol import topics
 from protocol.models import EventBody, Kind
 from protocol.signing import GENESIS, PublicKey, event_hash, sign
@@ -47,16 +49,30 @@ class Journal:
             self.entries.append((what, detail))
 
 
-class FakeWriter:
-    def __init__(self, journal: Journal) -> None:
+class RecordingWriter(InfluxWriter):
+    """The collector's own writer, noting each write (its event lines) once it returned."""
+
+    def __init__(self, config: InfluxConfig, journal: Journal) -> None:
+        super().__init__(config, attempts=2)
         self.journal = journal
 
     def write(self, points: Sequence[Record] | bytes, count: int | None = None) -> None:
+        super().write(points, count)
         body = points if isinstance(points, bytes) else to_lines(points)
         self.journal.add("write", body.decode().splitlines())
 
-    def close(self) -> None:
-        pass
+
+@pytest.fixture(scope="module")
+def influx_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """InfluxDB 1.6 with 1.8's write API in front (devstack), database `jaga`."""
+    db = InfluxDB(tmp_path_factory.mktemp("influx")).start()
+    db.create_database("jaga")
+    forwarder = V2WriteForwarder(db.url).start()
+    try:
+        yield forwarder.url
+    finally:
+        forwarder.stop()
+        db.stop()
 
 
 def body(device: str, seq: int, prev: str) -> EventBody:
@@ -86,7 +102,7 @@ def chain_of(device: str, n: int) -> list[bytes]:
 
 
 @pytest.fixture
-def collector(tmp_path: Path) -> Iterator[tuple[Collector, Journal]]:
+def collector(tmp_path: Path, influx_url: str) -> Iterator[tuple[Collector, Journal]]:
     config = CollectorConfig.model_validate(
         {
             "data_dir": str(tmp_path / "data"),
@@ -94,18 +110,24 @@ def collector(tmp_path: Path) -> Iterator[tuple[Collector, Journal]]:
             "unit_rate_per_s": 1e9,
             "unit_burst": 1e9,
             "stats_interval_s": 3600,
-            "influx": {"batch_max": 100},
+            "influx": {"url": influx_url, "batch_max": 100},
         }
     )
     journal = Journal()
-    c = Collector(config, Keys(), writer=FakeWriter(journal), verify_workers=2)  # type: ignore[arg-type]
-    c._client.ack = lambda mid, qos: journal.add("ack", mid)  # type: ignore[method-assign]
+    writer = RecordingWriter(config.influx, journal)
+    c = Collector(config, Keys(), writer=writer, verify_workers=2)
+    ack, publish = c._client.ack, c._client.publish
 
-    def publish(topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
+    def recorded_ack(mid: int, qos: int) -> Any:
+        journal.add("ack", mid)
+        return ack(mid, qos)  # no broker here: paho answers "not connected"
+
+    def recorded_publish(topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
         journal.add("publish", (topic, payload))
-        return SimpleNamespace(rc=mqtt.MQTT_ERR_SUCCESS)
+        return publish(topic, payload, qos, retain)
 
-    c._client.publish = publish  # type: ignore[method-assign]
+    c._client.ack = recorded_ack  # type: ignore[method-assign]
+    c._client.publish = recorded_publish  # type: ignore[method-assign,assignment]
     try:
         yield c, journal
     finally:
@@ -142,7 +164,7 @@ def test_pipelined_batches_are_stored_in_order_and_acked_once_after_their_write(
     writes: dict[int, int] = {}  # mid -> index of the write holding its event
     acked: dict[int, int] = {}
     stored: dict[str, list[int]] = {d: [] for d in UNITS}
-    by_line = {}
+    by_line: dict[str, list[int]] = {}
     for mid, (_, payload) in enumerate(messages, start=1):
         by_line.setdefault(payload.decode(), []).append(mid)
     for i, (what, detail) in enumerate(journal.entries):
@@ -177,7 +199,7 @@ def test_the_number_of_signature_workers_can_be_set_and_zero_turns_the_pool_off(
     base = {"data_dir": str(tmp_path / "data"), "registry_dir": str(tmp_path)}
     for setting, expected in ((0, None), (3, 3)):
         config = CollectorConfig.model_validate({**base, "verify_workers": setting})
-        c = Collector(config, Keys(), writer=FakeWriter(Journal()))  # type: ignore[arg-type]
+        c = Collector(config, Keys())
         try:
             assert (c.verifier.workers if c.verifier else None) == expected
         finally:

@@ -25,6 +25,7 @@ from protocol import models, snapshot, topics
 from protocol.models import DeadLetter, EventBody, Kind
 from protocol.signing import GENESIS, PublicKey, canonical_bytes, event_hash, sign
 from protocol.topics import DeviceTopics
+from tests.support import say
 
 RUNS: Counter[str] = Counter()
 SITE, DEVICE = "bangka-barat", "gudang-01"
@@ -86,16 +87,6 @@ def report(request: pytest.FixtureRequest) -> Iterator[None]:
     total = sum(RUNS.values())
     detail = ", ".join(f"{name} {n}" for name, n in sorted(RUNS.items()))
     say(request, f"hostile ingest: {total} cases ({detail})")
-
-
-def say(request: pytest.FixtureRequest, line: str) -> None:
-    """Print past pytest's capture, so the count shows in a plain `pytest -q` run."""
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if capture is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        print(f"\n{line}")
 
 
 def handle(ingest: Ingest, topic: str, payload: bytes) -> Accepted | Duplicate | Rejected:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from protocol import alerting, commands, models, snapshot
 from protocol.models import WireError, WireModel
+from tests.support import say
 
 _DEFINED = (alerting, commands, snapshot)  # imported so that their models exist
 RUNS: Counter[str] = Counter()
@@ -218,16 +219,6 @@ def report(request: pytest.FixtureRequest) -> Iterator[None]:
     total = sum(RUNS.values())
     detail = ", ".join(f"{name} {n}" for name, n in sorted(RUNS.items()))
     say(request, f"hostile models: {total} cases over {len(MODELS)} models ({detail})")
-
-
-def say(request: pytest.FixtureRequest, line: str) -> None:
-    """Print past pytest's capture, so the count shows in a plain `pytest -q` run."""
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if capture is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        print(f"\n{line}")
 
 
 def test_every_model_has_a_valid_sample_to_mutate() -> None:
