@@ -41,6 +41,7 @@ class Reason(StrEnum):
     SIGNATURE = "bad-signature"
     FORK = "replayed-or-forked"
     CHAIN = "broken-chain"
+    TIME = "time-out-of-order"  # ts not after the unit's previous event (nor before its next)
     TOO_LARGE = "too-large"
     UNSUPPORTED = "unsupported-channel"
     HASH = "picture-hash-mismatch"
@@ -54,6 +55,7 @@ INTEGRITY = frozenset(
         Reason.SIGNATURE,
         Reason.FORK,
         Reason.CHAIN,
+        Reason.TIME,
         Reason.HASH,
         Reason.NOT_VOUCHED,
     }
@@ -408,13 +410,16 @@ class Ingest:
             return Duplicate(site, device, event.seq)  # an earlier copy in the same batch
         if error is not None:
             return job.reject(Reason.SIGNATURE, error)
-        check = self.chain.check(device, event.seq, digest, event.prev)
+        check = self.chain.check(device, event.seq, digest, event.prev, event.ts)
         if check.verdict is Verdict.DUPLICATE:
             return Duplicate(site, device, event.seq)
         if check.verdict is Verdict.FORK:
             return job.reject(Reason.FORK, check.detail)
         if check.verdict is Verdict.BROKEN_CHAIN:
             return job.reject(Reason.CHAIN, check.detail)
+        if check.verdict is Verdict.TIME_ORDER:
+            # Stored, it would replace (same time) or pass (earlier time) a stored event.
+            return job.reject(Reason.TIME, check.detail)
         return Accepted(site, device, event, digest)
 
 

@@ -57,7 +57,7 @@ def event(seq: int = 1, prev: str = GENESIS, key: PrivateKey = KEY, **changes: A
         "state": "open",
         "seq": seq,
         "boot_id": "boot-1",
-        "ts": NOW,
+        "ts": NOW + seq,  # growing with seq, as the unit's outbox makes it
         "mono_ns": seq,
         "clock_synced": True,
         "prev": prev,
@@ -455,3 +455,61 @@ def test_a_small_batch_is_checked_in_process(ingest: Ingest) -> None:
     out = ingest.handle_batch([(UNIT.event, event().to_json())], pool)
     assert isinstance(out[0], Accepted)
     assert pool.pooled == 0 and pool._pool is None
+
+
+# -- event times: a unit cannot overwrite its own stored events ---------------------------------
+
+
+def test_an_event_at_the_time_of_the_units_previous_one_is_refused_as_an_integrity_problem(
+    ingest: Ingest, chain: ChainBook
+) -> None:
+    opened = event(1, state="open")
+    assert isinstance(ingest.handle(UNIT.event, opened.to_json()), Accepted)
+    chain.commit(NOW)
+    # Same sensor, same time: in InfluxDB it would be the same point, `closed` replacing `open`.
+    closed = event(2, prev=event_hash(opened), state="closed", ts=opened.ts)
+    outcome = rejected(ingest.handle(UNIT.event, closed.to_json()), Reason.TIME)
+    assert outcome.is_integrity
+    assert (outcome.site, outcome.device, outcome.seq) == (SITE, DEVICE, 2)
+    assert outcome.dead_letter(NOW).reason == (
+        f"time-out-of-order: ts {opened.ts} of seq 2 is not after ts {opened.ts} of seq 1"
+    )
+    earlier = event(2, prev=event_hash(opened), state="closed", ts=opened.ts - 1)
+    rejected(ingest.handle(UNIT.event, earlier.to_json()), Reason.TIME)
+    assert chain.commit(NOW) == [] and chain.last_seq(DEVICE) == 1
+
+
+def test_the_same_time_twice_in_one_batch_keeps_the_first_event_only(ingest: Ingest) -> None:
+    opened = event(1, state="open")
+    closed = event(2, prev=event_hash(opened), state="closed", ts=opened.ts)
+    outcomes = ingest.handle_batch([(UNIT.event, opened.to_json()), (UNIT.event, closed.to_json())])
+    assert isinstance(outcomes[0], Accepted)
+    rejected(outcomes[1], Reason.TIME)
+
+
+def test_a_redelivered_event_is_a_duplicate_not_a_time_violation(
+    ingest: Ingest, chain: ChainBook
+) -> None:
+    first = event(1)
+    second = event(2, prev=event_hash(first), state="closed")
+    outcomes = ingest.handle_batch([(UNIT.event, e.to_json()) for e in (first, second, first)])
+    assert [type(o) for o in outcomes] == [Accepted, Accepted, Duplicate]
+    chain.commit(NOW)
+    for ev in (first, second):
+        assert ingest.handle(UNIT.event, ev.to_json()) == Duplicate(SITE, DEVICE, ev.seq)
+
+
+def test_an_event_filling_a_gap_must_lie_between_its_neighbours_in_time(
+    ingest: Ingest, chain: ChainBook
+) -> None:
+    first = event(1)
+    fourth = event(4, prev="ab" * 32)  # seqs 2 and 3 are missing: a gap
+    ingest.handle(UNIT.event, first.to_json())
+    ingest.handle(UNIT.event, fourth.to_json())
+    assert chain.commit(NOW) == [(DEVICE, 2, 3, "opened")]
+    for ts in (first.ts, fourth.ts, fourth.ts + 10):
+        late = event(2, prev=event_hash(first), state="closed", ts=ts)
+        assert rejected(ingest.handle(UNIT.event, late.to_json()), Reason.TIME).is_integrity
+    second = event(2, prev=event_hash(first), state="closed")
+    assert isinstance(ingest.handle(UNIT.event, second.to_json()), Accepted)
+    assert chain.commit(NOW) == [(DEVICE, 2, 2, "closed")]

@@ -284,13 +284,18 @@ def test_events_with_hostile_fields_signed_by_the_unit_are_stored_or_dead_letter
             Reason.SIGNATURE,
             Reason.FORK,
             Reason.CHAIN,
+            Reason.TIME,
         ), outcome
     else:
         assert isinstance(outcome, Accepted | Duplicate), outcome
 
 
 @HYPO
-@given(ts=st.integers(-(2**70), 2**70), seq=st.integers(COMMITTED + 1, COMMITTED + 1))
+@given(
+    ts=st.integers(-(2**70), 2**70)
+    | st.sampled_from([NOW + COMMITTED - 1, NOW + COMMITTED, NOW + COMMITTED + 1]),
+    seq=st.integers(COMMITTED + 1, COMMITTED + 1),
+)
 def test_an_event_from_far_past_or_future_is_stored_only_within_the_contract(
     ingest: Ingest, ts: int, seq: int
 ) -> None:
@@ -302,8 +307,11 @@ def test_an_event_from_far_past_or_future_is_stored_only_within_the_contract(
         base64.urlsafe_b64encode(KEY.sign(canonical_bytes(fields))).rstrip(b"=").decode()
     )
     outcome = handle(ingest, UNIT.event, dumps(fields))
-    if 0 <= ts < models.MAX_TS_NS:
+    last = CHAIN[seq - 2].ts
+    if last < ts < models.MAX_TS_NS:
         assert isinstance(outcome, Accepted), outcome
+    elif 0 <= ts <= last:  # valid, but not after the unit's previous event: it would overwrite
+        assert rejected(outcome).reason is Reason.TIME
     else:
         assert rejected(outcome).reason is Reason.PAYLOAD
 
