@@ -359,7 +359,14 @@ class IntegrityLike(Protocol):
 
 
 INTEGRITY_REASONS = frozenset(
-    {"identity-mismatch", "unknown-unit", "bad-signature", "replayed-or-forked", "broken-chain"}
+    {
+        "identity-mismatch",
+        "unknown-unit",
+        "bad-signature",
+        "replayed-or-forked",
+        "broken-chain",
+        "time-out-of-order",
+    }
 )
 
 

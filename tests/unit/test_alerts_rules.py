@@ -445,9 +445,10 @@ def test_a_bad_signature_is_a_latched_integrity_alert_per_unit_and_reason() -> N
     assert "(seq 42)" in alert.title and alert.event_id == "e42"
 
 
-def test_replays_and_broken_chains_are_integrity_alerts_of_their_own() -> None:
-    keys = {only(rules.integrity(rejected(r), T0)).key.sensor for r in (Reason.FORK, Reason.CHAIN)}
-    assert keys == {"replayed-or-forked", "broken-chain"}
+def test_replays_broken_chains_and_times_out_of_order_are_integrity_alerts_of_their_own() -> None:
+    reasons = (Reason.FORK, Reason.CHAIN, Reason.TIME)
+    keys = {only(rules.integrity(rejected(r), T0)).key.sensor for r in reasons}
+    assert keys == {"replayed-or-forked", "broken-chain", "time-out-of-order"}
 
 
 def test_a_malformed_payload_or_an_unknown_site_is_not_an_integrity_alert() -> None:
