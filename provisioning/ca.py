@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from broker.mosquitto import CollectorIdentity, OperatorIdentity
@@ -282,6 +283,14 @@ class CertificateAuthority:
             )
         )
         self.registry.save_ca_log(log)
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the certificate's DER bytes as 64 lowercase hex digits: what auditors pin.
+
+    `openssl x509 -noout -fingerprint -sha256` shows the same digits (upper case, colons);
+    `jaga-collector audit verify-export --ca-fingerprint` checks exports against it."""
+    return cert.fingerprint(hashes.SHA256()).hex()
 
 
 def _now() -> datetime:

@@ -20,6 +20,7 @@ from provisioning.ca import (
     DEFAULT_CRL_DAYS,
     CertificateAuthority,
     RevokeReason,
+    fingerprint,
 )
 from provisioning.enrolment import csr_path_hint, issue_with_new_key, sign_csr
 from provisioning.errors import ProvisioningError
@@ -150,9 +151,23 @@ def ca_init(
     CertificateAuthority.init(registry, name, days=days)
     say(f"CA {name!r} created in {registry.ca_dir}")
     say(f"  certificate: {registry.ca_cert_path}")
+    say(f"  fingerprint: {fingerprint(registry.ca_certificate())} (SHA-256; {PUBLISH})")
     say(f"  key:         {registry.ca_key_path} (keep it secret; never copy it to a unit)")
     say(f"  CRL:         {registry.crl_path} (valid {DEFAULT_CRL_DAYS} days; `crl refresh` renews)")
     say("next: jaga-provision site add <site> --name ... --timezone Asia/Jakarta --broker-host ...")
+
+
+PUBLISH = (
+    "publish it now, e.g. to the election commission and Bawaslu: auditors check exports "
+    "against it with `jaga-collector audit verify-export --ca-fingerprint`"
+)
+
+
+@ca_app.command("fingerprint")
+@reports_mistakes
+def ca_fingerprint(ctx: typer.Context, dir: DirOption = None) -> None:
+    """Print the site CA's SHA-256 fingerprint (64 hex digits), the trust anchor auditors pin."""
+    say(fingerprint(existing_registry(ctx, dir).ca_certificate()))
 
 
 @site_app.command("add")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 import shlex
+import shutil
 import stat
+import subprocess
 import tarfile
 import textwrap
 from pathlib import Path
@@ -55,6 +59,33 @@ def test_ca_init_keeps_the_key_private_and_out_of_git(prov: Path) -> None:
     assert stat.S_IMODE((prov / "ca" / "ca.key").stat().st_mode) == 0o600
     assert "*.key" in (prov / ".gitignore").read_text().splitlines()
     assert (prov / "ca" / "crl.pem").exists()
+
+
+def test_the_ca_fingerprint_is_printed_at_init_and_on_demand_as_openssl_computes_it(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "reg"
+    init = ok(root, "ca", "init", "--name", "Jaga CA Test")
+    printed = ok(root, "ca", "fingerprint")
+    pem = (root / "ca" / "ca.crt").read_bytes()
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    assert printed == hashlib.sha256(der).hexdigest() + "\n", "one line, 64 lower-case hex digits"
+    assert re.fullmatch(r"[0-9a-f]{64}\n", printed)
+    assert f"fingerprint: {printed.strip()}" in init
+    if shutil.which("openssl"):  # the tool an auditor has: the same digits
+        shown = subprocess.run(
+            ["openssl", "x509", "-noout", "-fingerprint", "-sha256"],
+            input=pem,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        assert shown.split("=", 1)[1].strip().replace(":", "").lower() == printed.strip()
+
+
+def test_ca_fingerprint_without_a_ca_says_to_run_ca_init(tmp_path: Path) -> None:
+    result = run(tmp_path / "empty", "ca", "fingerprint")
+    assert result.exit_code == 1 and "ca init" in result.stderr
+    assert result.stdout == "" and "Traceback" not in result.output
 
 
 def test_device_add_writes_an_agent_toml_that_the_agent_loads(prov: Path) -> None:
@@ -204,6 +235,7 @@ def test_help_explains_each_command() -> None:
     for args in (
         [],
         ["ca", "init"],
+        ["ca", "fingerprint"],
         ["site", "add"],
         ["device", "add"],
         ["device", "sign"],
