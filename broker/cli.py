@@ -15,6 +15,8 @@ from broker.grafana.cli import grafana_app
 from broker.web.cli import web_app
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from broker.collector import Collector
     from broker.web.server import WebServer
 
@@ -170,7 +172,9 @@ def audit_verify(
 @evidence_app.command("export")
 def evidence_export(
     event_id: Annotated[str, typer.Argument(help="the event (a door opening, or its snapshot)")],
-    dest: Annotated[Path, typer.Argument(help="folder to write the pictures and manifest into")],
+    dest: Annotated[
+        Path, typer.Argument(help="a new (or empty) folder for the pictures and manifest")
+    ],
     config: ConfigOpt = Path("/etc/jaga/collector.toml"),
 ) -> None:
     """Copy an event's pictures and a manifest that `audit verify-export` re-checks offline."""
@@ -198,6 +202,8 @@ def evidence_export(
         )
     except (ExportError, QueryFailed) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:  # reading the store, writing the destination
+        raise _fail(f"{exc.filename or dest}: {exc.strerror or exc}") from None
     pictures = sum(len(e.snapshot_sha256 or ()) for e in events)
     typer.echo(f"exported {pictures} pictures of {len(events)} event(s) with {manifest}")
 
@@ -235,19 +241,73 @@ def evidence_missing(
         raise typer.Exit(1)
 
 
+PIN_HELP = (
+    "Give the site CA's fingerprint, published in advance: --ca-fingerprint HEX (the technician "
+    "prints it with `jaga-provision ca fingerprint` on the laptop that holds the CA), or --ca "
+    "FILE with a CA certificate you obtained yourself. Never the one inside the export: anyone "
+    "can make an export that vouches for itself."
+)
+
+
 @audit_app.command("verify-export")
 def audit_verify_export(
     folder: Annotated[Path, typer.Argument(help="a folder made by `evidence export`")],
+    ca_fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--ca-fingerprint",
+            help="SHA-256 fingerprint of the site CA (64 hex digits), published in advance "
+            "(`jaga-provision ca fingerprint`)",
+        ),
+    ] = None,
+    ca: Annotated[
+        Path | None,
+        typer.Option("--ca", help="the site CA's certificate (PEM), obtained outside the export"),
+    ] = None,
 ) -> None:
-    """Re-check an evidence export offline: CA, certificate, signature, every picture's hash."""
-    from broker.export import verify_export
+    """Re-check an evidence export offline against a CA you trust: certificate, signatures,
+    every picture's hash."""
+    from broker.export import ExportError, PinnedCA, normalise_fingerprint, verify_export
 
-    report = verify_export(folder)
+    if (ca_fingerprint is None) == (ca is None):
+        given = "both --ca-fingerprint and --ca" if ca is not None else "no CA to check against"
+        raise _fail(f"{given}. {PIN_HELP}")
+    if ca is not None:
+        pinned = PinnedCA.of(_load_ca_file(ca))
+    else:
+        try:
+            pinned = PinnedCA(normalise_fingerprint(str(ca_fingerprint)))
+        except ValueError as exc:
+            raise _fail(f"--ca-fingerprint: {exc}") from None
+    if not folder.is_dir():
+        raise _fail(f"{folder} is not a folder; give the folder `evidence export` wrote")
+    try:
+        report = verify_export(folder, pinned)
+    except ExportError as exc:
+        raise _fail(str(exc), 1) from None
     for problem in report.problems:
         typer.echo(f"  {problem}")
-    typer.echo(f"export: {report.pictures} pictures verified, {len(report.problems)} problems")
+    typer.echo(
+        f"export: {report.pictures} pictures verified, {len(report.problems)} problems "
+        f"(CA {pinned.fingerprint})"
+    )
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _load_ca_file(path: Path) -> x509.Certificate:
+    from cryptography import x509
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _fail(f"--ca {path}: {exc.strerror or exc}") from None
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise _fail(f"--ca {path}: not an X.509 certificate (PEM or DER)") from None
 
 
 ByOpt = Annotated[str, typer.Option("--by", help="operator name (their certificate signs it)")]
