@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from protocol.ids import DeviceId, SensorName, SiteId
-from protocol.models import MAX_TS_NS, Text, Token, WireModel
+from protocol.models import MAX_COUNT, MAX_TS_NS, Text, Token, WireModel
 
 Ns = Annotated[int, Field(ge=0, lt=MAX_TS_NS, description="ns since the Unix epoch")]
 AlertId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
@@ -57,7 +57,9 @@ class Alert(WireModel):
     latched: bool = Field(description="stays open until an operator resolves it")
     title: Text
     detail: Text = ""
-    count: int = Field(ge=1, description="how many times the rule triggered while open")
+    count: int = Field(
+        ge=1, le=MAX_COUNT, description="how many times the rule triggered while open"
+    )
     raised_at: Ns
     last_seen: Ns
     acked_at: Ns | None = None

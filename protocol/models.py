@@ -13,6 +13,24 @@ from protocol.ids import DeviceId, SensorName, SiteId
 # Far enough back for a Pi without RTC that has not synchronised yet, far enough ahead to catch
 # garbage; the collector flags unsynchronised clocks instead of trusting them.
 MAX_TS_NS = 4_102_444_800 * 10**9  # 2100-01-01
+
+# Every integer that the collector writes to InfluxDB is bounded here: InfluxDB keeps integer
+# fields as int64 and refuses a whole write that holds one out of range. The bounds are what the
+# figure can mean, far beyond any real unit, so an honest unit never meets one.
+INT64_LIMIT = 2**63
+"""Integers must stay below this (and >= its negative) to be stored at all."""
+MAX_SEQ = INT64_LIMIT - 1
+MAX_UPTIME_S = 100 * 366 * 86_400
+"""A century: uptimes, connection ages."""
+MAX_MB = 2**40
+"""An exbibyte, in MB: disk and evidence figures."""
+MAX_COUNT = 2**40
+"""Messages, pictures, alerts counted: far past what an SD card or a year of alarms holds."""
+MAX_CERT_SECONDS = 253_402_300_799
+"""9999-12-31T23:59:59Z: the latest notAfter an X.509 certificate can state."""
+MAX_CERT_DAYS = 10**7
+"""Days to (or, negative, since) a certificate's expiry: beyond any X.509 date seen from a
+clock before 2100."""
 HEX64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Text = Annotated[str, StringConstraints(max_length=200)]
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -58,10 +76,10 @@ class EventBody(WireModel):
     sensor: SensorName
     kind: Kind
     state: Annotated[str, StringConstraints(pattern=r"^[a-z-]{1,32}$")]
-    seq: int = Field(ge=1, lt=2**63)
+    seq: int = Field(ge=1, le=MAX_SEQ)
     boot_id: Token
     ts: int = Field(ge=0, lt=MAX_TS_NS, description="wall clock, ns since the Unix epoch")
-    mono_ns: int = Field(ge=0, lt=2**63, description="monotonic clock since boot, ns")
+    mono_ns: int = Field(ge=0, lt=INT64_LIMIT, description="monotonic clock since boot, ns")
     clock_synced: bool
     snapshot_sha256: tuple[HEX64, ...] | None = Field(default=None, max_length=64)
     cause: Token | None = Field(default=None, description="id of the event that caused this one")
@@ -87,21 +105,21 @@ class Heartbeat(WireModel):
     device: DeviceId
     ts: int = Field(ge=0, lt=MAX_TS_NS)
     boot_id: Token
-    uptime_s: int = Field(ge=0)
+    uptime_s: int = Field(ge=0, le=MAX_UPTIME_S)
     interval_s: int = Field(ge=1, le=3600)
     cpu_temp_c: float | None = Field(default=None, allow_inf_nan=False, ge=-60, le=150)
-    disk_free_mb: int | None = Field(default=None, ge=0)
+    disk_free_mb: int | None = Field(default=None, ge=0, le=MAX_MB)
     disk_full: bool = False
-    outbox_depth: int = Field(ge=0)
+    outbox_depth: int = Field(ge=0, le=MAX_COUNT)
     clock_synced: bool
-    last_seq: int = Field(ge=0)
+    last_seq: int = Field(ge=0, le=MAX_SEQ)
     chain_head: HEX64
-    cert_days_left: int | None = None
+    cert_days_left: int | None = Field(default=None, ge=-MAX_CERT_DAYS, le=MAX_CERT_DAYS)
     undervoltage: bool | None = None
-    connected_since_s: int | None = Field(default=None, ge=0)
-    evidence_used_mb: int | None = Field(default=None, ge=0)
-    evidence_held_mb: int | None = Field(default=None, ge=0)
-    evidence_refused: int | None = Field(default=None, ge=0)
+    connected_since_s: int | None = Field(default=None, ge=0, le=MAX_UPTIME_S)
+    evidence_used_mb: int | None = Field(default=None, ge=0, le=MAX_MB)
+    evidence_held_mb: int | None = Field(default=None, ge=0, le=MAX_MB)
+    evidence_refused: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     evidence_full: bool = False
 
 
@@ -115,7 +133,9 @@ class Status(WireModel):
     boot_id: Token
     version: Text | None = None
     sensors: tuple[SensorName, ...] | None = None
-    cert_not_after: int | None = Field(default=None, ge=0, description="seconds since epoch")
+    cert_not_after: int | None = Field(
+        default=None, ge=0, le=MAX_CERT_SECONDS, description="seconds since epoch"
+    )
 
 
 class DeadLetter(WireModel):
@@ -124,9 +144,9 @@ class DeadLetter(WireModel):
     v: Literal[1] = 1
     topic: Annotated[str, StringConstraints(max_length=512)]
     reason: Annotated[str, StringConstraints(max_length=2000)]
-    received_ts: int
+    received_ts: int = Field(ge=0, lt=INT64_LIMIT)
     payload_b64: Annotated[str, StringConstraints(max_length=8192)]
-    payload_len: int
+    payload_len: int = Field(ge=0, lt=INT64_LIMIT)
 
 
 WireModelT = TypeVar("WireModelT", bound=WireModel)

@@ -311,3 +311,32 @@ def test_an_arming_audit_without_from_state_round_trips() -> None:
     first = {k: v for k, v in SAMPLES["ArmingAudit"].items() if k != "from_state"}
     audit = models.parse(alerting.ArmingAudit, dumps(first))
     assert models.parse(alerting.ArmingAudit, audit.to_json()) == audit
+
+
+# -- integers InfluxDB can store ---------------------------------------------------------------
+
+NOT_STORED = {("CommandResult", "ts")}
+"""Integers the collector never writes to InfluxDB (a unit's answer to a command is logged and
+shown, not stored), so int64 does not bound them."""
+BEYOND_INT64 = [2**63, 2**64, 10**30, -(2**63) - 1, -(10**30)]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_every_integer_field_refuses_what_influxdb_cannot_store_naming_the_field(
+    model: type[WireModel],
+) -> None:
+    """InfluxDB keeps integer fields as int64 and refuses a whole write holding one beyond
+    it: such a value must be refused here, where the reason reaches the dead letter."""
+    sample = SAMPLES.get(model.__name__)
+    if sample is None:
+        pytest.skip(f"no sample of {model.__name__} (test_every_model_has_a_valid_sample...)")
+    for name in sorted(model.model_fields):
+        if (model.__name__, name) in NOT_STORED:
+            continue
+        for value in BEYOND_INT64:
+            RUNS["beyond int64"] += 1
+            with pytest.raises(WireError) as refused:
+                models.parse(model, dumps({**sample, name: value}))
+            if model.__module__ in ("protocol.models", "protocol.alerting"):
+                # what units and the alert engine store: the reason names the field
+                assert str(refused.value).startswith(name), (model.__name__, str(refused.value))

@@ -281,3 +281,65 @@ def test_any_replaced_fields_give_an_event_or_a_wire_error(changes: dict[str, An
     except WireError:
         return
     assert event.state in STATES[event.kind]
+
+
+# -- bounds: every integer stored in InfluxDB fits its int64 (finding 11) ----------------------
+
+
+def test_the_heartbeat_that_influxdb_refused_is_refused_here_naming_uptime() -> None:
+    with pytest.raises(WireError) as refused:
+        models.parse(Heartbeat, raw(heartbeat_dict(uptime_s=2**64)))
+    assert str(refused.value) == (
+        f"uptime_s: Input should be less than or equal to {models.MAX_UPTIME_S}"
+    )
+
+
+HEARTBEAT_BOUNDS = [
+    ("uptime_s", models.MAX_UPTIME_S),
+    ("disk_free_mb", models.MAX_MB),
+    ("outbox_depth", models.MAX_COUNT),
+    ("last_seq", models.MAX_SEQ),
+    ("cert_days_left", models.MAX_CERT_DAYS),
+    ("connected_since_s", models.MAX_UPTIME_S),
+    ("evidence_used_mb", models.MAX_MB),
+    ("evidence_held_mb", models.MAX_MB),
+    ("evidence_refused", models.MAX_COUNT),
+]
+
+
+@pytest.mark.parametrize(("field", "limit"), HEARTBEAT_BOUNDS)
+def test_heartbeat_figures_are_kept_up_to_their_bound_and_refused_past_it(
+    field: str, limit: int
+) -> None:
+    assert getattr(models.parse(Heartbeat, raw(heartbeat_dict(**{field: limit}))), field) == limit
+    with pytest.raises(WireError, match=rf"^{field}: Input should be less than or equal to"):
+        models.parse(Heartbeat, raw(heartbeat_dict(**{field: limit + 1})))
+    low = -models.MAX_CERT_DAYS - 1 if field == "cert_days_left" else -1
+    with pytest.raises(WireError, match=rf"^{field}: Input should be greater than or equal to"):
+        models.parse(Heartbeat, raw(heartbeat_dict(**{field: low})))
+
+
+def test_an_expired_certificate_counts_negative_days_within_bounds() -> None:
+    beat = models.parse(Heartbeat, raw(heartbeat_dict(cert_days_left=-models.MAX_CERT_DAYS)))
+    assert beat.cert_days_left == -models.MAX_CERT_DAYS
+
+
+def test_a_status_certificate_expiry_is_bounded_by_what_x509_can_state() -> None:
+    latest = models.MAX_CERT_SECONDS  # 9999-12-31T23:59:59Z, "no well-defined expiration"
+    assert models.parse(Status, raw(status_dict(cert_not_after=latest))).cert_not_after == latest
+    with pytest.raises(WireError, match=r"^cert_not_after: Input should be less than or equal"):
+        models.parse(Status, raw(status_dict(cert_not_after=latest + 1)))
+
+
+@pytest.mark.parametrize(("field", "limit"), [("seq", models.MAX_SEQ), ("mono_ns", 2**63 - 1)])
+def test_event_integers_are_refused_past_int64(field: str, limit: int) -> None:
+    assert getattr(models.parse(Event, raw(event_dict(**{field: limit}))), field) == limit
+    with pytest.raises(WireError, match=rf"^{field}: Input should be less than"):
+        models.parse(Event, raw(event_dict(**{field: limit + 1})))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_temperature_is_refused_from_code_too(value: float) -> None:
+    """The agent builds its heartbeat in Python: a broken sensor's NaN never reaches InfluxDB."""
+    with pytest.raises(ValueError, match="cpu_temp_c"):
+        Heartbeat.model_validate(heartbeat_dict(cpu_temp_c=value))
