@@ -141,13 +141,25 @@ def audit_verify(
     config: ConfigOpt = Path("/etc/jaga/collector.toml"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list each problem")] = False,
 ) -> None:
-    """Re-check every stored event's signature and chain; exit 1 if anything fails."""
-    from broker.audit import audit_site
+    """Re-check every stored event's signature and chain; exit 1 if anything fails or a gap
+    is one no resend can close."""
+    import sqlite3
+
+    from broker.audit import CollectorBook, audit_site
     from broker.evidence import EvidenceStore
     from broker.influxql import InfluxQL, QueryFailed
 
     cfg = _load(config)
     ql = InfluxQL(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
+    book_path = cfg.data_dir / "chain.sqlite3"
+    try:
+        book: CollectorBook | None = CollectorBook(book_path)
+    except sqlite3.Error as exc:
+        typer.echo(
+            f"  cannot read the collector's chain book {book_path} ({exc}): any gap counts "
+            "as one no resend can close (run this where the collector keeps its data_dir)"
+        )
+        book = None
     try:
         store = EvidenceStore(cfg.data_dir / "evidence")
         report = audit_site(
@@ -157,15 +169,19 @@ def audit_verify(
             since_ns=_parse_time(since, "since"),
             until_ns=_parse_time(until, "until"),
             evidence=store,
+            book=book,
         )
     except QueryFailed as exc:
         raise _fail(str(exc)) from None
+    finally:
+        if book is not None:
+            book.close()
     for problem in report.problems if verbose else report.problems[:20]:
         typer.echo(f"  {problem}")
     if report.picture_events:
         typer.echo(report.evidence_line())
     typer.echo(report.line())
-    if report.failures:
+    if not report.ok:
         raise typer.Exit(1)
 
 

@@ -181,12 +181,43 @@ def test_a_missing_event_is_a_gap_for_the_auditor(running: Stack) -> None:
     assert (gap["first"], gap["last"], gap["change"]) == (2, 2, "opened")
     result = audit(running)
     assert result.stdout.strip().splitlines()[-1] == "verified: 2 events, 1 gaps, 0 failures"
+    # Not received yet, and the collector asks for it: a resend can close it, so no failure.
+    assert "keeps asking the unit for them" in result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
     publish(running, "gudang-01", e2.to_json())  # the outbox delivers it late
     eventually(lambda: len(rows(running, "event", "gudang-01")) == 3)
     assert (
         audit(running).stdout.strip().splitlines()[-1] == "verified: 3 events, 0 gaps, 0 failures"
     )
     eventually(lambda: any(r["change"] == "closed" for r in rows(running, "gap", "gudang-01")))
+
+
+def test_a_stored_event_gone_from_influxdb_is_a_gap_no_resend_can_close_and_fails_the_audit(
+    running: Stack,
+) -> None:
+    e1 = signed(running, "gudang-01", 1, GENESIS)
+    e2 = signed(running, "gudang-01", 2, event_hash(e1), state="closed")
+    e3 = signed(running, "gudang-01", 3, event_hash(e2))
+    for event in (e1, e2, e3):
+        publish(running, "gudang-01", event.to_json())
+    eventually(lambda: len(rows(running, "event", "gudang-01")) == 3)
+    assert audit(running).returncode == 0
+    # Someone with write access to InfluxDB removes the door closing (or a point at the same
+    # time replaced it): the collector holds it as stored, so it will never ask for it again.
+    assert running.influx is not None
+    running.influx.query(
+        f'DELETE FROM "event" WHERE "device" = \'gudang-01\' AND time >= {e2.ts} '
+        f"AND time <= {e2.ts}",
+        db=DATABASE,
+    )
+    assert len(rows(running, "event", "gudang-01")) == 2
+    result = audit(running)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "gudang-01: seq 2..2 missing, and no resend can close the gap" in result.stdout
+    assert "the collector stored 1 of them" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == (
+        "verified: 2 events, 1 gaps, 0 failures, 1 gaps no resend can close"
+    )
 
 
 def test_selftest_passes_on_a_provisioned_unit_with_the_broker_up(running: Stack) -> None:
