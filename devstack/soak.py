@@ -2,10 +2,17 @@
 
 The three demo units play their scenarios (3x faster than the demo, `--speed`) while faults
 are injected: every 3-15 s one of broker restart, broker SIGKILL, collector restart,
-collector SIGKILL, InfluxDB paused (SIGSTOP, up to 20 s) or stopped (up to a minute); and,
-alongside, a unit SIGKILLed and started again every 1.5 s on average plus its restart
-(`--unit-kill-every`), so a 10-minute soak kills units about two hundred times. Every
-injection is logged. At the end
+collector SIGKILL, InfluxDB paused (SIGSTOP, up to 20 s) or stopped (up to a minute), or a
+hostile unit's attack (below); and, alongside, a unit SIGKILLed and started again every 1.5 s
+on average plus its restart (`--unit-kill-every`), so a 10-minute soak kills units about two
+hundred times. Every injection is logged.
+
+The hostile unit (`maling-01`, enrolled with the fleet: its own valid certificate and key, not
+one of the counted units) connects and, within the collector's per-unit rate budget, sends a
+burst of first chunks of pictures it never finishes (more than the collector's MQTT Receive
+Maximum), garbage on each of its topics, replays of its own old events, a fork and an event
+at the time of its last one, and the good units' events passed off as its own. The good units
+must lose nothing meanwhile: their accounting below is the soak's verdict. At the end
 the faults stop, every unit is restarted on an idle scenario (nothing new happens at its
 pins) so its outbox can drain, and the soak compares each unit's outbox with InfluxDB:
 
@@ -44,12 +51,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import paho.mqtt.client as mqtt
 import tomli_w
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from paho.mqtt.enums import CallbackAPIVersion
 
 from devstack.forwarder import V2WriteForwarder
 from devstack.influx import InfluxDB
 from devstack.process import ManagedProcess, StartError
-from devstack.stack import DATABASE, DEMO_UNITS, Stack, UnitSpec
+from devstack.stack import DATABASE, DEMO_UNITS, Stack, UnitSpec, jaga
+from protocol import topics
+from protocol.models import Event, EventBody, Kind
+from protocol.signing import GENESIS, PrivateKey, event_hash, sign
+from protocol.snapshot import SEPARATOR, SnapshotChunk
 
 log = logging.getLogger("soak")
 
@@ -212,6 +227,195 @@ def start_influx(stack: Stack) -> InfluxDB:
     return influx
 
 
+# the hostile unit ---------------------------------------------------------------------------
+
+HOSTILE = "maling-01"
+HOSTILE_WIRING = ("--door", "17:pintu-maling")
+HOSTILE_CHUNKS = 2_100
+"""First chunks per attack: more than the collector's MQTT Receive Maximum (2,000)."""
+
+
+def enrol_hostile(stack: Stack) -> None:
+    """Enrol the hostile unit in the site's registry (a certificate, a key, a broker ACL block
+    once the broker config is made), as a technician would enrol any unit."""
+    jaga(
+        "jaga-provision",
+        "--dir",
+        stack.registry,
+        "device",
+        "add",
+        stack.site,
+        HOSTILE,
+        *HOSTILE_WIRING,
+        "--pin-factory",
+        "mock",
+        "--generate-key",
+    )
+
+
+@dataclass
+class HostileUnit:
+    """A unit whose firmware turned against the site, with its own valid certificate and key.
+
+    Each attack stays within the collector's per-unit budget (`unit_rate_per_s` 50 and a burst
+    of `unit_burst` 500 by default): `burst` messages at once, then `rate_per_s`.
+    """
+
+    stack: Stack
+    rng: random.Random
+    chunks: int = HOSTILE_CHUNKS
+    burst: int = 400
+    rate_per_s: float = 45.0
+    sent: Counter[str] = dataclasses.field(default_factory=Counter)
+    own: list[Event] = dataclasses.field(default_factory=list)
+    """Its own signed events so far, in seq order: what it replays."""
+    _prev: str = GENESIS
+    _ts: int = 0
+    _attacks: int = 0
+
+    @property
+    def unit_topics(self) -> topics.DeviceTopics:
+        return topics.DeviceTopics(self.stack.site, HOSTILE)
+
+    def _key(self) -> PrivateKey:
+        path = self.stack.registry / "devices" / self.stack.site / HOSTILE / "device.key"
+        key = load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+            raise TypeError(f"{path} holds no unit key ({type(key).__name__})")
+        return key
+
+    def _event(self, seq: int, prev: str, ts: int, state: str) -> Event:
+        body = EventBody(
+            id=f"{HOSTILE}-{seq}-{state}-{self.rng.randrange(2**32):08x}",
+            site=self.stack.site,
+            device=HOSTILE,
+            sensor="pintu-maling",
+            kind=Kind.DOOR,
+            state=state,
+            seq=seq,
+            boot_id="hostile",
+            ts=ts,
+            mono_ns=time.monotonic_ns(),
+            clock_synced=True,
+            prev=prev,
+        )
+        return sign(body, self._key())
+
+    def _next_event(self) -> bytes:
+        """A genuine next event of its own chain (stored; replayed by later attacks)."""
+        self._ts = max(time.time_ns(), self._ts + 1)
+        seq = len(self.own) + 1
+        event = self._event(seq, self._prev, self._ts, "open" if seq % 2 else "closed")
+        self._prev = event_hash(event)
+        self.own.append(event)
+        return event.to_json()
+
+    def messages(self) -> list[tuple[str, str, bytes]]:
+        """One attack: (kind, topic, payload) in sending order."""
+        t = self.unit_topics
+        self._attacks += 1
+        out: list[tuple[str, str, bytes]] = [("own-event", t.event, self._next_event())]
+        for i in range(self.chunks):
+            event_id = f"never-{self._attacks}-{i}-{self.rng.randrange(2**32):08x}"
+            header = SnapshotChunk(
+                event=event_id,
+                sha256=self.rng.randbytes(32).hex(),
+                role="still",
+                size=4096,
+                index=0,
+                count=4,
+                offset=0,
+            )
+            payload = header.to_json() + SEPARATOR + self.rng.randbytes(1024)
+            out.append(("first-chunk", t.snapshot(event_id), payload))
+        garbage = [
+            (t.event, self.rng.randbytes(64)),
+            (t.event, b"{}"),
+            (t.heartbeat, b"\xff\xfe not json"),
+            (t.heartbeat, _heartbeat(self.stack.site, uptime_s=2**64)),
+            (t.status, b'{"v": 1, "state": "online"}'),
+            (t.snapshot("garbage"), b"not a chunk"),
+            (f"{t.prefix}/snapshot/..", b'{"v": 1}\n' + self.rng.randbytes(16)),
+        ]
+        out += [("garbage", topic, payload) for topic, payload in garbage]
+        out += [("replay", t.event, e.to_json()) for e in self.own]
+        last = self.own[-1]
+        fork = self._event(last.seq, last.prev, last.ts, "held-open")  # its seq, other content
+        same_time = self._event(last.seq + 1, self._prev, last.ts, "closed")
+        out += [("fork", t.event, fork.to_json()), ("same-time", t.event, same_time.to_json())]
+        out += [("passed-off", t.event, raw) for raw in self._good_events()]
+        return out
+
+    def _good_events(self) -> list[bytes]:
+        """A few of the good units' stored events, as recorded off the wire."""
+        assert self.stack.influx is not None
+        try:
+            rows = self.stack.influx.query(
+                f'SELECT "raw" FROM "event" WHERE "device" <> \'{HOSTILE}\' '
+                "ORDER BY time DESC LIMIT 5",
+                db=DATABASE,
+            )
+        except Exception as exc:  # InfluxDB may be down for another fault: replay nothing
+            log.info("hostile: no good events to pass off (%s)", exc)
+            return []
+        return [str(r["raw"]).encode() for r in rows]
+
+    def attack(self) -> None:
+        """Connect with its certificate, send one attack within its budget, disconnect."""
+        reg = self.stack.registry
+        d = reg / "devices" / self.stack.site / HOSTILE
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=HOSTILE, protocol=mqtt.MQTTv5)
+        client.tls_set(
+            ca_certs=str(reg / "ca" / "ca.crt"),
+            certfile=str(d / "device.crt"),
+            keyfile=str(d / "device.key"),
+        )
+        client.max_inflight_messages_set(100)
+        client.connect("127.0.0.1", self.stack.broker_port)
+        client.loop_start()
+        try:
+            plan = self.messages()
+            start = time.monotonic()
+            last = None
+            for i, (kind, topic, payload) in enumerate(plan):
+                if i >= self.burst:
+                    wait = start + (i - self.burst) / self.rate_per_s - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                last = client.publish(topic, payload, qos=1)
+                self.sent[kind] += 1
+            if last is not None:
+                last.wait_for_publish(60)
+            log.info(
+                "hostile %s: %d messages in %.1f s (%s)",
+                HOSTILE,
+                len(plan),
+                time.monotonic() - start,
+                ", ".join(f"{k} {v}" for k, v in sorted(Counter(k for k, _, _ in plan).items())),
+            )
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+
+def _heartbeat(site: str, **figures: int) -> bytes:
+    beat = {
+        "v": 1,
+        "site": site,
+        "device": HOSTILE,
+        "ts": time.time_ns(),
+        "boot_id": "hostile",
+        "uptime_s": 1,
+        "interval_s": 5,
+        "outbox_depth": 0,
+        "clock_synced": True,
+        "last_seq": 0,
+        "chain_head": GENESIS,
+        **figures,
+    }
+    return json.dumps(beat).encode()
+
+
 # the soak -----------------------------------------------------------------------------------
 
 
@@ -223,9 +427,11 @@ class Faults:
     rng: random.Random
     counts: Counter[str] = dataclasses.field(default_factory=Counter)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    hostile: HostileUnit | None = None
+    """Enrolled (enrol_hostile) and set: its attacks are one of the kinds."""
 
     def kinds(self) -> dict[str, Callable[[], None]]:
-        return {
+        kinds = {
             "broker-restart": self.broker_restart,
             "broker-sigkill": self.broker_kill,
             "collector-restart": self.collector_restart,
@@ -233,6 +439,15 @@ class Faults:
             "influx-pause": self.influx_pause,
             "influx-stop": self.influx_stop,
         }
+        if self.hostile is not None:
+            kinds["hostile-unit"] = self.hostile_attack
+        return kinds
+
+    def hostile_attack(self) -> None:
+        if self.hostile is None:
+            raise RuntimeError("no hostile unit enrolled")
+        log.info("fault: hostile unit %s attacks", HOSTILE)
+        self.hostile.attack()
 
     def inject(self) -> str:
         with self.lock:
@@ -371,16 +586,22 @@ def soak(
     speed: float = 3.0,
     unit_kill_every_s: float = 1.5,
     settle_s: float = 240,
+    hostile: bool = True,
 ) -> tuple[Tally, Counter[str]]:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     units = tuple(faster(u, root / "scenarios", speed) for u in DEMO_UNITS)
     stack = Stack(root, units=units, heartbeat_s=5, broker_port=stable_port())
     faults = Faults(stack, random.Random(seed))
+    if hostile:
+        faults.hostile = HostileUnit(stack, random.Random(seed + 1))
     killer = UnitKiller(faults, unit_kill_every_s)
     try:
         log.info("soak: provisioning and starting the demo fleet in %s", root)
-        stack.provision()
+        stack.provision_registry()
+        if hostile:
+            enrol_hostile(stack)
+        stack.configure_broker()
         stack.start_broker()
         start_influx(stack)
         stack.start_collector()
@@ -416,6 +637,8 @@ def soak(
         # Pictures a broker crash lost must have been asked for and sent again by now.
         missing = stack.collector_cli("evidence", "missing")
         log.info("audit: %s", (missing.stdout.strip().splitlines() or ["(no answer)"])[-1])
+        if faults.hostile is not None and faults.hostile.sent:
+            log.info("%s", hostile_summary(stack, faults.hostile))
         return total(records), faults.counts
     except StartError as exc:
         log.error("soak: a part did not come back: %s", exc)
@@ -423,6 +646,23 @@ def soak(
     finally:
         killer.stop.set()
         stack.stop_all()
+
+
+def hostile_summary(stack: Stack, hostile: HostileUnit) -> str:
+    """What the hostile unit sent, and what the collector made of it (stored or refused)."""
+    assert stack.influx is not None
+    sent = ", ".join(f"{k} {v}" for k, v in sorted(hostile.sent.items()))
+    stored = stored_events(stack, HOSTILE)
+    refused = stack.influx.query(
+        f'SELECT count("detail") FROM "integrity" WHERE "device" = \'{HOSTILE}\' GROUP BY "reason"',
+        db=DATABASE,
+    )
+    reasons = ", ".join(f"{r['reason']} {r['count']}" for r in refused) or "none"
+    return (
+        f"hostile {HOSTILE}: sent {sum(hostile.sent.values())} ({sent}); its own events stored "
+        f"{len({seq for seq, _ in stored})} of {len(hostile.own)} (points {len(stored)}); "
+        f"integrity refusals: {reasons}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -440,6 +680,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help="SIGKILL a random unit about every S seconds, besides the other faults (0: never)",
     )
+    parser.add_argument(
+        "--no-hostile",
+        action="store_true",
+        help="leave the hostile unit out of the fault kinds",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout
@@ -452,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
         seed,
         speed=args.speed,
         unit_kill_every_s=args.unit_kill_every,
+        hostile=not args.no_hostile,
     )
     injected = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
     log.info("soak: injected %d faults: %s", sum(counts.values()), injected)
