@@ -348,7 +348,8 @@ class HostileUnit:
 
     def _good_events(self) -> list[bytes]:
         """A few of the good units' stored events, as recorded off the wire."""
-        assert self.stack.influx is not None
+        if self.stack.influx is None:
+            return []
         try:
             rows = self.stack.influx.query(
                 f'SELECT "raw" FROM "event" WHERE "device" <> \'{HOSTILE}\' '
