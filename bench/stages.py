@@ -34,7 +34,7 @@ from bench.report import Report, Row, parse_args
 from bench.streams import StreamSpec, make_stream
 from broker import points
 from broker.chain import ChainBook
-from broker.collector import default_verify_workers
+from broker.collector.service import default_verify_workers
 from broker.ingest import Accepted, Duplicate, Ingest, SignaturePool
 from protocol import models
 from protocol.models import Event

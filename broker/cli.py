@@ -17,7 +17,7 @@ from broker.web.cli import web_app
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from broker.collector import Collector
+    from broker.collector.service import Collector
     from broker.web.server import WebServer
 
 app = typer.Typer(
@@ -72,7 +72,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the collector until stopped (SIGTERM or Ctrl-C)."""
-    from broker.collector import Collector
+    from broker.collector.service import Collector
     from service.logs import setup_logging
     from service.units import supervise_collector
 

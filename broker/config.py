@@ -105,6 +105,22 @@ class CollectorConfig(Strict):
         description="after an event is stored, how long its pictures may take before the unit "
         "is asked for them again (also the first wait between asks, doubling each time)",
     )
+    evidence_max_mb: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description="the most the evidence store keeps in all; past it pictures are refused "
+        "and a critical evidence-refused alert is raised (events are still stored)",
+    )
+    evidence_unit_max_mb: int = Field(
+        default=2048,
+        ge=1,
+        description="the most pictures one unit may bring into the evidence store",
+    )
+    evidence_min_free_mb: int = Field(
+        default=512,
+        ge=0,
+        description="disk space pictures never take: kept free for events, the spool and logs",
+    )
     registry_dir: Path = Field(description="the provisioning directory (certificates of units)")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig = Field(default_factory=InfluxConfig)
@@ -130,6 +146,7 @@ def load_config(path: Path) -> CollectorConfig:
         update={
             "data_dir": fix(config.data_dir),
             "registry_dir": fix(config.registry_dir),
+            "alerts": config.alerts.model_copy(update={"registry_dir": fix(config.registry_dir)}),
             "mqtt": mqtt,
             "web": config.web.resolved(base) if config.web is not None else None,
         }

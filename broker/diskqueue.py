@@ -67,23 +67,37 @@ class DiskQueue:
     def put(self, meta: str, body: bytes, count: int = 1) -> None:
         self.put_many([(meta, body, count)])
 
-    def peek(self, limit: int = 1) -> list[Item]:
-        """The oldest items, not removed."""
+    def peek(self, limit: int = 1, *, after_id: int = 0) -> list[Item]:
+        """The oldest items (with an id above after_id), not removed."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, meta, body, count, created_ns FROM item ORDER BY id LIMIT ?", (limit,)
+                "SELECT id, meta, body, count, created_ns FROM item WHERE id > ?"
+                " ORDER BY id LIMIT ?",
+                (after_id, limit),
             ).fetchall()
         return [Item(int(r[0]), str(r[1]), bytes(r[2]), int(r[3]), int(r[4])) for r in rows]
 
-    def remove(self, items: list[Item]) -> None:
+    def newest_id(self) -> int:
+        """The id of the newest item (0 when empty): items above an id are still to come."""
+        with self._lock:
+            row = self._db.execute("SELECT coalesce(max(id), 0) FROM item").fetchone()
+        return int(row[0])
+
+    def remove(self, items: list[Item]) -> list[Item]:
+        """Remove items; returns those really removed (an item removed before is not again,
+        and is not counted twice)."""
         if not items:
-            return
+            return []
+        removed: list[Item] = []
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM item WHERE id=?", [(i.id,) for i in items])
+            for item in items:
+                if self._db.execute("DELETE FROM item WHERE id=?", (item.id,)).rowcount:
+                    removed.append(item)
             self._db.execute("COMMIT")
-            self._bytes -= sum(len(i.body) for i in items)
-            self._items -= len(items)
+            self._bytes -= sum(len(i.body) for i in removed)
+            self._items -= len(removed)
+        return removed
 
     def __len__(self) -> int:
         return self._items

@@ -1,16 +1,22 @@
-"""The collector's evidence store: pictures by content hash, and an append-only custody log.
+"""The collector's evidence store: pictures by content hash, with their custody log.
 
 A picture is kept as `<sha256>.jpg`, written atomically (temporary file, fsync, rename), so a
-file that exists is complete and its name is its proof. Every arrival is a line in
-`custody.jsonl` (when, from which unit, for which event, how many bytes), fsynced and never
-rewritten, so an auditor can follow each picture from the unit to the export.
+file that exists is complete and its name is its proof. Only pictures a verified event of
+the same unit signed for are kept (broker.collector.pictures holds the others for a while);
+every arrival is a line of the custody log (broker.custody).
+
+What one unit may keep is bounded (`unit_max_bytes`), and so is the whole store
+(`max_bytes`, and `min_free_bytes` left on the disk): past a bound `put` raises
+EvidenceRefused and the collector goes on storing events — a full disk is an alert, never a
+crash of the loop.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -18,35 +24,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-@dataclass(frozen=True, slots=True)
-class Custody:
-    ts: int
-    sha256: str
-    site: str
-    device: str
-    event_id: str
-    size: int
-    action: str
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "ts": self.ts,
-                "sha256": self.sha256,
-                "site": self.site,
-                "device": self.device,
-                "event_id": self.event_id,
-                "bytes": self.size,
-                "action": self.action,
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        )
-
+from broker.custody import Custody, CustodyLog
+from broker.refs import EventRef, UnitRef
 
 RECHECK_NS = 7 * 24 * 3600 * 1_000_000_000
 """At start, events vouched this recently are checked again for pictures gone from the store."""
+MB = 1024 * 1024
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS picture_vouch (site TEXT NOT NULL, device TEXT NOT NULL,
+    event_id TEXT NOT NULL, sha256 TEXT NOT NULL,
+    PRIMARY KEY (site, device, event_id, sha256)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vouched_event (site TEXT NOT NULL, device TEXT NOT NULL,
+    event_id TEXT NOT NULL, seq INTEGER, vouched_ns INTEGER NOT NULL, missing INTEGER,
+    asks INTEGER NOT NULL DEFAULT 0, last_ask_ns INTEGER,
+    PRIMARY KEY (site, device, event_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vouched_open ON vouched_event(site, device)
+    WHERE missing IS NULL OR missing > 0;
+CREATE TABLE IF NOT EXISTS stored_picture (sha256 TEXT PRIMARY KEY, site TEXT NOT NULL,
+    device TEXT NOT NULL, bytes INTEGER NOT NULL, stored_ns INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS stored_by_unit ON stored_picture(site, device);
+"""
+
+
+class EvidenceRefused(Exception):
+    """A picture was not kept: a quota or the disk is full. The message says which."""
+
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +60,10 @@ class Unfinished:
     """A stored event whose vouched pictures are not all in the store (yet)."""
 
     event_id: str
-    site: str | None
-    device: str | None
-    """None if the collector stopped between vouching and recording the unit: not asked for."""
+    site: str
+    device: str
     seq: int | None
+    """None if the collector stopped between vouching and recording the seq: not asked for."""
     vouched_ns: int
     missing: tuple[str, ...]
     asks: int = 0
@@ -65,18 +71,32 @@ class Unfinished:
     pictures: int = 0
     """How many pictures the event vouched for."""
 
+    @property
+    def ref(self) -> EventRef:
+        return EventRef(self.site, self.device, self.event_id)
+
 
 class EvidenceStore:
     """Content-addressed pictures under `root`, with their custody log.
 
-    Beside the pictures, an index of what verified events vouched for (`vouch`) and, per such
-    event, its unit, when it was vouched, how many of its pictures were missing at the last
-    check and how often the unit was asked for them again (`evidence_event`): the collector's
-    picture-gap state is derived from it, so it survives a restart.
+    Beside the pictures, an index of what verified events vouched for (`vouch`, keyed by the
+    unit and the event) and, per such event, its seq, when it was vouched, how many of its
+    pictures were missing at the last check and how often the unit was asked for them again:
+    the collector's picture-gap state is derived from it, so it survives a restart.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int = 64 * 1024 * MB,
+        unit_max_bytes: int = 2 * 1024 * MB,
+        min_free_bytes: int = 512 * MB,
+    ) -> None:
         self.root = root
+        self.max_bytes = max_bytes
+        self.unit_max_bytes = unit_max_bytes
+        self.min_free_bytes = min_free_bytes
         root.mkdir(parents=True, exist_ok=True)
         self.log_path = root / "custody.jsonl"
         self._lock = threading.Lock()
@@ -84,68 +104,67 @@ class EvidenceStore:
             root / "index.sqlite3", isolation_level=None, check_same_thread=False
         )
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS vouch (event_id TEXT NOT NULL, sha256 TEXT NOT NULL,"
-            " PRIMARY KEY (event_id, sha256)) WITHOUT ROWID"
-        )
-        self._db.executescript(
-            "CREATE TABLE IF NOT EXISTS evidence_event (event_id TEXT PRIMARY KEY, site TEXT,"
-            " device TEXT, seq INTEGER, vouched_ns INTEGER NOT NULL, missing INTEGER,"
-            " asks INTEGER NOT NULL DEFAULT 0, last_ask_ns INTEGER);"
-            "CREATE INDEX IF NOT EXISTS evidence_open ON evidence_event(device)"
-            " WHERE missing IS NULL OR missing > 0;"
-        )
+        self._db.executescript(SCHEMA)
+        self._custody = CustodyLog(self.log_path, root / "custody.sqlite3")
         # Pictures may have left the store while the collector was stopped: check again.
         self._db.execute(
-            "UPDATE evidence_event SET missing=NULL WHERE missing=0 AND vouched_ns >= ?",
+            "UPDATE vouched_event SET missing=NULL WHERE missing=0 AND vouched_ns >= ?",
             (time.time_ns() - RECHECK_NS,),
         )
+        row = self._db.execute("SELECT coalesce(sum(bytes), 0) FROM stored_picture").fetchone()
+        self._bytes = int(row[0])
 
-    def vouch(self, event_id: str, sha256s: tuple[str, ...]) -> None:
-        """A verified, stored event names these pictures as its own."""
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of the pictures kept."""
+        return self._bytes
+
+    @property
+    def torn_custody_lines(self) -> int:
+        return self._custody.torn
+
+    def vouch(self, event: EventRef, sha256s: tuple[str, ...], seq: int | None = None) -> None:
+        """A verified, stored event of this unit names these pictures as its own."""
         with self._lock:
+            self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR IGNORE INTO vouch(event_id, sha256) VALUES (?,?)",
-                [(event_id, s) for s in sha256s],
+                "INSERT OR IGNORE INTO picture_vouch(site, device, event_id, sha256)"
+                " VALUES (?,?,?,?)",
+                [(event.site, event.device, event.event_id, s) for s in sha256s],
             )
             self._db.execute(
-                "INSERT OR IGNORE INTO evidence_event(event_id, vouched_ns) VALUES (?,?)",
-                (event_id, time.time_ns()),
+                "INSERT OR IGNORE INTO vouched_event(site, device, event_id, seq, vouched_ns)"
+                " VALUES (?,?,?,?,?)",
+                (event.site, event.device, event.event_id, seq, time.time_ns()),
             )
+            self._db.execute("COMMIT")
 
-    def note_unit(self, event_id: str, site: str, device: str, seq: int) -> None:
-        """Which unit's event (and seq) vouched: the one to ask if its pictures do not come."""
-        with self._lock:
-            self._db.execute(
-                "UPDATE evidence_event SET site=?, device=?, seq=? WHERE event_id=?",
-                (site, device, seq, event_id),
-            )
-
-    def unfinished(self, device: str | None = None, limit: int = -1) -> list[Unfinished]:
+    def unfinished(self, unit: UnitRef | None = None, limit: int = -1) -> list[Unfinished]:
         """Events (of one unit, or all) whose vouched pictures are not all in the store, checked
         now; events found complete are not checked again. With a limit, events known to miss
         pictures come first, then those not checked yet, oldest first."""
         where = "(missing IS NULL OR missing > 0)"
         args: tuple[str | int, ...] = ()
-        if device is not None:
-            where += " AND device=?"
-            args = (device,)
+        if unit is not None:
+            where += " AND e.site=? AND e.device=?"
+            args = (unit.site, unit.device)
         with self._lock:
             rows = self._db.execute(
-                "SELECT e.event_id, site, device, seq, vouched_ns, asks, last_ask_ns,"
-                " (SELECT group_concat(v.sha256) FROM vouch v WHERE v.event_id=e.event_id)"
-                f" FROM evidence_event e WHERE {where}"
+                "SELECT e.event_id, e.site, e.device, seq, vouched_ns, asks, last_ask_ns,"
+                " (SELECT group_concat(v.sha256) FROM picture_vouch v WHERE v.site=e.site"
+                " AND v.device=e.device AND v.event_id=e.event_id)"
+                f" FROM vouched_event e WHERE {where}"
                 " ORDER BY missing IS NULL, vouched_ns LIMIT ?",
                 (*args, limit),
             ).fetchall()
         out: list[Unfinished] = []
-        counts: list[tuple[int, str]] = []
+        counts: list[tuple[int, str, str, str]] = []
         for event_id, site, dev, seq, vouched_ns, asks, last_ask_ns, shas in rows:
             if shas is None:
                 continue
             hashes = str(shas).split(",")
             missing = tuple(sorted(h for h in hashes if not self.has(h)))
-            counts.append((len(missing), event_id))
+            counts.append((len(missing), site, dev, event_id))
             if missing:
                 out.append(
                     Unfinished(
@@ -161,43 +180,58 @@ class EvidenceStore:
                     )
                 )
         with self._lock:
-            self._db.executemany("UPDATE evidence_event SET missing=? WHERE event_id=?", counts)
+            self._db.executemany(
+                "UPDATE vouched_event SET missing=? WHERE site=? AND device=? AND event_id=?",
+                counts,
+            )
         return out
 
-    def asked(self, event_id: str, now_ns: int) -> None:
+    def asked(self, event: EventRef, now_ns: int) -> None:
         """The unit was asked to send the event's pictures again."""
         with self._lock:
             self._db.execute(
-                "UPDATE evidence_event SET asks=asks+1, last_ask_ns=? WHERE event_id=?",
-                (now_ns, event_id),
+                "UPDATE vouched_event SET asks=asks+1, last_ask_ns=?"
+                " WHERE site=? AND device=? AND event_id=?",
+                (now_ns, event.site, event.device, event.event_id),
             )
 
     def missing_counts(self, older_than_ns: int, max_asks: int) -> tuple[int, int, int]:
         """(events, pictures, events given up) found missing at their last check, of events
         vouched before `older_than_ns` (younger ones may simply be on their way); given up:
-        asked for max_asks times, or of no known unit."""
+        asked for max_asks times, or of no known seq."""
         with self._lock:
             row = self._db.execute(
                 "SELECT count(*), coalesce(sum(missing), 0),"
-                " coalesce(sum(asks >= ? OR device IS NULL), 0) FROM evidence_event"
+                " coalesce(sum(asks >= ? OR seq IS NULL), 0) FROM vouched_event"
                 " WHERE missing > 0 AND vouched_ns < ?",
                 (max_asks, older_than_ns),
             ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
-    def vouched(self, event_id: str, sha256: str) -> bool | None:
-        """Is the picture one its event signed for? None when the event is not known yet."""
+    def vouched(self, event: EventRef, sha256: str) -> bool | None:
+        """Is the picture one this unit's event signed for? None when the event is not known."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT sha256 FROM vouch WHERE event_id=?", (event_id,)
+                "SELECT sha256 FROM picture_vouch WHERE site=? AND device=? AND event_id=?",
+                (event.site, event.device, event.event_id),
             ).fetchall()
         if not rows:
             return None
         return any(r[0] == sha256 for r in rows)
 
+    def unit_bytes(self, unit: UnitRef) -> int:
+        """Bytes of the pictures this unit brought first (what its quota counts)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT coalesce(sum(bytes), 0) FROM stored_picture WHERE site=? AND device=?",
+                (unit.site, unit.device),
+            ).fetchone()
+        return int(row[0])
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._custody.close()
 
     def path(self, sha256: str) -> Path:
         return self.root / f"{sha256}.jpg"
@@ -205,21 +239,71 @@ class EvidenceStore:
     def has(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
-    def put(self, data: bytes, *, site: str, device: str, event_id: str) -> str:
-        """Keep a picture (once per content) and log its arrival; returns its SHA-256."""
+    def put(self, data: bytes, event: EventRef) -> str:
+        """Keep a picture (once per content) and log its arrival; returns its SHA-256.
+        EvidenceRefused when the unit's quota, the store's or the disk is full."""
         sha = hashlib.sha256(data).hexdigest()
         target = self.path(sha)
         with self._lock:
             if not target.exists():
+                self._check_room(event.unit, len(data))
                 tmp = target.with_suffix(f".tmp{os.getpid()}")
-                with tmp.open("wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-                _fsync_dir(self.root)
-            self._log(Custody(time.time_ns(), sha, site, device, event_id, len(data), "received"))
+                try:
+                    with tmp.open("wb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, target)
+                    _fsync_dir(self.root)
+                except OSError as exc:
+                    tmp.unlink(missing_ok=True)
+                    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                    raise EvidenceRefused(
+                        f"cannot write picture {sha} to {self.root}: {exc.strerror or exc}",
+                        disk_full=full,
+                    ) from None
+                self._db.execute(
+                    "INSERT OR IGNORE INTO stored_picture(sha256, site, device, bytes, stored_ns)"
+                    " VALUES (?,?,?,?,?)",
+                    (sha, event.site, event.device, len(data), time.time_ns()),
+                )
+                self._bytes += len(data)
+        entry = Custody(
+            time.time_ns(), sha, event.site, event.device, event.event_id, len(data), "received"
+        )
+        try:
+            self._custody.append(entry)
+        except OSError as exc:
+            raise EvidenceRefused(
+                f"picture {sha} kept, but its custody line could not be written: "
+                f"{exc.strerror or exc}",
+                disk_full=exc.errno in (errno.ENOSPC, errno.EDQUOT),
+            ) from None
         return sha
+
+    def _check_room(self, unit: UnitRef, size: int) -> None:
+        if self._bytes + size > self.max_bytes:
+            raise EvidenceRefused(
+                f"the evidence store holds {self._bytes // MB} MiB, its limit is "
+                f"{self.max_bytes // MB} MiB (evidence_max_mb in collector.toml)",
+                disk_full=True,
+            )
+        row = self._db.execute(
+            "SELECT coalesce(sum(bytes), 0) FROM stored_picture WHERE site=? AND device=?",
+            (unit.site, unit.device),
+        ).fetchone()
+        if int(row[0]) + size > self.unit_max_bytes:
+            raise EvidenceRefused(
+                f"{unit} has {int(row[0]) // MB} MiB of pictures, its limit is "
+                f"{self.unit_max_bytes // MB} MiB (evidence_unit_max_mb in collector.toml)"
+            )
+        free = shutil.disk_usage(self.root).free
+        if free - size < self.min_free_bytes:
+            raise EvidenceRefused(
+                f"only {free // MB} MiB free on the disk of {self.root}; "
+                f"{self.min_free_bytes // MB} MiB are kept free for events",
+                disk_full=True,
+            )
 
     def verify(self, sha256: str) -> bool:
         """The stored file still hashes to its name."""
@@ -229,20 +313,16 @@ class EvidenceStore:
             return False
         return hashlib.sha256(data).hexdigest() == sha256
 
-    def custody(self, *, event_id: str | None = None) -> list[dict[str, Any]]:
-        """Custody lines, optionally only those of one event."""
-        try:
-            lines = self.log_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        out = [json.loads(line) for line in lines if line.strip()]
-        return [c for c in out if event_id is None or c["event_id"] == event_id]
-
-    def _log(self, entry: Custody) -> None:
-        with self.log_path.open("a", encoding="utf-8") as fh:
-            fh.write(entry.to_json() + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+    def custody(
+        self,
+        *,
+        event_id: str | None = None,
+        sha256: str | None = None,
+        site: str | None = None,
+        device: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Custody lines (indexed), filtered by what is given."""
+        return self._custody.lines(event_id=event_id, sha256=sha256, site=site, device=device)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from broker.evidence import EvidenceStore, Unfinished
+from broker.refs import EventRef, UnitRef
 
 log = logging.getLogger("jaga.collector.evidence")
 
@@ -59,44 +60,45 @@ class EvidencePlanner:
     max_asks: int = 5
     per_device: int = 8
     """Events asked for per unit in one round (each is one command)."""
-    _empty_at: dict[str, int] = field(default_factory=dict)
+    _empty_at: dict[UnitRef, int] = field(default_factory=dict)
     """Per unit, when a heartbeat last reported an empty outbox (collector's clock)."""
 
-    def on_heartbeat(self, device: str, outbox_depth: int, now_ns: int) -> None:
+    def on_heartbeat(self, unit: UnitRef, outbox_depth: int, now_ns: int) -> None:
         if outbox_depth == 0:
-            self._empty_at[device] = now_ns
+            self._empty_at[unit] = now_ns
 
     def backoff_ns(self, asks: int) -> int:
         """Wait after the asks-th ask before the next: grace, then twice that, and so on."""
         return self.grace_ns << max(0, asks - 1)
 
     def given_up(self, u: Unfinished) -> bool:
-        """Never to be asked for (again): asked max_asks times, or of no known unit."""
-        return u.device is None or u.seq is None or u.asks >= self.max_asks
+        """Never to be asked for (again): asked max_asks times, or of no known seq."""
+        return u.seq is None or u.asks >= self.max_asks
 
     def lost(self, u: Unfinished, now_ns: int) -> bool:
         """Given up, and the answer to the last ask has had its time to come."""
-        if u.device is None or u.seq is None:
+        if u.seq is None:
             return True
         waited = u.last_ask_ns is not None and now_ns - u.last_ask_ns >= self.backoff_ns(u.asks)
         return self.given_up(u) and waited
 
     def due(self, unfinished: Iterable[Unfinished], now_ns: int) -> list[EvidenceAsk]:
         asks: list[EvidenceAsk] = []
-        per_device: dict[str, int] = {}
+        per_device: dict[UnitRef, int] = {}
         for u in sorted(unfinished, key=lambda u: u.vouched_ns):
-            if u.device is None or u.site is None or u.seq is None or self.given_up(u):
+            if u.seq is None or self.given_up(u):
                 continue
             if now_ns - u.vouched_ns < self.grace_ns:
                 continue  # may simply be on its way
             since = max(u.vouched_ns, u.last_ask_ns or 0)
-            if self._empty_at.get(u.device, -1) <= since:
+            unit = UnitRef(u.site, u.device)
+            if self._empty_at.get(unit, -1) <= since:
                 continue  # no empty outbox reported since: it may still be uploading
             if u.last_ask_ns is not None and now_ns - u.last_ask_ns < self.backoff_ns(u.asks):
                 continue
-            if per_device.get(u.device, 0) >= self.per_device:
+            if per_device.get(unit, 0) >= self.per_device:
                 continue
-            per_device[u.device] = per_device.get(u.device, 0) + 1
+            per_device[unit] = per_device.get(unit, 0) + 1
             asks.append(
                 EvidenceAsk(u.site, u.device, u.seq, u.event_id, len(u.missing), u.asks + 1)
             )
@@ -110,22 +112,18 @@ class EvidenceGaps:
         self.store = store
         self.planner = planner or EvidencePlanner()
         self.summary = GapSummary(0, 0, 0)
-        self._reported: set[str] = set()
+        self._reported: set[EventRef] = set()
 
-    def on_event(self, event_id: str, site: str, device: str, seq: int) -> None:
-        """A stored event vouched for pictures: remember whose they are."""
-        self.store.note_unit(event_id, site, device, seq)
-
-    def on_heartbeat(self, device: str, outbox_depth: int, now_ns: int) -> list[EvidenceAsk]:
+    def on_heartbeat(self, unit: UnitRef, outbox_depth: int, now_ns: int) -> list[EvidenceAsk]:
         """A unit's heartbeat: check its unfinished events, and say which to ask for again."""
-        self.planner.on_heartbeat(device, outbox_depth, now_ns)
-        unfinished = self.store.unfinished(device, limit=CHECK_LIMIT)
+        self.planner.on_heartbeat(unit, outbox_depth, now_ns)
+        unfinished = self.store.unfinished(unit, limit=CHECK_LIMIT)
         asks = self.planner.due(unfinished, now_ns)
         for ask in asks:
-            self.store.asked(ask.event_id, now_ns)
+            self.store.asked(EventRef(ask.site, ask.device, ask.event_id), now_ns)
         for u in unfinished:
-            if self.planner.lost(u, now_ns) and u.event_id not in self._reported:
-                self._reported.add(u.event_id)
+            if self.planner.lost(u, now_ns) and u.ref not in self._reported:
+                self._reported.add(u.ref)
                 log.error(
                     "%s/%s seq %s: %d of %d pictures of event %s never arrived; "
                     "stopped asking the unit after %d attempts",

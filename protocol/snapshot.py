@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -167,6 +168,52 @@ class Assembled:
     data: bytes
 
 
+def open_chunk(
+    event_id: str, payload: bytes, max_file_bytes: int = MAX_FILE_BYTES
+) -> tuple[SnapshotChunk, bytes]:
+    """Header and bytes of a chunk that arrived on snapshot/<event_id>, checked on its own."""
+    header, data = unpack(payload)
+    if header.event != event_id:
+        raise ChunkError(f"chunk of event {header.event} arrived on the topic of {event_id}")
+    if header.size > max_file_bytes:
+        raise ChunkError(f"picture of {header.size} bytes is over {max_file_bytes}")
+    if not data or header.offset + len(data) > header.size:
+        raise ChunkError(
+            f"chunk {header.index} has {len(data)} bytes at {header.offset}"
+            f" of a {header.size}-byte picture"
+        )
+    return header, data
+
+
+def check_sibling(first: SnapshotChunk, header: SnapshotChunk) -> None:
+    """A chunk must agree with the first chunk of its picture on size, count and role."""
+    if (header.size, header.count, header.role) != (first.size, first.count, first.role):
+        raise ChunkError(
+            f"chunk {header.index} of {header.sha256} disagrees with chunk "
+            f"{first.index} on size, count or role"
+        )
+
+
+def assemble(first: SnapshotChunk, pieces: Mapping[int, tuple[int, bytes]]) -> Assembled:
+    """The whole picture from all its (offset, bytes) pieces by index, checked against the
+    size and SHA-256 its chunks announced (ChunkError otherwise)."""
+    expected = 0
+    parts = []
+    for index in range(first.count):
+        offset, data = pieces[index]
+        if offset != expected:
+            raise ChunkError(f"chunk {index} of {first.sha256} starts at {offset}, not {expected}")
+        parts.append(data)
+        expected += len(data)
+    whole = b"".join(parts)
+    if len(whole) != first.size:
+        raise ChunkError(f"{first.sha256}: chunks add up to {len(whole)} bytes, not {first.size}")
+    actual = hashlib.sha256(whole).hexdigest()
+    if actual != first.sha256:
+        raise ChunkError(f"picture announced as {first.sha256} hashes to {actual}")
+    return Assembled(first.event, first.sha256, first.role, whole)
+
+
 @dataclass
 class _Partial:
     first: SnapshotChunk
@@ -197,28 +244,14 @@ class Reassembler:
 
     def feed(self, event_id: str, payload: bytes) -> Assembled | None:
         """One message from snapshot/<event_id>; the picture once its last chunk is in."""
-        header, data = unpack(payload)
-        if header.event != event_id:
-            raise ChunkError(f"chunk of event {header.event} arrived on the topic of {event_id}")
-        if header.size > self.max_file_bytes:
-            raise ChunkError(f"picture of {header.size} bytes is over {self.max_file_bytes}")
-        if not data or header.offset + len(data) > header.size:
-            raise ChunkError(
-                f"chunk {header.index} has {len(data)} bytes at {header.offset}"
-                f" of a {header.size}-byte picture"
-            )
+        header, data = open_chunk(event_id, payload, self.max_file_bytes)
         key = (header.event, header.sha256)
         if key in self._done:
             return None  # a late duplicate of a picture already delivered whole
         partial = self._partials.get(key)
         if partial is None:
             partial = self._partials[key] = _Partial(header, {})
-        first = partial.first
-        if (header.size, header.count, header.role) != (first.size, first.count, first.role):
-            raise ChunkError(
-                f"chunk {header.index} of {header.sha256} disagrees with chunk "
-                f"{first.index} on size, count or role"
-            )
+        check_sibling(partial.first, header)
         seen = partial.pieces.get(header.index)
         if seen is not None:
             if seen != (header.offset, data):
@@ -229,7 +262,7 @@ class Reassembler:
         partial.pieces[header.index] = (header.offset, data)
         partial.nbytes += len(data)
         self._pending_bytes += len(data)
-        if len(partial.pieces) == first.count:
+        if len(partial.pieces) == partial.first.count:
             return self._finish(key, partial)
         self._bound()
         return None
@@ -240,26 +273,7 @@ class Reassembler:
         self._done[key] = None
         while len(self._done) > DONE_REMEMBERED:
             self._done.popitem(last=False)
-        first = partial.first
-        expected = 0
-        parts = []
-        for index in range(first.count):
-            offset, data = partial.pieces[index]
-            if offset != expected:
-                raise ChunkError(
-                    f"chunk {index} of {first.sha256} starts at {offset}, not {expected}"
-                )
-            parts.append(data)
-            expected += len(data)
-        whole = b"".join(parts)
-        if len(whole) != first.size:
-            raise ChunkError(
-                f"{first.sha256}: chunks add up to {len(whole)} bytes, not {first.size}"
-            )
-        actual = hashlib.sha256(whole).hexdigest()
-        if actual != first.sha256:
-            raise ChunkError(f"picture announced as {first.sha256} hashes to {actual}")
-        return Assembled(first.event, first.sha256, first.role, whole)
+        return assemble(partial.first, partial.pieces)
 
     def _bound(self) -> None:
         while self._pending_bytes > self.max_pending_bytes and self._partials:

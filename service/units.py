@@ -26,7 +26,7 @@ from service.watchdog import Watchdog, watchdog_period
 
 if TYPE_CHECKING:
     from agent.app import Agent
-    from broker.collector import Collector
+    from broker.collector.service import Collector
 
 AGENT_STALL_FLOOR_S = 5.0
 """The agent's loop waits at most 1 s per turn; a burst of fsynced events may take a few."""

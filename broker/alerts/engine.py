@@ -348,6 +348,14 @@ class AlertEngine:
         txn.signals(rules.integrity(issue, now))
         return self._commit(txn)
 
+    def on_evidence_refused(
+        self, site: str, device: str, detail: str, disk_full: bool, now: int
+    ) -> Changes:
+        """A picture a unit signed could not be kept (broker.evidence.EvidenceRefused)."""
+        txn = _Txn(self, now)
+        txn.signals([rules.evidence_refused(site, device, detail, disk_full, now)])
+        return self._commit(txn)
+
     def on_gap(
         self, site: str, device: str, first: int, last: int, change: str, now: int
     ) -> Changes:

@@ -41,6 +41,7 @@ class Rule(StrEnum):
     PATROL_MISSED = "patrol-missed"
     CAMERA_FAULT = "camera-fault"
     UNIT_HEALTH = "unit-health"
+    EVIDENCE_REFUSED = "evidence-refused"
 
 
 SEVERITY: dict[Rule, Severity] = {
@@ -53,6 +54,7 @@ SEVERITY: dict[Rule, Severity] = {
     Rule.PATROL_MISSED: Severity.WARNING,
     Rule.CAMERA_FAULT: Severity.WARNING,
     Rule.UNIT_HEALTH: Severity.WARNING,
+    Rule.EVIDENCE_REFUSED: Severity.CRITICAL,
 }
 
 
@@ -580,3 +582,16 @@ def _cpu(hb: Heartbeat, limits: Thresholds, hot: bool) -> tuple[bool | None, str
     if hot and hb.cpu_temp_c > limits.cpu_hot_c - limits.cpu_hysteresis_c:
         return None, detail
     return False, detail
+
+
+def evidence_refused(site: str, device: str, detail: str, disk_full: bool, now: int) -> Raise:
+    """The collector could not keep a picture a unit signed: its disk (or the store's bound)
+    is full, or the unit is over its quota. Latched: someone must make room and resolve it."""
+    what = "disk-full" if disk_full else "quota"
+    key = AlertKey(Rule.EVIDENCE_REFUSED, site, device, what)
+    title = (
+        f"Evidence not kept: the collector's disk is full ({site}/{device})"
+        if disk_full
+        else f"Evidence not kept: {site}/{device} is over its picture quota"
+    )
+    return Raise(key, title, detail[:200], now, latched=True)

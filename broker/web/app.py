@@ -417,8 +417,9 @@ class GuardPost:
         sha = m.group(1)
         sites = self.state.picture_sites(sha)
         if not any(me.can_see(s) for s in sites):
-            custody = await run_in_threadpool(self.evidence.custody)
-            sites = {str(c["site"]) for c in custody if c.get("sha256") == sha}
+            store = self.evidence
+            custody = await run_in_threadpool(lambda: store.custody(sha256=sha))
+            sites = {str(c["site"]) for c in custody}
         path = self.evidence.path(sha)
         if not any(me.can_see(s) for s in sites) or not path.is_file():
             return Response(status_code=404)

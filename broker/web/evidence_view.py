@@ -27,7 +27,14 @@ class Evidence(Protocol):
 
     def verify(self, sha256: str) -> bool: ...
 
-    def custody(self, *, event_id: str | None = None) -> list[dict[str, Any]]: ...
+    def custody(
+        self,
+        *,
+        event_id: str | None = None,
+        sha256: str | None = None,
+        site: str | None = None,
+        device: str | None = None,
+    ) -> list[dict[str, Any]]: ...
 
 
 class EventSource(Protocol):
@@ -95,7 +102,11 @@ def build(
         c for c in caused if c.snapshot_sha256
     ]
     ids = [event_id] + [c.id for c in caused if c.id != event_id]
-    custody = [c for i in ids for c in (store.custody(event_id=i) if store is not None else [])]
+    # Event ids are the units' own: with the event known, only its unit's lines are its own.
+    unit = {"site": event.site, "device": event.device} if event is not None else {}
+    custody = [
+        c for i in ids for c in (store.custody(event_id=i, **unit) if store is not None else [])
+    ]
     live = [p for i in ids for p in state.pictures_of(i)]
     site = (
         event.site

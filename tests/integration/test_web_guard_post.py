@@ -36,6 +36,7 @@ from broker.alerts import lifecycle
 from broker.alerts.rules import AlertKey, Raise, Rule
 from broker.evidence import EvidenceStore
 from broker.influxql import InfluxQL
+from broker.refs import EventRef
 from broker.web.app import create_app
 from broker.web.config import WebConfig
 from broker.web.lookup import InfluxEvents
@@ -137,9 +138,7 @@ class PageFeed:
         elif channel is topics.Channel.SNAPSHOT:
             done = self.pictures.feed(where.arg or "", payload)
             if done is not None:
-                sha = self.store.put(
-                    done.data, site=where.site, device=where.device, event_id=done.event
-                )
+                sha = self.store.put(done.data, EventRef(where.site, where.device, done.event))
                 self.state.on_picture(done.event, sha, where.site, where.device, done.role)
 
     def last_door_open(self, device: str, after: float = 0) -> Event | None:
@@ -172,7 +171,8 @@ class Collector:
     """Publishes what the alert engine would, retained, as the collector identity."""
 
     def __init__(self, stack: Stack, feed: PageFeed) -> None:
-        self.client = mqtt_client(stack, "collector-main", "test-web-alerts")
+        # Its own collector identity: with the collector's it would kick the running collector.
+        self.client = mqtt_client(stack, "collector-guard-post", "test-web-alerts")
         self.feed = feed
         self.acks: list[tuple[str, str]] = []
 
@@ -289,6 +289,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: Path) -> Iterator[S
     root = tmp_path_factory.mktemp("guard-post")
     stack = Stack(root, units=DEMO_UNITS, registry_dir=registry, heartbeat_s=2)
     stack.configure_broker()
+    stack.collector_identity("guard-post")
     units: dict[str, LiveAgent] = {}
     feed: PageFeed | None = None
     collector: Collector | None = None

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from broker.collector import Collector, Inbound, default_verify_workers
+from broker.collector.inbound import Inbound
+from broker.collector.service import Collector, default_verify_workers
 from broker.config import CollectorConfig, InfluxConfig
 from broker.influx import InfluxWriter, Record, to_lines
 from devstack.forwarder import V2WriteForwarder
@@ -116,7 +117,7 @@ def collector(tmp_path: Path, influx_url: str) -> Iterator[tuple[Collector, Jour
     journal = Journal()
     writer = RecordingWriter(config.influx, journal)
     c = Collector(config, Keys(), writer=writer, verify_workers=2)
-    ack, publish = c._client.ack, c._client.publish
+    ack, publish = c.session._client.ack, c.session._client.publish
 
     def recorded_ack(mid: int, qos: int) -> Any:
         journal.add("ack", mid)
@@ -126,8 +127,8 @@ def collector(tmp_path: Path, influx_url: str) -> Iterator[tuple[Collector, Jour
         journal.add("publish", (topic, payload))
         return publish(topic, payload, qos, retain)
 
-    c._client.ack = recorded_ack  # type: ignore[method-assign]
-    c._client.publish = recorded_publish  # type: ignore[method-assign,assignment]
+    c.session._client.ack = recorded_ack  # type: ignore[method-assign]
+    c.session._client.publish = recorded_publish  # type: ignore[method-assign,assignment]
     try:
         yield c, journal
     finally:
@@ -148,7 +149,7 @@ def test_pipelined_batches_are_stored_in_order_and_acked_once_after_their_write(
             messages.append((DeviceTopics(SITE, "pintu-1").event, streams["pintu-1"][50]))
             messages.append((DeviceTopics(SITE, "pintu-1").event, forged.to_json()))
     for mid, (topic, payload) in enumerate(messages, start=1):
-        c.inbox.put(Inbound(topic, payload, mid, 1, time.time_ns()))
+        c.inbox.put(Inbound.arrived(topic, payload, mid, 1, time.time_ns()))
     stop = threading.Event()
     loop = threading.Thread(target=c._loop, args=(stop,))
     loop.start()

@@ -18,6 +18,7 @@ from agent.camera.store import EvidenceStore as UnitStore
 from agent.outbox import NewEvent, Outbox
 from broker.evidence import EvidenceStore, Unfinished
 from broker.evidence_gaps import EvidenceGaps, EvidencePlanner
+from broker.refs import EventRef, UnitRef
 from protocol import models
 from protocol.models import Event, Kind
 from protocol.signing import sign
@@ -152,10 +153,9 @@ def test_an_event_is_unfinished_until_every_picture_it_vouched_for_is_stored(
     evidence: EvidenceStore,
 ) -> None:
     (a, da), (b, db) = pic("a"), pic("b")
-    evidence.vouch("ev1", (a, b))
-    evidence.note_unit("ev1", "gudang-3", "pintu-1", 7)
-    evidence.put(da, site="gudang-3", device="pintu-1", event_id="ev1")
-    [u] = evidence.unfinished("pintu-1")
+    evidence.vouch(EventRef("gudang-3", "pintu-1", "ev1"), (a, b), 7)
+    evidence.put(da, EventRef("gudang-3", "pintu-1", "ev1"))
+    [u] = evidence.unfinished(UnitRef("gudang-3", "pintu-1"))
     assert (u.event_id, u.site, u.device, u.seq, u.missing, u.pictures) == (
         "ev1",
         "gudang-3",
@@ -164,14 +164,14 @@ def test_an_event_is_unfinished_until_every_picture_it_vouched_for_is_stored(
         (b,),
         2,
     )
-    assert evidence.unfinished("another-unit") == []
-    evidence.asked("ev1", 123)
+    assert evidence.unfinished(UnitRef("gudang-3", "another-unit")) == []
+    evidence.asked(EventRef("gudang-3", "pintu-1", "ev1"), 123)
     [u] = evidence.unfinished()
     assert (u.asks, u.last_ask_ns) == (1, 123)
     assert evidence.missing_counts(u.vouched_ns + 1, max_asks=5) == (1, 1, 0)
     assert evidence.missing_counts(u.vouched_ns + 1, max_asks=1) == (1, 1, 1)
     assert evidence.missing_counts(u.vouched_ns, max_asks=5) == (0, 0, 0)  # too young
-    evidence.put(db, site="gudang-3", device="pintu-1", event_id="ev1")
+    evidence.put(db, EventRef("gudang-3", "pintu-1", "ev1"))
     assert evidence.unfinished() == []
     assert evidence.missing_counts(u.vouched_ns + 1, max_asks=5) == (0, 0, 0)
 
@@ -181,26 +181,25 @@ def test_after_a_restart_recent_events_are_checked_again_and_asks_are_remembered
 ) -> None:
     (a, da) = pic("a")
     store = EvidenceStore(tmp_path / "evidence")
-    store.vouch("ev1", (a,))
-    store.note_unit("ev1", "gudang-3", "pintu-1", 3)
-    store.put(da, site="gudang-3", device="pintu-1", event_id="ev1")
-    store.asked("ev1", 5)
+    store.vouch(EventRef("gudang-3", "pintu-1", "ev1"), (a,), 3)
+    store.put(da, EventRef("gudang-3", "pintu-1", "ev1"))
+    store.asked(EventRef("gudang-3", "pintu-1", "ev1"), 5)
     assert store.unfinished() == []  # complete: not checked again while running
     store.close()
     store.path(a).unlink()  # the collector's copy is gone while it was stopped
     again = EvidenceStore(tmp_path / "evidence")
-    [u] = again.unfinished("pintu-1")
+    [u] = again.unfinished(UnitRef("gudang-3", "pintu-1"))
     assert u.missing == (a,) and u.asks == 1 and u.last_ask_ns == 5
     again.close()
 
 
-def test_an_event_whose_unit_was_never_recorded_is_reported_but_never_asked_for(
+def test_an_event_vouched_without_its_seq_is_reported_but_never_asked_for(
     evidence: EvidenceStore,
 ) -> None:
-    # The collector stopped between vouching for the pictures and recording the unit.
-    evidence.vouch("ev1", (pic("a")[0],))
+    # Nothing to name in a resend: such an event can only be reported.
+    evidence.vouch(EventRef("gudang-3", "pintu-1", "ev1"), (pic("a")[0],))
     [u] = evidence.unfinished()
-    assert u.event_id == "ev1" and u.device is None and u.seq is None
+    assert u.event_id == "ev1" and u.device == "pintu-1" and u.seq is None
     assert EvidencePlanner().given_up(u)
     assert EvidencePlanner(grace_ns=0).due([u], 4 * 10**18) == []
     assert evidence.missing_counts(4 * 10**18, max_asks=5) == (1, 1, 1)
@@ -225,13 +224,15 @@ def unfinished(
 def test_pictures_are_not_missing_before_the_grace_time_nor_while_the_unit_is_uploading() -> None:
     planner = EvidencePlanner(grace_ns=120 * S)
     u = unfinished(vouched_ns=1000 * S)
-    planner.on_heartbeat("pintu-1", 0, 1010 * S)
+    planner.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, 1010 * S)
     assert planner.due([u], 1119 * S) == []  # too soon after the event
     uploading = EvidencePlanner(grace_ns=120 * S)
-    uploading.on_heartbeat("pintu-1", 0, 999 * S)  # an empty outbox before the event says nothing
-    uploading.on_heartbeat("pintu-1", 40, 1130 * S)
+    uploading.on_heartbeat(
+        UnitRef("gudang-3", "pintu-1"), 0, 999 * S
+    )  # an empty outbox before the event says nothing
+    uploading.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 40, 1130 * S)
     assert uploading.due([u], 1200 * S) == []
-    uploading.on_heartbeat("pintu-1", 0, 1210 * S)
+    uploading.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, 1210 * S)
     assert len(uploading.due([u], 1210 * S)) == 1
     [ask] = planner.due([u], 1120 * S)
     assert (ask.site, ask.device, ask.seq, ask.event_id, ask.missing, ask.attempt) == (
@@ -246,21 +247,21 @@ def test_pictures_are_not_missing_before_the_grace_time_nor_while_the_unit_is_up
 
 def test_asks_back_off_need_a_fresh_empty_outbox_and_stop_after_max_asks() -> None:
     planner = EvidencePlanner(grace_ns=100 * S, max_asks=3)
-    planner.on_heartbeat("pintu-1", 0, 200 * S)
+    planner.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, 200 * S)
     # Asked once at 200 s: the next needs an empty outbox after the ask and 100 s.
     u = unfinished(asks=1, last_ask_ns=200 * S)
     assert planner.due([u], 400 * S) == []  # no empty outbox seen since the ask
-    planner.on_heartbeat("pintu-1", 0, 250 * S)
+    planner.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, 250 * S)
     assert planner.due([u], 299 * S) == []
     assert [a.attempt for a in planner.due([u], 300 * S)] == [2]
     # Asked twice, last at 300 s: the wait doubles to 200 s.
     u = unfinished(asks=2, last_ask_ns=300 * S)
-    planner.on_heartbeat("pintu-1", 0, 310 * S)
+    planner.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, 310 * S)
     assert planner.due([u], 499 * S) == []
     assert [a.attempt for a in planner.due([u], 500 * S)] == [3]
     # Three asks: given up, never asked again, counted as such.
     u = unfinished(asks=3, last_ask_ns=500 * S)
-    planner.on_heartbeat("pintu-1", 0, 510 * S)
+    planner.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, 510 * S)
     assert planner.given_up(u) and planner.due([u], 10_000 * S) == []
     # Lost once the last ask has had its time (400 s) to be answered.
     assert not planner.lost(u, 899 * S) and planner.lost(u, 900 * S)
@@ -269,8 +270,8 @@ def test_asks_back_off_need_a_fresh_empty_outbox_and_stop_after_max_asks() -> No
 
 def test_each_unit_is_asked_for_a_bounded_number_of_events_per_round_oldest_first() -> None:
     planner = EvidencePlanner(grace_ns=10 * S, per_device=2)
-    planner.on_heartbeat("pintu-1", 0, 100 * S)
-    planner.on_heartbeat("pintu-2", 0, 100 * S)
+    planner.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, 100 * S)
+    planner.on_heartbeat(UnitRef("gudang-3", "pintu-2"), 0, 100 * S)
     events = [unfinished(f"ev{i}", vouched_ns=(50 - i) * S) for i in range(4)]
     events.append(unfinished("other", device="pintu-2", vouched_ns=60 * S))
     asks = planner.due(events, 100 * S)
@@ -282,18 +283,17 @@ def test_the_gap_watch_asks_through_the_store_and_a_restart_does_not_reset_the_a
 ) -> None:
     a, _ = pic("a")
     store = EvidenceStore(tmp_path / "evidence")
-    store.vouch("ev1", (a,))
+    store.vouch(EventRef("gudang-3", "pintu-1", "ev1"), (a,), 7)
     watch = EvidenceGaps(store, EvidencePlanner(grace_ns=1))
-    watch.on_event("ev1", "gudang-3", "pintu-1", 7)
     now = 4 * 10**18
-    [ask] = watch.on_heartbeat("pintu-1", 0, now)
+    [ask] = watch.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, now)
     assert (ask.seq, ask.attempt) == (7, 1)
-    assert watch.on_heartbeat("pintu-2", 0, now) == []
+    assert watch.on_heartbeat(UnitRef("gudang-3", "pintu-2"), 0, now) == []
     assert watch.refresh(now).events == 1
     store.close()
     store = EvidenceStore(tmp_path / "evidence")
     watch = EvidenceGaps(store, EvidencePlanner(grace_ns=1))
-    [ask] = watch.on_heartbeat("pintu-1", 0, now + 10)
+    [ask] = watch.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, now + 10)
     assert ask.attempt == 2
     summary = watch.refresh(now + 10)
     assert (summary.events, summary.pictures) == (1, 1)
@@ -303,37 +303,34 @@ def test_the_gap_watch_asks_through_the_store_and_a_restart_does_not_reset_the_a
 def test_a_bounded_check_takes_events_known_to_miss_pictures_before_unchecked_ones(
     evidence: EvidenceStore,
 ) -> None:
+    unit = UnitRef("gudang-3", "pintu-1")
     for i in range(3):
-        evidence.vouch(f"ev{i}", (pic(f"p{i}")[0],))
-        evidence.note_unit(f"ev{i}", "gudang-3", "pintu-1", i + 1)
-    assert [u.event_id for u in evidence.unfinished("pintu-1", limit=1)] == ["ev0"]
-    assert [u.event_id for u in evidence.unfinished("pintu-1", limit=2)] == ["ev0", "ev1"]
-    evidence.vouch("ev9", (pic("p9")[0],))  # newer, not checked yet
-    evidence.note_unit("ev9", "gudang-3", "pintu-1", 9)
+        evidence.vouch(EventRef("gudang-3", "pintu-1", f"ev{i}"), (pic(f"p{i}")[0],), i + 1)
+    assert [u.event_id for u in evidence.unfinished(unit, limit=1)] == ["ev0"]
+    assert [u.event_id for u in evidence.unfinished(unit, limit=2)] == ["ev0", "ev1"]
+    evidence.vouch(EventRef("gudang-3", "pintu-1", "ev9"), (pic("p9")[0],), 9)  # not checked yet
     sha, data = pic("p0")
-    evidence.put(data, site="gudang-3", device="pintu-1", event_id="ev0")
+    evidence.put(data, EventRef("gudang-3", "pintu-1", "ev0"))
     # ev0 and ev1 were found missing, ev2 and ev9 never checked: ev0 (complete now) and ev1.
-    assert [u.event_id for u in evidence.unfinished("pintu-1", limit=2)] == ["ev1"]
-    assert [u.event_id for u in evidence.unfinished("pintu-1")] == ["ev1", "ev2", "ev9"]
-    evidence.vouch("ev10", (pic("p10")[0],))
-    evidence.note_unit("ev10", "gudang-3", "pintu-1", 10)
-    assert [u.event_id for u in evidence.unfinished("pintu-1", limit=3)] == ["ev1", "ev2", "ev9"]
+    assert [u.event_id for u in evidence.unfinished(unit, limit=2)] == ["ev1"]
+    assert [u.event_id for u in evidence.unfinished(unit)] == ["ev1", "ev2", "ev9"]
+    evidence.vouch(EventRef("gudang-3", "pintu-1", "ev10"), (pic("p10")[0],), 10)
+    assert [u.event_id for u in evidence.unfinished(unit, limit=3)] == ["ev1", "ev2", "ev9"]
     assert sha not in {m for u in evidence.unfinished() for m in u.missing}
 
 
 def test_a_picture_still_missing_after_the_last_ask_is_reported_lost_once(
     evidence: EvidenceStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    evidence.vouch("ev1", (pic("a")[0],))
+    evidence.vouch(EventRef("gudang-3", "pintu-1", "ev1"), (pic("a")[0],), 7)
     watch = EvidenceGaps(evidence, EvidencePlanner(grace_ns=10 * S, max_asks=1))
-    watch.on_event("ev1", "gudang-3", "pintu-1", 7)
     now = 4 * 10**18
-    assert len(watch.on_heartbeat("pintu-1", 0, now)) == 1
+    assert len(watch.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, now)) == 1
     with caplog.at_level(logging.ERROR, logger="jaga.collector.evidence"):
-        assert watch.on_heartbeat("pintu-1", 0, now + 9 * S) == []
+        assert watch.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, now + 9 * S) == []
         assert not caplog.records  # the answer may still be on its way
         for t in (10, 20, 30):
-            assert watch.on_heartbeat("pintu-1", 0, now + t * S) == []
+            assert watch.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, now + t * S) == []
     [lost] = caplog.records
     assert "1 of 1 pictures of event ev1 never arrived" in lost.getMessage()
     summary = watch.refresh(now + 30 * S)

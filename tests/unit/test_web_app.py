@@ -14,6 +14,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from broker.evidence import EvidenceStore
+from broker.refs import EventRef
 from broker.web.app import create_app
 from broker.web.config import WebConfig
 from broker.web.passwords import hash_password
@@ -122,7 +123,7 @@ class Post:
         self.config = cfg or config()
         shots = []
         for i in range(2):
-            sha = self.store.put(jpeg(40 + i * 80), site=SITE, device="gudang-01", event_id="cam-1")
+            sha = self.store.put(jpeg(40 + i * 80), EventRef(SITE, "gudang-01", "cam-1"))
             shots.append(sha)
         self.shots = shots
         self.state.on_event(door_event("ev-1", SITE, "gudang-01"))
@@ -130,7 +131,7 @@ class Post:
         for sha, role in zip(shots, ["before", "still"], strict=True):
             self.state.on_picture("cam-1", sha, SITE, "gudang-01", role)
         self.state.on_alert(alert("forced-door-aaaa", SITE, "gudang-01", "ev-1"))
-        self.other_sha = self.store.put(jpeg(200), site=OTHER, device="gudang-09", event_id="ev-9")
+        self.other_sha = self.store.put(jpeg(200), EventRef(OTHER, "gudang-09", "ev-9"))
         self.state.on_event(door_event("ev-9", OTHER, "gudang-09"))
         self.state.on_alert(alert("forced-door-bbbb", OTHER, "gudang-09", "ev-9"))
 
@@ -460,7 +461,7 @@ def test_another_sites_evidence_and_pictures_are_not_found(post: Post) -> None:
 
 def test_pictures_the_page_never_saw_are_found_through_the_custody_log(tmp_path: Path) -> None:
     post = Post(tmp_path)
-    sha = post.store.put(jpeg(99), site=SITE, device="gudang-02", event_id="ev-old")
+    sha = post.store.put(jpeg(99), EventRef(SITE, "gudang-02", "ev-old"))
     budi = post.logged_in("budi")
     assert budi.get(f"/pictures/{sha}.jpg").status_code == 200
     page = budi.get("/events/ev-old")
