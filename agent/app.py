@@ -26,6 +26,7 @@ from agent.camera.ring import FrameRing
 from agent.camera.service import CameraLoop
 from agent.camera.simulated import SimulatedCamera
 from agent.camera.store import EvidenceStore
+from agent.command_gate import CommandGate
 from agent.config import AgentConfig, CameraConfig, SensorConfig
 from agent.domain.door import Door
 from agent.domain.motion import Motion
@@ -44,7 +45,7 @@ from agent.publisher import Publisher, Will
 from agent.sensors import Edge, SensorBank
 from protocol import models, topics
 from protocol.alerting import ArmingState
-from protocol.commands import CommandRefused, CommandResult, Resend, Snapshot, open_command
+from protocol.commands import CommandRefused, CommandResult, Resend, Snapshot
 from protocol.models import Event, Heartbeat, Kind, Status
 from protocol.snapshot import ChunkRole, payload_budget, split
 
@@ -136,8 +137,11 @@ class Agent:
         self._cert_not_after = (
             certificate_not_after(config.broker.tls.cert) if config.broker.tls else None
         )
-        self._ca = (
-            x509.load_pem_x509_certificate(config.broker.tls.ca.read_bytes())
+        self._commands = (
+            CommandGate(
+                x509.load_pem_x509_certificate(config.broker.tls.ca.read_bytes()),
+                config.data_dir / "commands.sqlite3",
+            )
             if config.broker.tls is not None
             else None
         )
@@ -533,10 +537,10 @@ class Agent:
         model = models_by_name.get(name)
         if model is None:
             return False, f"unknown command {name!r}"
-        if self._ca is None:
+        if self._commands is None:
             return False, "refused: no CA certificate to check commands with ([broker.tls])"
         try:
-            cmd = open_command(payload, model, self._ca, self.clock.wall_ns(), self.clock.synced())
+            cmd = self._commands.open(payload, model, self.clock.wall_ns(), self.clock.synced())
         except CommandRefused as exc:
             return False, f"refused: {exc}"
         if isinstance(cmd, Resend):
@@ -671,6 +675,8 @@ class Agent:
             if left:
                 log.warning("stopping with %d messages in the outbox; they go at next start", left)
         self.publisher.stop()
+        if self._commands is not None:
+            self._commands.close()
         self._camera_stop.set()
         if self.camera is not None:
             self.camera.close()

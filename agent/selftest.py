@@ -92,7 +92,7 @@ def _broker(config: AgentConfig, timeout_s: float) -> Check:
     done = threading.Event()
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"jaga-selftest-{config.device}",
+        client_id=config.device,  # the broker uses the certificate's CN anyway
         protocol=mqtt.MQTTv5,
     )
 

@@ -107,7 +107,8 @@ class BenchSite:
 
     def collector_config(self, name: str, overrides: dict[str, Any] | None = None) -> Path:
         """collector-<name>/collector.toml: the devstack config, own data_dir and client id."""
-        base_path = self.stack.collector_config(client_id=f"jaga-collector-{name}")
+        self.stack.collector_identity(name)  # one certificate per collector: one connection each
+        base_path = self.stack.collector_config(client_id=f"jaga-collector-{name}", identity=name)
         config = tomllib.loads(base_path.read_text())
         folder = self.root / f"collector-{name}"
         config["data_dir"] = str(folder / "data")

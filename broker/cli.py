@@ -6,7 +6,7 @@ import datetime as dt
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -329,13 +329,12 @@ def _load_ca_file(path: Path) -> x509.Certificate:
 ByOpt = Annotated[str, typer.Option("--by", help="operator name (their certificate signs it)")]
 
 
-def _arming(site: str, by: str, config: Path, name: str) -> None:
+def _arming(site: str, by: str, config: Path, name: Literal["arm", "disarm"]) -> None:
     from broker.operator import OperatorError, send
-    from protocol.alerting import OperatorCommand
 
     cfg = _load(config)
     try:
-        state = send(cfg, site, name, OperatorCommand(by=by, how="cli"))
+        state = send(cfg, site, name, by)
     except (OperatorError, ValueError) as exc:
         raise _fail(str(exc)) from None
     if state is None:
@@ -406,11 +405,10 @@ def alerts_ack(
 ) -> None:
     """Acknowledge an alert: someone is on it."""
     from broker.operator import OperatorError, send
-    from protocol.alerting import OperatorCommand
 
     cfg = _load(config)
     try:
-        send(cfg, site, "ack", OperatorCommand(by=by, how="cli", alert_id=alert_id))
+        send(cfg, site, "ack", by, alert_id=alert_id)
     except (OperatorError, ValueError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"ack of {alert_id} sent by {by}")

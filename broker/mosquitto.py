@@ -11,10 +11,22 @@ rendered file is started by the integration tests. Quirks of that version worth 
   once the CRL's nextUpdate has passed; refresh the CRL (``jaga-provision crl refresh``) in time.
 - The CRL, the ACL and the server certificate are re-read on SIGHUP; connected clients stay
   connected, so a revoked unit is refused on its next connection, and its ACL block is gone.
+- ``use_username_as_clientid`` binds the client id to the certificate's CN: whatever id a client
+  sends, the broker uses its CN, so no certificate can take over (kick) the collector's or
+  another unit's connection or persistent session. Two connections with one certificate kick
+  each other: every collector needs its own identity. Not re-read on SIGHUP (it never changes).
+- The acl_file grants every SUBSCRIBE (reading is checked only at delivery), so a unit or an
+  operator could join the collectors' shared subscription (``$share/...``): Mosquitto hands each
+  message to one member, the read check then drops it for the whole group, and half the
+  messages were lost. The dynamic-security plugin checks subscriptions: it denies ``$share/#``
+  to every unit and operator it knows and defers everything else to the acl_file (its default
+  access is "no opinion"). It reads its file only at start: after adding a unit or an operator
+  restart Mosquitto (a SIGHUP is not enough for that part).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +39,11 @@ Access = Literal["read", "write"]
 AclRule = tuple[Access, str]
 
 DEFAULT_PERSISTENCE_DIR = Path("/var/lib/mosquitto")
+DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+"""Shipped in Debian's mosquitto package under /usr/lib/<multiarch triplet>/."""
+ALL_SITES = "*"
+"""An operator identity whose sites are ("*",) may act on every site."""
+NO_SHARED = "no-shared-subscriptions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +62,10 @@ class MosquittoSettings:
 
     tls: TlsFiles
     acl_file: Path
+    dynsec_plugin: Path
+    """The dynamic-security plugin (mosquitto_dynamic_security.so) on the broker machine."""
+    dynsec_file: Path
+    """Its JSON config: who may not subscribe to $share/#."""
     port: int = 8883
     bind: str = "0.0.0.0"
     persistence_dir: Path = DEFAULT_PERSISTENCE_DIR
@@ -70,6 +91,8 @@ class MosquittoSettings:
             self.tls.keyfile,
             self.tls.crlfile,
             self.acl_file,
+            self.dynsec_plugin,
+            self.dynsec_file,
             self.persistence_dir,
         ]
         for path in paths:
@@ -97,6 +120,9 @@ def render_config(settings: MosquittoSettings) -> str:
         "per_listener_settings false",
         "allow_anonymous false",
         f"acl_file {s.acl_file}",
+        "# Denies $share/# subscriptions to units and operators; defers all else to acl_file.",
+        f"plugin {s.dynsec_plugin}",
+        f"plugin_opt_config_file {s.dynsec_file}",
         *([f"user {s.run_as_user}"] if s.run_as_user else []),
         "",
         "persistence true",
@@ -122,6 +148,8 @@ def render_config(settings: MosquittoSettings) -> str:
         f"crlfile {s.tls.crlfile}",
         "require_certificate true",
         "use_identity_as_username true",
+        "# The client id is the CN too: nobody can kick another client or take its session.",
+        "use_username_as_clientid true",
         f"tls_version {s.tls_version}",
         "",
     ]
@@ -161,13 +189,18 @@ class CollectorIdentity:
 
 @dataclass(frozen=True, slots=True)
 class OperatorIdentity:
-    """A control-room operator who arms, disarms and acknowledges."""
+    """A control-room operator who arms, disarms and acknowledges, for the sites named."""
 
     name: str
+    sites: tuple[str, ...] = ()
+    """The sites this operator may read and command; ("*",) for every site."""
     role: Literal["operator"] = field(default="operator", init=False)
 
     def __post_init__(self) -> None:
         check_id(self.name, "operator name", allow_reserved=True)
+        for site in self.sites:
+            if site != ALL_SITES:
+                check_id(site, "site")
 
     @property
     def username(self) -> str:
@@ -198,11 +231,15 @@ def acl_rules(identity: Identity) -> list[AclRule]:
             ("write", f"{ROOT}/+/alert/#"),
             ("write", f"{ROOT}/+/+/cmd/+"),
         ]
-    return [
-        ("read", f"{ROOT}/#"),
-        ("write", f"{ROOT}/+/cmd/+"),
-        ("write", f"{ROOT}/+/+/cmd/+"),
-    ]
+    rules: list[AclRule] = [("read", DEADLETTER)]
+    for site in identity.sites:
+        where = "+" if site == ALL_SITES else site
+        rules += [
+            ("read", f"{ROOT}/#" if site == ALL_SITES else f"{ROOT}/{site}/#"),
+            ("write", f"{ROOT}/{where}/cmd/+"),
+            ("write", f"{ROOT}/{where}/+/cmd/+"),
+        ]
+    return rules
 
 
 def render_acl(identities: Iterable[Identity]) -> str:
@@ -220,3 +257,40 @@ def render_acl(identities: Iterable[Identity]) -> str:
         lines.append(f"user {identity.username}")
         lines.extend(f"topic {access} {topic}" for access, topic in acl_rules(identity))
     return "\n".join(lines) + "\n"
+
+
+def render_dynsec(identities: Iterable[Identity]) -> str:
+    """The dynamic-security plugin's JSON: units and operators may not join $share/ groups.
+
+    Default access is false, which in this plugin means "no opinion": whatever no rule here
+    matches (every publish, every other subscription, every collector) the acl_file decides."""
+    clients = [
+        {"username": i.username, "roles": [{"rolename": NO_SHARED}]}
+        for i in identities
+        if not isinstance(i, CollectorIdentity)
+    ]
+    config = {
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": False,
+        },
+        "clients": clients,
+        "groups": [],
+        "roles": [
+            {
+                "rolename": NO_SHARED,
+                "textname": "only collectors share the collectors' subscription",
+                "acls": [
+                    {
+                        "acltype": "subscribePattern",
+                        "topic": "$share/#",
+                        "priority": 0,
+                        "allow": False,
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(config, indent=2) + "\n"

@@ -1,18 +1,23 @@
 """Operators' commands from a terminal: arm, disarm, ack and resolve travel over MQTT with the
-operator's own certificate, so the broker's ACL and the audit trail both know who it was."""
+operator's own certificate and are signed with its key (fresh, with a nonce), so the broker's
+ACL, the collector and the audit trail all know who it was, and nobody can replay them."""
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.config import CollectorConfig
 from protocol import models, topics
-from protocol.alerting import ArmingState, OperatorCommand
+from protocol.alerting import ArmingState
+from protocol.commands import SiteCommand, load_pem_key, sign_command
+
+SiteCommandName = Literal["arm", "disarm", "ack", "resolve"]
 
 
 class OperatorError(Exception):
@@ -30,16 +35,37 @@ def operator_files(config: CollectorConfig, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
+def signed(
+    cert: Path, key: Path, site: str, name: SiteCommandName, by: str, **fields: Any
+) -> bytes:
+    """The command as `operator:<by>` signs it now, with a fresh nonce (a ValueError if bad)."""
+    cmd = SiteCommand(site=site, cmd=name, by=f"operator:{by}", ts=time.time_ns(), **fields)
+    try:
+        pem, private = cert.read_bytes(), load_pem_key(key.read_bytes())
+    except OSError as exc:
+        raise OperatorError(f"cannot read the operator's key or certificate: {exc}") from None
+    return sign_command(cmd, private, pem)
+
+
 def send(
-    config: CollectorConfig, site: str, name: str, cmd: OperatorCommand, timeout_s: float = 10.0
+    config: CollectorConfig,
+    site: str,
+    name: SiteCommandName,
+    by: str,
+    *,
+    alert_id: str | None = None,
+    note: str | None = None,
+    timeout_s: float = 10.0,
 ) -> ArmingState | None:
-    """Publish the command as operator `cmd.by`; for arm/disarm, return the new arming state."""
-    cert, key = operator_files(config, cmd.by)
+    """Publish the command signed as operator `by`; for arm/disarm, return the new arming state."""
+    cert, key = operator_files(config, by)
     m = config.mqtt
     if m.tls is None:
         raise OperatorError("the collector config has no [mqtt.tls]: operators need mutual TLS")
+    payload = signed(cert, key, site, name, by, how="cli", alert_id=alert_id, note=note)
+    # The broker takes the client id from the certificate (use_username_as_clientid): say it.
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"jaga-operator-{cmd.by}", protocol=mqtt.MQTTv5
+        CallbackAPIVersion.VERSION2, client_id=f"operator:{by}", protocol=mqtt.MQTTv5
     )
     client.tls_set(ca_certs=str(m.tls.ca), certfile=str(cert), keyfile=str(key))
     states: list[ArmingState] = []
@@ -62,7 +88,7 @@ def send(
     try:
         if name in ("arm", "disarm"):
             client.subscribe(topics.arming(site), qos=1)
-        info = client.publish(topics.site_cmd(site, name), cmd.to_json(), qos=1)
+        info = client.publish(topics.site_cmd(site, name), payload, qos=1)
         info.wait_for_publish(timeout_s)
         if not info.is_published():
             raise OperatorError("the broker did not acknowledge the command (certificate?)")

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +183,28 @@ class Stack:
                 "--generate-key",
             )
         jaga("jaga-provision", *reg, "identity", "add", "collector", "main")
-        jaga("jaga-provision", *reg, "identity", "add", "operator", "demo")
+        # One certificate, one connection (the broker binds the client id to it): the operator
+        # who arms from the CLI and the screens that watch hold separate identities.
+        for operator in ("demo", "watch"):
+            jaga(
+                "jaga-provision", *reg, "identity", "add", "operator", operator, "--site", self.site
+            )
+
+    def collector_identity(self, name: str) -> None:
+        """A collector certificate of its own for a second collector (two connections with one
+        certificate kick each other); the running broker reloads its ACL."""
+        if (self.registry / "identities" / f"collector-{name}.crt").exists():
+            return
+        jaga("jaga-provision", "--dir", self.registry, "identity", "add", "collector", name)
+        self.configure_broker()
+        if self.mosquitto is not None:
+            before = self.mosquitto.log_tail(1_000_000).count("Reloading config.")
+            self.mosquitto.reload()
+            deadline = time.monotonic() + 10
+            while self.mosquitto.log_tail(1_000_000).count("Reloading config.") <= before:
+                if time.monotonic() > deadline:
+                    raise ProvisionFailed("the broker did not reload its ACL")
+                time.sleep(0.02)
 
     def configure_broker(self) -> None:
         """This stack's broker config and the units' config files, from the registry."""
@@ -226,7 +248,9 @@ class Stack:
         }
         (dst / "agent.toml").write_text(tomli_w.dumps(config))
 
-    def collector_config(self, client_id: str = "jaga-collector-1") -> Path:
+    def collector_config(self, client_id: str = "jaga-collector-1", identity: str = "main") -> Path:
+        """collector.toml with the identity's certificate (the broker takes the client id from
+        it, so client_id only names the collector in its own figures)."""
         assert self.forwarder is not None and self.influx is not None
         ident = self.registry / "identities"
         path = self.root / "collector" / "collector.toml"
@@ -240,8 +264,8 @@ class Stack:
                 "client_id": client_id,
                 "tls": {
                     "ca": str(self.registry / "ca" / "ca.crt"),
-                    "cert": str(ident / "collector-main.crt"),
-                    "key": str(ident / "collector-main.key"),
+                    "cert": str(ident / f"collector-{identity}.crt"),
+                    "key": str(ident / f"collector-{identity}.key"),
                 },
             },
             "influx": {

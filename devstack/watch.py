@@ -26,7 +26,9 @@ class SiteWatch:
     registry: Path
     port: int
     site: str
-    operator: str = "demo"
+    operator: str = "watch"
+    """Its own identity: the broker binds client ids to certificates, so a watch holding the
+    certificate of the operator who arms would kick (and be kicked by) every CLI command."""
     event_ts: dict[str, int] = field(default_factory=dict)
     alerts: list[tuple[int, Alert]] = field(default_factory=list)
     closed: set[str] = field(default_factory=set)
@@ -37,7 +39,7 @@ class SiteWatch:
         ident = self.registry / "identities"
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"jaga-watch-{time.time_ns()}",
+            client_id=f"operator:{self.operator}",
             protocol=mqtt.MQTTv5,
         )
         self._client.tls_set(

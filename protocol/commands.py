@@ -1,15 +1,26 @@
-"""Commands to a unit on jaga/v1/<site>/<device>/cmd/<name>, and the unit's answers.
+"""Signed commands: to a unit on jaga/v1/<site>/<device>/cmd/<name> (and the unit's answers),
+and operators' site commands on jaga/v1/<site>/cmd/<arm|disarm|ack|resolve>.
 
 Only the collector and operators may publish commands (broker ACL), and every command is
 signed: the envelope carries the sender's certificate (from the site CA) and a signature
-over the command's bytes, so the unit knows who asked — the certificate's CN must be the
-command's `by` — instead of taking a name on trust.
+over the command's bytes, so the receiver knows who asked — the certificate's CN must be the
+command's `by` — instead of taking a name on trust. Every command carries a random nonce and
+its time: the receiver remembers the nonces it accepted (on disk) and refuses one seen before,
+and refuses a command older than its window, so a recorded command cannot be replayed.
+
+A unit may have no synchronised clock (no RTC, no NTP yet). It then cannot tell "now", but it
+knows a time real time has surely passed: the newest command time it accepted (and the time
+its clock showed whenever it was synchronised). A command older than that by more than
+MAX_SKEW_NS is refused whatever the clock says; within that margin the nonce memory refuses
+a replay. Only a unit that has never accepted a command nor been synchronised can be handed
+an old command once (and never the same one again).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import secrets
 from typing import Annotated, Literal
 
 from cryptography import x509
@@ -18,12 +29,23 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import Field, StringConstraints, model_validator
 
-from protocol.models import MAX_TS_NS, WireError, WireModel, parse
+from protocol.alerting import AlertId
+from protocol.ids import SiteId
+from protocol.models import MAX_TS_NS, Text, WireError, WireModel, parse
 
 MAX_RESEND = 50_000
 MAX_SKEW_NS = 10 * 60 * 10**9
+SITE_WINDOW_NS = 2 * 60 * 10**9
+"""A site command older (or further ahead) than this is refused by the collector."""
 By = Annotated[str, StringConstraints(pattern=r"^(operator|collector):[A-Za-z0-9_.@-]{1,64}$")]
+OperatorBy = Annotated[str, StringConstraints(pattern=r"^operator:[A-Za-z0-9_.@-]{1,64}$")]
 Ns = Annotated[int, Field(ge=0, lt=MAX_TS_NS)]
+Nonce = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
+
+
+def new_nonce() -> str:
+    """128 random bits: no two commands ever share one."""
+    return secrets.token_urlsafe(16)
 
 
 class Resend(WireModel):
@@ -32,6 +54,7 @@ class Resend(WireModel):
     v: Literal[1] = 1
     by: By
     ts: Ns
+    nonce: Nonce = Field(default_factory=new_nonce)
     first_seq: int = Field(ge=1)
     last_seq: int = Field(ge=1)
 
@@ -50,6 +73,27 @@ class Snapshot(WireModel):
     v: Literal[1] = 1
     by: By
     ts: Ns
+    nonce: Nonce = Field(default_factory=new_nonce)
+
+
+class SiteCommand(WireModel):
+    """An operator's arm, disarm, ack or resolve; the site and the command are signed too, so a
+    signed disarm of one site is no disarm of another, nor an arm."""
+
+    v: Literal[1] = 1
+    site: SiteId
+    cmd: Literal["arm", "disarm", "ack", "resolve"]
+    by: OperatorBy
+    ts: Ns
+    nonce: Nonce = Field(default_factory=new_nonce)
+    how: Literal["cli", "mqtt"] = "mqtt"
+    alert_id: AlertId | None = Field(default=None, description="ack and resolve: which alert")
+    note: Text | None = Field(default=None, description="resolve: what it was")
+
+    @property
+    def operator(self) -> str:
+        """The operator's name as the audit trail records it (the CN without operator:)."""
+        return self.by.removeprefix("operator:")
 
 
 class SignedCommand(WireModel):
@@ -76,7 +120,7 @@ class CommandRefused(Exception):
 
 
 def sign_command(
-    command: Resend | Snapshot, key: ec.EllipticCurvePrivateKey, cert_pem: bytes
+    command: Resend | Snapshot | SiteCommand, key: ec.EllipticCurvePrivateKey, cert_pem: bytes
 ) -> bytes:
     """The envelope to publish for a command, signed with the sender's key."""
     body = command.model_dump_json()
@@ -91,8 +135,54 @@ def open_command(
     ca: x509.Certificate,
     now_ns: int,
     clock_synced: bool,
+    known_ns: int = 0,
 ) -> Resend | Snapshot:
-    """Check the envelope (CA, CN = by, signature, age) and return the command inside."""
+    """Check the envelope (CA, CN = by, signature, age) and return the command inside.
+
+    known_ns: a time the receiver knows has passed (its newest accepted command, or its clock
+    when last synchronised); a command older than that by MAX_SKEW_NS is refused even while
+    the clock is not synchronised. The caller refuses a nonce it has seen (NonceBook)."""
+    cert, cn, body = _open_envelope(payload, ca, ("operator:", "collector:"))
+    try:
+        command = parse(model, body)
+    except WireError as exc:
+        raise CommandRefused(f"{cn}: {exc}") from None
+    if command.by != cn:
+        raise CommandRefused(f"command says it is from {command.by}, but {cn} signed it")
+    if command.ts < known_ns - MAX_SKEW_NS:
+        age_s = (known_ns - command.ts) // 10**9
+        raise CommandRefused(
+            f"command from {cn} is {age_s} s older than a newer one already seen (replay?)"
+        )
+    if clock_synced:
+        _valid_now(cert, cn, now_ns)
+        if abs(now_ns - command.ts) > MAX_SKEW_NS:
+            raise CommandRefused(f"command from {cn} is too old or from the future (replay?)")
+    return command
+
+
+def open_site_command(
+    payload: bytes, ca: x509.Certificate, now_ns: int
+) -> tuple[SiteCommand, x509.Certificate]:
+    """Check an operator's site command (CA, CN = by, signature, within SITE_WINDOW_NS of now);
+    the caller checks the operator may act on the site, and refuses a nonce it has seen."""
+    cert, cn, body = _open_envelope(payload, ca, ("operator:",))
+    try:
+        command = parse(SiteCommand, body)
+    except WireError as exc:
+        raise CommandRefused(f"{cn}: {exc}") from None
+    if command.by != cn:
+        raise CommandRefused(f"command says it is from {command.by}, but {cn} signed it")
+    _valid_now(cert, cn, now_ns)
+    if abs(now_ns - command.ts) > SITE_WINDOW_NS:
+        raise CommandRefused(f"command from {cn} is too old or from the future (replay?)")
+    return command, cert
+
+
+def _open_envelope(
+    payload: bytes, ca: x509.Certificate, roles: tuple[str, ...]
+) -> tuple[x509.Certificate, str, bytes]:
+    """The signer's certificate, its CN and the signed body, once all three check out."""
     try:
         env = parse(SignedCommand, payload)
         cert = x509.load_pem_x509_certificate(env.cert.encode())
@@ -104,8 +194,9 @@ def open_command(
         raise CommandRefused("the sender's certificate is not from this site's CA") from None
     cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     cn = str(cns[0].value) if cns else ""
-    if not cn.startswith(("operator:", "collector:")):
-        raise CommandRefused(f"{cn or 'an unnamed certificate'} is neither operator nor collector")
+    if not cn.startswith(roles):
+        allowed = "neither operator nor collector" if len(roles) > 1 else "not an operator"
+        raise CommandRefused(f"{cn or 'an unnamed certificate'} is {allowed}")
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise CommandRefused("the sender's key is not ECDSA")
@@ -114,19 +205,13 @@ def open_command(
         key.verify(raw, env.body.encode(), ec.ECDSA(hashes.SHA256()))
     except (ValueError, InvalidSignature):
         raise CommandRefused(f"signature of {cn} does not verify") from None
-    try:
-        command = parse(model, env.body.encode())
-    except WireError as exc:
-        raise CommandRefused(f"{cn}: {exc}") from None
-    if command.by != cn:
-        raise CommandRefused(f"command says it is from {command.by}, but {cn} signed it")
-    if clock_synced:
-        now = dt.datetime.fromtimestamp(now_ns / 1e9, dt.UTC)
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise CommandRefused(f"{cn}'s certificate is not valid now")
-        if abs(now_ns - command.ts) > MAX_SKEW_NS:
-            raise CommandRefused(f"command from {cn} is too old or from the future (replay?)")
-    return command
+    return cert, cn, env.body.encode()
+
+
+def _valid_now(cert: x509.Certificate, cn: str, now_ns: int) -> None:
+    now = dt.datetime.fromtimestamp(now_ns / 1e9, dt.UTC)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise CommandRefused(f"{cn}'s certificate is not valid now")
 
 
 def load_pem_key(data: bytes) -> ec.EllipticCurvePrivateKey:

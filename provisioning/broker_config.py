@@ -11,6 +11,7 @@ from cryptography import x509
 
 from broker.mosquitto import (
     DEFAULT_PERSISTENCE_DIR,
+    DYNSEC_PLUGIN,
     CollectorIdentity,
     Identity,
     MosquittoSettings,
@@ -19,6 +20,7 @@ from broker.mosquitto import (
     UnitIdentity,
     render_acl,
     render_config,
+    render_dynsec,
 )
 from provisioning import certs
 from provisioning.ca import CertificateAuthority
@@ -42,6 +44,8 @@ class BrokerOptions:
     hosts: Sequence[str] = ()
     run_as_user: str | None = None
     renew_server_cert: bool = False
+    dynsec_plugin: Path | None = None
+    """Where the broker machine has mosquitto_dynamic_security.so; None: found on this machine."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,7 @@ class BrokerFiles:
     out_dir: Path
     config: Path
     acl: Path
+    dynsec: Path
     identities: tuple[Identity, ...]
     server_cert_made: bool
     warnings: tuple[str, ...]
@@ -64,8 +69,16 @@ def identities(registry: Registry) -> list[Identity]:
         if record.revoked_at is None and record.cert_serial is not None:
             found.append(UnitIdentity(site, device))
     found += [CollectorIdentity(n) for n in registry.identities("collector")]
-    found += [OperatorIdentity(n) for n in registry.identities("operator")]
+    found += [
+        OperatorIdentity(n, registry.operator_sites(n)) for n in registry.identities("operator")
+    ]
     return found
+
+
+def dynsec_plugin() -> Path:
+    """Debian's plugin under /usr/lib/<multiarch triplet>/: this machine's, else amd64's."""
+    found = sorted(Path("/usr/lib").glob(f"*/{DYNSEC_PLUGIN}"))
+    return found[0] if found else Path("/usr/lib/x86_64-linux-gnu") / DYNSEC_PLUGIN
 
 
 def write_broker_config(registry: Registry, options: BrokerOptions) -> BrokerFiles:
@@ -98,6 +111,8 @@ def write_broker_config(registry: Registry, options: BrokerOptions) -> BrokerFil
                 crlfile=install / "crl.pem",
             ),
             acl_file=install / "acl",
+            dynsec_plugin=options.dynsec_plugin or dynsec_plugin(),
+            dynsec_file=install / "dynsec.json",
             port=options.port,
             bind=options.bind,
             persistence_dir=options.persistence_dir,
@@ -108,8 +123,17 @@ def write_broker_config(registry: Registry, options: BrokerOptions) -> BrokerFil
     who = tuple(identities(registry))
     replace(out / "mosquitto.conf", render_config(settings).encode())
     replace(out / "acl", render_acl(who).encode())
+    replace(out / "dynsec.json", render_dynsec(who).encode())
     warnings = _warnings(registry)
-    return BrokerFiles(out, out / "mosquitto.conf", out / "acl", who, made, tuple(warnings))
+    for identity in who:
+        if isinstance(identity, OperatorIdentity) and not identity.sites:
+            warnings.append(
+                f"operator {identity.name!r} names no site, so it may read and command none: "
+                f"jaga-provision identity sites {identity.name} --site <site>"
+            )
+    return BrokerFiles(
+        out, out / "mosquitto.conf", out / "acl", out / "dynsec.json", who, made, tuple(warnings)
+    )
 
 
 def _site_hosts(registry: Registry) -> list[str]:

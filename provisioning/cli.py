@@ -24,6 +24,7 @@ from provisioning.ca import (
 )
 from provisioning.enrolment import csr_path_hint, issue_with_new_key, sign_csr
 from provisioning.errors import ProvisioningError
+from provisioning.identities import operator_sites, revoke_identity
 from provisioning.register import add_device, add_site
 from provisioning.registry import Registry
 from provisioning.wiring import parse_wiring
@@ -368,19 +369,87 @@ def identity_add(
     ctx: typer.Context,
     role: Annotated[Role, typer.Argument(help="collector or operator.")],
     name: Annotated[str, typer.Argument(help="Name, e.g. main or budi (letters, digits, '-').")],
+    site: Annotated[
+        list[str] | None,
+        typer.Option(help="Operator: a site they may read and command. Repeat for more."),
+    ] = None,
+    all_sites: Annotated[
+        bool, typer.Option(help="Operator: every site (a central control room).")
+    ] = False,
     days: Annotated[
         int, typer.Option(help="How long the certificate is valid.")
     ] = DEFAULT_CERT_DAYS,
     dir: DirOption = None,
 ) -> None:
-    """Make a key and certificate for the collector or a control-room operator."""
-    issued = CertificateAuthority(open_registry(ctx, dir)).issue_service(
-        role.value, name, days=days
-    )
+    """Make a key and certificate for a collector or a control-room operator (and its sites)."""
+    registry = open_registry(ctx, dir)
+    registry.identity_path(role.value, name, ".crt")  # a bad name is the first thing to say
+    sites: list[str] = []
+    if role is Role.operator:
+        sites = operator_sites(registry, site or [], every_site=all_sites)
+    elif site or all_sites:
+        raise ProvisioningError(
+            "--site and --all-sites are for operators; a collector takes "
+            "its sites from collector.toml (mqtt.sites)"
+        )
+    issued = CertificateAuthority(registry).issue_service(role.value, name, days=days)
     say(f"{role.value} {name!r}: certificate CN {role.value}:{name}")
     say(f"wrote {issued.cert_path}")
     say(f"wrote {issued.key_path} (mode 0600)")
-    say("next: jaga-provision broker-config, so the broker's ACL knows it")
+    if role is Role.operator:
+        path = registry.save_operator_sites(name, sites)
+        say(f"wrote {path} (sites: {', '.join(sites)})")
+    say(
+        "next: jaga-provision broker-config, so the broker's ACL knows it; then restart the "
+        "broker (systemctl restart mosquitto: a reload does not re-read dynsec.json)"
+    )
+
+
+@identity_app.command("sites")
+@reports_mistakes
+def identity_sites(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The operator's name.")],
+    site: Annotated[
+        list[str] | None, typer.Option(help="A site they may read and command. Repeat for more.")
+    ] = None,
+    all_sites: Annotated[bool, typer.Option(help="Every site.")] = False,
+    dir: DirOption = None,
+) -> None:
+    """Set the sites an operator may read and command (replaces the list)."""
+    registry = open_registry(ctx, dir)
+    if registry.identity_certificate("operator", name) is None:
+        raise ProvisioningError(
+            f"no operator {name!r}: make one with `jaga-provision identity add operator {name}`"
+        )
+    path = registry.save_operator_sites(
+        name, operator_sites(registry, site or [], every_site=all_sites)
+    )
+    say(f"wrote {path}")
+    say("next: jaga-provision broker-config, then reload the broker (systemctl reload mosquitto)")
+
+
+@identity_app.command("revoke")
+@reports_mistakes
+def identity_revoke(
+    ctx: typer.Context,
+    role: Annotated[Role, typer.Argument(help="collector or operator.")],
+    name: Annotated[str, typer.Argument(help="The identity's name, e.g. budi.")],
+    reason: Annotated[
+        RevokeReason, typer.Option(help="Why: written into the CRL.")
+    ] = RevokeReason.UNSPECIFIED,
+    dir: DirOption = None,
+) -> None:
+    """Revoke a collector or operator: its certificate goes into the CRL, the broker refuses it."""
+    registry = open_registry(ctx, dir)
+    serials, folder = revoke_identity(registry, role.value, name, reason)
+    listed = ", ".join(str(s) for s in serials) or "none logged"
+    say(f"revoked {role.value} {name!r}: serial(s) {listed}")
+    say(f"wrote {registry.crl_path}; its files moved to {folder}")
+    say(
+        "next: jaga-provision broker-config (copies the CRL, drops it from the ACL), then reload "
+        "the broker: systemctl reload mosquitto (SIGHUP). Until then it still gets in."
+    )
 
 
 @crl_app.command("refresh")
@@ -469,9 +538,16 @@ def broker_config(
     renew_server_cert: Annotated[
         bool, typer.Option(help="Make a new broker server certificate even if one exists.")
     ] = False,
+    dynsec_plugin: Annotated[
+        Path | None,
+        typer.Option(
+            help="mosquitto_dynamic_security.so on the broker machine (default: found under "
+            "/usr/lib/*/ here, else Debian amd64's path)."
+        ),
+    ] = None,
     dir: DirOption = None,
 ) -> None:
-    """Write mosquitto.conf, the ACL and the TLS files it needs, from the registry."""
+    """Write mosquitto.conf, the ACL, dynsec.json and the TLS files they need, from the registry."""
     files = write_broker_config(
         open_registry(ctx, dir),
         BrokerOptions(
@@ -483,18 +559,21 @@ def broker_config(
             hosts=tuple(host or ()),
             run_as_user=user,
             renew_server_cert=renew_server_cert,
+            dynsec_plugin=dynsec_plugin,
         ),
     )
     if files.server_cert_made:
         say("made the broker server certificate (broker/server.crt)")
     say(f"wrote {files.config}")
     say(f"wrote {files.acl} ({len(files.identities)} identities)")
+    say(f"wrote {files.dynsec} (no $share/ subscriptions for units and operators)")
     say(f"wrote ca.crt, crl.pem, server.crt, server.key in {files.out_dir}")
     for warning in files.warnings:
         say(f"warning: {warning}")
     say(
         "next: Mosquitto reads these as user mosquitto: chown -R mosquitto: the folder on the "
-        "broker machine; start with mosquitto -c mosquitto.conf, or reload it (SIGHUP)"
+        "broker machine; start with mosquitto -c mosquitto.conf, or reload it (SIGHUP); restart "
+        "it instead when a unit or an operator was added (dynsec.json is read only at start)"
     )
 
 

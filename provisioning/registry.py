@@ -20,6 +20,9 @@ Layout (everything but ``*.key`` is fit for version control; ``ca init`` writes 
         device.key                    only when made centrally (--generate-key), mode 0600
       identities/collector-<name>.crt|.key
       identities/operator-<name>.crt|.key
+      identities/operator-<name>.toml sites the operator may read and command ("*": every site)
+      identities/revoked/<role>-<name>-<serial>.crt
+                                      revoked identities' certificates (the CRL lists them)
       broker/server.crt|.key          the broker's TLS certificate (SANs = hosts units dial)
       broker/mosquitto.conf, acl, ca.crt, crl.pem
                                       broker-config output (default folder)
@@ -86,6 +89,12 @@ class DeviceRecord(Record):
     key_generated_centrally: bool = False
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+
+
+class OperatorRecord(Record):
+    """Which sites an operator identity may read and command (the broker's ACL, the collector)."""
+
+    sites: list[str] = Field(default_factory=list)
 
 
 class IssuedCert(Record):
@@ -245,7 +254,24 @@ class Registry:
         prefix = f"{role}-"
         return sorted(p.stem.removeprefix(prefix) for p in folder.glob(f"{prefix}*.crt"))
 
+    def operator_sites(self, name: str) -> tuple[str, ...]:
+        """The sites an operator may act on; none when the identity names no site."""
+        path = self.identity_path("operator", name, ".toml")
+        if not path.exists():
+            return ()
+        return tuple(self._read(path, OperatorRecord).sites)
+
+    def identity_certificate(self, role: ServiceRole, name: str) -> x509.Certificate | None:
+        """The identity's current certificate; None when it has none (never made, or revoked)."""
+        path = self.identity_path(role, name, ".crt")
+        return _load_cert(path) if path.exists() else None
+
     # writes
+    def save_operator_sites(self, name: str, sites: list[str]) -> Path:
+        path = self.identity_path("operator", name, ".toml")
+        self._write(path, OperatorRecord(sites=sites))
+        return path
+
     def save_site(self, record: SiteRecord) -> Path:
         path = self.site_path(record.id)
         self._write(path, record)

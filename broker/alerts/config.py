@@ -7,6 +7,7 @@ the field and the fix (formatted by protocol.errors.describe_errors like the res
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -243,6 +244,11 @@ class AlertsConfig(Strict):
         description="after a restart, silence is judged only from the restart plus this",
     )
     keep_days: int = Field(default=30, ge=1, description="closed alerts and audit kept locally")
+    registry_dir: Path | None = Field(
+        default=None,
+        description="the provisioning registry: the site CA and which operator may command "
+        "which site (filled in from collector.toml's registry_dir; no need to set it here)",
+    )
 
     def site(self, site: str) -> SiteAlerts:
         return self.sites.get(site, self.default_site)

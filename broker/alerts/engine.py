@@ -17,7 +17,7 @@ import bisect
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
@@ -48,12 +48,14 @@ from broker.alerts.wire import (
     ArmingAudit,
     ArmingHow,
     ArmingState,
-    OperatorCommand,
     OperatorName,
 )
 from protocol import topics
 from protocol.ids import InvalidIdentifier, check_id
-from protocol.models import Event, Heartbeat, Kind, Status, WireError, parse
+from protocol.models import Event, Heartbeat, Kind, Status
+
+if TYPE_CHECKING:
+    from broker.site_commands import SiteCommandGate
 
 S = 10**9
 HOUR = 3600 * S
@@ -215,11 +217,15 @@ class AlertEngine:
         now: int,
         *,
         sites: frozenset[str] | None = None,
+        gate: SiteCommandGate | None = None,
     ) -> None:
         """sites: the only sites this engine judges and publishes (its collector's share of
-        them); None: every site."""
+        them); None: every site.
+        gate: checks operators' signed site commands; None: the registry's, when the config
+        names one (collector.toml's registry_dir), else every site command is refused."""
         self.config = config
         self.sites = sites
+        self.gate = gate or _gate_of(config, store)
         self.store = store
         self.watching_since = now + config.resume_grace_s * S
         self._last_prune = 0
@@ -453,24 +459,29 @@ class AlertEngine:
         txn.change(key, lifecycle.resolve(alert, _operator(by), now, note))
         return self._commit(txn)
 
-    def command(self, site: str, name: str, payload: bytes, now: int) -> Changes:
-        """An operator command from jaga/v1/<site>/cmd/<name> (OperatorCommand JSON)."""
-        try:
-            cmd = parse(OperatorCommand, payload)
-        except WireError as exc:
-            raise AlertError(f"command {name!r} for {site}: {exc}") from None
-        if name in ("arm", "disarm"):
-            return self._manual(site, cmd.by, cmd.how, now, arm=name == "arm")
-        if name not in ("ack", "resolve"):
+    def command(
+        self, site: str, name: str, payload: bytes, now: int, *, retained: bool = False
+    ) -> Changes:
+        """An operator's signed command from jaga/v1/<site>/cmd/<name> (SiteCommand in a
+        SignedCommand envelope); the gate refuses unsigned, stale, replayed, retained ones."""
+        if name not in ("arm", "disarm", "ack", "resolve"):
             raise AlertError(f"unknown command {name!r}: use arm, disarm, ack or resolve")
+        if self.gate is None:
+            raise AlertError(
+                f"{name} for {site} refused: this collector cannot check operators' signatures "
+                "(no registry_dir in collector.toml)"
+            )
+        cmd = self.gate.open(site, name, payload, now, retained=retained)
+        if name in ("arm", "disarm"):
+            return self._manual(site, cmd.operator, cmd.how, now, arm=name == "arm")
         if cmd.alert_id is None:
             raise AlertError(f"{name} needs alert_id")
         alert = self.alert(cmd.alert_id)
         if alert is not None and alert.site != site:
             raise AlertError(f"alert {cmd.alert_id} belongs to site {alert.site}, not {site}")
         if name == "ack":
-            return self.ack(cmd.alert_id, cmd.by, now)
-        return self.resolve(cmd.alert_id, cmd.by, now, cmd.note)
+            return self.ack(cmd.alert_id, cmd.operator, now)
+        return self.resolve(cmd.alert_id, cmd.operator, now, cmd.note)
 
     # reading and recovery --------------------------------------------------------------------
 
@@ -653,6 +664,15 @@ class AlertEngine:
         if high is None or seq > high:  # the usual case: a new event, above all applied
             return False
         return self.store.was_applied(site, device, seq)
+
+
+def _gate_of(config: AlertsConfig, store: AlertStore) -> SiteCommandGate | None:
+    """The registry's gate, nonces beside the alert store; None without a registry."""
+    if config.registry_dir is None:
+        return None
+    from broker.site_commands import SiteCommandGate
+
+    return SiteCommandGate.at(config.registry_dir, store.path.parent)
 
 
 def _operator(by: str) -> str:

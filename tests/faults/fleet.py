@@ -192,7 +192,7 @@ class AlertWatch:
     def __init__(self, stack: Stack) -> None:
         self.seen: list[Alert] = []
         self._topic = f"jaga/v1/{stack.site}/alert/+"
-        self._client = mqtt_client(stack, "operator-demo", connect=False)
+        self._client = mqtt_client(stack, "operator-watch", connect=False)
         self._client.on_message = self._on_message
         self._client.on_connect = self._on_connect  # again after a broker restart
         self._client.connect("127.0.0.1", stack.broker_port)

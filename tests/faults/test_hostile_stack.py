@@ -50,7 +50,7 @@ class Site:
     stack: Stack
     good: LiveAgent
     operator: mqtt.Client
-    """Connected as operator:demo: reads dead letters and command results, sends commands."""
+    """Connected as operator:watch: reads dead letters and command results, sends commands."""
     letters: list[DeadLetter]
     results: list[CommandResult]
 
@@ -105,7 +105,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: Path) -> Iterator[S
     results: list[CommandResult] = []
     try:
         start_site(stack)
-        watcher = mqtt_client(stack, "operator-demo")
+        watcher = mqtt_client(stack, "operator-watch")
         watcher.on_message = lambda _c, _u, m: (
             letters.append(DeadLetter.model_validate_json(m.payload))
             if m.topic == topics.DEADLETTER

@@ -20,10 +20,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from typer.testing import CliRunner
 
@@ -69,6 +72,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "publish arming": ("pub", "jaga/v1/{S}/arming"),
     "publish alert": ("pub", "jaga/v1/{S}/alert/probe-1"),
     "publish site cmd": ("pub", "jaga/v1/{S}/cmd/arm"),
+    "publish other site's cmd": ("pub", "jaga/v1/{S2}/cmd/disarm"),
     "publish unit cmd": ("pub", "jaga/v1/{S}/{U}/cmd/snapshot"),
     "subscribe own cmd": ("sub", "jaga/v1/{S}/{U}/cmd/+"),
     "subscribe other unit's cmd": ("sub", "jaga/v1/{S}/{O}/cmd/+"),
@@ -87,12 +91,13 @@ POLICY: dict[str, tuple[bool, ...]] = {
     "publish arming":                (N,     N,     N,     Y,        N),
     "publish alert":                 (N,     N,     N,     Y,        N),
     "publish site cmd":              (N,     N,     N,     N,        Y),
+    "publish other site's cmd":      (N,     N,     N,     N,        N),
     "publish unit cmd":              (N,     N,     N,     Y,        Y),
     "subscribe own cmd":             (Y,     Y,     Y,     Y,        Y),
     "subscribe other unit's cmd":    (N,     N,     N,     Y,        Y),
     "subscribe site arming":         (Y,     Y,     Y,     Y,        Y),
-    "subscribe other site arming":   (N,     N,     N,     Y,        Y),
-    "subscribe jaga/v1/#":           (N,     N,     N,     Y,        Y),
+    "subscribe other site arming":   (N,     N,     N,     Y,        N),
+    "subscribe jaga/v1/#":           (N,     N,     N,     Y,        N),
 }  # fmt: skip
 
 # For "subscribe jaga/v1/#" the probe goes where no unit may read: another site's unit cmd.
@@ -127,9 +132,13 @@ class Site:
                 other_site,
                 "unit-c" if other_site == SITE2 else "unit-a",
             )
-        name = "main" if label == "collector" else "alice"
+        role, name = {
+            "collector": ("collector", "main"),
+            "writer": ("collector", "writer"),
+            "operator": ("operator", "alice"),
+        }[label]
         ident = reg / "identities"
-        cert, key = ident / f"{label}-{name}.crt", ident / f"{label}-{name}.key"
+        cert, key = ident / f"{role}-{name}.crt", ident / f"{role}-{name}.key"
         return Actor(label, cert, key, SITE1, "unit-a", "unit-b", SITE2, "unit-c")
 
     def topic(self, template: str, actor: Actor) -> str:
@@ -176,7 +185,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     for device in ("unit-revoked", "unit-expired"):
         provision(reg, "device", "add", SITE1, device, "--door", "17:pintu", "--generate-key")
     provision(reg, "identity", "add", "collector", "main")
-    provision(reg, "identity", "add", "operator", "alice")
+    provision(reg, "identity", "add", "collector", "writer")
+    provision(reg, "identity", "add", "operator", "alice", "--site", SITE1)
+    provision(reg, "identity", "add", "operator", "bob", "--site", SITE1)
     _expire(Registry(reg), SITE1, "unit-expired")
     port = free_port()
     broker_dir = root / "broker"
@@ -314,7 +325,8 @@ def can_publish(site: Site, actor: Actor, topic: str) -> bool:
 def can_read(site: Site, actor: Actor, filter_: str, probe_topic: str) -> bool:
     """Subscribe to filter_, have the collector publish a probe and then a fence; see which came."""
     subscriber = connected(site, actor)
-    writer = connected(site, site.actor("collector"))
+    # A collector identity of its own: one certificate holds one connection at a time.
+    writer = connected(site, site.actor("writer"))
     fence_topic = (
         site.topic("jaga/v1/{S}/{U}/cmd/fence", actor) if actor.label in UNITS
         else "jaga/v1/deadletter"
@@ -397,3 +409,129 @@ def wait_for_log(process: Mosquitto, text: str, *, count: int) -> None:
     while process.log_path.read_text(errors="replace").count(text) < count:
         assert time.monotonic() < deadline, f"{text!r} not logged: {process.log_tail()}"
         time.sleep(0.01)
+
+
+# -- who may hold which connection --------------------------------------------------------
+class Session:
+    """A raw MQTT 5 connection with a chosen client id and a persistent session."""
+
+    def __init__(self, site: Site, cert: Path, key: Path, client_id: str) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id, protocol=mqtt.MQTTv5)
+        self.client.tls_set(
+            ca_certs=str(site.registry.ca_cert_path), certfile=str(cert), keyfile=str(key)
+        )
+        self.client.reconnect_delay_set(min_delay=60, max_delay=60)
+        self.connected = threading.Event()
+        self.dropped = threading.Event()
+        self.session_present: bool | None = None
+        self.received: list[bytes] = []
+        self.subscribed = threading.Event()
+        self.sub_codes: list[ReasonCode] = []
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_: self.dropped.set()
+        self.client.on_message = lambda _c, _u, m: self.received.append(bytes(m.payload))
+        self.client.on_subscribe = self._on_subscribe
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", site.port, clean_start=False, properties=props)
+        self.client.loop_start()
+        assert self.connected.wait(WAIT_S)
+
+    def _on_connect(self, _c: object, _u: object, flags: Any, _rc: object, _p: object) -> None:
+        self.session_present = bool(flags.session_present)
+        self.connected.set()
+
+    def _on_subscribe(self, _c: object, _u: object, _m: int, codes: Any, _p: object) -> None:
+        self.sub_codes = list(codes)
+        self.subscribed.set()
+
+    def subscribe(self, filter_: str) -> list[ReasonCode]:
+        self.subscribed.clear()
+        self.client.subscribe(filter_, qos=1)
+        assert self.subscribed.wait(WAIT_S)
+        return self.sub_codes
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_a_unit_using_the_collectors_client_id_neither_kicks_it_nor_takes_its_session(
+    site: Site,
+) -> None:
+    collector, unit = site.actor("collector"), site.actor("unit-a")
+    kept = Session(site, collector.cert, collector.key, "jaga-collector-1")
+    kept.subscribe("jaga/v1/#")
+    kept.close()  # the broker keeps its session (and queues for it) while it is away
+    writer = connected(site, unit)
+    assert writer.publish("jaga/v1/site1/unit-a/event", b"queued-for-the-collector") == 0
+    writer.close()
+    thief = Session(site, unit.cert, unit.key, "jaga-collector-1")
+    try:
+        assert thief.session_present is False, "the unit resumed the collector's session"
+        time.sleep(0.5)
+        assert b"queued-for-the-collector" not in thief.received
+    finally:
+        thief.close()
+    back = Session(site, collector.cert, collector.key, "jaga-collector-1")
+    try:
+        assert back.session_present is True, "the collector's session is gone"
+        deadline = time.monotonic() + WAIT_S
+        while b"queued-for-the-collector" not in back.received:
+            assert time.monotonic() < deadline, "the collector's queued message went elsewhere"
+            time.sleep(0.02)
+        intruder = Session(site, unit.cert, unit.key, "jaga-collector-1")
+        time.sleep(0.5)
+        intruder.close()
+        assert not back.dropped.is_set(), "a unit's certificate kicked the collector"
+    finally:
+        back.close()
+
+
+@pytest.mark.parametrize("who", ["unit-b", "operator"])
+def test_only_collectors_may_join_the_collectors_shared_subscription(site: Site, who: str) -> None:
+    shared = "$share/jaga-collectors/jaga/v1/+/+/event"
+    collector = site.actor("collector")
+    member = Session(site, collector.cert, collector.key, "jaga-collector-1")
+    outsider_actor = site.actor(who)
+    outsider = Session(site, outsider_actor.cert, outsider_actor.key, f"x-{who}")
+    writer = connected(site, site.actor("unit-a"))
+    try:
+        assert not member.subscribe(shared)[0].is_failure
+        codes = outsider.subscribe(shared)
+        assert codes[0].is_failure, f"{who} joined the collectors' shared subscription"
+        sent = [f"event-{i}".encode() for i in range(20)]
+        for payload in sent:
+            assert writer.publish("jaga/v1/site1/unit-a/event", payload) == 0
+        deadline = time.monotonic() + WAIT_S
+        while not set(sent) <= set(member.received):
+            assert time.monotonic() < deadline, (
+                f"the collector got {len(set(sent) & set(member.received))} of 20"
+            )
+            time.sleep(0.02)
+    finally:
+        writer.close()
+        outsider.close()
+        member.client.unsubscribe(shared)
+        member.close()
+
+
+def test_a_revoked_operator_is_refused_after_the_broker_reloads(site: Site) -> None:
+    ident = site.registry.root / "identities"
+    cert, key = ident / "operator-bob.crt", ident / "operator-bob.key"
+    before = Probe(site, cert, key)
+    assert before.connect(), "bob should get in before he is revoked"
+    before.close()
+    kept_cert, kept_key = cert.read_bytes(), key.read_bytes()
+    out = provision(site.registry.root, "identity", "revoke", "operator", "bob")
+    assert "revoked operator 'bob'" in out
+    site.configure()
+    reloads = site.mosquitto.log_path.read_text(errors="replace").count("Reloading config.")
+    site.mosquitto.reload()
+    wait_for_log(site.mosquitto, "Reloading config.", count=reloads + 1)
+    stolen = site.registry.root.parent / "stolen"
+    stolen.mkdir(exist_ok=True)
+    (stolen / "bob.crt").write_bytes(kept_cert)
+    (stolen / "bob.key").write_bytes(kept_key)
+    assert not Probe(site, stolen / "bob.crt", stolen / "bob.key").connect()
+    assert "user operator:bob" not in (site.broker_dir / "acl").read_text()

@@ -43,6 +43,8 @@ def sites(tmp_path: Path) -> Iterator[tuple[Stack, Stack]]:
         broker_port=east.broker_port,
         registry_dir=east.registry,
     )
+    for name in ("east", "west"):  # one certificate per collector: one connection each
+        east.collector_identity(name)
     east.configure_broker()  # the ACL from the registry: both sites
     west._unpack_unit(WEST_UNIT.device)
     east.start_broker()
@@ -57,7 +59,7 @@ def sites(tmp_path: Path) -> Iterator[tuple[Stack, Stack]]:
 
 
 def collector(east: Stack, name: str, sites: list[str]) -> CollectorProcess:
-    path = east.collector_config(client_id=f"jaga-collector-{name}")
+    path = east.collector_config(client_id=f"jaga-collector-{name}", identity=name)
     config = tomllib.loads(path.read_text())
     config["data_dir"] = str(east.root / name / "data")
     config["mqtt"]["sites"] = sites

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,15 @@ from broker.alerts.lifecycle import AlertClosed, AlertError, ChangeKind, Unknown
 from broker.alerts.store import AlertStore, Writes, read_alerts
 from broker.alerts.wire import Alert, AlertState, ArmingHow, ArmingMode, ArmingState
 from broker.ingest import Reason, Rejected
+from broker.site_commands import SiteCommandGate
 from protocol import topics
+from protocol.commands import SiteCommand, load_pem_key, sign_command
 from protocol.models import Kind, parse
+from provisioning.ca import CertificateAuthority
+from provisioning.certs import Validity
+from provisioning.identities import revoke_identity
+from provisioning.register import add_site
+from provisioning.registry import Registry
 from tests.unit.test_alerts_support import (
     MON,
     NIGHTS_AND_SUNDAY,
@@ -240,28 +248,85 @@ def test_operator_mistakes_are_errors_that_say_what_is_wrong(engines: Engines) -
         engine.arm(SITE, "Budi", "telepathy", NIGHT)
 
 
-def test_commands_from_mqtt_arm_disarm_ack_and_resolve(engines: Engines) -> None:
+class Operators:
+    """A registry with a CA, the site and operators budi and sari, certified in 2024."""
+
+    def __init__(self, root: Path) -> None:
+        when = datetime(2024, 1, 1, tzinfo=UTC)
+        self.registry = Registry(root)
+        ca = CertificateAuthority.init(self.registry, "CA", now=when)
+        add_site(self.registry, SITE, name="S", timezone="Asia/Jakarta", broker_host="h")
+        for name in ("budi", "sari"):
+            ca.issue_service("operator", name, validity=Validity.for_days(3650, when))
+            self.registry.save_operator_sites(name, [SITE])
+        self.gate = SiteCommandGate.at(root, root / "collector")
+
+    def sign(self, name: str, cmd: str, ts: int, site: str = SITE, **fields: object) -> bytes:
+        reg = self.registry
+        key = load_pem_key(reg.identity_path("operator", name, ".key").read_bytes())
+        pem = reg.identity_path("operator", name, ".crt").read_bytes()
+        body = SiteCommand(site=site, cmd=cmd, by=f"operator:{name}", ts=ts, **fields)  # type: ignore[arg-type]
+        return sign_command(body, key, pem)
+
+
+def test_commands_from_mqtt_arm_disarm_ack_and_resolve(engines: Engines, tmp_path: Path) -> None:
+    ops = Operators(tmp_path / "registry")
     engine = engines.open(NOON)
-    armed = engine.command(SITE, "arm", b'{"by":"Budi","how":"cli"}', NOON)
+    engine.gate = ops.gate
+    armed = engine.command(SITE, "arm", ops.sign("budi", "arm", NOON, how="cli"), NOON)
     assert [(a.to_state, a.by, a.how) for a in armed.audits][-1] == (
         ArmingMode.ARMING,
-        "Budi",
+        "budi",
         ArmingHow.CLI,
     )
     (alert,) = raised(engine.on_event(back_door(NOON + 2 * MIN), NOON + 2 * MIN))
-    ack = json.dumps({"by": "Sari", "alert_id": alert.id}).encode()
-    assert engine.command(SITE, "ack", ack, NOON + 3 * MIN).alerts[0].alert.acked_by == "Sari"
-    with pytest.raises(AlertError, match="belongs to site"):
-        engine.command("other-site", "resolve", ack, NOON + 4 * MIN)
-    with pytest.raises(AlertError, match="by"):
-        engine.command(SITE, "disarm", b"{}", NOON + 4 * MIN)
+    ack = ops.sign("sari", "ack", NOON + 3 * MIN, alert_id=alert.id)
+    assert engine.command(SITE, "ack", ack, NOON + 3 * MIN).alerts[0].alert.acked_by == "sari"
+    elsewhere = ops.sign("sari", "resolve", NOON + 4 * MIN, site="other-site", alert_id=alert.id)
+    with pytest.raises(AlertError, match="may not command site other-site"):
+        engine.command("other-site", "resolve", elsewhere, NOON + 4 * MIN)
+    with pytest.raises(AlertError, match="not a signed command"):
+        engine.command(SITE, "disarm", b'{"by":"Kapolres Budi (budi)"}', NOON + 4 * MIN)
     with pytest.raises(AlertError, match="unknown command"):
         engine.command(SITE, "selfdestruct", b'{"by":"Budi"}', NOON + 4 * MIN)
-    resolve = json.dumps({"by": "Sari", "alert_id": alert.id, "note": "drill"}).encode()
+    resolve = ops.sign("sari", "resolve", NOON + 5 * MIN, alert_id=alert.id, note="drill")
     done = engine.command(SITE, "resolve", resolve, NOON + 5 * MIN)
     assert done.alerts[0].alert.note == "drill"
-    disarmed = engine.command(SITE, "disarm", b'{"by":"Sari"}', NOON + 6 * MIN)
-    assert disarmed.audits[0].how is ArmingHow.MQTT
+    disarm = ops.sign("sari", "disarm", NOON + 6 * MIN)
+    with pytest.raises(AlertError, match="came as arm"):  # a signed disarm is no arm
+        engine.command(SITE, "arm", disarm, NOON + 6 * MIN)
+    with pytest.raises(AlertError, match="retained"):
+        engine.command(SITE, "disarm", disarm, NOON + 6 * MIN, retained=True)
+    disarmed = engine.command(SITE, "disarm", disarm, NOON + 6 * MIN)
+    assert disarmed.audits[0].how is ArmingHow.MQTT and disarmed.audits[0].by == "sari"
+
+
+def test_a_signed_site_command_is_carried_out_once_even_across_a_restart(
+    engines: Engines, tmp_path: Path
+) -> None:
+    ops = Operators(tmp_path / "registry")
+    engine = engines.open(NOON)
+    engine.gate = ops.gate
+    disarm = ops.sign("budi", "disarm", NOON)
+    engine.arm(SITE, "sari", "cli", NOON - 10 * MIN)
+    assert engine.command(SITE, "disarm", disarm, NOON).audits
+    engine.arm(SITE, "sari", "cli", NOON + 10 * S)
+    again = SiteCommandGate.at(ops.registry.root, ops.registry.root / "collector")  # restarted
+    with pytest.raises(AlertError, match="already carried out"):
+        again.open(SITE, "disarm", disarm, NOON + 20 * S)
+    with pytest.raises(AlertError, match="too old"):
+        again.open(SITE, "disarm", ops.sign("budi", "disarm", NOON), NOON + 3 * MIN)
+
+
+def test_a_revoked_operator_or_one_of_another_site_commands_nothing(tmp_path: Path) -> None:
+    ops = Operators(tmp_path / "registry")
+    ops.registry.save_operator_sites("sari", ["elsewhere"])
+    with pytest.raises(AlertError, match="may not command site"):
+        ops.gate.open(SITE, "arm", ops.sign("sari", "arm", NOON), NOON)
+    stolen = ops.sign("budi", "arm", NOON)
+    revoke_identity(ops.registry, "operator", "budi", now=datetime(2024, 5, 1, tzinfo=UTC))
+    with pytest.raises(AlertError, match="revoked"):
+        ops.gate.open(SITE, "arm", stolen, NOON)
 
 
 # supervision -------------------------------------------------------------------------------------

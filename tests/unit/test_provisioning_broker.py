@@ -40,16 +40,23 @@ topic write jaga/v1/+/alert/#
 topic write jaga/v1/+/+/cmd/+
 
 user operator:budi
-topic read jaga/v1/#
-topic write jaga/v1/+/cmd/+
-topic write jaga/v1/+/+/cmd/+
+topic read jaga/v1/deadletter
+topic read jaga/v1/gudang-1/#
+topic write jaga/v1/gudang-1/cmd/+
+topic write jaga/v1/gudang-1/+/cmd/+
 """
 
 
 def settings(**overrides: object) -> MosquittoSettings:
     base = Path("/etc/mosquitto/jaga")
     tls = TlsFiles(base / "ca.crt", base / "server.crt", base / "server.key", base / "crl.pem")
-    kwargs: dict[str, object] = {"tls": tls, "acl_file": base / "acl", **overrides}
+    kwargs: dict[str, object] = {
+        "tls": tls,
+        "acl_file": base / "acl",
+        "dynsec_plugin": Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"),
+        "dynsec_file": base / "dynsec.json",
+        **overrides,
+    }
     return MosquittoSettings(**kwargs)  # type: ignore[arg-type]
 
 
@@ -69,6 +76,7 @@ def test_acl_for_a_small_registry_is_exactly_the_policy(tmp_path: Path) -> None:
     ca.revoke_device("gudang-1", "pintu-b")  # pintu-c never got a certificate
     ca.issue_service("collector", "main")
     ca.issue_service("operator", "budi")
+    reg.save_operator_sites("budi", ["gudang-1"])
     assert body(render_acl(identities(reg))) == EXPECTED_ACL
 
 
@@ -112,6 +120,9 @@ def test_config_has_the_mutual_tls_listener_and_outage_sized_queues() -> None:
         "crlfile /etc/mosquitto/jaga/crl.pem",
         "require_certificate true",
         "use_identity_as_username true",
+        "use_username_as_clientid true",
+        "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+        "plugin_opt_config_file /etc/mosquitto/jaga/dynsec.json",
         "tls_version tlsv1.2",
     }
     assert expected <= lines

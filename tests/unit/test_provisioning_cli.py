@@ -200,7 +200,11 @@ def test_crl_refresh_moves_next_update(prov: Path) -> None:
 def test_identities_and_broker_config(prov: Path, tmp_path: Path) -> None:
     ok(prov, "device", "issue", "gudang-1", "pintu-depan", "--generate-key")
     ok(prov, "identity", "add", "collector", "main")
-    ok(prov, "identity", "add", "operator", "budi")
+    nowhere = run(prov, "identity", "add", "operator", "budi")
+    assert nowhere.exit_code == 1 and "--site" in nowhere.stderr  # an operator names sites
+    unknown = run(prov, "identity", "add", "operator", "budi", "--site", "gudang-9")
+    assert unknown.exit_code == 1 and "unknown site" in unknown.stderr
+    ok(prov, "identity", "add", "operator", "budi", "--site", "gudang-1")
     out_dir = tmp_path / "broker-out"
     ok(prov, "broker-config", "--out", str(out_dir), "--install-dir", "/etc/mosquitto/jaga",
        "--port", "8884", "--host", "10.0.0.5")  # fmt: skip
@@ -210,7 +214,9 @@ def test_identities_and_broker_config(prov: Path, tmp_path: Path) -> None:
     assert "crlfile /etc/mosquitto/jaga/crl.pem" in conf
     acl = (out_dir / "acl").read_text()
     assert "user pintu-depan" in acl and "user collector:main" in acl
-    assert "user operator:budi" in acl
+    assert "user operator:budi" in acl and "topic write jaga/v1/gudang-1/cmd/+" in acl
+    assert "operator:budi" in (out_dir / "dynsec.json").read_text()
+    assert "use_username_as_clientid true" in conf
     for name in ("ca.crt", "crl.pem", "server.crt", "server.key"):
         assert (out_dir / name).is_file()
     assert stat.S_IMODE((out_dir / "server.key").stat().st_mode) == 0o600

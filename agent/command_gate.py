@@ -1,0 +1,39 @@
+"""The unit's check of a signed command before it acts: signature (protocol.commands), age even
+without a synchronised clock, and a nonce never accepted before (remembered on disk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+
+from protocol.commands import MAX_SKEW_NS, CommandRefused, Resend, Snapshot, open_command
+from protocol.nonces import NonceBook
+
+
+class CommandGate:
+    """Opens signed commands for one unit; refuses forged, stale and replayed ones."""
+
+    def __init__(self, ca: x509.Certificate, path: Path) -> None:
+        self.ca = ca
+        self.nonces = NonceBook(path, MAX_SKEW_NS)
+
+    def open(
+        self,
+        payload: bytes,
+        model: type[Resend] | type[Snapshot],
+        now_ns: int,
+        clock_synced: bool,
+    ) -> Resend | Snapshot:
+        """The command, once it may be carried out (CommandRefused otherwise)."""
+        if clock_synced:
+            self.nonces.note(now_ns)  # real time has reached this: older commands are stale
+        command = open_command(
+            payload, model, self.ca, now_ns, clock_synced, known_ns=self.nonces.newest()
+        )
+        if not self.nonces.admit(command.nonce, command.ts):
+            raise CommandRefused(f"command from {command.by} was already carried out (replay?)")
+        return command
+
+    def close(self) -> None:
+        self.nonces.close()

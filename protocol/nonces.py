@@ -1,0 +1,65 @@
+"""The nonces of accepted signed commands, on disk, so a replay is refused even after a restart.
+
+Both receivers keep one: the collector for operators' site commands, each unit for its own
+commands. A nonce needs keeping only while its command could still pass the age check; older
+ones are pruned at every admission, which bounds the book by the commands of one window.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+
+class NonceBook:
+    """Which nonces were accepted, and the newest command time seen (a floor for "now")."""
+
+    def __init__(self, path: Path, window_ns: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.window_ns = window_ns
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # durable: a restart must not reopen a window
+        self._db.execute("CREATE TABLE IF NOT EXISTS nonce (nonce TEXT PRIMARY KEY, ts INTEGER)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
+
+    def newest(self) -> int:
+        """The newest command time accepted or clock time noted (0: none yet)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='newest'").fetchone()
+        return int(row[0]) if row else 0
+
+    def note(self, ts: int) -> None:
+        """A time known to have passed (a synchronised clock): raises the floor, never lowers."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meta VALUES ('newest', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                (ts,),
+            )
+
+    def admit(self, nonce: str, ts: int) -> bool:
+        """Record the nonce of a command that passed every other check; False if seen before."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                seen = self._db.execute("SELECT 1 FROM nonce WHERE nonce=?", (nonce,)).fetchone()
+                if seen is None:
+                    self._db.execute("INSERT INTO nonce VALUES (?, ?)", (nonce, ts))
+                    self._db.execute(
+                        "INSERT INTO meta VALUES ('newest', ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                        (ts,),
+                    )
+                    newest = self._db.execute("SELECT value FROM meta WHERE key='newest'")
+                    floor = int(newest.fetchone()[0]) - 2 * self.window_ns
+                    self._db.execute("DELETE FROM nonce WHERE ts < ?", (floor,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return seen is None
+
+    def close(self) -> None:
+        self._db.close()
