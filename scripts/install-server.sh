@@ -155,6 +155,7 @@ ensure_dir "$MOSQ" 0750 "root:mosquitto"
 ensure_dir "$(dirname "$DROPIN")" 0755
 put_file "$SRC/systemd/mosquitto.service.d/jaga.conf" "$DROPIN" 0644
 put_file "$STAGE/mosquitto/mosquitto.conf" "$MOSQ/mosquitto.conf" 0640
+put_file "$STAGE/mosquitto/dynsec.json" "$MOSQ/dynsec.json" 0640 # read only at start: restart
 mosquitto_restart=$((CHANGED - before))
 before=$CHANGED
 for file in acl ca.crt crl.pem server.crt server.key; do
