@@ -4,6 +4,7 @@ collector and InfluxDB, with the events shown live and a summary read back from 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -212,6 +213,7 @@ def _summary(
         print(line if plain else f"audit: {line}")
     if audit.returncode not in (0, 1):
         print(f"audit: failed to run: {audit.stderr.strip()}")
+    _custody(stack)
     alerts = watch.raised()
     by_rule: dict[str, int] = {}
     for a in alerts.values():
@@ -231,6 +233,34 @@ def _summary(
     lost = sum(max(0, n - stored.get(d, 0)) for d, n in produced.items())
     units = sum(1 for d in produced if stored.get(d, 0))
     print(f"demo: {total} events stored in InfluxDB from {units} units, {lost} lost")
+
+
+def _custody(stack: Stack) -> None:
+    """Export the first pictures' evidence and check it as an auditor would: against the
+    fingerprint of the CA this demo made (`jaga-provision ca fingerprint`), published in
+    advance, never against the CA inside the export."""
+    assert stack.influx is not None
+    rows = stack.influx.query(
+        f'SELECT "raw" FROM "event" WHERE "site" = \'{stack.site}\' '
+        "AND \"kind\" = 'camera' AND \"state\" = 'snapshot' LIMIT 1",
+        db=DATABASE,
+    )
+    if not rows:
+        print("custody: no pictures to export")
+        return
+    event_id = json.loads(str(rows[0]["raw"]))["id"]
+    folder = stack.root / "evidence" / event_id
+    made = stack.collector_cli("evidence", "export", event_id, folder)
+    if made.returncode != 0:
+        print(f"custody: evidence export failed: {made.stderr.strip()}")
+        return
+    pin = jaga("jaga-provision", "--dir", stack.registry, "ca", "fingerprint").stdout.strip()
+    check = jaga(
+        "jaga-collector", "audit", "verify-export", folder, "--ca-fingerprint", pin, check=False
+    )
+    last = (check.stdout.strip().splitlines() or [check.stderr.strip()])[-1]
+    shown = folder.relative_to(Path.cwd()) if folder.is_relative_to(Path.cwd()) else folder
+    print(f"custody: {shown}: {last}")
 
 
 if __name__ == "__main__":
