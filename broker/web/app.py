@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -21,11 +22,11 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio
+from argon2 import PasswordHasher
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -40,9 +41,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.web import evidence_view
+from broker.web.addresses import address_group
 from broker.web.config import Account, WebConfig
 from broker.web.evidence_view import EventSource, Evidence
-from broker.web.passwords import burn_time, verify_password
+from broker.web.logouts import Logouts
+from broker.web.passwords import DEFAULT_HASHER, burn_time, verify_password
 from broker.web.sessions import (
     COOKIE,
     LOGIN_COOKIE,
@@ -77,16 +80,20 @@ class Principal:
 
 
 class SecurityHeaders:
-    """Headers for every response: no framing, no foreign scripts, nothing cached by default."""
+    """Headers for every response: no framing, no foreign scripts, nothing cached by default;
+    over TLS, browsers are told to come back only over TLS (HSTS)."""
 
     CSP = (
         "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; "
         "connect-src 'self'; media-src 'none'; object-src 'none'; frame-ancestors 'none'; "
         "form-action 'self'; base-uri 'none'"
     )
+    HSTS = b"max-age=31536000"
+    """A year; no includeSubDomains: the collector's name may carry other people's sites."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, tls: bool) -> None:
         self.app = app
+        self.tls = tls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,11 +111,25 @@ class SecurityHeaders:
                     b"referrer-policy": b"same-origin",
                     b"cache-control": b"no-store",
                 }
+                if self.tls:
+                    extra[b"strict-transport-security"] = self.HSTS
                 headers += [(k, v) for k, v in extra.items() if k not in names]
                 message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class GuardPostApp(Starlette):
+    """Starlette with SecurityHeaders outside its error handler, so a 500 carries them too
+    (middleware given to Starlette runs inside ServerErrorMiddleware, which answers 500s)."""
+
+    def __init__(self, *, tls: bool, **starlette: Any) -> None:
+        self.tls = tls
+        super().__init__(**starlette)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack(), tls=self.tls)
 
 
 class EventStream(StreamingResponse):
@@ -145,6 +166,8 @@ class GuardPost:
         events: EventSource | None,
         clock: Callable[[], float],
         keepalive_s: float,
+        logouts: Logouts,
+        hasher: PasswordHasher,
     ) -> None:
         self.state = state
         self.config = config
@@ -153,8 +176,12 @@ class GuardPost:
         self.events = events
         self.clock = clock
         self.keepalive_s = keepalive_s
-        self.sessions = SessionBook(secret, config.session_s)
+        self.sessions = SessionBook(secret, config.session_s, logouts)
         self.throttle = LoginThrottle(config.login_max_failures, config.login_lockout_s)
+        self.hasher = hasher
+        # Each argon2 check takes the memory written in its hash (64 MiB by default): at most
+        # this many run at once, whatever the number of addresses guessing.
+        self.password_checks = threading.BoundedSemaphore(config.login_concurrency)
         self.secure = config.tls is not None
         self.templates = Environment(
             loader=PackageLoader("broker.web", "templates"),
@@ -241,7 +268,7 @@ class GuardPost:
                 next_path, error="The login form expired; please try again.", status=403, name=name
             )
         ip = request.client.host if request.client else "unknown"
-        keys = (f"user:{name}", f"ip:{ip}")
+        keys = (f"user:{name}", f"ip:{address_group(ip)}")
         now = self.clock()
         wait = self.throttle.retry_after(keys, now)
         if wait > 0:
@@ -258,13 +285,27 @@ class GuardPost:
                 error=f"Too many wrong passwords. Try again in {int(wait) + 1} s.",
                 headers={"Retry-After": str(int(wait) + 1)},
             )
-        count = self.throttle.failed(keys, now)  # until the password proves right
-        account = self.config.account(name)
-        if account is not None:
-            ok = await run_in_threadpool(verify_password, account.password_hash, password)
-        else:
-            await run_in_threadpool(burn_time, password)
-            ok = False
+        if not self.password_checks.acquire(blocking=False):
+            log.warning(
+                "login for %r from %s refused: %d password checks already running",
+                name,
+                ip,
+                self.config.login_concurrency,
+            )
+            return self.login_page(
+                next_path,
+                status=503,
+                name=name,
+                error="The server is busy checking other logins. Try again in a few seconds.",
+                headers={"Retry-After": "2"},
+            )
+        try:
+            count = self.throttle.failed(keys, now)  # until the password proves right
+            account = self.config.account(name)
+            # Released only once the thread is done: anyio's run_sync does not abandon it.
+            ok = await run_in_threadpool(self.check_password, account, password)
+        finally:
+            self.password_checks.release()
         if not ok or account is None:
             log.warning(
                 "wrong password for %r from %s (%d within %d s)",
@@ -292,13 +333,20 @@ class GuardPost:
         response.delete_cookie(LOGIN_COOKIE, path="/login")
         return response
 
+    def check_password(self, account: Account | None, password: str) -> bool:
+        """The slow part of a login, run on a worker thread."""
+        if account is None:
+            burn_time(password, self.hasher)
+            return False
+        return verify_password(account.password_hash, password, self.hasher)
+
     async def logout(self, request: Request) -> Response:
         me = self.principal(request)
         if me is not None:
             form = await _form(request)
             if not csrf_ok(me.session, str(form.get("csrf") or "")):
                 return self.message("Not logged out", "The form was not this page's.", 403, me)
-            self.sessions.revoke(me.session, self.clock())
+            await run_in_threadpool(self.sessions.revoke, me.session, self.clock())
             log.info("%s logged out", me.account.who)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
@@ -423,10 +471,9 @@ class GuardPost:
         path = self.evidence.path(sha)
         if not any(me.can_see(s) for s in sites) or not path.is_file():
             return Response(status_code=404)
+        # Behind a login: never left in a browser's (or a shared screen's) cache after it.
         return FileResponse(
-            path,
-            media_type="image/jpeg",
-            headers={"Cache-Control": "private, max-age=31536000, immutable"},
+            path, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"}
         )
 
 
@@ -474,8 +521,13 @@ def create_app(
     events: EventSource | None = None,
     clock: Callable[[], float] = time.time,
     keepalive_s: float = 15.0,
+    logouts: Path | None = None,
+    hasher: PasswordHasher = DEFAULT_HASHER,
 ) -> Starlette:
-    """The page as an ASGI app; serve() runs it, tests may drive it with a TestClient."""
+    """The page as an ASGI app; serve() runs it, tests may drive it with a TestClient.
+
+    logouts: the SQLite file that remembers logged-out sessions across restarts; None keeps
+    them in memory only (tests)."""
     post = GuardPost(
         state,
         config,
@@ -485,6 +537,8 @@ def create_app(
         events=events,
         clock=clock,
         keepalive_s=keepalive_s,
+        logouts=Logouts(logouts),
+        hasher=hasher,
     )
     routes = [
         Route("/", post.page),
@@ -498,6 +552,6 @@ def create_app(
         Route("/pictures/{name}", post.picture),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    app = GuardPostApp(routes=routes, tls=config.tls is not None)
     app.state.post = post
     return app

@@ -114,6 +114,34 @@ class WebConfig(Strict):
         description="key that signs session cookies (made 0600 if absent); "
         "default <data_dir>/web-session.key",
     )
+    max_connections: int = Field(
+        default=128,
+        ge=4,
+        le=2048,
+        description="connections the page holds open at once; more are closed as they arrive, "
+        "so the page never takes the file descriptors storage needs (LimitNOFILE=8192)",
+    )
+    max_connections_per_address: int = Field(
+        default=32,
+        ge=1,
+        le=2048,
+        description="of those, how many one address (an IPv6 /64) may hold, so one noisy "
+        "laptop on the post's LAN cannot take the page from the guard's screen",
+    )
+    request_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="a connection must deliver a whole request (TLS handshake, headers, body) "
+        "within this long of connecting or of its first byte, or it is closed",
+    )
+    login_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="password checks run at once (argon2, 64 MiB each); logins beyond it "
+        "are told to try again in a moment",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> WebConfig:
@@ -122,6 +150,11 @@ class WebConfig(Strict):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"accounts: {', '.join(twice)} listed more than once")
+        if self.max_connections_per_address > self.max_connections:
+            raise ValueError(
+                f"max_connections_per_address ({self.max_connections_per_address}) cannot be "
+                f"above max_connections ({self.max_connections}): lower it or raise the total"
+            )
         if self.tls is None and not self.allow_plain_http and not is_loopback(host):
             raise ValueError(
                 f"bind {self.bind!r} is not a loopback address: configure [web.tls] "

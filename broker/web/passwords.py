@@ -18,17 +18,21 @@ def hash_password(password: str, hasher: PasswordHasher = DEFAULT_HASHER) -> str
     return hasher.hash(password)
 
 
-def verify_password(stored_hash: str, password: str) -> bool:
-    """True when password matches; any malformed hash is simply a mismatch."""
+def verify_password(
+    stored_hash: str, password: str, hasher: PasswordHasher = DEFAULT_HASHER
+) -> bool:
+    """True when password matches; any malformed hash is simply a mismatch.
+
+    The cost (memory, time) is the one written in stored_hash, whatever hasher's own is."""
     try:
-        return DEFAULT_HASHER.verify(stored_hash, password)
+        return hasher.verify(stored_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
 
-def burn_time(password: str) -> None:
+def burn_time(password: str, hasher: PasswordHasher = DEFAULT_HASHER) -> None:
     """Spend what a real check costs, so an unknown name answers as slowly as a known one."""
-    verify_password(_dummy_hash(), password)
+    verify_password(_dummy_hash(), password, hasher)
 
 
 @lru_cache(maxsize=1)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import ssl
 import threading
 import time
 from pathlib import Path
 
 import uvicorn
+from argon2 import PasswordHasher
 
 from broker.web.app import AckCallback, create_app
 from broker.web.config import WebConfig
+from broker.web.connections import ConnectionGuard, guarded_h11
 from broker.web.evidence_view import EventSource, Evidence
+from broker.web.passwords import DEFAULT_HASHER
 from broker.web.sessions import load_or_create_secret
 from broker.web.state import LiveState
 
@@ -26,12 +31,18 @@ class WebServer:
     """A running page; stop() ends its streams and its thread."""
 
     def __init__(
-        self, server: uvicorn.Server, thread: threading.Thread, state: LiveState, scheme: str
+        self,
+        server: uvicorn.Server,
+        thread: threading.Thread,
+        state: LiveState,
+        scheme: str,
+        connections: ConnectionGuard,
     ) -> None:
         self._server = server
         self._thread = thread
         self._state = state
         self.scheme = scheme
+        self.connections = connections
 
     @property
     def port(self) -> int:
@@ -66,20 +77,38 @@ def serve(
     evidence: Evidence | None = None,
     events: EventSource | None = None,
     start_timeout: float = 10.0,
+    hasher: PasswordHasher = DEFAULT_HASHER,
 ) -> WebServer:
     """Start the page on config.bind (port 0: any free port) and return once it listens."""
+    tls = _tls_context(config)
     secret = load_or_create_secret(config.secret_file or data_dir / "web-session.key")
-    app = create_app(state, config, secret=secret, ack=ack, evidence=evidence, events=events)
-    tls = config.tls
-    for path in (tls.cert, tls.key) if tls else ():
-        if not path.is_file():
-            raise WebError(f"[web.tls]: {path} does not exist")
+    logouts = data_dir / "web-logouts.sqlite"
+    try:
+        app = create_app(
+            state,
+            config,
+            secret=secret,
+            ack=ack,
+            evidence=evidence,
+            events=events,
+            logouts=logouts,
+            hasher=hasher,
+        )
+    except sqlite3.Error as exc:
+        raise WebError(f"{logouts}: {exc} (the collector's data_dir must be writable)") from None
+    guard = ConnectionGuard(
+        max_connections=config.max_connections,
+        per_address=config.max_connections_per_address,
+        request_timeout_s=config.request_timeout_s,
+        tls=tls,
+    )
     uv_config = uvicorn.Config(
         app,
         host=config.host,
         port=config.port,
-        ssl_certfile=str(tls.cert) if tls else None,
-        ssl_keyfile=str(tls.key) if tls else None,
+        http=guarded_h11(guard),  # counts, TLS and request deadlines: see broker.web.connections
+        timeout_keep_alive=5,  # an idle browser connection between requests
+        backlog=128,  # waiting in the kernel costs no descriptor of ours
         log_config=None,  # the collector's logging stays as it is
         log_level="warning",
         access_log=False,
@@ -106,6 +135,25 @@ def serve(
             why = repr(failure[0]) if failure else "see the log above"
             raise WebError(f"the guard-post page could not listen on {config.bind} ({why})")
         time.sleep(0.02)
-    handle = WebServer(server, thread, state, "https" if tls else "http")
+    handle = WebServer(server, thread, state, "https" if config.tls else "http", guard)
     log.info("guard-post page on %s", handle.url)
     return handle
+
+
+def _tls_context(config: WebConfig) -> ssl.SSLContext | None:
+    """The server side of [web.tls], loaded now so that a bad file is named before listening."""
+    tls = config.tls
+    if tls is None:
+        return None
+    for path in (tls.cert, tls.key):
+        if not path.is_file():
+            raise WebError(f"[web.tls]: {path} does not exist")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise WebError(
+            f"[web.tls]: cannot use {tls.cert} with {tls.key} ({exc}); give the PEM "
+            "certificate and its own private key, readable by the collector"
+        ) from None
+    return context

@@ -3,7 +3,8 @@
 The cookie carries {user, sid, csrf token, issued-at, account key} signed with itsdangerous.
 It is checked on every request against the config in force: a removed account, a changed
 password (its account key changes) or an expired lifetime ends the session; logging out
-revokes the sid until it would have expired anyway.
+revokes the sid until it would have expired anyway, on disk (broker.web.logouts) so that a
+restart does not bring it back.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from broker.web.config import Account
+from broker.web.logouts import Logouts
 
 COOKIE = "jaga_session"
 LOGIN_COOKIE = "jaga_login"
@@ -44,11 +46,11 @@ def account_key(account: Account) -> str:
 class SessionBook:
     """Issues and checks session cookies; `now` (seconds) is passed in."""
 
-    def __init__(self, secret: bytes, lifetime_s: float) -> None:
+    def __init__(self, secret: bytes, lifetime_s: float, logouts: Logouts | None = None) -> None:
         self.lifetime_s = lifetime_s
         self._signer = URLSafeSerializer(secret, salt="jaga-web-session")
         self._login_signer = URLSafeSerializer(secret, salt="jaga-web-login")
-        self._revoked: dict[str, float] = {}
+        self._revoked = Logouts() if logouts is None else logouts
 
     def issue(self, account: Account, now: float) -> tuple[str, Session]:
         session = Session(
@@ -88,8 +90,7 @@ class SessionBook:
         return sid in self._revoked
 
     def revoke(self, session: Session, now: float) -> None:
-        self._revoked = {s: t for s, t in self._revoked.items() if t > now}
-        self._revoked[session.sid] = session.expires(self.lifetime_s)
+        self._revoked.add(session.sid, session.expires(self.lifetime_s), now)
 
     def login_token(self) -> tuple[str, str]:
         """A token for the login form and the signed cookie that vouches for it."""

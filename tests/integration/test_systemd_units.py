@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from broker.web.config import WebConfig
 from devstack.ports import free_port
 from devstack.process import ManagedProcess
 from devstack.stack import SCENARIOS, AgentProcess, CollectorProcess, Stack
@@ -71,6 +72,16 @@ def test_the_score_is_read_from_the_unit_so_a_weakened_unit_fails(tmp_path: Path
     (tmp_path / "weak.service").write_text(weak)
     score, _, _ = exposure(tmp_path / "weak.service")
     assert score > MAX_EXPOSURE
+
+
+def test_the_collector_has_descriptors_to_spare_beyond_what_the_page_may_hold() -> None:
+    unit = (SYSTEMD / "jaga-collector.service").read_text()
+    limits = re.findall(r"^LimitNOFILE=(\d+)$", unit, flags=re.MULTILINE)
+    assert len(limits) == 1, "set LimitNOFILE= once (systemd's default soft limit is 1,024)"
+    field = WebConfig.model_fields["max_connections"]
+    highest = next(m.le for m in field.metadata if hasattr(m, "le"))
+    assert int(limits[0]) >= 4 * highest  # even the page's highest cap leaves 3/4 to storage
+    assert int(limits[0]) >= 32 * int(field.default)
 
 
 def test_the_agent_unit_keeps_gpio_and_camera_reachable() -> None:

@@ -10,7 +10,9 @@ import pytest
 from argon2 import PasswordHasher
 from pydantic import ValidationError
 
+from broker.web.addresses import address_group
 from broker.web.config import Account, WebConfig, split_bind
+from broker.web.logouts import Logouts
 from broker.web.passwords import hash_password, verify_password
 from broker.web.sessions import SessionBook, csrf_ok, load_or_create_secret
 from broker.web.throttle import LoginThrottle
@@ -70,6 +72,22 @@ def test_no_accounts_and_twice_the_same_name_are_refused() -> None:
     same = account().model_dump()
     with pytest.raises(ValidationError, match="budi listed more than once"):
         WebConfig.model_validate({"accounts": [same, same]})
+
+
+def test_the_pages_caps_default_well_under_the_descriptor_limit_and_are_checked() -> None:
+    cfg = web()
+    assert cfg.max_connections == 128 and cfg.max_connections_per_address == 32
+    assert cfg.request_timeout_s == 10 and cfg.login_concurrency == 2
+    with pytest.raises(
+        ValidationError, match=r"max_connections_per_address \(64\) cannot be above"
+    ):
+        web(max_connections=32, max_connections_per_address=64)
+    with pytest.raises(ValidationError, match="max_connections"):
+        web(max_connections=100_000)
+    with pytest.raises(ValidationError, match="request_timeout_s"):
+        web(request_timeout_s=0)
+    with pytest.raises(ValidationError, match="login_concurrency"):
+        web(login_concurrency=0)
 
 
 @pytest.mark.parametrize("bind", ["8080", "localhost", ":8080", "host:http", "::1:80", "h:70000"])
@@ -152,6 +170,16 @@ def test_a_right_password_is_forgiven_so_a_guard_may_log_in_often() -> None:
     assert t.failed(keys, 100.0) == 1  # the two mistakes fell out of the window
 
 
+def test_an_ipv6_host_counts_as_its_slash_64_and_a_mapped_ipv4_as_itself() -> None:
+    assert address_group("10.0.0.9") == "10.0.0.9"
+    assert address_group("::ffff:10.0.0.9") == "10.0.0.9"
+    assert address_group("2001:db8:0:7::1") == address_group("2001:db8:0:7:ab:cd:ef:1")
+    assert address_group("2001:db8:0:7::1") == "2001:db8:0:7::/64"
+    assert address_group("2001:db8:0:8::1") != address_group("2001:db8:0:7::1")
+    assert address_group("fe80::1%eth0") == "fe80::/64"
+    assert address_group("unknown") == "unknown"
+
+
 def test_a_flood_of_addresses_cannot_grow_the_throttle_without_bound() -> None:
     t = LoginThrottle(max_keys=100)
     for i in range(1000):
@@ -185,6 +213,21 @@ def test_logging_out_revokes_that_session_only() -> None:
     book.revoke(s1, now=1.0)
     assert book.read(one, 2.0) is None
     assert book.read(two, 2.0) is not None
+
+
+def test_a_logout_is_kept_on_disk_only_until_its_session_would_have_ended(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "web-logouts.sqlite"
+    book = SessionBook(b"k" * 32, lifetime_s=3600, logouts=Logouts(path))
+    old, s_old = book.issue(account(), now=0.0)
+    new, s_new = book.issue(account(), now=3000.0)
+    book.revoke(s_old, now=1.0)
+    book.revoke(s_new, now=3601.0)  # s_old's lifetime is over: its row goes
+    reopened = Logouts(path)
+    assert s_new.sid in reopened and s_old.sid not in reopened and len(reopened) == 1
+    after = SessionBook(b"k" * 32, lifetime_s=3600, logouts=reopened)
+    assert after.read(new, 3602.0) is None and after.read(old, 3602.0) is None
 
 
 def test_each_session_has_its_own_csrf_token_compared_in_full() -> None:
