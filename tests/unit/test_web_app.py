@@ -217,6 +217,37 @@ def test_every_answer_forbids_framing_and_foreign_scripts(post: Post) -> None:
     assert "script-src 'self'" in headers["content-security-policy"]
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
+    assert "strict-transport-security" not in headers  # plain HTTP on loopback: no HSTS
+
+
+def test_a_server_error_still_carries_the_security_headers(tmp_path: Path) -> None:
+    def broken(alert_id: str, by: str) -> bool:
+        raise RuntimeError("the alert engine fell over")
+
+    post = Post(tmp_path, ack=broken)
+    budi = TestClient(post.app, follow_redirects=False, raise_server_exceptions=False)
+    assert post.login(budi, "budi").status_code == 303
+    answer = budi.post("/alerts/forced-door-aaaa/ack", data={"csrf": csrf_of(budi)})
+    assert answer.status_code == 500
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_over_tls_every_answer_tells_browsers_to_come_back_only_over_tls(tmp_path: Path) -> None:
+    def broken(alert_id: str, by: str) -> bool:
+        raise RuntimeError("the alert engine fell over")
+
+    post = Post(tmp_path, ack=broken, cfg=config(tls={"cert": "s.crt", "key": "s.key"}))
+    client = TestClient(
+        post.app, base_url="https://t", follow_redirects=False, raise_server_exceptions=False
+    )
+    assert client.get("/login").headers["strict-transport-security"] == "max-age=31536000"
+    assert post.login(client, "budi").status_code == 303
+    error = client.post("/alerts/forced-door-aaaa/ack", data={"csrf": csrf_of(client)})
+    assert error.status_code == 500
+    assert error.headers["strict-transport-security"] == "max-age=31536000"
 
 
 # logging in ---------------------------------------------------------------------------------
@@ -455,6 +486,7 @@ def test_another_sites_evidence_and_pictures_are_not_found(post: Post) -> None:
     picture = budi.get(f"/pictures/{post.shots[0]}.jpg")
     assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
     assert picture.content == post.store.path(post.shots[0]).read_bytes()
+    assert picture.headers["cache-control"] == "private, no-store"  # gone from it at logout
     assert budi.get(f"/pictures/{post.other_sha}.jpg").status_code == 404
     assert budi.get("/pictures/..%2Fcustody.jsonl").status_code == 404
 

@@ -85,6 +85,40 @@ def test_a_taken_address_is_a_clear_error(tmp_path: Path) -> None:
             serve(LiveState(), config(f"127.0.0.1:{port}"), data_dir=tmp_path)
 
 
+def get(port: int, path: str, cookie: str) -> str:
+    request = f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+    return http(port, request + f"Cookie: jaga_session={cookie}\r\n\r\n").decode()
+
+
+def test_a_logged_out_cookie_stays_refused_after_a_restart(tmp_path: Path) -> None:
+    cfg = config()  # one password hash: a new one would end the session by itself
+    web = serve(LiveState(), cfg, data_dir=tmp_path)
+    try:
+        cookie = login(web.port)
+        page = get(web.port, "/", cookie)
+        assert page.startswith("HTTP/1.1 200")
+        body = "csrf=" + page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        out = http(
+            web.port,
+            "POST /logout HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+            f"Cookie: jaga_session={cookie}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}",
+        ).decode()
+        assert out.startswith("HTTP/1.1 303") and "location: /login" in out
+        assert get(web.port, "/api/state", cookie).startswith("HTTP/1.1 401")
+    finally:
+        web.stop()
+    again = serve(LiveState(), cfg, data_dir=tmp_path)  # same data dir, same signing key
+    try:
+        assert get(again.port, "/api/state", cookie).startswith("HTTP/1.1 401")
+        answer = get(again.port, "/", cookie)
+        assert answer.startswith("HTTP/1.1 303") and "location: /login" in answer
+        assert get(again.port, "/", login(again.port)).startswith("HTTP/1.1 200")  # a new login
+    finally:
+        again.stop()
+
+
 def test_an_open_stream_carries_changes_and_is_told_when_its_session_ends() -> None:
     now = [1_800_000_000.0]
     state = LiveState()
