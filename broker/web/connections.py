@@ -138,9 +138,12 @@ class GuardedConnection(asyncio.Protocol):
                 server_side=True,
                 ssl_handshake_timeout=self.guard.request_timeout_s,
             )
-        except (OSError, ssl.SSLError, ConnectionError, TimeoutError, asyncio.CancelledError):
-            self._leave()  # a failed or aborted handshake never reaches connection_lost
+        except OSError:  # refused, reset, timed out (SSLError and TimeoutError are OSErrors)
+            self._leave()  # a handshake that fails this way never reaches connection_lost
             return
+        except asyncio.CancelledError:  # the server is shutting down
+            self._leave()
+            raise
         if wrapped is None or wrapped.is_closing():
             self._leave()
             return

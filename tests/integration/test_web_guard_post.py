@@ -533,6 +533,7 @@ def test_the_page_is_served_over_tls_with_the_site_ca_certificate(
         with httpx2.Client(base_url=web.url, verify=trust, follow_redirects=False) as http:
             form = http.get("/login")
             assert form.status_code == 200
+            assert form.headers["strict-transport-security"] == "max-age=31536000"
             answer = http.post(
                 "/login",
                 data={
