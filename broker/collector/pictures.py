@@ -21,61 +21,23 @@ from pathlib import Path
 
 from broker import points
 from broker.collector.inbound import Inbound
+from broker.collector.partials import Partials, PictureLimits, PictureRef
 from broker.evidence import EvidenceRefused, EvidenceStore
 from broker.influx import Record
 from broker.ingest import Reason, Rejected
 from broker.refs import EventRef, UnitRef
 from protocol.models import WireError
-from protocol.snapshot import Assembled, ChunkError, SnapshotChunk, assemble, open_chunk
+from protocol.snapshot import Assembled, ChunkError, open_chunk
 
 log = logging.getLogger("jaga.collector.pictures")
 
 S = 1_000_000_000
-MB = 1024 * 1024
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS partial (site TEXT NOT NULL, device TEXT NOT NULL,
-    event_id TEXT NOT NULL, sha256 TEXT NOT NULL, role TEXT NOT NULL, size INTEGER NOT NULL,
-    count INTEGER NOT NULL, first_ns INTEGER NOT NULL,
-    PRIMARY KEY (site, device, event_id, sha256)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS piece (site TEXT NOT NULL, device TEXT NOT NULL,
-    event_id TEXT NOT NULL, sha256 TEXT NOT NULL, idx INTEGER NOT NULL, off INTEGER NOT NULL,
-    data BLOB NOT NULL, PRIMARY KEY (site, device, event_id, sha256, idx));
 CREATE TABLE IF NOT EXISTS waiting (site TEXT NOT NULL, device TEXT NOT NULL,
     event_id TEXT NOT NULL, sha256 TEXT NOT NULL, role TEXT NOT NULL, data BLOB NOT NULL,
     since_ns INTEGER NOT NULL, PRIMARY KEY (site, device, event_id, sha256));
 """
-
-
-@dataclass(frozen=True, slots=True)
-class PictureLimits:
-    unit_partials: int = 32
-    """Pictures one unit may have half-done (a unit sends its pictures one after the other)."""
-    unit_partial_bytes: int = 32 * MB
-    partial_bytes: int = 512 * MB
-    """All units together; past it the unit holding the most gives way."""
-    partial_timeout_s: float = 120.0
-    unit_waiting_bytes: int = 16 * MB
-    """Whole pictures of one unit waiting for their event."""
-    waiting_timeout_s: float = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class PictureRef:
-    event: EventRef
-    sha256: str
-
-    @property
-    def unit(self) -> UnitRef:
-        return self.event.unit
-
-
-@dataclass
-class _Partial:
-    first: SnapshotChunk
-    first_ns: int
-    have: set[int] = field(default_factory=set)
-    nbytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,47 +76,35 @@ class Pictures:
     ) -> None:
         self.evidence = evidence
         self.limits = limits or PictureLimits()
-        self.dropped = 0
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
-        self._partials: dict[PictureRef, _Partial] = {}
-        self._done: dict[PictureRef, None] = {}
-        """Pictures completed recently, so late duplicates of their chunks are recognised."""
+        self.partials = Partials(self._db, self.limits)
         self._waiting: dict[PictureRef, tuple[int, int]] = {}
         """Whole pictures waiting for their event: (bytes, since_ns)."""
+        self._dropped_waiting = 0
         self._load()
 
     def _load(self) -> None:
-        for site, device, event_id, sha, role, size, count, first_ns in self._db.execute(
-            "SELECT site, device, event_id, sha256, role, size, count, first_ns FROM partial"
-        ):
-            key = PictureRef(EventRef(site, device, event_id), sha)
-            first = SnapshotChunk(
-                event=event_id, sha256=sha, role=role, size=size, index=0, count=count, offset=0
-            )
-            self._partials[key] = _Partial(first, first_ns)
-        for site, device, event_id, sha, idx, nbytes in self._db.execute(
-            "SELECT site, device, event_id, sha256, idx, length(data) FROM piece"
-        ):
-            p = self._partials.get(PictureRef(EventRef(site, device, event_id), sha))
-            if p is not None:
-                p.have.add(idx)
-                p.nbytes += nbytes
+        self._waiting.clear()
         for site, device, event_id, sha, nbytes, since in self._db.execute(
             "SELECT site, device, event_id, sha256, length(data), since_ns FROM waiting"
         ):
             self._waiting[PictureRef(EventRef(site, device, event_id), sha)] = (nbytes, since)
 
     @property
+    def dropped(self) -> int:
+        """Pictures given up: half-done ones, and whole ones whose event never came."""
+        return self.partials.dropped + self._dropped_waiting
+
+    @property
     def partial_bytes(self) -> int:
-        return sum(p.nbytes for p in self._partials.values())
+        return self.partials.partial_bytes
 
     def held(self, unit: UnitRef) -> tuple[int, int]:
         """(half-done pictures, their bytes) of one unit."""
-        mine = [p for k, p in self._partials.items() if k.unit == unit]
-        return len(mine), sum(p.nbytes for p in mine)
+        return self.partials.held(unit)
 
     # chunks in ---------------------------------------------------------------------------
 
@@ -184,7 +134,8 @@ class Pictures:
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
-            self._load_again()
+            self.partials.load()
+            self._load()
             raise
         return out
 
@@ -194,54 +145,9 @@ class Pictures:
             raise ChunkError(f"{m.topic[:120]} is not a unit's snapshot/<event id> topic")
         header, data = open_chunk(where.arg, m.payload)
         key = PictureRef(EventRef(where.site, where.device, where.arg), header.sha256)
-        if key in self._done:
-            return  # a late duplicate of a picture already whole
-        p = self._partials.get(key)
-        if p is None:
-            self._make_room(key.unit, header.size, now_ns)
-            p = self._partials[key] = _Partial(header, now_ns)
-            self._db.execute(
-                "INSERT OR REPLACE INTO partial VALUES (?,?,?,?,?,?,?,?)",
-                (*_cols(key), header.role, header.size, header.count, now_ns),
-            )
-        first = p.first
-        if (header.size, header.count, header.role) != (first.size, first.count, first.role):
-            raise ChunkError(
-                f"chunk {header.index} of {header.sha256} disagrees with the first chunk "
-                "on size, count or role"
-            )
-        if header.index in p.have:
-            row = self._db.execute(
-                "SELECT off, data FROM piece WHERE site=? AND device=? AND event_id=?"
-                " AND sha256=? AND idx=?",
-                (*_cols(key), header.index),
-            ).fetchone()
-            if row is not None and (int(row[0]), bytes(row[1])) != (header.offset, data):
-                raise ChunkError(
-                    f"chunk {header.index} of {header.sha256} arrived twice, different"
-                )
-            return
-        self._db.execute(
-            "INSERT OR REPLACE INTO piece VALUES (?,?,?,?,?,?,?)",
-            (*_cols(key), header.index, header.offset, data),
-        )
-        p.have.add(header.index)
-        p.nbytes += len(data)
-        if len(p.have) < first.count:
-            return
-        pieces = {
-            int(idx): (int(off), bytes(blob))
-            for idx, off, blob in self._db.execute(
-                "SELECT idx, off, data FROM piece WHERE site=? AND device=? AND event_id=?"
-                " AND sha256=?",
-                _cols(key),
-            )
-        }
-        self._forget(key)
-        self._done[key] = None
-        while len(self._done) > 4096:
-            del self._done[next(iter(self._done))]
-        self._place(key, assemble(first, pieces), m, now_ns, out)
+        whole = self.partials.add(key, header, data, now_ns)
+        if whole is not None:
+            self._place(key, whole, m, now_ns, out)
 
     def _place(
         self, key: PictureRef, pic: Assembled, m: Inbound | None, now_ns: int, out: PictureBatch
@@ -272,7 +178,7 @@ class Pictures:
         try:
             self.evidence.put(pic.data, key.event)
         except EvidenceRefused as exc:
-            self.dropped += 1
+            self._dropped_waiting += 1
             out.refused.append((key.unit, exc))
             log.error("picture %s of %s not kept: %s", pic.sha256, key.event, exc)
             return
@@ -290,14 +196,14 @@ class Pictures:
             self._drop_waiting(old, "more pictures of the unit wait for their events")
             used -= n
         if len(pic.data) > budget:
-            self.dropped += 1
+            self._dropped_waiting += 1
             log.warning(
                 "%s: picture %s is larger than what may wait for its event", key.event, key.sha256
             )
             return
         self._db.execute(
             "INSERT OR REPLACE INTO waiting VALUES (?,?,?,?,?,?,?)",
-            (*_cols(key), pic.role, pic.data, now_ns),
+            (*key.columns, pic.role, pic.data, now_ns),
         )
         self._waiting[key] = (len(pic.data), now_ns)
 
@@ -314,11 +220,11 @@ class Pictures:
             row = self._db.execute(
                 "SELECT role, data FROM waiting WHERE site=? AND device=? AND event_id=?"
                 " AND sha256=?",
-                _cols(key),
+                key.columns,
             ).fetchone()
             self._db.execute(
                 "DELETE FROM waiting WHERE site=? AND device=? AND event_id=? AND sha256=?",
-                _cols(key),
+                key.columns,
             )
             del self._waiting[key]
             if row is not None:
@@ -331,88 +237,25 @@ class Pictures:
 
     def sweep(self, now_ns: int) -> int:
         """Give up half-done pictures and waiting ones whose time is up; returns how many."""
-        partial_ns = int(self.limits.partial_timeout_s * S)
         waiting_ns = int(self.limits.waiting_timeout_s * S)
-        late = [k for k, p in self._partials.items() if now_ns - p.first_ns > partial_ns]
         stale = [k for k, (_, since) in self._waiting.items() if now_ns - since > waiting_ns]
-        if not late and not stale:
+        if not stale and not self.partials.due(now_ns):
             return 0
         self._db.execute("BEGIN")
-        for key in late:
-            p = self._partials[key]
-            log.error(
-                "%s: picture %s incomplete after %.0f s (%d of %d chunks); giving up",
-                key.event,
-                key.sha256,
-                self.limits.partial_timeout_s,
-                len(p.have),
-                p.first.count,
-            )
-            self._forget(key)
-            self.dropped += 1
+        given_up = self.partials.sweep(now_ns)
         for key in stale:
             self._drop_waiting(key, "its event never arrived")
         self._db.execute("COMMIT")
-        return len(late) + len(stale)
-
-    def _make_room(self, unit: UnitRef, size: int, now_ns: int) -> None:
-        """Before a new picture of `unit` starts: its own oldest give way past its bounds, and
-        the unit holding the most gives way past the bound of all."""
-        lim = self.limits
-        mine = sorted(
-            ((p.first_ns, k) for k, p in self._partials.items() if k.unit == unit),
-            key=lambda t: t[0],
-        )
-        held = sum(self._partials[k].nbytes for _, k in mine)
-        while mine and (len(mine) >= lim.unit_partials or held + size > lim.unit_partial_bytes):
-            _, old = mine.pop(0)
-            held -= self._partials[old].nbytes
-            self._evict(old, f"{unit} holds too many half-done pictures")
-        total = self.partial_bytes
-        while total + size > lim.partial_bytes and self._partials:
-            by_unit: dict[UnitRef, int] = {}
-            for k, p in self._partials.items():
-                by_unit[k.unit] = by_unit.get(k.unit, 0) + p.nbytes
-            heaviest = max(by_unit, key=lambda u: by_unit[u])
-            old = min(
-                (k for k in self._partials if k.unit == heaviest),
-                key=lambda k: self._partials[k].first_ns,
-            )
-            total -= self._partials[old].nbytes
-            self._evict(old, "half-done pictures of all units are at their bound")
-
-    def _evict(self, key: PictureRef, why: str) -> None:
-        log.warning("%s: half-done picture %s given up: %s", key.event, key.sha256, why)
-        self._forget(key)
-        self.dropped += 1
-
-    def _forget(self, key: PictureRef) -> None:
-        self._db.execute(
-            "DELETE FROM piece WHERE site=? AND device=? AND event_id=? AND sha256=?", _cols(key)
-        )
-        self._db.execute(
-            "DELETE FROM partial WHERE site=? AND device=? AND event_id=? AND sha256=?",
-            _cols(key),
-        )
-        self._partials.pop(key, None)
+        return given_up + len(stale)
 
     def _drop_waiting(self, key: PictureRef, why: str) -> None:
         log.warning("%s: picture %s no longer waits: %s", key.event, key.sha256, why)
         self._db.execute(
             "DELETE FROM waiting WHERE site=? AND device=? AND event_id=? AND sha256=?",
-            _cols(key),
+            key.columns,
         )
         self._waiting.pop(key, None)
-        self.dropped += 1
-
-    def _load_again(self) -> None:
-        self._partials.clear()
-        self._waiting.clear()
-        self._load()
+        self._dropped_waiting += 1
 
     def close(self) -> None:
         self._db.close()
-
-
-def _cols(key: PictureRef) -> tuple[str, str, str, str]:
-    return key.event.site, key.event.device, key.event.event_id, key.sha256

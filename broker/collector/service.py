@@ -23,7 +23,8 @@ from broker.collector.alerting import AlertBridge
 from broker.collector.asks import Asks, Publish
 from broker.collector.inbound import Inbound
 from broker.collector.intake import Intake
-from broker.collector.pictures import PictureBatch, PictureLimits, Pictures
+from broker.collector.partials import PictureLimits
+from broker.collector.pictures import PictureBatch, Pictures
 from broker.collector.session import BrokerSession
 from broker.collector.settle import Settled, count, settle
 from broker.collector.stats import CollectorStats

@@ -17,7 +17,8 @@ import pytest
 
 from broker.collector.inbound import Inbound
 from broker.collector.intake import Intake
-from broker.collector.pictures import PictureLimits, Pictures
+from broker.collector.partials import PictureLimits
+from broker.collector.pictures import Pictures
 from broker.config import CollectorConfig
 from broker.custody import CustodyLog
 from broker.diskqueue import DiskQueue
