@@ -108,7 +108,9 @@ def serve(
         port=config.port,
         http=guarded_h11(guard),  # counts, TLS and request deadlines: see broker.web.connections
         timeout_keep_alive=5,  # an idle browser connection between requests
-        backlog=128,  # waiting in the kernel costs no descriptor of ours
+        # Also how many sockets asyncio accepts per turn of the loop, before the guard can close
+        # them: the page's descriptors stay under max_connections + a few times this.
+        backlog=32,
         log_config=None,  # the collector's logging stays as it is
         log_level="warning",
         access_log=False,

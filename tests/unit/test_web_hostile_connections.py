@@ -178,11 +178,11 @@ def test_idle_connections_cannot_take_the_descriptors_storage_needs(
     tmp_path: Path, sockets: list[socket.socket]
 ) -> None:
     cfg = web_config(max_connections=32, max_connections_per_address=8, request_timeout_s=1.5)
-    child = Child(tmp_path, limit=160, config=cfg)
+    child = Child(tmp_path, limit=200, config=cfg)
     try:
         baseline = child.fds()
         assert get(child.port) == 200
-        for i in range(200):  # more than the child's 160 descriptors, from ten addresses
+        for i in range(300):  # more than the child's 200 descriptors, from ten addresses
             sockets.append(idle(child.port, f"127.0.0.{41 + i % 10}"))
         held = child.settle()
         assert child.ask("store") == "stored"  # SQLite (WAL) and an fsynced file, meanwhile
