@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 
-from agent.config import AgentConfig, ConfigError, load_config
+from agent.config import AgentConfig, load_config
 from agent.identity import IdentityError
 from agent.pins import PinFactoryError, make_pin_factory
 from agent.simulator import PinDriver
+from kernel.config import ConfigError
 
 app = typer.Typer(
     help="Jaga unit agent: reads the door, motion, tamper and patrol inputs of "

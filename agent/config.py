@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from protocol.errors import ConfigError as ConfigError  # re-exported: callers catch it from here
-from protocol.errors import load_toml_model
+from kernel.config import ClientTls, Strict, load_toml_model
 from protocol.ids import DeviceId, SensorName, SiteId
 
 SensorKind = Literal["door", "motion", "tamper", "patrol"]
@@ -28,26 +27,13 @@ DEFAULT_ACTIVE_HIGH: dict[str, bool] = {
 }
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsConfig(Strict):
-    """Mutual TLS to the broker with the unit's own certificate from the site CA."""
-
-    ca: Path = Field(description="site CA certificate (PEM)")
-    cert: Path = Field(description="this unit's certificate (PEM)")
-    key: Path = Field(description="this unit's private key (PEM, mode 0600)")
-    crl: Path | None = Field(default=None, description="not used by the unit; the broker checks")
-
-
 class BrokerConfig(Strict):
     """Where the central Mosquitto is."""
 
     host: str = Field(min_length=1, description="broker host name or address")
     port: int = Field(default=8883, ge=1, le=65535)
     keepalive_s: int = Field(default=15, ge=5, le=600, description="MQTT keepalive")
-    tls: TlsConfig | None = Field(default=None, description="omit only on a loopback test broker")
+    tls: ClientTls | None = Field(default=None, description="omit only on a loopback test broker")
 
 
 class SensorConfig(Strict):

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent import host
-from agent.config import AgentConfig, ConfigError, load_config
+from agent.config import AgentConfig, load_config
 from agent.identity import IdentityError, load_private_key
+from kernel.config import ConfigError
 
 MIN_FREE_MB = 200
 CERT_WARN_DAYS = 30

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.config import AgentConfig, ConfigError
-from protocol.errors import describe_errors
+from agent.config import AgentConfig
+from kernel.config import ConfigError, describe_errors
 
 PULSES = {"motion": 2.0, "press": 0.3}
 LEVELS = {"open": True, "close": False, "tamper": True, "restore": False}

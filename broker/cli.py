@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from broker.config import CollectorConfig, ConfigError, load_config
+from broker.config import CollectorConfig, load_config
 from broker.grafana.cli import grafana_app
 from broker.web.cli import web_app
+from kernel.config import ConfigError
 
 if TYPE_CHECKING:
     from cryptography import x509

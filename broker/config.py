@@ -6,23 +6,12 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
 from broker.alerts.config import AlertsConfig
 from broker.web.config import WebConfig
-from protocol.errors import ConfigError as ConfigError  # re-exported: callers catch it from here
-from protocol.errors import load_toml_model
+from kernel.config import ClientTls, Strict, load_toml_model
 from protocol.ids import SiteId
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsConfig(Strict):
-    ca: Path = Field(description="site CA certificate (PEM)")
-    cert: Path = Field(description="collector certificate (PEM), CN collector:<name>")
-    key: Path = Field(description="collector private key (PEM)")
 
 
 class MqttConfig(Strict):
@@ -44,7 +33,7 @@ class MqttConfig(Strict):
         description="the sites this collector takes (empty: every site). Collectors that split "
         "the sites between them scale out without splitting any unit's hash chain",
     )
-    tls: TlsConfig | None = None
+    tls: ClientTls | None = None
 
 
 def _http_url(value: str) -> str:
@@ -140,7 +129,7 @@ def load_config(path: Path) -> CollectorConfig:
 
     mqtt = config.mqtt
     if mqtt.tls is not None:
-        tls = TlsConfig(ca=fix(mqtt.tls.ca), cert=fix(mqtt.tls.cert), key=fix(mqtt.tls.key))
+        tls = ClientTls(ca=fix(mqtt.tls.ca), cert=fix(mqtt.tls.cert), key=fix(mqtt.tls.key))
         mqtt = mqtt.model_copy(update={"tls": tls})
     return config.model_copy(
         update={

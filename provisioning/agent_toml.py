@@ -8,14 +8,8 @@ from typing import Any
 import tomli_w
 from pydantic import ValidationError
 
-from agent.config import (
-    AgentConfig,
-    BrokerConfig,
-    CameraConfig,
-    ConfigError,
-    TlsConfig,
-    load_config,
-)
+from agent.config import AgentConfig, BrokerConfig, CameraConfig, load_config
+from kernel.config import ClientTls, ConfigError
 from provisioning.errors import ProvisioningError
 from provisioning.files import replace
 from provisioning.registry import DeviceRecord, SiteRecord
@@ -39,7 +33,7 @@ def build_agent_config(site: SiteRecord, device: DeviceRecord) -> AgentConfig:
             broker=BrokerConfig(
                 host=site.broker_host,
                 port=site.broker_port,
-                tls=TlsConfig(ca=Path(CA_FILE), cert=Path(CERT_FILE), key=Path(KEY_FILE)),
+                tls=ClientTls(ca=Path(CA_FILE), cert=Path(CERT_FILE), key=Path(KEY_FILE)),
             ),
             sensors=device.sensors,
             data_dir=DATA_DIR,

@@ -10,7 +10,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
-from agent.config import ConfigError
+from kernel.config import ConfigError
 from protocol.ids import InvalidIdentifier
 from provisioning.broker_config import BrokerOptions, write_broker_config
 from provisioning.bundle import write_bundle

@@ -1,7 +1,7 @@
 """The `[alerts]` part of collector.toml: schedules, delays, doors, posts, thresholds, routes.
 
 Every field has a default a district warehouse can start with; mistakes are errors that name
-the field and the fix (formatted by protocol.errors.describe_errors like the rest).
+the field and the fix (formatted by kernel.config.describe_errors like the rest).
 """
 
 from __future__ import annotations
@@ -11,18 +11,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from broker.alerts.wire import Severity
+from kernel.config import Strict
 from protocol.ids import DeviceId, SensorName, SiteId
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CLOCK = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Window(Strict):

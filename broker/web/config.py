@@ -7,8 +7,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
+from kernel.config import Strict
 from protocol.ids import check_id
 
 ALL_SITES = "*"
@@ -18,10 +19,6 @@ LoginName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,23
 FullName = Annotated[
     str, StringConstraints(pattern=r"^\S(?:[^\x00-\x1f\x7f]{0,34}\S)?$", strip_whitespace=True)
 ]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Role(StrEnum):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig, ConfigError, load_config
+from agent.config import AgentConfig, load_config
+from kernel.config import ConfigError
 
 GOOD = """\
 site = "gudang-3"

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from broker.alerts.config import AlertsConfig, SiteAlerts, Window
-from protocol.errors import describe_errors
+from kernel.config import describe_errors
 
 
 def problems(raw: dict[str, object]) -> str:

@@ -1,4 +1,4 @@
-"""How validation errors are told to people: one line per mistake, naming the field and the fix."""
+"""Strict config models, and their mistakes told one line each, naming the field and the fix."""
 
 from __future__ import annotations
 
@@ -6,9 +6,27 @@ import tomllib
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """A config section: an unknown field is a mistake (a typo), never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClientTls(Strict):
+    """Mutual TLS to the broker: the site CA, and this client's own certificate and key."""
+
+    ca: Path = Field(description="site CA certificate (PEM)")
+    cert: Path = Field(
+        description="this client's certificate (PEM) from the site CA: the unit's, or the "
+        "collector's (CN collector:<name>)"
+    )
+    key: Path = Field(description="this client's private key (PEM, mode 0600)")
+    crl: Path | None = Field(default=None, description="not used by clients; the broker checks")
 
 
 class ConfigError(Exception):
