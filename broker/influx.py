@@ -34,7 +34,7 @@ class StoreUnavailable(Exception):
     """InfluxDB did not take the batch; the caller keeps the messages unacknowledged."""
 
 
-class Rejected(Exception):
+class WriteRefused(Exception):
     """InfluxDB refused the batch as malformed (4xx): retrying will not help."""
 
 
@@ -62,7 +62,7 @@ class InfluxWriter:
         self._client.close()
 
     def write(self, points: Sequence[Record] | bytes, count: int | None = None) -> None:
-        """Write points (or line protocol bytes); raise StoreUnavailable or Rejected."""
+        """Write points (or line protocol bytes); raise StoreUnavailable or WriteRefused."""
         if not points:
             return
         body = points if isinstance(points, bytes) else to_lines(points)
@@ -91,7 +91,9 @@ class InfluxWriter:
             )
         except ApiException as exc:
             if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
-                raise Rejected(f"InfluxDB refused the batch ({exc.status}): {exc.body}") from None
+                raise WriteRefused(
+                    f"InfluxDB refused the batch ({exc.status}): {exc.body}"
+                ) from None
             raise _Transient(f"InfluxDB answered {exc.status}: {exc.reason}") from None
         except (HTTPError, OSError) as exc:
             raise _Transient(f"InfluxDB unreachable at {self.config.url}: {exc}") from None

@@ -16,8 +16,7 @@ from collections.abc import Callable, Sequence
 from broker.collector.stats import CollectorStats
 from broker.config import CollectorConfig
 from broker.diskqueue import DiskQueue, QueueFull
-from broker.influx import InfluxWriter, Record, StoreUnavailable, to_lines
-from broker.influx import Rejected as InfluxRefused
+from broker.influx import InfluxWriter, Record, StoreUnavailable, WriteRefused, to_lines
 
 log = logging.getLogger("jaga.collector")
 
@@ -43,7 +42,7 @@ class Storage:
             try:
                 self.writer.write(pts)
                 return True
-            except InfluxRefused as exc:
+            except WriteRefused as exc:
                 self._write_refused(pts, exc)
                 return True
             except StoreUnavailable as exc:
@@ -82,7 +81,7 @@ class Storage:
         for part in (pts[:half], pts[half:]):
             try:
                 self.writer.write(part)
-            except InfluxRefused as exc:
+            except WriteRefused as exc:
                 if "partial write" in str(exc):
                     self.stats.refused_points += 1
                     log.error("point(s) refused by InfluxDB: %s", str(exc)[:500])
@@ -109,7 +108,7 @@ class Storage:
                 except StoreUnavailable:
                     stop.wait(2.0)
                     continue
-                except InfluxRefused as exc:
+                except WriteRefused as exc:
                     log.error("spooled batch %d refused by InfluxDB (%s); dropped", item.id, exc)
                     self.stats.refused_points += item.count
                 self.spool.remove([item])
