@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.evidence import EvidenceStore
-from broker.influxql import InfluxQL, quote_string
+from broker.influx_reader import InfluxReader, quote_string
 from broker.ingest import Keys
 from protocol import models
 from protocol.models import Event, WireError
@@ -54,7 +54,7 @@ class AuditReport:
 
 
 def audit_site(
-    ql: InfluxQL,
+    ql: InfluxReader,
     keys: Keys,
     site: str,
     *,

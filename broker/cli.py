@@ -102,13 +102,13 @@ def _start_web(cfg: CollectorConfig, collector: Collector) -> WebServer | None:
     """The guard-post page on its own thread, fed by the collector's LiveState."""
     if cfg.web is None:
         return None
-    from broker.influxql import InfluxQL
+    from broker.influx_reader import InfluxReader
     from broker.web.lookup import InfluxEvents
     from broker.web.registry import preload
     from broker.web.server import WebError, serve
 
     preload(collector.live, cfg.registry_dir)
-    ql = InfluxQL(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
+    ql = InfluxReader(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
     try:
         return serve(
             collector.live,
@@ -148,10 +148,10 @@ def audit_verify(
 
     from broker.audit import CollectorBook, audit_site
     from broker.evidence import EvidenceStore
-    from broker.influxql import InfluxQL, QueryFailed
+    from broker.influx_reader import InfluxReader, QueryFailed
 
     cfg = _load(config)
-    ql = InfluxQL(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
+    ql = InfluxReader(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
     book_path = cfg.data_dir / "chain.sqlite3"
     try:
         book: CollectorBook | None = CollectorBook(book_path)
@@ -197,11 +197,11 @@ def evidence_export(
     """Copy an event's pictures and a manifest that `audit verify-export` re-checks offline."""
     from broker.evidence import EvidenceStore
     from broker.export import ExportError, export, find_evidence_events
-    from broker.influxql import InfluxQL, QueryFailed
+    from broker.influx_reader import InfluxReader, QueryFailed
     from provisioning.registry import Registry
 
     cfg = _load(config)
-    ql = InfluxQL(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
+    ql = InfluxReader(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
     try:
         events = find_evidence_events(ql, event_id)
         registry = Registry(cfg.registry_dir)

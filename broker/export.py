@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from broker.evidence import EvidenceStore
-from broker.influxql import InfluxQL, quote_string
+from broker.influx_reader import InfluxReader, quote_string
 from protocol import models
 from protocol.models import HEX64, Event, Token
 from protocol.signing import SignatureError, verify
@@ -185,7 +185,7 @@ def _open_plain(folder: Path, name: str) -> Iterator[int]:
 # -- making an export --------------------------------------------------------------------
 
 
-def find_evidence_events(ql: InfluxQL, event_id: str) -> list[Event]:
+def find_evidence_events(ql: InfluxReader, event_id: str) -> list[Event]:
     """The event itself if it carries pictures, else the camera events it caused."""
     rows = ql.rows(
         f'SELECT "raw" FROM "event" WHERE "id" = {quote_string(event_id)} GROUP BY "device"'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from broker.influxql import InfluxQL, QueryFailed, quote_string
+from broker.influx_reader import InfluxReader, QueryFailed, quote_string
 from protocol.models import Event, WireError, parse
 
 log = logging.getLogger("jaga.web.lookup")
@@ -16,7 +16,7 @@ CAMERA_WINDOW_NS = 10 * 60 * 10**9
 class InfluxEvents:
     """Events exactly as the units signed them (the `raw` field of the `event` measurement)."""
 
-    def __init__(self, ql: InfluxQL) -> None:
+    def __init__(self, ql: InfluxReader) -> None:
         self.ql = ql
 
     def event(self, event_id: str) -> Event | None:

@@ -35,7 +35,7 @@ from starlette.testclient import TestClient
 from broker.alerts import lifecycle
 from broker.alerts.rules import AlertKey, Raise, Rule
 from broker.evidence import EvidenceStore
-from broker.influxql import InfluxQL
+from broker.influx_reader import InfluxReader
 from broker.refs import EventRef
 from broker.web.app import create_app
 from broker.web.config import WebConfig
@@ -306,7 +306,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: Path) -> Iterator[S
         feed = PageFeed(stack, state, store)
         collector = Collector(stack, feed)
         config = web_config()
-        events = InfluxEvents(InfluxQL(stack.influx.url, DATABASE))
+        events = InfluxEvents(InfluxReader(stack.influx.url, DATABASE))
         web = serve(
             state, config, data_dir=root / "web", ack=collector.ack, evidence=store, events=events
         )
@@ -557,7 +557,7 @@ def test_the_viewer_reads_events_it_never_saw_from_influxdb(site: Site) -> None:
     assert camera.snapshot_sha256
     eventually(lambda: all(site.store.has(s) for s in camera.snapshot_sha256 or ()), timeout=10)
     assert site.stack.influx is not None
-    events = InfluxEvents(InfluxQL(site.stack.influx.url, DATABASE))
+    events = InfluxEvents(InfluxReader(site.stack.influx.url, DATABASE))
     eventually(lambda: events.event(door.id) is not None and events.caused(door), timeout=10)
     fresh = create_app(
         LiveState(), site.config, secret=b"k" * 32, evidence=site.store, events=events

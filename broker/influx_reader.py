@@ -1,6 +1,8 @@
-"""A small InfluxQL reader (GET /query), which InfluxDB 1.8, 2.x (DBRP) and 3 Core all answer.
+"""Reading InfluxDB: a small InfluxQL client (GET /query), which InfluxDB 1.8, 2.x (DBRP) and 3
+Core all answer. broker.influx writes; this reads.
 
-influxdb-client speaks only Flux for queries, so audit and the demo summary read through this.
+influxdb-client speaks only Flux for queries, so audit, the evidence viewer and export, and the
+demo summary read through this. (broker.grafana.influxql is another thing: dashboard query text.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ class QueryFailed(Exception):
     """The query could not run; the message says why."""
 
 
-class InfluxQL:
+class InfluxReader:
+    """Rows of InfluxQL queries against one database."""
+
     def __init__(self, url: str, database: str, token: str = "", timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.database = database
