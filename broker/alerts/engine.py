@@ -21,28 +21,22 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from broker.alerts import arming, lifecycle, notify, rules
+from broker.alerts import arming, lifecycle, notify, sensor_rules, unit_rules
 from broker.alerts.arming import SiteArming, Step, Tick
 from broker.alerts.config import AlertsConfig, SiteAlerts
 from broker.alerts.lifecycle import AlertClosed, AlertError, Change, ChangeKind, UnknownAlert
 from broker.alerts.notify import NoteWatch, Notification
 from broker.alerts.points import InfluxPoint, alert_point, arming_point
-from broker.alerts.rules import (
-    AlertKey,
-    CameraWatch,
-    Clear,
-    DoorWatch,
+from broker.alerts.rules import AlertKey, Clear, Raise, Rule, Signal
+from broker.alerts.sensor_rules import CameraWatch, DoorWatch, PostWatch
+from broker.alerts.store import AlertStore, Writes
+from broker.alerts.unit_rules import (
     GapChange,
     GapWatch,
     HealthWatch,
     IntegrityLike,
-    PostWatch,
-    Raise,
-    Rule,
-    Signal,
     UnitWatch,
 )
-from broker.alerts.store import AlertStore, Writes
 from broker.alerts.wire import (
     Alert,
     ArmingAudit,
@@ -133,7 +127,7 @@ class _Txn:
             self.e._remember(audit)
         if step.expired is not None:
             zone = self.e.config.site(site).zone
-            self.signals([rules.entry_expired(step.expired, zone, self.now)])
+            self.signals([sensor_rules.entry_expired(step.expired, zone, self.now)])
 
     # alerts ----------------------------------------------------------------------------------
 
@@ -292,27 +286,29 @@ class AlertEngine:
         zone = config.zone
         panel = txn.panel(site)
         if event.kind is Kind.DOOR:
-            step, signals = rules.forced_door(panel, config, self._past(site, now), event, now)
+            step, signals = sensor_rules.forced_door(
+                panel, config, self._past(site, now), event, now
+            )
             txn.apply(site, step)
             txn.signals(signals)
             name = f"door:{site}:{device}:{sensor}"
             key = AlertKey(Rule.DOOR_HELD_OPEN, site, device, sensor)
             watch = self._get(name, DoorWatch, DoorWatch())
             limit = config.held_open_s(device, sensor)
-            watch, signals = rules.door_held_open(watch, key, limit, event, now)
+            watch, signals = sensor_rules.door_held_open(watch, key, limit, event, now)
             txn.watch(name, watch)
             txn.signals(signals)
         elif event.kind is Kind.MOTION:
-            txn.signals(rules.intrusion(panel, self._past(site, now), event, zone, now))
+            txn.signals(sensor_rules.intrusion(panel, self._past(site, now), event, zone, now))
         elif event.kind is Kind.TAMPER:
-            txn.signals(rules.tamper(event, zone, now))
+            txn.signals(sensor_rules.tamper(event, zone, now))
         elif event.kind is Kind.CAMERA:
-            txn.signals(rules.tamper(event, zone, now))
+            txn.signals(sensor_rules.tamper(event, zone, now))
             name = f"camera:{site}:{device}:{sensor}"
             key = AlertKey(Rule.CAMERA_FAULT, site, device, sensor)
             cam = self._get(name, CameraWatch, CameraWatch())
             limit_s = config.thresholds.camera_fault_s
-            cam, signals = rules.camera_fault(cam, key, limit_s, event, now)
+            cam, signals = sensor_rules.camera_fault(cam, key, limit_s, event, now)
             txn.watch(name, cam)
             txn.signals(signals)
         elif event.kind is Kind.PATROL:
@@ -321,7 +317,7 @@ class AlertEngine:
                 name = f"post:{site}:{device}:{sensor}"
                 key = AlertKey(Rule.PATROL_MISSED, site, device, sensor)
                 pw = self._get(name, PostWatch, PostWatch())
-                pw, signals = rules.patrol_missed(
+                pw, signals = sensor_rules.patrol_missed(
                     pw, key, post, zone, event, now, self.watching_since
                 )
                 txn.watch(name, pw)
@@ -337,7 +333,9 @@ class AlertEngine:
         self._unit(txn, config, hb.site, hb.device, hb)
         name = f"health:{hb.site}:{hb.device}"
         health = self._get(name, HealthWatch, HealthWatch())
-        health, signals = rules.unit_health(health, hb.site, hb.device, config.thresholds, hb, now)
+        health, signals = unit_rules.unit_health(
+            health, hb.site, hb.device, config.thresholds, hb, now
+        )
         txn.watch(name, health)
         txn.signals(signals)
         return self._commit(txn)
@@ -351,7 +349,7 @@ class AlertEngine:
     def on_integrity(self, issue: IntegrityLike, now: int) -> Changes:
         """A message that failed verification (broker.ingest.Rejected with is_integrity)."""
         txn = _Txn(self, now)
-        txn.signals(rules.integrity(issue, now))
+        txn.signals(unit_rules.integrity(issue, now))
         return self._commit(txn)
 
     def on_evidence_refused(
@@ -359,7 +357,7 @@ class AlertEngine:
     ) -> Changes:
         """A picture a unit signed could not be kept (broker.evidence.EvidenceRefused)."""
         txn = _Txn(self, now)
-        txn.signals([rules.evidence_refused(site, device, detail, disk_full, now)])
+        txn.signals([unit_rules.evidence_refused(site, device, detail, disk_full, now)])
         return self._commit(txn)
 
     def on_gap(
@@ -374,7 +372,7 @@ class AlertEngine:
         limits = self.config.site(site).thresholds
         watch = self._get(name, GapWatch, GapWatch())
         item = GapChange(first, last, "opened" if change == "opened" else "closed")
-        watch, signals = rules.seq_gap(watch, key, limits, item, now)
+        watch, signals = unit_rules.seq_gap(watch, key, limits, item, now)
         txn.watch(name, watch)
         txn.signals(signals)
         return self._commit(txn)
@@ -394,7 +392,7 @@ class AlertEngine:
                     continue
                 limit = self.config.site(site).held_open_s(device, sensor)
                 key = AlertKey(Rule.DOOR_HELD_OPEN, site, device, sensor)
-                door, signals = rules.door_held_open(watch, key, limit, tick, now)
+                door, signals = sensor_rules.door_held_open(watch, key, limit, tick, now)
                 txn.watch(name, door)
                 txn.signals(signals)
             elif kind == "unit":
@@ -406,7 +404,7 @@ class AlertEngine:
                 site, device = rest.split(":")
                 key = AlertKey(Rule.INTEGRITY, site, device, "seq-gap")
                 limits = self.config.site(site).thresholds
-                gap, signals = rules.seq_gap(watch, key, limits, tick, now)
+                gap, signals = unit_rules.seq_gap(watch, key, limits, tick, now)
                 txn.watch(name, gap)
                 txn.signals(signals)
             elif kind == "camera":
@@ -414,7 +412,7 @@ class AlertEngine:
                 site, device, sensor = rest.split(":")
                 key = AlertKey(Rule.CAMERA_FAULT, site, device, sensor)
                 limit_s = self.config.site(site).thresholds.camera_fault_s
-                cam, signals = rules.camera_fault(watch, key, limit_s, tick, now)
+                cam, signals = sensor_rules.camera_fault(watch, key, limit_s, tick, now)
                 txn.watch(name, cam)
                 txn.signals(signals)
         for site, config in self.config.sites.items():
@@ -422,7 +420,7 @@ class AlertEngine:
                 name = f"post:{site}:{post.device}:{post.sensor}"
                 key = AlertKey(Rule.PATROL_MISSED, site, post.device, post.sensor)
                 pw = self._get(name, PostWatch, PostWatch())
-                pw, signals = rules.patrol_missed(
+                pw, signals = sensor_rules.patrol_missed(
                     pw, key, post, config.zone, tick, now, self.watching_since
                 )
                 txn.watch(name, pw)
@@ -594,7 +592,7 @@ class AlertEngine:
         assert before is None or isinstance(before, UnitWatch)
         current = before or UnitWatch(interval_s=config.thresholds.heartbeat_s)
         key = AlertKey(Rule.UNIT_OFFLINE, site, device)
-        after, signals = rules.unit_offline(
+        after, signals = unit_rules.unit_offline(
             current, key, config.thresholds, item, txn.now, self.watching_since
         )
         # Heartbeat arrival times stay in memory: after a restart silence counts from then.

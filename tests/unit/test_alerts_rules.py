@@ -4,25 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from broker.alerts import arming, rules
+from broker.alerts import arming, sensor_rules, unit_rules
 from broker.alerts.arming import Arm, SiteArming, Tick
 from broker.alerts.config import DoorConfig, PostConfig, SiteAlerts, Thresholds, Window
-from broker.alerts.rules import (
-    AlertKey,
-    CameraWatch,
-    Clear,
-    DoorWatch,
-    GapChange,
-    GapWatch,
-    HealthWatch,
-    PostWatch,
-    Raise,
-    Rule,
-    Signal,
-    UnitWatch,
-)
-from broker.alerts.wire import ArmingAudit, ArmingHow, ArmingMode, Severity
+from broker.alerts.rules import AlertKey, Clear, Raise, Rule, Signal
+from broker.alerts.sensor_rules import CameraWatch, DoorWatch, PostWatch
+from broker.alerts.unit_rules import GapChange, GapWatch, HealthWatch, UnitWatch
 from broker.ingest import Reason, Rejected
+from protocol.alerting import ArmingAudit, ArmingHow, ArmingMode, Severity
 from protocol.models import Event, Heartbeat, Kind, Status
 from tests.unit.test_alerts_support import (
     MON,
@@ -83,7 +72,7 @@ def only(signals: list[Signal]) -> Raise:
 def test_a_door_opening_while_armed_is_a_critical_latched_forced_door() -> None:
     p = panel(SiteAlerts(), ArmingMode.ARMED)
     ev = door("open", T0 + 5 * S, sensor="pintu-belakang")
-    _, signals = rules.forced_door(p.state, SiteAlerts(), p.history, ev, T0 + 6 * S)
+    _, signals = sensor_rules.forced_door(p.state, SiteAlerts(), p.history, ev, T0 + 6 * S)
     alert = only(signals)
     assert alert.key == AlertKey(Rule.FORCED_DOOR, SITE, "gudang-01", "pintu-belakang")
     assert alert.severity is Severity.CRITICAL
@@ -95,7 +84,7 @@ def test_a_door_opening_while_armed_is_a_critical_latched_forced_door() -> None:
 def test_a_door_opening_while_disarmed_or_leaving_is_no_alarm() -> None:
     for mode in (ArmingMode.DISARMED, ArmingMode.ARMING):
         p = panel(SiteAlerts(), mode)
-        _, signals = rules.forced_door(
+        _, signals = sensor_rules.forced_door(
             p.state, SiteAlerts(), p.history, door("open", T0 + S), T0 + S
         )
         assert signals == [], mode
@@ -103,28 +92,32 @@ def test_a_door_opening_while_disarmed_or_leaving_is_no_alarm() -> None:
 
 def test_a_door_closing_while_armed_is_no_alarm() -> None:
     p = panel(SiteAlerts(), ArmingMode.ARMED)
-    _, signals = rules.forced_door(p.state, SiteAlerts(), p.history, door("closed", T0 + S), T0 + S)
+    _, signals = sensor_rules.forced_door(
+        p.state, SiteAlerts(), p.history, door("closed", T0 + S), T0 + S
+    )
     assert signals == []
 
 
 def test_an_entry_door_goes_pending_first_and_is_forced_when_the_delay_runs_out() -> None:
     p = panel(ENTRY, ArmingMode.ARMED)
     opened = T0 + 10 * S
-    step, signals = rules.forced_door(p.state, ENTRY, p.history, door("open", opened), opened)
+    step, signals = sensor_rules.forced_door(
+        p.state, ENTRY, p.history, door("open", opened), opened
+    )
     assert signals == []
     assert step.state.state is ArmingMode.PENDING
     later = arming.step(step.state, ENTRY, Tick(), opened + 30 * S)
     assert later.expired is not None
-    alert = rules.entry_expired(later.expired, WIB, opened + 30 * S)
+    alert = sensor_rules.entry_expired(later.expired, WIB, opened + 30 * S)
     assert alert.key == AlertKey(Rule.FORCED_DOOR, SITE, "gudang-01", "pintu-utama")
     assert "not disarmed within 30 s" in alert.detail
 
 
 def test_a_non_entry_door_during_the_entry_delay_alarms_at_once() -> None:
     p = panel(ENTRY, ArmingMode.ARMED)
-    step, _ = rules.forced_door(p.state, ENTRY, p.history, door("open", T0 + S), T0 + S)
+    step, _ = sensor_rules.forced_door(p.state, ENTRY, p.history, door("open", T0 + S), T0 + S)
     back = door("open", T0 + 2 * S, sensor="pintu-belakang")
-    _, signals = rules.forced_door(step.state, ENTRY, p.history, back, T0 + 2 * S)
+    _, signals = sensor_rules.forced_door(step.state, ENTRY, p.history, back, T0 + 2 * S)
     assert only(signals).key.sensor == "pintu-belakang"
 
 
@@ -143,10 +136,10 @@ def test_a_second_entry_door_in_the_same_batch_follows_the_first() -> None:
     arrival = T0 + 12 * S
     first = door("open", T0 + 10 * S)
     second = door("open", T0 + 9 * S, sensor="pintu-samping")  # happened earlier, same batch
-    step, signals = rules.forced_door(p.state, TWO_ENTRIES, p.history, first, arrival)
+    step, signals = sensor_rules.forced_door(p.state, TWO_ENTRIES, p.history, first, arrival)
     assert signals == [] and step.state.state is ArmingMode.PENDING
     history = p.history + list(step.audits)
-    _, signals = rules.forced_door(step.state, TWO_ENTRIES, history, second, arrival)
+    _, signals = sensor_rules.forced_door(step.state, TWO_ENTRIES, history, second, arrival)
     assert signals == []
 
 
@@ -154,11 +147,15 @@ def test_a_late_entry_door_whose_delay_is_still_running_starts_it() -> None:
     p = panel(ENTRY, ArmingMode.ARMED)
     opened = T0 + 10 * S  # armed then; the panel's current state began after it
     later = p.state.model_copy(update={"since": T0 + 20 * S})
-    step, signals = rules.forced_door(later, ENTRY, p.history, door("open", opened), T0 + 25 * S)
+    step, signals = sensor_rules.forced_door(
+        later, ENTRY, p.history, door("open", opened), T0 + 25 * S
+    )
     assert signals == []
     assert step.state.state is ArmingMode.PENDING
     assert step.state.until == opened + 30 * S
-    _, signals = rules.forced_door(later, ENTRY, p.history, door("open", opened), T0 + 41 * S)
+    _, signals = sensor_rules.forced_door(
+        later, ENTRY, p.history, door("open", opened), T0 + 41 * S
+    )
     assert "not disarmed within 30 s; reported 31 s late" in only(signals).detail
 
 
@@ -169,7 +166,7 @@ def test_a_door_that_opened_while_armed_but_arrives_after_the_disarm_is_still_fo
     )
     history = p.history + list(disarmed.audits)
     ev = door("open", T0 + 600 * S, sensor="pintu-belakang")  # the unit was cut off
-    _, signals = rules.forced_door(disarmed.state, SiteAlerts(), history, ev, T0 + 4000 * S)
+    _, signals = sensor_rules.forced_door(disarmed.state, SiteAlerts(), history, ev, T0 + 4000 * S)
     alert = only(signals)
     assert "while armed" in alert.detail
     assert "late" in alert.detail
@@ -180,7 +177,7 @@ def test_a_late_entry_door_whose_delay_saw_a_disarm_is_no_alarm() -> None:
     opened = T0 + 600 * S
     disarmed = arming.step(p.state, ENTRY, arming.Disarm("Sari", ArmingHow.CLI), opened + 20 * S)
     history = p.history + list(disarmed.audits)
-    _, signals = rules.forced_door(
+    _, signals = sensor_rules.forced_door(
         disarmed.state, ENTRY, history, door("open", opened), opened + 300 * S
     )
     assert signals == []
@@ -189,7 +186,7 @@ def test_a_late_entry_door_whose_delay_saw_a_disarm_is_no_alarm() -> None:
 def test_an_event_from_an_unsynchronised_clock_is_judged_at_its_arrival() -> None:
     p = panel(SiteAlerts(), ArmingMode.ARMED)
     ev = door("open", 5 * S, synced=False)  # 1970: a Pi without RTC before NTP
-    _, signals = rules.forced_door(p.state, SiteAlerts(), p.history, ev, T0 + S)
+    _, signals = sensor_rules.forced_door(p.state, SiteAlerts(), p.history, ev, T0 + S)
     assert only(signals).key.rule is Rule.FORCED_DOOR
 
 
@@ -199,34 +196,38 @@ HELD = AlertKey(Rule.DOOR_HELD_OPEN, SITE, "gudang-01", "pintu-utama")
 
 
 def test_a_door_open_past_its_limit_warns_once_and_clears_when_closed() -> None:
-    w, signals = rules.door_held_open(DoorWatch(), HELD, 120, door("open", T0), T0)
+    w, signals = sensor_rules.door_held_open(DoorWatch(), HELD, 120, door("open", T0), T0)
     assert signals == [] and w.open_since == T0
-    w, signals = rules.door_held_open(w, HELD, 120, Tick(), T0 + 119 * S)
+    w, signals = sensor_rules.door_held_open(w, HELD, 120, Tick(), T0 + 119 * S)
     assert signals == []
-    w, signals = rules.door_held_open(w, HELD, 120, Tick(), T0 + 120 * S)
+    w, signals = sensor_rules.door_held_open(w, HELD, 120, Tick(), T0 + 120 * S)
     alert = only(signals)
     assert alert.severity is Severity.WARNING and not alert.latched
     assert "open for 2 min 0 s" in alert.detail
-    w, signals = rules.door_held_open(w, HELD, 120, Tick(), T0 + 500 * S)
+    w, signals = sensor_rules.door_held_open(w, HELD, 120, Tick(), T0 + 500 * S)
     assert signals == []
-    w, signals = rules.door_held_open(w, HELD, 120, door("closed", T0 + 600 * S), T0 + 600 * S)
+    w, signals = sensor_rules.door_held_open(
+        w, HELD, 120, door("closed", T0 + 600 * S), T0 + 600 * S
+    )
     assert signals == [Clear(HELD, "door closed", T0 + 600 * S)]
     assert w == DoorWatch()
 
 
 def test_the_units_own_held_open_report_raises_and_the_tick_does_not_repeat_it() -> None:
-    w, _ = rules.door_held_open(DoorWatch(), HELD, 120, door("open", T0), T0)
-    w, signals = rules.door_held_open(w, HELD, 120, door("held-open", T0 + 90 * S), T0 + 90 * S)
+    w, _ = sensor_rules.door_held_open(DoorWatch(), HELD, 120, door("open", T0), T0)
+    w, signals = sensor_rules.door_held_open(
+        w, HELD, 120, door("held-open", T0 + 90 * S), T0 + 90 * S
+    )
     assert only(signals).key == HELD
-    _, signals = rules.door_held_open(w, HELD, 120, Tick(), T0 + 130 * S)
+    _, signals = sensor_rules.door_held_open(w, HELD, 120, Tick(), T0 + 130 * S)
     assert signals == []
 
 
 def test_a_door_closed_in_time_never_warns() -> None:
-    w, _ = rules.door_held_open(DoorWatch(), HELD, 120, door("open", T0), T0)
-    w, signals = rules.door_held_open(w, HELD, 120, door("closed", T0 + 60 * S), T0 + 60 * S)
+    w, _ = sensor_rules.door_held_open(DoorWatch(), HELD, 120, door("open", T0), T0)
+    w, signals = sensor_rules.door_held_open(w, HELD, 120, door("closed", T0 + 60 * S), T0 + 60 * S)
     assert signals == []
-    _, signals = rules.door_held_open(w, HELD, 120, Tick(), T0 + 600 * S)
+    _, signals = sensor_rules.door_held_open(w, HELD, 120, Tick(), T0 + 600 * S)
     assert signals == []
 
 
@@ -236,7 +237,7 @@ def test_a_door_closed_in_time_never_warns() -> None:
 def test_motion_while_armed_is_a_critical_intrusion() -> None:
     p = panel(SiteAlerts(), ArmingMode.ARMED)
     ev = event(Kind.MOTION, "motion", T0 + S, sensor="lorong")
-    alert = only(rules.intrusion(p.state, p.history, ev, WIB, T0 + S))
+    alert = only(sensor_rules.intrusion(p.state, p.history, ev, WIB, T0 + S))
     assert alert.key == AlertKey(Rule.INTRUSION, SITE, "gudang-01", "lorong")
     assert alert.severity is Severity.CRITICAL and alert.latched
 
@@ -245,11 +246,11 @@ def test_motion_while_disarmed_leaving_or_in_the_entry_delay_is_no_intrusion() -
     ev = event(Kind.MOTION, "motion", T0 + S, sensor="lorong")
     for mode in (ArmingMode.DISARMED, ArmingMode.ARMING):
         p = panel(SiteAlerts(), mode)
-        assert rules.intrusion(p.state, p.history, ev, WIB, T0 + S) == [], mode
+        assert sensor_rules.intrusion(p.state, p.history, ev, WIB, T0 + S) == [], mode
     p = panel(ENTRY, ArmingMode.ARMED)
-    pending, _ = rules.forced_door(p.state, ENTRY, p.history, door("open", T0), T0)
+    pending, _ = sensor_rules.forced_door(p.state, ENTRY, p.history, door("open", T0), T0)
     assert pending.state.state is ArmingMode.PENDING
-    assert rules.intrusion(pending.state, p.history, ev, WIB, T0 + S) == []
+    assert sensor_rules.intrusion(pending.state, p.history, ev, WIB, T0 + S) == []
 
 
 def test_motion_is_judged_by_the_arming_state_at_the_moment_it_happened() -> None:
@@ -259,16 +260,18 @@ def test_motion_is_judged_by_the_arming_state_at_the_moment_it_happened() -> Non
     while_armed = event(Kind.MOTION, "motion", T0 + 30 * S, sensor="lorong")
     assert (
         "late"
-        in only(rules.intrusion(disarmed.state, history, while_armed, WIB, T0 + 90 * S)).detail
+        in only(
+            sensor_rules.intrusion(disarmed.state, history, while_armed, WIB, T0 + 90 * S)
+        ).detail
     )
     before_arming = event(Kind.MOTION, "motion", T0 - 120 * S, sensor="lorong")
-    assert rules.intrusion(p.state, p.history, before_arming, WIB, T0 + S) == []
+    assert sensor_rules.intrusion(p.state, p.history, before_arming, WIB, T0 + S) == []
 
 
 def test_still_is_not_motion() -> None:
     p = panel(SiteAlerts(), ArmingMode.ARMED)
     ev = event(Kind.MOTION, "still", T0 + S, sensor="lorong")
-    assert rules.intrusion(p.state, p.history, ev, WIB, T0 + S) == []
+    assert sensor_rules.intrusion(p.state, p.history, ev, WIB, T0 + S) == []
 
 
 # tamper ------------------------------------------------------------------------------------------
@@ -276,7 +279,7 @@ def test_still_is_not_motion() -> None:
 
 def test_an_opened_enclosure_is_a_latched_critical_tamper() -> None:
     ev = event(Kind.TAMPER, "tampered", T0, sensor="tamper")
-    alert = only(rules.tamper(ev, WIB, T0))
+    alert = only(sensor_rules.tamper(ev, WIB, T0))
     assert alert.key == AlertKey(Rule.TAMPER, SITE, "gudang-01", "tamper")
     assert alert.latched and alert.severity is Severity.CRITICAL
     assert "enclosure opened" in alert.title
@@ -284,14 +287,14 @@ def test_an_opened_enclosure_is_a_latched_critical_tamper() -> None:
 
 def test_a_covered_camera_is_a_tamper_of_the_camera() -> None:
     ev = event(Kind.CAMERA, "covered", T0, sensor="kamera")
-    alert = only(rules.tamper(ev, WIB, T0))
+    alert = only(sensor_rules.tamper(ev, WIB, T0))
     assert alert.key.sensor == "kamera" and "camera covered" in alert.title
 
 
 def test_a_closed_enclosure_says_the_condition_is_gone() -> None:
-    signals = rules.tamper(event(Kind.TAMPER, "normal", T0, sensor="tamper"), WIB, T0)
+    signals = sensor_rules.tamper(event(Kind.TAMPER, "normal", T0, sensor="tamper"), WIB, T0)
     assert [type(s) for s in signals] == [Clear]
-    assert rules.tamper(event(Kind.CAMERA, "fault", T0, sensor="kamera"), WIB, T0) == []
+    assert sensor_rules.tamper(event(Kind.CAMERA, "fault", T0, sensor="kamera"), WIB, T0) == []
 
 
 # unit offline ------------------------------------------------------------------------------------
@@ -301,27 +304,27 @@ OFFLINE = AlertKey(Rule.UNIT_OFFLINE, SITE, "gudang-01")
 
 def test_a_last_will_raises_nothing_at_once_and_one_silent_interval_later_raises_once() -> None:
     w = UnitWatch(interval_s=10, last_beat=T0)
-    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + S, 0)
+    w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + S, 0)
     assert signals == [] and not w.offline and w.will_at == T0 + S
-    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + 5 * S, 0)
+    w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + 5 * S, 0)
     assert signals == [] and w.will_at == T0 + S  # the retained will again: the grace runs on
-    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 11 * S - 1, 0)
+    w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 11 * S - 1, 0)
     assert signals == []
-    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 11 * S, 0)
+    w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 11 * S, 0)
     alert = only(signals)
     assert alert.severity is Severity.CRITICAL and not alert.latched and alert.at == T0 + 11 * S
     assert "the broker lost the unit's connection (last will) 10 s ago" in alert.detail
     for item in (Tick(), status("offline"), Tick()):
-        w, signals = rules.unit_offline(w, OFFLINE, LIMITS, item, T0 + 40 * S, 0)
+        w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, item, T0 + 40 * S, 0)
         assert signals == [] and w.offline
-    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, heartbeat(T0), T0 + 41 * S, 0)
+    w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, heartbeat(T0), T0 + 41 * S, 0)
     assert [type(s) for s in signals] == [Clear]
     assert not w.offline and w.will_at is None
 
 
 def never_raised(w: UnitWatch, items: list[tuple[Heartbeat | Status | Tick, int]]) -> UnitWatch:
     for item, now in items:
-        w, signals = rules.unit_offline(w, OFFLINE, LIMITS, item, now, 0)
+        w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, item, now, 0)
         assert not any(isinstance(s, Raise) for s in signals), (item, now, signals)
     return w
 
@@ -337,29 +340,29 @@ def test_a_unit_back_within_the_grace_after_its_will_raises_nothing_ever() -> No
         assert w.will_at is None and not w.offline
         w = never_raised(w, [(Tick(), T0 + n * S) for n in range(10, 40)])
         # From then on it is watched as before: 3 silent intervals after it came back.
-        _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 40 * S, 0)
+        _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 40 * S, 0)
         assert "no heartbeat for 30 s" in only(signals).detail
 
 
 def test_the_grace_after_a_will_is_the_units_own_heartbeat_interval() -> None:
-    w, _ = rules.unit_offline(
+    w, _ = unit_rules.unit_offline(
         UnitWatch(interval_s=10), OFFLINE, LIMITS, heartbeat(T0, interval_s=60), T0, 0
     )
-    w, _ = rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + S, 0)
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 61 * S - 1, 0)
+    w, _ = unit_rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + S, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 61 * S - 1, 0)
     assert signals == []
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 61 * S, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 61 * S, 0)
     assert "(last will) 1 min 0 s ago" in only(signals).detail
 
 
 def test_a_will_from_a_unit_never_heard_from_still_raises_after_the_grace() -> None:
-    w, signals = rules.unit_offline(
+    w, signals = unit_rules.unit_offline(
         UnitWatch(interval_s=10), OFFLINE, LIMITS, status("offline"), T0, 0
     )
     assert signals == [] and w.last_beat is None
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 10 * S - 1, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 10 * S - 1, 0)
     assert signals == []
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 10 * S, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 10 * S, 0)
     assert "last will" in only(signals).detail
 
 
@@ -367,58 +370,58 @@ def test_after_a_collector_restart_the_grace_after_a_will_counts_from_the_restar
     """The whole server restarted: the broker kept every unit's will, they reconnect."""
     restart = T0 + 3600 * S
     w = UnitWatch(interval_s=10, last_beat=T0)
-    w, _ = rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), restart - 5 * S, restart)
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 10 * S - 1, restart)
+    w, _ = unit_rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), restart - 5 * S, restart)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 10 * S - 1, restart)
     assert signals == []
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 10 * S, restart)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 10 * S, restart)
     assert "(last will) 15 s ago" in only(signals).detail
 
 
 def test_a_late_will_does_not_delay_the_silence_past_three_intervals() -> None:
     """Silent loss: the broker sends the will only when the keepalive runs out."""
     w = UnitWatch(interval_s=10, last_beat=T0)
-    w, _ = rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + 25 * S, 0)
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S - 1, 0)
+    w, _ = unit_rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + 25 * S, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S - 1, 0)
     assert signals == []
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S, 0)
     detail = only(signals).detail
     assert "no heartbeat for 30 s (3 x 10 s)" in detail and "(last will) 5 s ago" in detail
 
 
 def test_no_heartbeat_for_three_intervals_is_offline_and_not_a_moment_sooner() -> None:
-    w, _ = rules.unit_offline(UnitWatch(interval_s=10), OFFLINE, LIMITS, heartbeat(T0), T0, 0)
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S - 1, 0)
+    w, _ = unit_rules.unit_offline(UnitWatch(interval_s=10), OFFLINE, LIMITS, heartbeat(T0), T0, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S - 1, 0)
     assert signals == []
-    w, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S, 0)
+    w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S, 0)
     assert "no heartbeat for 30 s (3 x 10 s)" in only(signals).detail
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 60 * S, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 60 * S, 0)
     assert signals == []
 
 
 def test_the_interval_comes_from_the_units_heartbeat() -> None:
-    w, _ = rules.unit_offline(
+    w, _ = unit_rules.unit_offline(
         UnitWatch(interval_s=10), OFFLINE, LIMITS, heartbeat(T0, interval_s=60), T0, 0
     )
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 179 * S, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 179 * S, 0)
     assert signals == []
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 180 * S, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 180 * S, 0)
     assert len(signals) == 1
 
 
 def test_after_a_collector_restart_silence_counts_from_the_restart() -> None:
     w = UnitWatch(interval_s=10, last_beat=T0)  # persisted long ago
     restart = T0 + 3600 * S
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 29 * S, restart)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 29 * S, restart)
     assert signals == []
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 30 * S, restart)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 30 * S, restart)
     assert len(signals) == 1
 
 
 def test_a_unit_never_heard_from_is_not_supervised_until_it_says_hello() -> None:
-    w, signals = rules.unit_offline(UnitWatch(interval_s=10), OFFLINE, LIMITS, Tick(), T0, 0)
+    w, signals = unit_rules.unit_offline(UnitWatch(interval_s=10), OFFLINE, LIMITS, Tick(), T0, 0)
     assert signals == []
-    w, _ = rules.unit_offline(w, OFFLINE, LIMITS, status("online"), T0, 0)
-    _, signals = rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S, 0)
+    w, _ = unit_rules.unit_offline(w, OFFLINE, LIMITS, status("online"), T0, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 30 * S, 0)
     assert len(signals) == 1
 
 
@@ -439,7 +442,7 @@ def rejected(reason: Reason, site: str | None = SITE) -> Rejected:
 
 
 def test_a_bad_signature_is_a_latched_integrity_alert_per_unit_and_reason() -> None:
-    alert = only(rules.integrity(rejected(Reason.SIGNATURE), T0))
+    alert = only(unit_rules.integrity(rejected(Reason.SIGNATURE), T0))
     assert alert.key == AlertKey(Rule.INTEGRITY, SITE, "gudang-01", "bad-signature")
     assert alert.latched and alert.severity is Severity.CRITICAL
     assert "(seq 42)" in alert.title and alert.event_id == "e42"
@@ -447,38 +450,38 @@ def test_a_bad_signature_is_a_latched_integrity_alert_per_unit_and_reason() -> N
 
 def test_replays_broken_chains_and_times_out_of_order_are_integrity_alerts_of_their_own() -> None:
     reasons = (Reason.FORK, Reason.CHAIN, Reason.TIME)
-    keys = {only(rules.integrity(rejected(r), T0)).key.sensor for r in reasons}
+    keys = {only(unit_rules.integrity(rejected(r), T0)).key.sensor for r in reasons}
     assert keys == {"replayed-or-forked", "broken-chain", "time-out-of-order"}
 
 
 def test_a_malformed_payload_or_an_unknown_site_is_not_an_integrity_alert() -> None:
-    assert rules.integrity(rejected(Reason.PAYLOAD), T0) == []
-    assert rules.integrity(rejected(Reason.SIGNATURE, site=None), T0) == []
+    assert unit_rules.integrity(rejected(Reason.PAYLOAD), T0) == []
+    assert unit_rules.integrity(rejected(Reason.SIGNATURE, site=None), T0) == []
 
 
 GAP = AlertKey(Rule.INTEGRITY, SITE, "gudang-01", "seq-gap")
 
 
 def test_a_gap_not_closed_in_time_raises_and_clears_once_every_event_arrived() -> None:
-    w, _ = rules.seq_gap(GapWatch(), GAP, LIMITS, GapChange(5, 7, "opened"), T0)
-    _, signals = rules.seq_gap(w, GAP, LIMITS, Tick(), T0 + 600 * S - 1)
+    w, _ = unit_rules.seq_gap(GapWatch(), GAP, LIMITS, GapChange(5, 7, "opened"), T0)
+    _, signals = unit_rules.seq_gap(w, GAP, LIMITS, Tick(), T0 + 600 * S - 1)
     assert signals == []
-    w, signals = rules.seq_gap(w, GAP, LIMITS, Tick(), T0 + 600 * S)
+    w, signals = unit_rules.seq_gap(w, GAP, LIMITS, Tick(), T0 + 600 * S)
     alert = only(signals)
     assert "seq 5-7" in alert.detail and "3 event(s) missing" in alert.title
     assert not alert.latched
-    w, signals = rules.seq_gap(w, GAP, LIMITS, GapChange(6, 6, "closed"), T0 + 700 * S)
+    w, signals = unit_rules.seq_gap(w, GAP, LIMITS, GapChange(6, 6, "closed"), T0 + 700 * S)
     assert signals == [] and w.missing == [(5, 5, T0), (7, 7, T0)]
-    w, _ = rules.seq_gap(w, GAP, LIMITS, GapChange(5, 5, "closed"), T0 + 701 * S)
-    w, signals = rules.seq_gap(w, GAP, LIMITS, GapChange(7, 7, "closed"), T0 + 702 * S)
+    w, _ = unit_rules.seq_gap(w, GAP, LIMITS, GapChange(5, 5, "closed"), T0 + 701 * S)
+    w, signals = unit_rules.seq_gap(w, GAP, LIMITS, GapChange(7, 7, "closed"), T0 + 702 * S)
     assert [type(s) for s in signals] == [Clear]
     assert w == GapWatch()
 
 
 def test_a_gap_closed_before_the_timeout_never_alerts() -> None:
-    w, _ = rules.seq_gap(GapWatch(), GAP, LIMITS, GapChange(5, 5, "opened"), T0)
-    w, _ = rules.seq_gap(w, GAP, LIMITS, GapChange(5, 5, "closed"), T0 + 60 * S)
-    _, signals = rules.seq_gap(w, GAP, LIMITS, Tick(), T0 + 3600 * S)
+    w, _ = unit_rules.seq_gap(GapWatch(), GAP, LIMITS, GapChange(5, 5, "opened"), T0)
+    w, _ = unit_rules.seq_gap(w, GAP, LIMITS, GapChange(5, 5, "closed"), T0 + 60 * S)
+    _, signals = unit_rules.seq_gap(w, GAP, LIMITS, Tick(), T0 + 3600 * S)
     assert signals == []
 
 
@@ -496,7 +499,7 @@ def checkin(ts: int) -> Event:
 def patrol(
     w: PostWatch, item: Event | Tick, now: int, since: int = 0
 ) -> tuple[PostWatch, list[Signal]]:
-    return rules.patrol_missed(w, PATROL, POST, WIB, item, now, since)
+    return sensor_rules.patrol_missed(w, PATROL, POST, WIB, item, now, since)
 
 
 def test_no_check_in_within_the_window_and_grace_is_a_missed_patrol() -> None:
@@ -549,7 +552,7 @@ def test_patrols_are_only_required_within_their_hours() -> None:
     )
 
     def run(w: PostWatch, now: int) -> tuple[PostWatch, list[Signal]]:
-        return rules.patrol_missed(w, PATROL, post, WIB, Tick(), now, 0)
+        return sensor_rules.patrol_missed(w, PATROL, post, WIB, Tick(), now, 0)
 
     w = PostWatch(last_checkin=jkt(MON, "12:00"))
     w, signals = run(w, jkt(MON, "21:59"))
@@ -572,20 +575,20 @@ def cam(state: str, ts: int) -> Event:
 
 
 def test_a_camera_fault_not_recovered_in_time_warns_and_recovery_clears() -> None:
-    w, _ = rules.camera_fault(CameraWatch(), CAM, 60, cam("fault", T0), T0)
-    _, signals = rules.camera_fault(w, CAM, 60, Tick(), T0 + 59 * S)
+    w, _ = sensor_rules.camera_fault(CameraWatch(), CAM, 60, cam("fault", T0), T0)
+    _, signals = sensor_rules.camera_fault(w, CAM, 60, Tick(), T0 + 59 * S)
     assert signals == []
-    w, signals = rules.camera_fault(w, CAM, 60, Tick(), T0 + 60 * S)
+    w, signals = sensor_rules.camera_fault(w, CAM, 60, Tick(), T0 + 60 * S)
     assert only(signals).severity is Severity.WARNING
-    w, signals = rules.camera_fault(w, CAM, 60, cam("recovered", T0 + 90 * S), T0 + 90 * S)
+    w, signals = sensor_rules.camera_fault(w, CAM, 60, cam("recovered", T0 + 90 * S), T0 + 90 * S)
     assert [type(s) for s in signals] == [Clear]
 
 
 def test_a_camera_that_recovers_in_time_never_warns() -> None:
-    w, _ = rules.camera_fault(CameraWatch(), CAM, 60, cam("fault", T0), T0)
-    w, signals = rules.camera_fault(w, CAM, 60, cam("recovered", T0 + 10 * S), T0 + 10 * S)
+    w, _ = sensor_rules.camera_fault(CameraWatch(), CAM, 60, cam("fault", T0), T0)
+    w, signals = sensor_rules.camera_fault(w, CAM, 60, cam("recovered", T0 + 10 * S), T0 + 10 * S)
     assert signals == []
-    _, signals = rules.camera_fault(w, CAM, 60, Tick(), T0 + 600 * S)
+    _, signals = sensor_rules.camera_fault(w, CAM, 60, Tick(), T0 + 600 * S)
     assert signals == []
 
 
@@ -593,7 +596,7 @@ def test_a_camera_that_recovers_in_time_never_warns() -> None:
 
 
 def health(w: HealthWatch, **fields: object) -> tuple[HealthWatch, list[Signal]]:
-    return rules.unit_health(w, SITE, "gudang-01", LIMITS, heartbeat(T0, **fields), T0)
+    return unit_rules.unit_health(w, SITE, "gudang-01", LIMITS, heartbeat(T0, **fields), T0)
 
 
 def conditions(signals: list[Signal]) -> list[tuple[str, str | None]]:
