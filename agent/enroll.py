@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -11,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.config import load_config
+from kernel.files import Durability, atomic_write
 
 ORGANIZATION = "Jaga"
 """Must match the O= that `jaga-provision device sign` expects."""
@@ -55,13 +55,9 @@ def enroll(config_path: Path, force: bool = False) -> Path:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    """Replace path atomically with data at mode, never briefly readable by others."""
+    """Replace path atomically with data at mode, never briefly readable by others.
+
+    FSYNC_FILE: a power cut may bring back the previous key or request, whole; enrolling again
+    makes a new one, so the rename need not be synced."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        os.fchmod(out.fileno(), mode)
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, data, durability=Durability.FSYNC_FILE, mode=mode)

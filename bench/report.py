@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import ratio
+from kernel.files import Durability, atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = RESULTS.parent.parent
@@ -192,9 +193,9 @@ class Report:
         data = self.as_dict()
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / f"{self.name}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-        tmp.replace(path)
+        # RENAME_ONLY: results are rewritten by the next run; a reader must not see half.
+        text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+        atomic_write(path, text.encode(), durability=Durability.RENAME_ONLY)
         print(render_table(self.name, self.rows, self.quick, data["load_average"]))
         for n in self.notes:
             print(f"  note: {n}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import shutil
 import sqlite3
 import threading
@@ -26,6 +25,7 @@ from typing import Any
 
 from broker.custody import Custody, CustodyLog
 from broker.refs import EventRef, UnitRef
+from kernel.files import Durability, atomic_write
 
 RECHECK_NS = 7 * 24 * 3600 * 1_000_000_000
 """At start, events vouched this recently are checked again for pictures gone from the store."""
@@ -247,16 +247,10 @@ class EvidenceStore:
         with self._lock:
             if not target.exists():
                 self._check_room(event.unit, len(data))
-                tmp = target.with_suffix(f".tmp{os.getpid()}")
                 try:
-                    with tmp.open("wb") as fh:
-                        fh.write(data)
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    os.replace(tmp, target)
-                    _fsync_dir(self.root)
+                    # FSYNC_FILE_AND_DIR: the picture is acknowledged once put returns.
+                    atomic_write(target, data, durability=Durability.FSYNC_FILE_AND_DIR)
                 except OSError as exc:
-                    tmp.unlink(missing_ok=True)
                     full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
                     raise EvidenceRefused(
                         f"cannot write picture {sha} to {self.root}: {exc.strerror or exc}",
@@ -323,11 +317,3 @@ class EvidenceStore:
     ) -> list[dict[str, Any]]:
         """Custody lines (indexed), filtered by what is given."""
         return self._custody.lines(event_id=event_id, sha256=sha256, site=site, device=device)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

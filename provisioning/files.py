@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kernel.files import Durability, atomic_write
 from provisioning.errors import ProvisioningError
 
 PUBLIC_MODE = 0o644
@@ -26,16 +27,12 @@ def write_new(path: Path, data: bytes, *, mode: int = PUBLIC_MODE, what: str = "
 
 
 def replace(path: Path, data: bytes, *, mode: int = PUBLIC_MODE) -> None:
-    """Write path atomically (temp file + rename), so a crash never leaves half a record."""
+    """Write path atomically (temp file + rename), so a crash never leaves half a record.
+
+    FSYNC_FILE: the technician sees the command finish and can run it again; a power cut may
+    bring back the previous record, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        os.fchmod(out.fileno(), mode)
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, data, durability=Durability.FSYNC_FILE, mode=mode)
 
 
 def write_private_key(path: Path, data: bytes, *, overwrite: bool = False) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from broker.web.config import Account
 from broker.web.logouts import Logouts
+from kernel.files import Durability, atomic_write
 
 COOKIE = "jaga_session"
 LOGIN_COOKIE = "jaga_login"
@@ -122,12 +122,6 @@ def load_or_create_secret(path: Path) -> bytes:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     data = secrets.token_bytes(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    # FSYNC_FILE: a key lost with its rename in a power cut only logs the post's screen out.
+    atomic_write(path, data, durability=Durability.FSYNC_FILE, mode=0o600)
     return data
