@@ -5,9 +5,9 @@ failures, gaps) and a tick; each call returns `Changes` to publish, write and se
 """
 
 from broker.alerts.config import AlertsConfig, NotifyConfig, SiteAlerts
+from broker.alerts.delivery import Notifier
 from broker.alerts.engine import AlertEngine, Changes, Message
 from broker.alerts.lifecycle import AlertClosed, AlertError, UnknownAlert
-from broker.alerts.notify import Notifier
 from broker.alerts.store import AlertStore, read_alerts
 from broker.alerts.wire import Alert, ArmingAudit, ArmingState, OperatorCommand
 

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from broker.alerts import arming, lifecycle, notify, sensor_rules, unit_rules
+from broker.alerts import arming, lifecycle, notifications, sensor_rules, unit_rules
 from broker.alerts.arming import SiteArming, Step, Tick
 from broker.alerts.config import AlertsConfig, SiteAlerts
 from broker.alerts.lifecycle import AlertClosed, AlertError, Change, ChangeKind, UnknownAlert
-from broker.alerts.notify import NoteWatch, Notification
+from broker.alerts.notifications import NoteWatch, Notification
 from broker.alerts.points import InfluxPoint, alert_point, arming_point
 from broker.alerts.rules import AlertKey, Clear, Raise, Rule, Signal
 from broker.alerts.sensor_rules import CameraWatch, DoorWatch, PostWatch
@@ -153,7 +153,9 @@ class _Txn:
         name = f"note:{key}"
         before = self.e._get(name, NoteWatch, NoteWatch())
         zone = self.e.config.site(alert.site).zone
-        after, note = notify.decide(before, change, self.e.config.notify, zone, key, self.now)
+        after, note = notifications.decide(
+            before, change, self.e.config.notify, zone, key, self.now
+        )
         self.watch(name, after)
         if note is not None:
             self.changes.notifications.append(note)

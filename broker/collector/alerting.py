@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 
+from broker.alerts.delivery import Notifier
 from broker.alerts.engine import AlertEngine, Changes
 from broker.alerts.lifecycle import AlertError
-from broker.alerts.notify import Notifier
 from broker.chain import ChainBook
 from broker.collector.session import BrokerSession
 from broker.collector.settle import Settled

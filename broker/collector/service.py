@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from broker import points
+from broker.alerts.delivery import Notifier
 from broker.alerts.engine import AlertEngine, Changes
-from broker.alerts.notify import Notifier
 from broker.alerts.store import AlertStore
 from broker.chain import ChainBook
 from broker.collector.alerting import AlertBridge

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from broker.alerts.config import AlertsConfig, NotifyConfig, Route, SiteAlerts
+from broker.alerts.delivery import Notifier
 from broker.alerts.engine import AlertEngine
-from broker.alerts.notify import Notifier
 from broker.alerts.store import AlertStore
 from broker.alerts.wire import Severity
 from protocol.models import Event, Kind

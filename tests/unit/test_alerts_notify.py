@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from broker.alerts import lifecycle, notify
+from broker.alerts import lifecycle, notifications
 from broker.alerts.config import NotifyConfig, Route
+from broker.alerts.delivery import Notifier, target_id, urls_for
 from broker.alerts.lifecycle import Change, ChangeKind
-from broker.alerts.notify import NoteWatch, Notification, Notifier, target_id, urls_for
+from broker.alerts.notifications import NoteWatch, Notification
 from broker.alerts.rules import AlertKey, Clear, Raise, Rule
 from broker.alerts.wire import Severity
 from tests.unit.test_alerts_support import MON, SITE, WIB, S, jkt
@@ -31,7 +32,7 @@ def raised(key: AlertKey, at: int, current: Change | None = None) -> Change:
 
 
 def decide(watch: NoteWatch, change: Change, now: int) -> tuple[NoteWatch, Notification | None]:
-    return notify.decide(watch, change, POLICY, WIB, change.alert.id, now)
+    return notifications.decide(watch, change, POLICY, WIB, change.alert.id, now)
 
 
 # policy ---------------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def test_acknowledging_tells_nobody_and_clears_can_be_switched_off() -> None:
     cleared = lifecycle.on_clear(first.alert, Clear(HELD, "closed", T0 + 2 * S))
     assert cleared is not None
     quiet = NotifyConfig(notify_clears=False)
-    assert notify.decide(watch, cleared, quiet, WIB, "k", T0 + 2 * S)[1] is None
+    assert notifications.decide(watch, cleared, quiet, WIB, "k", T0 + 2 * S)[1] is None
 
 
 def test_routes_pick_urls_by_site_and_severity_each_once() -> None:
