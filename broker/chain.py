@@ -13,11 +13,12 @@ silently replacing the stored one; refusing them keeps every stored event as it 
 from __future__ import annotations
 
 import bisect
-import sqlite3
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+from kernel.sqlite import open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chain (
@@ -68,10 +69,7 @@ class ChainBook:
     """What the collector knows of each unit's chain; one writer thread."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_db(path, synchronous="NORMAL")
         self._db.executescript(SCHEMA)
         if "ts" not in {row[1] for row in self._db.execute("PRAGMA table_info(chain)")}:
             # A book kept before event times were: the events already in it have no time

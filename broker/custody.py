@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from kernel.sqlite import open_db
 
 log = logging.getLogger("jaga.collector.custody")
 
@@ -87,9 +88,7 @@ class CustodyLog:
         self.torn = 0
         """Lines of the log that do not parse (a crash mid-write), skipped."""
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(index, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # the log is the record; this rebuilds
+        self._db = open_db(index, synchronous="NORMAL")  # the log is the record; this rebuilds
         self._db.executescript(SCHEMA)
         self._catch_up()
 

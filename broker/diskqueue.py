@@ -3,11 +3,12 @@ for but cannot finish yet. Bounded in bytes; `put` raises QueueFull beyond the b
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from kernel.sqlite import open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS item (
@@ -39,9 +40,7 @@ class DiskQueue:
         self.path = path
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_db(path, synchronous="FULL")  # FULL: what it holds was acknowledged
         self._db.executescript(SCHEMA)
         row = self._db.execute("SELECT coalesce(sum(length(body)), 0), count(*) FROM item")
         self._bytes, self._items = (int(v) for v in row.fetchone())

@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import shutil
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 from broker.custody import Custody, CustodyLog
 from broker.refs import EventRef, UnitRef
 from kernel.files import Durability, atomic_write
+from kernel.sqlite import open_db
 
 RECHECK_NS = 7 * 24 * 3600 * 1_000_000_000
 """At start, events vouched this recently are checked again for pictures gone from the store."""
@@ -100,10 +100,7 @@ class EvidenceStore:
         root.mkdir(parents=True, exist_ok=True)
         self.log_path = root / "custody.jsonl"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            root / "index.sqlite3", isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_db(root / "index.sqlite3", synchronous="FULL")  # FULL: SQLite's default
         self._db.executescript(SCHEMA)
         self._custody = CustodyLog(self.log_path, root / "custody.sqlite3")
         # Pictures may have left the store while the collector was stopped: check again.

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from broker.alerts.arming import SiteArming
 from broker.alerts.wire import Alert, ArmingAudit
+from kernel.sqlite import open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert (
@@ -83,9 +84,7 @@ class AlertStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_db(path, synchronous="FULL")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
 

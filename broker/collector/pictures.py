@@ -15,7 +15,6 @@ bounded per unit, until the event is stored (`on_vouched`) or its time is up.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from broker.evidence import EvidenceRefused, EvidenceStore
 from broker.influx import Record
 from broker.ingest import Reason, Rejected
 from broker.refs import EventRef, UnitRef
+from kernel.sqlite import open_db
 from protocol.models import WireError
 from protocol.snapshot import Assembled, ChunkError, open_chunk
 
@@ -76,9 +76,7 @@ class Pictures:
     ) -> None:
         self.evidence = evidence
         self.limits = limits or PictureLimits()
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_db(path, synchronous="FULL", one_thread=True)
         self._db.executescript(SCHEMA)
         self.partials = Partials(self._db, self.limits)
         self._waiting: dict[PictureRef, tuple[int, int]] = {}

@@ -11,6 +11,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from kernel.sqlite import open_db
+
 
 class Logouts:
     """Logged-out session ids and when each would have expired; on disk when given a path."""
@@ -22,9 +24,7 @@ class Logouts:
         if path is None:
             return  # memory only: for tests that build the app by hand
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # a logout must survive a power cut
+        db = open_db(path, synchronous="FULL")  # a logout must survive a power cut
         db.execute("CREATE TABLE IF NOT EXISTS logout (sid TEXT PRIMARY KEY, until REAL NOT NULL)")
         self._until = dict(db.execute("SELECT sid, until FROM logout").fetchall())
         self._db = db
