@@ -102,8 +102,8 @@ def _start_web(cfg: CollectorConfig, collector: Collector) -> WebServer | None:
     """The guard-post page on its own thread, fed by the collector's LiveState."""
     if cfg.web is None:
         return None
+    from broker.evidence_events import EvidenceEvents
     from broker.influx_reader import InfluxReader
-    from broker.web.lookup import InfluxEvents
     from broker.web.registry import preload
     from broker.web.server import WebError, serve
 
@@ -116,7 +116,7 @@ def _start_web(cfg: CollectorConfig, collector: Collector) -> WebServer | None:
             data_dir=cfg.data_dir,
             ack=collector.ack_from_web,
             evidence=collector.evidence,
-            events=InfluxEvents(ql),
+            events=EvidenceEvents(ql),
         )
     except WebError as exc:
         raise _fail(str(exc)) from None
@@ -196,6 +196,7 @@ def evidence_export(
 ) -> None:
     """Copy an event's pictures and a manifest that `audit verify-export` re-checks offline."""
     from broker.evidence import EvidenceStore
+    from broker.evidence_events import EvidenceEvents
     from broker.export import ExportError, export, find_evidence_events
     from broker.influx_reader import InfluxReader, QueryFailed
     from provisioning.registry import Registry
@@ -203,7 +204,7 @@ def evidence_export(
     cfg = _load(config)
     ql = InfluxReader(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
     try:
-        events = find_evidence_events(ql, event_id)
+        events = find_evidence_events(EvidenceEvents(ql), event_id)
         registry = Registry(cfg.registry_dir)
         cert = registry.device_certificate(events[0].site, events[0].device)
         if cert is None:

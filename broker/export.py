@@ -45,8 +45,7 @@ from pydantic import (
 )
 
 from broker.evidence import EvidenceStore
-from broker.influx_reader import InfluxReader, quote_string
-from protocol import models
+from broker.evidence_events import EvidenceEvents
 from protocol.models import HEX64, Event, Token
 from protocol.signing import SignatureError, verify
 
@@ -185,25 +184,15 @@ def _open_plain(folder: Path, name: str) -> Iterator[int]:
 # -- making an export --------------------------------------------------------------------
 
 
-def find_evidence_events(ql: InfluxReader, event_id: str) -> list[Event]:
-    """The event itself if it carries pictures, else the camera events it caused."""
-    rows = ql.rows(
-        f'SELECT "raw" FROM "event" WHERE "id" = {quote_string(event_id)} GROUP BY "device"'
-    )
-    if not rows:
+def find_evidence_events(stored: EvidenceEvents, event_id: str) -> list[Event]:
+    """The event itself if it carries pictures, else the camera events it caused that do."""
+    event = stored.event(event_id)
+    if event is None:
         raise ExportError(f"no event with id {event_id} in InfluxDB")
-    event = models.parse(Event, str(rows[0]["raw"]).encode())
-    if event.snapshot_sha256:
-        return [event]
-    caused = ql.rows(
-        f'SELECT "raw" FROM "event" WHERE "device" = {quote_string(event.device)} '
-        f'AND "kind" = \'camera\' AND time >= {event.ts} GROUP BY "device"'
-    )
-    out = [models.parse(Event, str(r["raw"]).encode()) for r in caused]
-    out = [e for e in out if e.cause == event_id and e.snapshot_sha256]
-    if not out:
+    signing = stored.signing(event)
+    if not signing:
         raise ExportError(f"event {event_id} has no pictures")
-    return out
+    return signing
 
 
 def export(

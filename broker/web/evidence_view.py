@@ -10,12 +10,18 @@ listed as missing; one the store has that no signed event names is flagged.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from broker.influx_reader import QueryFailed
 from broker.web.state import AlertView, LiveState
 from protocol.models import Event
+
+log = logging.getLogger("jaga.web.evidence")
+T = TypeVar("T")
 
 
 class Evidence(Protocol):
@@ -38,7 +44,8 @@ class Evidence(Protocol):
 
 
 class EventSource(Protocol):
-    """Stored events the page has not seen (since a restart): lookup.InfluxEvents."""
+    """Stored events the page has not seen (since a restart): broker.evidence_events, which
+    `evidence export` reads too. Either may raise QueryFailed: the page then shows what it has."""
 
     def event(self, event_id: str) -> Event | None: ...
 
@@ -92,12 +99,13 @@ def build(
     record = state.event(event_id)
     event = record.event if record is not None else None
     if event is None and source is not None:
-        event = source.event(event_id)
+        event = _stored(lambda: source.event(event_id), None)
     caused: list[Event] = []
     if event is not None:
         caused = state.caused_by(event_id)
         if not caused and source is not None and not event.snapshot_sha256:
-            caused = source.caused(event)
+            cause = event
+            caused = _stored(lambda: source.caused(cause), [])
     signing = ([event] if event is not None and event.snapshot_sha256 else []) + [
         c for c in caused if c.snapshot_sha256
     ]
@@ -160,3 +168,12 @@ def build(
         alerts=tuple(alerts.values()),
         custody=tuple(custody),
     )
+
+
+def _stored(read: Callable[[], T], otherwise: T) -> T:
+    """What storage answers, or `otherwise` when InfluxDB cannot (the page shows what it has)."""
+    try:
+        return read()
+    except QueryFailed as exc:
+        log.warning("evidence viewer: cannot read events from InfluxDB: %s", exc)
+        return otherwise

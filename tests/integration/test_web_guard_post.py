@@ -35,11 +35,12 @@ from starlette.testclient import TestClient
 from broker.alerts import lifecycle
 from broker.alerts.rules import AlertKey, Raise, Rule
 from broker.evidence import EvidenceStore
+from broker.evidence_events import EvidenceEvents
+from broker.export import find_evidence_events
 from broker.influx_reader import InfluxReader
 from broker.refs import EventRef
 from broker.web.app import create_app
 from broker.web.config import WebConfig
-from broker.web.lookup import InfluxEvents
 from broker.web.passwords import hash_password
 from broker.web.registry import preload
 from broker.web.server import WebServer, serve
@@ -306,7 +307,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: Path) -> Iterator[S
         feed = PageFeed(stack, state, store)
         collector = Collector(stack, feed)
         config = web_config()
-        events = InfluxEvents(InfluxReader(stack.influx.url, DATABASE))
+        events = EvidenceEvents(InfluxReader(stack.influx.url, DATABASE))
         web = serve(
             state, config, data_dir=root / "web", ack=collector.ack, evidence=store, events=events
         )
@@ -557,7 +558,7 @@ def test_the_viewer_reads_events_it_never_saw_from_influxdb(site: Site) -> None:
     assert camera.snapshot_sha256
     eventually(lambda: all(site.store.has(s) for s in camera.snapshot_sha256 or ()), timeout=10)
     assert site.stack.influx is not None
-    events = InfluxEvents(InfluxReader(site.stack.influx.url, DATABASE))
+    events = EvidenceEvents(InfluxReader(site.stack.influx.url, DATABASE))
     eventually(lambda: events.event(door.id) is not None and events.caused(door), timeout=10)
     fresh = create_app(
         LiveState(), site.config, secret=b"k" * 32, evidence=site.store, events=events
@@ -571,6 +572,8 @@ def test_the_viewer_reads_events_it_never_saw_from_influxdb(site: Site) -> None:
         assert f'<a href="/events/{camera.id}">' in page.text
         for sha in camera.snapshot_sha256:
             assert sha in page.text
+    # `evidence export` reads through the same reader: the same camera event, the same window.
+    assert [e.id for e in find_evidence_events(events, door.id)] == [camera.id]
     site.close_door("gudang-02", "pintu-belakang")
 
 
