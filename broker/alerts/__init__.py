@@ -9,7 +9,7 @@ from broker.alerts.delivery import Notifier
 from broker.alerts.engine import AlertEngine, Changes, Message
 from broker.alerts.lifecycle import AlertClosed, AlertError, UnknownAlert
 from broker.alerts.store import AlertStore, read_alerts
-from broker.alerts.wire import Alert, ArmingAudit, ArmingState, OperatorCommand
+from protocol.alerting import Alert, ArmingAudit, ArmingState, OperatorCommand
 
 __all__ = [
     "Alert",

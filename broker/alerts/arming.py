@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from broker.alerts.config import SiteAlerts
 from broker.alerts.schedule import Edge, WeeklySchedule
-from broker.alerts.wire import ArmingAudit, ArmingHow, ArmingMode, ArmingState
+from protocol.alerting import ArmingAudit, ArmingHow, ArmingMode, ArmingState
 
 S = 10**9
 

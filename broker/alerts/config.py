@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from broker.alerts.wire import Severity
 from kernel.config import Strict
+from protocol.alerting import Severity
 from protocol.ids import DeviceId, SensorName, SiteId
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -37,14 +37,14 @@ from broker.alerts.unit_rules import (
     IntegrityLike,
     UnitWatch,
 )
-from broker.alerts.wire import (
+from protocol import topics
+from protocol.alerting import (
     Alert,
     ArmingAudit,
     ArmingHow,
     ArmingState,
     OperatorName,
 )
-from protocol import topics
 from protocol.ids import InvalidIdentifier, check_id
 from protocol.models import Event, Heartbeat, Kind, Status
 

@@ -22,7 +22,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from broker.alerts.rules import AlertKey, Clear, Raise
-from broker.alerts.wire import Alert, AlertState
+from protocol.alerting import Alert, AlertState
 
 
 class ChangeKind(StrEnum):

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from broker.alerts.lifecycle import Change, ChangeKind
-from broker.alerts.wire import ArmingAudit
+from protocol.alerting import ArmingAudit
 
 FieldValue = bool | int | float | str
 

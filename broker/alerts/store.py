@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.alerts.arming import SiteArming
-from broker.alerts.wire import Alert, ArmingAudit
 from kernel.sqlite import open_db
+from protocol.alerting import Alert, ArmingAudit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert (

@@ -20,7 +20,7 @@ from broker.alerts.config import AlertsConfig, NotifyConfig, Route, SiteAlerts
 from broker.alerts.delivery import Notifier
 from broker.alerts.engine import AlertEngine
 from broker.alerts.store import AlertStore
-from broker.alerts.wire import Severity
+from protocol.alerting import Severity
 from protocol.models import Event, Kind
 from tests.unit.test_alerts_support import MON, NIGHTS_AND_SUNDAY, SITE, S, event, jkt
 

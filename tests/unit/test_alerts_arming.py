@@ -5,7 +5,7 @@ from __future__ import annotations
 from broker.alerts import arming
 from broker.alerts.arming import Arm, Disarm, EntryOpened, SiteArming, Step, Tick
 from broker.alerts.config import SiteAlerts
-from broker.alerts.wire import ArmingAudit, ArmingHow, ArmingMode, ArmingState
+from protocol.alerting import ArmingAudit, ArmingHow, ArmingMode, ArmingState
 from protocol.models import parse
 from tests.unit.test_alerts_support import FRI, MON, NIGHTS_AND_SUNDAY, SAT, SITE, TUE, S, jkt
 

@@ -15,10 +15,10 @@ from broker.alerts.config import AlertsConfig, DoorConfig, NotifyConfig, PostCon
 from broker.alerts.engine import AlertEngine, Changes
 from broker.alerts.lifecycle import AlertClosed, AlertError, ChangeKind, UnknownAlert
 from broker.alerts.store import AlertStore, Writes, read_alerts
-from broker.alerts.wire import Alert, AlertState, ArmingHow, ArmingMode, ArmingState
 from broker.ingest import Reason, Rejected
 from broker.site_commands import SiteCommandGate
 from protocol import topics
+from protocol.alerting import Alert, AlertState, ArmingHow, ArmingMode, ArmingState
 from protocol.commands import SiteCommand, load_pem_key, sign_command
 from protocol.models import Kind, parse
 from provisioning.ca import CertificateAuthority

@@ -9,8 +9,8 @@ import pytest
 from broker.alerts import lifecycle
 from broker.alerts.lifecycle import AlertClosed, ChangeKind
 from broker.alerts.rules import AlertKey, Clear, Raise, Rule
-from broker.alerts.wire import Alert, AlertState, Severity
 from protocol import topics
+from protocol.alerting import Alert, AlertState, Severity
 from protocol.models import parse
 from tests.unit.test_alerts_support import MON, SITE, S, jkt
 

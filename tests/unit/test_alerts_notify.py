@@ -15,7 +15,7 @@ from broker.alerts.delivery import Notifier, target_id, urls_for
 from broker.alerts.lifecycle import Change, ChangeKind
 from broker.alerts.notifications import NoteWatch, Notification
 from broker.alerts.rules import AlertKey, Clear, Raise, Rule
-from broker.alerts.wire import Severity
+from protocol.alerting import Severity
 from tests.unit.test_alerts_support import MON, SITE, WIB, S, jkt
 
 T0 = jkt(MON, "22:00")

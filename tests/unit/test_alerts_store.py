@@ -11,7 +11,7 @@ import pytest
 from broker.alerts import lifecycle
 from broker.alerts.rules import AlertKey, Raise, Rule
 from broker.alerts.store import AlertStore, Writes, read_alerts
-from broker.alerts.wire import Alert, ArmingAudit, ArmingHow, ArmingMode
+from protocol.alerting import Alert, ArmingAudit, ArmingHow, ArmingMode
 from tests.unit.test_alerts_support import MON, SITE, S, jkt
 
 T0 = jkt(MON, "22:00")
