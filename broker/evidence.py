@@ -26,10 +26,10 @@ from broker.custody import Custody, CustodyLog
 from broker.refs import EventRef, UnitRef
 from kernel.files import Durability, atomic_write
 from kernel.sqlite import open_db
+from kernel.units import DAY, MB
 
-RECHECK_NS = 7 * 24 * 3600 * 1_000_000_000
+RECHECK_NS = 7 * DAY
 """At start, events vouched this recently are checked again for pictures gone from the store."""
-MB = 1024 * 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS picture_vouch (site TEXT NOT NULL, device TEXT NOT NULL,

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 from broker.evidence import EvidenceStore, Unfinished
 from broker.refs import EventRef, UnitRef
+from kernel.units import S
 
 log = logging.getLogger("jaga.collector.evidence")
 
-S = 1_000_000_000
 CHECK_LIMIT = 500
 """Events of one unit checked per heartbeat (after a restart, recent ones are all checked again)."""
 

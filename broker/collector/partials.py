@@ -13,12 +13,11 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from broker.refs import EventRef, UnitRef
+from kernel.units import MB, S
 from protocol.snapshot import Assembled, ChunkError, SnapshotChunk, assemble
 
 log = logging.getLogger("jaga.collector.pictures")
 
-S = 1_000_000_000
-MB = 1024 * 1024
 DONE_REMEMBERED = 4096
 
 SCHEMA = """

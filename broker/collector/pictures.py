@@ -26,12 +26,11 @@ from broker.influx import Record
 from broker.ingest import Reason, Rejected
 from broker.refs import EventRef, UnitRef
 from kernel.sqlite import open_db
+from kernel.units import S
 from protocol.models import WireError
 from protocol.snapshot import Assembled, ChunkError, open_chunk
 
 log = logging.getLogger("jaga.collector.pictures")
-
-S = 1_000_000_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS waiting (site TEXT NOT NULL, device TEXT NOT NULL,

@@ -35,10 +35,10 @@ from broker.evidence_gaps import EvidenceGaps, EvidencePlanner
 from broker.influx import InfluxWriter, Record
 from broker.ingest import Begun, Ingest, Keys, Rejected, SignaturePool
 from broker.web.state import LiveState
+from kernel.units import MB
 from protocol import topics
 
 log = logging.getLogger("jaga.collector")
-MB = 1024 * 1024
 
 
 class Collector:
