@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.evidence import EvidenceStore
+from broker.evidence import EvidenceVault
 from broker.influx_reader import InfluxReader, quote_string
 from broker.ingest import Keys
 from protocol import models
@@ -60,7 +60,7 @@ def audit_site(
     *,
     since_ns: int | None = None,
     until_ns: int | None = None,
-    evidence: EvidenceStore | None = None,
+    evidence: EvidenceVault | None = None,
     book: CollectorBook | None = None,
 ) -> AuditReport:
     """Verify every event of a site in the window; a gap is a run of missing seqs, judged
@@ -216,7 +216,7 @@ def _covered(first: int, last: int, gaps: list[tuple[int, int]]) -> bool:
     return False
 
 
-def _check_pictures(report: AuditReport, store: EvidenceStore, device: str, event: Event) -> None:
+def _check_pictures(report: AuditReport, store: EvidenceVault, device: str, event: Event) -> None:
     """Each picture the event signed for is in the store and still hashes to its name."""
     report.picture_events += 1
     for sha in event.snapshot_sha256 or ():

@@ -147,7 +147,7 @@ def audit_verify(
     import sqlite3
 
     from broker.audit import CollectorBook, audit_site
-    from broker.evidence import EvidenceStore
+    from broker.evidence import EvidenceVault
     from broker.influx_reader import InfluxReader, QueryFailed
 
     cfg = _load(config)
@@ -162,7 +162,7 @@ def audit_verify(
         )
         book = None
     try:
-        store = EvidenceStore(cfg.data_dir / "evidence")
+        store = EvidenceVault(cfg.data_dir / "evidence")
         report = audit_site(
             ql,
             _keys(cfg),
@@ -195,7 +195,7 @@ def evidence_export(
     config: ConfigOpt = Path("/etc/jaga/collector.toml"),
 ) -> None:
     """Copy an event's pictures and a manifest that `audit verify-export` re-checks offline."""
-    from broker.evidence import EvidenceStore
+    from broker.evidence import EvidenceVault
     from broker.evidence_events import EvidenceEvents
     from broker.export import ExportError, export, find_evidence_events
     from broker.influx_reader import InfluxReader, QueryFailed
@@ -213,7 +213,7 @@ def evidence_export(
 
         manifest = export(
             events,
-            EvidenceStore(cfg.data_dir / "evidence"),
+            EvidenceVault(cfg.data_dir / "evidence"),
             cert.public_bytes(Encoding.PEM),
             registry.ca_certificate().public_bytes(Encoding.PEM),
             dest,
@@ -231,11 +231,11 @@ def evidence_missing(
     config: ConfigOpt = Path("/etc/jaga/collector.toml"),
 ) -> None:
     """Events whose signed pictures are not (all) in the store; exit 1 if there are any."""
-    from broker.evidence import EvidenceStore
+    from broker.evidence import EvidenceVault
     from broker.evidence_gaps import EvidencePlanner
 
     cfg = _load(config)
-    store = EvidenceStore(cfg.data_dir / "evidence")
+    store = EvidenceVault(cfg.data_dir / "evidence")
     try:
         planner = EvidencePlanner(grace_ns=int(cfg.evidence_grace_s * 1e9))
         unfinished = store.unfinished()

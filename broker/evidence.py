@@ -1,4 +1,6 @@
-"""The collector's evidence store: pictures by content hash, with their custody log.
+"""The collector's evidence vault: pictures by content hash, with their custody log. (The unit's
+agent.camera.store.EvidenceStore holds its pictures only until the collector has them; the
+vault keeps them for whoever must later prove what happened.)
 
 A picture is kept as `<sha256>.jpg`, written atomically (temporary file, fsync, rename), so a
 file that exists is complete and its name is its proof. Only pictures a verified event of
@@ -76,7 +78,7 @@ class Unfinished:
         return EventRef(self.site, self.device, self.event_id)
 
 
-class EvidenceStore:
+class EvidenceVault:
     """Content-addressed pictures under `root`, with their custody log.
 
     Beside the pictures, an index of what verified events vouched for (`vouch`, keyed by the

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from broker.evidence import EvidenceStore, Unfinished
+from broker.evidence import EvidenceVault, Unfinished
 from broker.refs import EventRef, UnitRef
 from kernel.units import S
 
@@ -108,7 +108,7 @@ class EvidencePlanner:
 class EvidenceGaps:
     """Feeds the planner from the collector's evidence store; records asks in the store."""
 
-    def __init__(self, store: EvidenceStore, planner: EvidencePlanner | None = None) -> None:
+    def __init__(self, store: EvidenceVault, planner: EvidencePlanner | None = None) -> None:
         self.store = store
         self.planner = planner or EvidencePlanner()
         self.summary = GapSummary(0, 0, 0)

@@ -44,7 +44,7 @@ from pydantic import (
     ValidationError,
 )
 
-from broker.evidence import EvidenceStore
+from broker.evidence import EvidenceVault
 from broker.evidence_events import EvidenceEvents
 from protocol.models import HEX64, Event, Token
 from protocol.signing import SignatureError, verify
@@ -196,7 +196,7 @@ def find_evidence_events(stored: EvidenceEvents, event_id: str) -> list[Event]:
 
 
 def export(
-    events: list[Event], store: EvidenceStore, unit_cert: bytes, ca_cert: bytes, dest: Path
+    events: list[Event], store: EvidenceVault, unit_cert: bytes, ca_cert: bytes, dest: Path
 ) -> Path:
     """Copy the pictures into dest and write the manifest; returns the manifest's path.
 
@@ -266,7 +266,7 @@ def _open_destination(dest: Path) -> int:
     return dir_fd
 
 
-def _store_bytes(store: EvidenceStore, sha: str) -> Iterator[bytes]:
+def _store_bytes(store: EvidenceVault, sha: str) -> Iterator[bytes]:
     """The stored picture in chunks; ExportError at the end if it no longer hashes to sha."""
     digest = hashlib.sha256()
     with store.path(sha).open("rb") as fh:

@@ -21,7 +21,7 @@ from pathlib import Path
 from broker import points
 from broker.collector.inbound import Inbound
 from broker.collector.partials import Partials, PictureLimits, PictureRef
-from broker.evidence import EvidenceRefused, EvidenceStore
+from broker.evidence import EvidenceRefused, EvidenceVault
 from broker.influx import Record
 from broker.ingest import Reason, Rejected
 from broker.refs import EventRef, UnitRef
@@ -71,7 +71,7 @@ class PictureBatch:
 
 class Pictures:
     def __init__(
-        self, path: Path, evidence: EvidenceStore, limits: PictureLimits | None = None
+        self, path: Path, evidence: EvidenceVault, limits: PictureLimits | None = None
     ) -> None:
         self.evidence = evidence
         self.limits = limits or PictureLimits()

@@ -30,7 +30,7 @@ from broker.collector.settle import Settled, count, settle
 from broker.collector.stats import CollectorStats
 from broker.collector.storage import Storage
 from broker.config import CollectorConfig
-from broker.evidence import EvidenceStore
+from broker.evidence import EvidenceVault
 from broker.evidence_gaps import EvidenceGaps, EvidencePlanner
 from broker.influx import InfluxWriter, Record
 from broker.ingest import Begun, Ingest, Keys, Rejected, SignaturePool
@@ -72,7 +72,7 @@ class Collector:
             verify_workers = config.verify_workers
         workers = default_verify_workers() if verify_workers is None else verify_workers
         self.verifier = SignaturePool(workers) if workers > 0 else None
-        self.evidence = EvidenceStore(
+        self.evidence = EvidenceVault(
             config.data_dir / "evidence",
             max_bytes=config.evidence_max_mb * MB,
             unit_max_bytes=config.evidence_unit_max_mb * MB,

@@ -4,7 +4,7 @@ A door opening is one event; the pictures around it come in the camera event it 
 (`cause` = the door event's id), which signs their SHA-256. Three sources are set side by
 side: what the unit signed (the camera event's `snapshot_sha256`), what the evidence store
 holds (files named by their hash, and the custody log), and whether each stored file still
-hashes to its name (EvidenceStore.verify). A picture the unit signed but the store lacks is
+hashes to its name (EvidenceVault.verify). A picture the unit signed but the store lacks is
 listed as missing; one the store has that no signed event names is flagged.
 """
 
@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 class Evidence(Protocol):
-    """What the viewer needs of broker.evidence.EvidenceStore."""
+    """What the viewer needs of broker.evidence.EvidenceVault."""
 
     def path(self, sha256: str) -> Path: ...
 

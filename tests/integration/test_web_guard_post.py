@@ -3,7 +3,7 @@
 Real Mosquitto (mutual TLS, ACL), InfluxDB, the collector process and the real Agent on
 simulated pins and a simulated camera. Until the collector calls LiveState itself, `PageFeed`
 stands in for that wiring: it reads jaga/v1/# as an operator and makes the very calls the
-collector will make (on_event/on_status/on_heartbeat, on_picture after EvidenceStore.put,
+collector will make (on_event/on_status/on_heartbeat, on_picture after EvidenceVault.put,
 on_alert/on_alert_gone, on_arming). Alerts are published retained as the collector identity,
 shaped by broker.alerts' own lifecycle; acknowledging runs that lifecycle and publishes the
 result, so the page sees it come back over MQTT like any alert.
@@ -34,7 +34,7 @@ from starlette.testclient import TestClient
 
 from broker.alerts import lifecycle
 from broker.alerts.rules import AlertKey, Raise, Rule
-from broker.evidence import EvidenceStore
+from broker.evidence import EvidenceVault
 from broker.evidence_events import EvidenceEvents
 from broker.export import find_evidence_events
 from broker.influx_reader import InfluxReader
@@ -88,7 +88,7 @@ def mqtt_client(stack: Stack, who: str, client_id: str) -> mqtt.Client:
 class PageFeed:
     """What the collector will do for the page, done from an operator's subscription."""
 
-    def __init__(self, stack: Stack, state: LiveState, store: EvidenceStore) -> None:
+    def __init__(self, stack: Stack, state: LiveState, store: EvidenceVault) -> None:
         self.state = state
         self.store = store
         self.pictures = Reassembler()
@@ -228,7 +228,7 @@ class Collector:
 class Site:
     stack: Stack
     state: LiveState
-    store: EvidenceStore
+    store: EvidenceVault
     feed: PageFeed
     collector: Collector
     web: WebServer
@@ -303,7 +303,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: Path) -> Iterator[S
         state = LiveState()
         preload(state, registry)
         state.add_unit(OTHER, "gudang-09", [("pintu-depan", "door")])
-        store = EvidenceStore(root / "web" / "evidence")
+        store = EvidenceVault(root / "web" / "evidence")
         feed = PageFeed(stack, state, store)
         collector = Collector(stack, feed)
         config = web_config()

@@ -15,7 +15,7 @@ from cryptography import x509
 from typer.testing import CliRunner, Result
 
 from broker.cli import app
-from broker.evidence import EvidenceStore
+from broker.evidence import EvidenceVault
 from broker.export import MANIFEST, ca_fingerprint, export
 from protocol.models import Event, EventBody, Kind
 from protocol.signing import GENESIS, event_hash, sign
@@ -91,9 +91,9 @@ def signed_events(
 PICTURES = [b"\xff\xd8frame-before\xff\xd9", b"\xff\xd8still\xff\xd9", b"\xff\xd8after\xff\xd9"]
 
 
-def store_with(root: Path, pictures: list[bytes]) -> EvidenceStore:
+def store_with(root: Path, pictures: list[bytes]) -> EvidenceVault:
     """An evidence store holding these pictures (content-addressed files, as it keeps them)."""
-    store = EvidenceStore(root)
+    store = EvidenceVault(root)
     for data in pictures:
         store.path(hashlib.sha256(data).hexdigest()).write_bytes(data)
     return store

@@ -22,7 +22,7 @@ from broker.collector.pictures import Pictures
 from broker.config import CollectorConfig
 from broker.custody import CustodyLog
 from broker.diskqueue import DiskQueue
-from broker.evidence import EvidenceRefused, EvidenceStore
+from broker.evidence import EvidenceRefused, EvidenceVault
 from broker.ingest import Reason
 from broker.refs import EventRef, UnitRef
 from protocol import topics
@@ -42,16 +42,16 @@ def chunks(event: EventRef, data: bytes, max_payload: int = 600) -> tuple[str, l
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> EvidenceStore:
-    return EvidenceStore(tmp_path / "evidence", min_free_bytes=0)
+def store(tmp_path: Path) -> EvidenceVault:
+    return EvidenceVault(tmp_path / "evidence", min_free_bytes=0)
 
 
-def stage(tmp_path: Path, store: EvidenceStore, **limits: float) -> Pictures:
+def stage(tmp_path: Path, store: EvidenceVault, **limits: float) -> Pictures:
     return Pictures(tmp_path / "pictures.sqlite3", store, PictureLimits(**limits))  # type: ignore[arg-type]
 
 
 def test_chunks_are_kept_durably_so_a_picture_completes_across_a_restart(
-    tmp_path: Path, store: EvidenceStore
+    tmp_path: Path, store: EvidenceVault
 ) -> None:
     data = bytes(range(256)) * 10
     sha, msgs = chunks(GOOD, data)
@@ -67,7 +67,7 @@ def test_chunks_are_kept_durably_so_a_picture_completes_across_a_restart(
 
 
 def test_a_unit_that_starts_pictures_it_never_finishes_holds_a_bounded_amount(
-    tmp_path: Path, store: EvidenceStore
+    tmp_path: Path, store: EvidenceVault
 ) -> None:
     pictures = stage(tmp_path, store, unit_partials=8)
     rogue = EventRef(SITE, "gudang-02", "x")
@@ -83,7 +83,7 @@ def test_a_unit_that_starts_pictures_it_never_finishes_holds_a_bounded_amount(
 
 
 def test_half_done_pictures_are_given_up_when_their_time_is_up_without_another_chunk(
-    tmp_path: Path, store: EvidenceStore
+    tmp_path: Path, store: EvidenceVault
 ) -> None:
     pictures = stage(tmp_path, store, partial_timeout_s=120)
     _, msgs = chunks(GOOD, b"z" * 3000)
@@ -94,7 +94,7 @@ def test_half_done_pictures_are_given_up_when_their_time_is_up_without_another_c
 
 
 def test_the_heaviest_unit_gives_way_when_all_half_done_pictures_reach_their_bound(
-    tmp_path: Path, store: EvidenceStore
+    tmp_path: Path, store: EvidenceVault
 ) -> None:
     pictures = stage(tmp_path, store, partial_bytes=20_000, unit_partial_bytes=1_000_000)
     _, good = chunks(GOOD, b"g" * 3000)
@@ -107,7 +107,7 @@ def test_the_heaviest_unit_gives_way_when_all_half_done_pictures_reach_their_bou
 
 
 def test_a_picture_before_its_event_waits_and_is_kept_once_the_event_vouches_for_it(
-    tmp_path: Path, store: EvidenceStore
+    tmp_path: Path, store: EvidenceVault
 ) -> None:
     pictures = stage(tmp_path, store)
     data = b"early" * 400
@@ -120,7 +120,7 @@ def test_a_picture_before_its_event_waits_and_is_kept_once_the_event_vouches_for
 
 
 def test_a_unit_cannot_attach_pictures_to_another_units_event_by_using_its_id(
-    tmp_path: Path, store: EvidenceStore
+    tmp_path: Path, store: EvidenceVault
 ) -> None:
     pictures = stage(tmp_path, store)
     real = b"real" * 300
@@ -142,14 +142,14 @@ def test_a_unit_cannot_attach_pictures_to_another_units_event_by_using_its_id(
 
 
 def test_a_full_disk_or_quota_refuses_the_picture_and_says_which(tmp_path: Path) -> None:
-    store = EvidenceStore(tmp_path / "ev", unit_max_bytes=5000, min_free_bytes=0)
+    store = EvidenceVault(tmp_path / "ev", unit_max_bytes=5000, min_free_bytes=0)
     store.put(b"a" * 4000, GOOD)
     with pytest.raises(EvidenceRefused) as quota:
         store.put(b"b" * 4000, GOOD)
     assert not quota.value.disk_full and "evidence_unit_max_mb" in str(quota.value)
     other = EventRef(SITE, "gudang-02", "e")
     store.put(b"c" * 4000, other)  # another unit's quota is its own
-    full = EvidenceStore(tmp_path / "ev2", min_free_bytes=1 << 62)
+    full = EvidenceVault(tmp_path / "ev2", min_free_bytes=1 << 62)
     with pytest.raises(EvidenceRefused) as disk:
         full.put(b"d" * 10, GOOD)
     assert disk.value.disk_full and "free on the disk" in str(disk.value)
@@ -158,17 +158,17 @@ def test_a_full_disk_or_quota_refuses_the_picture_and_says_which(tmp_path: Path)
 def test_the_custody_log_skips_a_torn_line_and_the_next_entry_starts_on_its_own(
     tmp_path: Path,
 ) -> None:
-    store = EvidenceStore(tmp_path / "ev", min_free_bytes=0)
+    store = EvidenceVault(tmp_path / "ev", min_free_bytes=0)
     sha = store.put(b"one" * 100, GOOD)
     store.close()
     with (tmp_path / "ev" / "custody.jsonl").open("a") as fh:
         fh.write('{"ts": 17, "sha256": "ab')  # the power went mid-line
     (tmp_path / "ev" / "custody.sqlite3").unlink()  # and the index is rebuilt from the log
-    again = EvidenceStore(tmp_path / "ev", min_free_bytes=0)
+    again = EvidenceVault(tmp_path / "ev", min_free_bytes=0)
     assert [c["sha256"] for c in again.custody(event_id=GOOD.event_id)] == [sha]
     sha2 = again.put(b"two" * 100, GOOD)
     again.close()
-    third = EvidenceStore(tmp_path / "ev", min_free_bytes=0)
+    third = EvidenceVault(tmp_path / "ev", min_free_bytes=0)
     assert [c["sha256"] for c in third.custody(site=SITE)] == [sha, sha2]
     assert third.torn_custody_lines == 0  # the torn tail was never indexed: nothing re-read
     lines = (tmp_path / "ev" / "custody.jsonl").read_text().splitlines()

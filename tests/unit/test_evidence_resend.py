@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from agent.camera.evidence import Role, roles_by_size
 from agent.camera.store import EvidenceStore as UnitStore
 from agent.outbox import NewEvent, Outbox
-from broker.evidence import EvidenceStore, Unfinished
+from broker.evidence import EvidenceVault, Unfinished
 from broker.evidence_gaps import EvidenceGaps, EvidencePlanner
 from broker.refs import EventRef, UnitRef
 from protocol import models
@@ -143,14 +143,14 @@ def test_roles_of_older_pictures_are_guessed_from_the_one_full_resolution_still(
 
 
 @pytest.fixture
-def evidence(tmp_path: Path) -> Iterator[EvidenceStore]:
-    store = EvidenceStore(tmp_path / "evidence")
+def evidence(tmp_path: Path) -> Iterator[EvidenceVault]:
+    store = EvidenceVault(tmp_path / "evidence")
     yield store
     store.close()
 
 
 def test_an_event_is_unfinished_until_every_picture_it_vouched_for_is_stored(
-    evidence: EvidenceStore,
+    evidence: EvidenceVault,
 ) -> None:
     (a, da), (b, db) = pic("a"), pic("b")
     evidence.vouch(EventRef("gudang-3", "pintu-1", "ev1"), (a, b), 7)
@@ -180,21 +180,21 @@ def test_after_a_restart_recent_events_are_checked_again_and_asks_are_remembered
     tmp_path: Path,
 ) -> None:
     (a, da) = pic("a")
-    store = EvidenceStore(tmp_path / "evidence")
+    store = EvidenceVault(tmp_path / "evidence")
     store.vouch(EventRef("gudang-3", "pintu-1", "ev1"), (a,), 3)
     store.put(da, EventRef("gudang-3", "pintu-1", "ev1"))
     store.asked(EventRef("gudang-3", "pintu-1", "ev1"), 5)
     assert store.unfinished() == []  # complete: not checked again while running
     store.close()
     store.path(a).unlink()  # the collector's copy is gone while it was stopped
-    again = EvidenceStore(tmp_path / "evidence")
+    again = EvidenceVault(tmp_path / "evidence")
     [u] = again.unfinished(UnitRef("gudang-3", "pintu-1"))
     assert u.missing == (a,) and u.asks == 1 and u.last_ask_ns == 5
     again.close()
 
 
 def test_an_event_vouched_without_its_seq_is_reported_but_never_asked_for(
-    evidence: EvidenceStore,
+    evidence: EvidenceVault,
 ) -> None:
     # Nothing to name in a resend: such an event can only be reported.
     evidence.vouch(EventRef("gudang-3", "pintu-1", "ev1"), (pic("a")[0],))
@@ -282,7 +282,7 @@ def test_the_gap_watch_asks_through_the_store_and_a_restart_does_not_reset_the_a
     tmp_path: Path,
 ) -> None:
     a, _ = pic("a")
-    store = EvidenceStore(tmp_path / "evidence")
+    store = EvidenceVault(tmp_path / "evidence")
     store.vouch(EventRef("gudang-3", "pintu-1", "ev1"), (a,), 7)
     watch = EvidenceGaps(store, EvidencePlanner(grace_ns=1))
     now = 4 * 10**18
@@ -291,7 +291,7 @@ def test_the_gap_watch_asks_through_the_store_and_a_restart_does_not_reset_the_a
     assert watch.on_heartbeat(UnitRef("gudang-3", "pintu-2"), 0, now) == []
     assert watch.refresh(now).events == 1
     store.close()
-    store = EvidenceStore(tmp_path / "evidence")
+    store = EvidenceVault(tmp_path / "evidence")
     watch = EvidenceGaps(store, EvidencePlanner(grace_ns=1))
     [ask] = watch.on_heartbeat(UnitRef("gudang-3", "pintu-1"), 0, now + 10)
     assert ask.attempt == 2
@@ -301,7 +301,7 @@ def test_the_gap_watch_asks_through_the_store_and_a_restart_does_not_reset_the_a
 
 
 def test_a_bounded_check_takes_events_known_to_miss_pictures_before_unchecked_ones(
-    evidence: EvidenceStore,
+    evidence: EvidenceVault,
 ) -> None:
     unit = UnitRef("gudang-3", "pintu-1")
     for i in range(3):
@@ -320,7 +320,7 @@ def test_a_bounded_check_takes_events_known_to_miss_pictures_before_unchecked_on
 
 
 def test_a_picture_still_missing_after_the_last_ask_is_reported_lost_once(
-    evidence: EvidenceStore, caplog: pytest.LogCaptureFixture
+    evidence: EvidenceVault, caplog: pytest.LogCaptureFixture
 ) -> None:
     evidence.vouch(EventRef("gudang-3", "pintu-1", "ev1"), (pic("a")[0],), 7)
     watch = EvidenceGaps(evidence, EvidencePlanner(grace_ns=10 * S, max_asks=1))

@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from PIL import Image
 from starlette.testclient import TestClient
 
-from broker.evidence import EvidenceStore
+from broker.evidence import EvidenceVault
 from broker.refs import EventRef
 from broker.web.app import create_app
 from broker.web.config import WebConfig
@@ -118,7 +118,7 @@ class Post:
     ) -> None:
         self.clock = Clock()
         self.state = LiveState(clock=lambda: NOW)
-        self.store = EvidenceStore(tmp / "evidence")
+        self.store = EvidenceVault(tmp / "evidence")
         self.acks: list[tuple[str, str]] = []
         self.config = cfg or config()
         shots = []
