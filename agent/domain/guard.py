@@ -1,0 +1,100 @@
+"""Arming on the unit: which events are intrusions (the siren, after an entry door's delay) and
+which keep pictures, judged from the last arming state heard. Pure: time is passed in, so a unit
+cut off from the network alarms by the same rules the tests prove."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+
+from agent.domain.siren import Siren, SirenState
+from kernel.units import S
+from protocol.alerting import ArmingState
+from protocol.models import Kind
+
+INTRUSIONS = frozenset({(Kind.DOOR, "open"), (Kind.MOTION, "motion")})
+"""Events that are intrusions while the site is guarded."""
+ALWAYS_PICTURED = frozenset({(Kind.DOOR, "open"), (Kind.TAMPER, "tampered")})
+"""Events whose pictures are kept armed or not; motion is pictured only while guarded."""
+
+
+def guarding(arming: ArmingState | None) -> bool:
+    """Doors and motion are intrusions now (armed, or an entry delay running); unknown is not."""
+    return arming is not None and arming.state.guarding
+
+
+def intrusion_delay_ns(
+    kind: Kind, sensor: str, state: str, arming: ArmingState | None, entry_doors: Collection[str]
+) -> int | None:
+    """How long the siren waits for this event: None when it is no intrusion, 0 for at once,
+    the site's entry delay for an entry door (time to disarm on the way in)."""
+    if arming is None or not guarding(arming) or (kind, state) not in INTRUSIONS:
+        return None
+    if kind is Kind.DOOR and sensor in entry_doors:
+        return arming.entry_delay_s * S
+    return 0
+
+
+def triggers_camera(kind: Kind, state: str, guarded: bool) -> bool:
+    """Door opened, lid opened, motion while guarded: keep the pictures around it."""
+    return (kind, state) in ALWAYS_PICTURED or (
+        kind is Kind.MOTION and state == "motion" and guarded
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GuardState:
+    """The last arming state heard (None: never heard) and the siren's own state."""
+
+    arming: ArmingState | None = None
+    siren: SirenState = field(default_factory=SirenState)
+
+    @property
+    def guarding(self) -> bool:
+        return guarding(self.arming)
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """What one stored event asks of the unit itself, before the network hears of it."""
+
+    state: GuardState
+    camera: bool
+    """Keep the pictures around the event (trigger the camera)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """The unit's arming policy; `siren` is None on a unit without one (pictures still kept)."""
+
+    siren: Siren | None
+    entry_doors: frozenset[str] = frozenset()
+
+    def heard(self, state: GuardState, arming: ArmingState) -> GuardState:
+        """A new arming state of this site; a disarm silences the siren and any entry delay."""
+        state = replace(state, arming=arming)
+        if self.siren is not None and not state.guarding:
+            state = replace(state, siren=self.siren.disarm(state.siren))
+        return state
+
+    def stored(
+        self, state: GuardState, kind: Kind, sensor: str, value: str, at_ns: int
+    ) -> Reaction:
+        """An event is in the outbox: sound the siren for an intrusion, keep its pictures."""
+        delay = intrusion_delay_ns(kind, sensor, value, state.arming, self.entry_doors)
+        if self.siren is not None and delay is not None:
+            state = replace(state, siren=self.siren.intrusion(state.siren, at_ns, delay))
+        return Reaction(state, triggers_camera(kind, value, state.guarding))
+
+    def tick(self, state: GuardState, now_ns: int) -> GuardState:
+        """An entry delay runs out (the siren sounds) or the siren's time is up."""
+        if self.siren is None:
+            return state
+        return replace(state, siren=self.siren.tick(state.siren, now_ns))
+
+    def sounding(self, state: GuardState) -> bool:
+        return self.siren is not None and self.siren.sounding(state.siren)
+
+    def deadline(self, state: GuardState) -> int | None:
+        """The next time tick() has something to do; None when nothing is waiting."""
+        return None if self.siren is None else self.siren.deadline(state.siren)
