@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -29,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.camera.evidence import EvidenceFile, EvidenceSet, Role
+from kernel.files import Durability, atomic_write
+from kernel.sqlite import open_db
 
 log = logging.getLogger("jaga.agent.camera.store")
 
@@ -113,11 +113,7 @@ class EvidenceStore:
         self._unclaimed: set[str] = set()
         self._refused = 0
         self._full = False
-        self._db = sqlite3.connect(
-            self.dir / "index.sqlite3", isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_db(self.dir / "index.sqlite3", synchronous="FULL")
         self._db.executescript(SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(claim)")}
         if "role" not in columns:  # stores made before pictures could be sent again
@@ -162,7 +158,7 @@ class EvidenceStore:
                 self._refused += 1
                 self._full = True
                 return False
-            self._write_atomically(self.path(sha256), data)
+            atomic_write(self.path(sha256), data, durability=Durability.FSYNC_FILE_AND_DIR)
             self._db.execute(
                 "INSERT INTO file(sha256, size, stored_ns) VALUES (?,?,?)",
                 (sha256, len(data), self._wall_ns()),
@@ -342,28 +338,10 @@ class EvidenceStore:
         self._db.execute("DELETE FROM claim WHERE sha256=?", (sha256,))
         self._db.execute("DELETE FROM file WHERE sha256=?", (sha256,))
 
-    def _write_atomically(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     def _reconcile(self) -> None:
         """After a crash: drop temp files, index pictures that made it to disk, forget rows whose
         picture is gone. A picture that does not match its name is deleted: it is not evidence."""
-        for tmp in self.dir.glob(".*.tmp"):
+        for tmp in self.dir.glob(".*.tmp"):  # atomic_write's temporary files
             tmp.unlink()
         indexed = {sha for (sha,) in self._db.execute("SELECT sha256 FROM file")}
         on_disk = set()
