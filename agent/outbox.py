@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kernel.sqlite import open_db
 from protocol.models import Event, EventBody, Kind
 from protocol.signing import GENESIS, event_hash
 
@@ -65,6 +66,14 @@ class NewEvent:
     cause: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What one append stored: the signed event and the rows of its attachments, in order."""
+
+    event: Event
+    rows: tuple[int, ...] = ()
+
+
 Signer = Callable[[EventBody], Event]
 Attachments = Callable[[Event], list[tuple[str, bytes]]]
 """Messages that must be stored with an event, in the same transaction (its pictures)."""
@@ -76,20 +85,13 @@ class Outbox:
     def __init__(
         self, path: Path, *, keep_delivered: int = 20_000, reserve_bytes: int = 4 * 1024 * 1024
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.reserve_path = path.with_name(path.name + ".reserve")
         self.reserve_bytes = reserve_bytes
         self._keep_delivered = keep_delivered
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = open_db(path, synchronous="FULL", check=True, what="outbox")
         self._db.executescript(SCHEMA)
-        check = self._db.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise sqlite3.DatabaseError(f"outbox {path} failed its integrity check: {check}")
         self._appends = 0
         self.restore_reserve()
 
@@ -120,6 +122,14 @@ class Outbox:
             self._db.close()
 
     def append_event(
+        self, new: NewEvent, *, site: str, device: str, boot_id: str, topic: str, signer: Signer
+    ) -> Event:
+        """Number, chain, sign and store an event alone (see append_event_with)."""
+        return self.append_event_with(
+            new, site=site, device=device, boot_id=boot_id, topic=topic, signer=signer
+        ).event
+
+    def append_event_with(
         self,
         new: NewEvent,
         *,
@@ -129,8 +139,9 @@ class Outbox:
         topic: str,
         signer: Signer,
         attachments: Attachments | None = None,
-    ) -> Event:
-        """Number, chain, sign and store an event (and its attachments) in one transaction.
+    ) -> Appended:
+        """Number, chain, sign and store an event and its attachments in one transaction;
+        returns the event and its attachments' rows, so no caller has to look them up.
 
         When the disk is full, the reserve file is given back and the event tried again, so
         alarms keep being stored (and sent) while the unit reports the full disk.
@@ -151,7 +162,7 @@ class Outbox:
         topic: str,
         signer: Signer,
         attachments: Attachments | None,
-    ) -> Event:
+    ) -> Appended:
         with self._lock:
             with self._transaction():
                 last_seq, head = self._chain_locked()
@@ -179,12 +190,7 @@ class Outbox:
                     "INSERT INTO message(topic, payload, qos, seq, created_ns) VALUES (?,?,?,?,?)",
                     (topic, event.to_json(), 1, event.seq, time.time_ns()),
                 )
-                if attachments is not None:
-                    now = time.time_ns()
-                    self._db.executemany(
-                        "INSERT INTO message(topic, payload, qos, created_ns) VALUES (?,?,1,?)",
-                        [(t, p, now) for t, p in attachments(event)],
-                    )
+                rows = self._insert_locked(attachments(event) if attachments else ())
                 self._db.executemany(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                     [
@@ -196,26 +202,29 @@ class Outbox:
             self._appends += 1
             if self._appends % 500 == 0:
                 self._prune_locked()
-            return event
+            return Appended(event, tuple(rows))
 
     def append_messages(self, messages: Sequence[tuple[str, bytes]]) -> list[int]:
         """Store messages that are not events (a picture's chunks, queued again) in one
         transaction; returns their row ids, in order. OutboxFull when the disk refuses."""
         if not messages:
             return []
-        now = time.time_ns()
         with self._lock, self._transaction():
-            ids = [
-                int(
-                    self._db.execute(
-                        "INSERT INTO message(topic, payload, qos, created_ns) VALUES (?,?,1,?)",
-                        (topic, payload, now),
-                    ).lastrowid
-                    or 0
-                )
-                for topic, payload in messages
-            ]
-        return ids
+            return self._insert_locked(messages)
+
+    def _insert_locked(self, messages: Iterable[tuple[str, bytes]]) -> list[int]:
+        """Insert messages that are not events (in the caller's transaction); their row ids."""
+        now = time.time_ns()
+        return [
+            int(
+                self._db.execute(
+                    "INSERT INTO message(topic, payload, qos, created_ns) VALUES (?,?,1,?)",
+                    (topic, payload, now),
+                ).lastrowid
+                or 0
+            )
+            for topic, payload in messages
+        ]
 
     def picture_events(self, first_seq: int, last_seq: int) -> list[bytes]:
         """The stored events first_seq..last_seq that name pictures (camera events), as
@@ -268,7 +277,8 @@ class Outbox:
             return cur.rowcount
 
     def attachment_rows(self, after_seq: int) -> list[int]:
-        """Row ids stored right after the event with seq `after_seq`, up to the next event."""
+        """Row ids stored right after the event with seq `after_seq`, up to the next event
+        (for inspection: an append returns its own rows)."""
         with self._lock:
             row = self._db.execute("SELECT id FROM message WHERE seq=?", (after_seq,)).fetchone()
             if row is None:

@@ -102,6 +102,39 @@ def test_seq_and_chain_head_survive_closing_and_reopening(tmp_path: Path) -> Non
         box.close()
 
 
+def test_an_event_appended_with_attachments_returns_the_rows_they_were_stored_in(
+    outbox: Outbox,
+) -> None:
+    append(outbox)
+    appended = outbox.append_event_with(
+        new(),
+        site="gudang-3",
+        device="pintu-1",
+        boot_id="boot-1",
+        topic=TOPIC,
+        signer=lambda body: sign(body, KEY),
+        attachments=lambda event: [(f"snap/{event.id}", b"one"), (f"snap/{event.id}", b"two")],
+    )
+    append(outbox)  # a later event's rows are not the attachments'
+    stored = {p.id: p for p in outbox.pending()}
+    assert appended.event.seq == 2 and len(appended.rows) == 2
+    assert [stored[r].payload for r in appended.rows] == [b"one", b"two"]
+    assert all(stored[r].topic == f"snap/{appended.event.id}" for r in appended.rows)
+    assert list(appended.rows) == outbox.attachment_rows(appended.event.seq)
+
+
+def test_an_event_appended_without_attachments_has_no_rows_of_them(outbox: Outbox) -> None:
+    appended = outbox.append_event_with(
+        new(),
+        site="gudang-3",
+        device="pintu-1",
+        boot_id="boot-1",
+        topic=TOPIC,
+        signer=lambda body: sign(body, KEY),
+    )
+    assert appended.rows == () and appended.event.seq == 1
+
+
 def test_pending_is_oldest_first_and_respects_after_id_and_limit(outbox: Outbox) -> None:
     for _ in range(5):
         append(outbox)

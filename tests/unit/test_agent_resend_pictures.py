@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from agent import app
+from agent import evidence_upload
 from agent.app import Agent
 from agent.camera.evidence import EvidenceFile, EvidenceSet, Role
 from agent.config import AgentConfig
@@ -54,6 +54,11 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     unit.evidence.close()
 
 
+def pictures(agent: Agent) -> evidence_upload.EvidenceUpload:
+    assert agent.pictures is not None
+    return agent.pictures
+
+
 def chunks(pending: list[Pending]) -> list[tuple[str, bytes]]:
     return [(p.topic, p.payload) for p in pending if p.seq is None]
 
@@ -64,7 +69,7 @@ def camera_event(agent: Agent) -> Event:
         EvidenceFile.of(Role.STILL, jpeg((960, 540), 20), 2 * S),
         EvidenceFile.of(Role.AFTER, jpeg((320, 240), 30), 3 * S),
     )
-    agent._store_evidence(EvidenceSet("door-1", 2 * S, files, still_taken=True))
+    pictures(agent).first(EvidenceSet("door-1", 2 * S, files, still_taken=True), agent.clock)
     [raw] = agent.outbox.picture_events(1, 10**9)
     return models.parse(Event, raw)
 
@@ -76,31 +81,31 @@ def test_pictures_still_queued_are_left_alone_and_delivered_ones_are_chunked_aga
     first = chunks(agent.outbox.pending(limit=10_000))
     assert len(first) > 3 and all(t.endswith(f"/snapshot/{event.id}") for t, _ in first)
 
-    again = agent._resend_pictures(event.seq, event.seq)
+    again = pictures(agent).again(event.seq, event.seq)
     assert (again.events, again.queued, again.waiting, again.gone) == (1, 0, 3, ())
     assert chunks(agent.outbox.pending(limit=10_000)) == first  # nothing added
 
     agent.outbox.mark_delivered(p.id for p in agent.outbox.pending(limit=10_000))
     assert agent.outbox.depth() == 0  # acknowledged: the chunks left the outbox
-    again = agent._resend_pictures(1, event.seq)
+    again = pictures(agent).again(1, event.seq)
     assert (again.events, again.queued, again.waiting, again.gone) == (1, 3, 0, ())
     assert chunks(agent.outbox.pending(limit=10_000)) == first  # the same bytes, same topic
     assert agent.evidence is not None
     assert all(agent.evidence.is_held(h) for h in event.snapshot_sha256 or ())
 
-    assert agent._resend_pictures(event.seq + 1, event.seq + 5).events == 0
+    assert pictures(agent).again(event.seq + 1, event.seq + 5).events == 0
 
 
 def test_one_resend_rechunks_a_bounded_number_of_camera_events_and_says_how_many_are_left(
     agent: Agent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The main loop (sensors) does this work: a wide range must not hold it for long."""
-    monkeypatch.setattr(app, "PICTURE_EVENTS_PER_RESEND", 2)
+    monkeypatch.setattr(evidence_upload, "PICTURE_EVENTS_PER_RESEND", 2)
     files = (EvidenceFile.of(Role.STILL, jpeg((320, 240), 1), 1 * S),)
     for i in range(3):
-        agent._store_evidence(EvidenceSet(f"door-{i}", 2 * S, files, still_taken=True))
+        pictures(agent).first(EvidenceSet(f"door-{i}", 2 * S, files, still_taken=True), agent.clock)
     agent.outbox.mark_delivered(p.id for p in agent.outbox.pending(limit=10_000))
-    again = agent._resend_pictures(1, 10**6)
+    again = pictures(agent).again(1, 10**6)
     assert (again.events, again.queued, again.deferred) == (2, 2, 1)
     assert "1 more camera event(s) left for later asks" in again.describe()
 
@@ -114,9 +119,9 @@ def test_a_picture_the_store_lost_is_logged_once_and_reported_in_the_answer(
     assert agent.evidence is not None
     agent.evidence.path(lost).unlink()
     with caplog.at_level(logging.WARNING, logger="jaga.agent"):
-        one = agent._resend_pictures(event.seq, event.seq)
+        one = pictures(agent).again(event.seq, event.seq)
         agent.outbox.mark_delivered(p.id for p in agent.outbox.pending(limit=10_000))
-        two = agent._resend_pictures(event.seq, event.seq)
+        two = pictures(agent).again(event.seq, event.seq)
     assert one.gone == two.gone == (f"{event.id}/{lost}",)
     assert one.queued == two.queued == 2
     warned = [r for r in caplog.records if "no longer in the evidence store" in r.getMessage()]
@@ -131,7 +136,7 @@ def test_roles_recorded_before_this_version_are_guessed_so_the_still_stays_the_s
     agent.outbox.mark_delivered(p.id for p in agent.outbox.pending(limit=10_000))
     assert agent.evidence is not None
     agent.evidence._db.execute("UPDATE claim SET role=NULL")  # as an older unit stored them
-    agent._resend_pictures(event.seq, event.seq)
+    pictures(agent).again(event.seq, event.seq)
     from protocol.snapshot import unpack
 
     roles = {}
