@@ -10,7 +10,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography import x509
@@ -89,6 +88,10 @@ class Agent:
             config.data_dir,
             certificate_not_after(tls.cert) if tls else None,
         )
+        gate = None
+        if tls is not None:
+            ca = x509.load_pem_x509_certificate(tls.ca.read_bytes())
+            gate = CommandGate(ca, config.data_dir / "commands.sqlite3")
         self.outbox = Outbox(config.data_dir / "outbox.sqlite3")
         self.recorder = Recorder(
             self.outbox,
@@ -107,7 +110,8 @@ class Agent:
         """Messages the link received (commands, the site's arming), for the main loop."""
         siren = Siren(int(config.siren.seconds * S)) if config.siren else None
         self.guard = Guard(siren, frozenset(config.entry_doors))
-        self._guard = GuardState(arming_file.load(self._arming_path))
+        self._arming_path = config.data_dir / arming_file.NAME
+        self._guard_state = GuardState(arming_file.load(self._arming_path))
         self.siren = SirenOutput(config.siren, pin_factory) if config.siren else None
         self.camera: CameraLoop | None = None
         self.evidence: EvidenceStore | None = None
@@ -125,10 +129,6 @@ class Agent:
                 self.topics,
                 max_packet_size=config.camera.max_packet_size,
             )
-        gate = None
-        if tls is not None:
-            ca = x509.load_pem_x509_certificate(tls.ca.read_bytes())
-            gate = CommandGate(ca, config.data_dir / "commands.sqlite3")
         self.publisher = Publisher(
             config.broker,
             self.outbox,
@@ -151,12 +151,12 @@ class Agent:
     @property
     def arming(self) -> ArmingState | None:
         """The last arming state heard (kept on disk across restarts)."""
-        return self._guard.arming
+        return self._guard_state.arming
 
     @property
     def armed(self) -> bool:
         """Doors and motion are intrusions now (armed, or an entry delay running)."""
-        return self._guard.guarding
+        return self._guard_state.guarding
 
     @property
     def disk_full(self) -> bool:
@@ -165,10 +165,6 @@ class Agent:
     @property
     def events_stored(self) -> int:
         return self.recorder.events_stored
-
-    @property
-    def _arming_path(self) -> Path:
-        return self.config.data_dir / arming_file.NAME
 
     # the main loop ----------------------------------------------------------------------
 
@@ -223,7 +219,7 @@ class Agent:
 
     def _deadline(self) -> int | None:
         times = [logic.deadline(self._state[n]) for n, logic in self._logic.items()]
-        times.append(self.guard.deadline(self._guard))
+        times.append(self.guard.deadline(self._guard_state))
         return min((t for t in times if t is not None), default=None)
 
     def _store(self, observations: list[Observation]) -> None:
@@ -233,16 +229,18 @@ class Agent:
             appended = self.recorder.record(new, self.clock)
             if appended is None:
                 continue
-            reaction = self.guard.stored(self._guard, obs.kind, obs.sensor, obs.state, obs.at_ns)
-            self._guard = reaction.state
+            reaction = self.guard.stored(
+                self._guard_state, obs.kind, obs.sensor, obs.state, obs.at_ns
+            )
+            self._guard_state = reaction.state
             self._drive_siren()
             if self.camera is not None and reaction.camera:
                 self.camera.trigger(appended.event.id, obs.at_ns)
 
     def _drive_siren(self) -> None:
-        self._guard = self.guard.tick(self._guard, self.clock.mono_ns())
+        self._guard_state = self.guard.tick(self._guard_state, self.clock.mono_ns())
         if self.siren is not None:
-            self.siren.drive(self.guard.sounding(self._guard))
+            self.siren.drive(self.guard.sounding(self._guard_state))
 
     def _drain_camera(self) -> None:
         if self.camera is None:
@@ -278,7 +276,7 @@ class Agent:
             return
         was = self.armed
         arming_file.save(self._arming_path, state)
-        self._guard = self.guard.heard(self._guard, state)
+        self._guard_state = self.guard.heard(self._guard_state, state)
         self._drive_siren()
         if was != self.armed:
             log.info("site is now %s (by %s, %s)", state.state.value, state.by, state.how.value)

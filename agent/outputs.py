@@ -24,9 +24,14 @@ class SirenOutput:
             pin_factory=pin_factory,
         )
 
+    @property
+    def on(self) -> bool:
+        """The siren is sounding (its output is switched on)."""
+        return bool(self._out.value)
+
     def drive(self, on: bool) -> None:
         """Switch the siren to on (a no-op when it already is)."""
-        if bool(self._out.value) != on:
+        if self.on != on:
             log.warning("siren %s", "ON" if on else "off")
             self._out.value = on
 

@@ -110,9 +110,9 @@ def test_a_disarm_heard_silences_the_siren_an_intrusion_started(agent: Agent) ->
     agent.inbox.put((topics.arming(SITE), arming(ArmingMode.ARMED).to_json()))
     agent._drain_inbox()
     siren = agent.siren
-    assert siren is not None and not siren._out.value
+    assert siren is not None and not siren.on
     agent._store([Observation("pintu-utama", Kind.DOOR, "open", agent.clock.mono_ns())])
-    assert siren._out.value
+    assert siren.on
     agent.inbox.put((topics.arming(SITE), arming(ArmingMode.DISARMED).to_json()))
     agent._drain_inbox()
-    assert not agent.armed and not siren._out.value
+    assert not agent.armed and not siren.on
