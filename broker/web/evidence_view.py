@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from broker.influx_reader import QueryFailed
-from broker.web.state import AlertView, LiveState
+from broker.web.state import LiveState
+from broker.web.views import AlertView
 from protocol.models import Event
 
 log = logging.getLogger("jaga.web.evidence")

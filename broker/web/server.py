@@ -12,7 +12,8 @@ from pathlib import Path
 import uvicorn
 from argon2 import PasswordHasher
 
-from broker.web.app import AckCallback, create_app
+from broker.web.acks import AckCallback
+from broker.web.app import create_app
 from broker.web.config import WebConfig
 from broker.web.connections import ConnectionGuard, guarded_h11
 from broker.web.evidence_view import EventSource, Evidence

@@ -14,142 +14,27 @@ import functools
 import logging
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Concatenate, Literal, ParamSpec
+from collections.abc import Callable, Iterable
+from typing import Any, Concatenate, ParamSpec
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
+from broker.web.event_index import EventIndex, EventRecord
+from broker.web.subscriptions import Pages, Subscription, Update
+from broker.web.views import (
+    AlertView,
+    PictureRef,
+    SensorTile,
+    SiteView,
+    UnitTile,
+    alert_view,
+    arming_view,
+    show_event,
+    unit_view,
+)
 from protocol.models import Event, Heartbeat, Kind, Status
 
 log = logging.getLogger("jaga.web.state")
 
 P = ParamSpec("P")
-UpdateKind = Literal["site", "unit", "alert", "alert-gone", "arming"]
-OPEN_ALERT_STATES = frozenset({"raised", "acknowledged"})
-CAMERA_OK = frozenset({"recovered", "uncovered", "snapshot"})
-
-
-class Signal(Enum):
-    RESYNC = "resync"  # the page fell behind: send it everything again
-    CLOSE = "close"  # the server is stopping
-
-
-@dataclass(frozen=True, slots=True)
-class Update:
-    """One changed piece of one site, ready to send as JSON."""
-
-    site: str
-    kind: UpdateKind
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class PictureRef:
-    sha256: str
-    event_id: str
-    site: str | None
-    device: str | None
-    role: str | None
-    at: int
-
-    @property
-    def url(self) -> str:
-        return f"/pictures/{self.sha256}.jpg"
-
-    def view(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "url": self.url, "role": self.role, "at": self.at}
-
-
-class AlertView(BaseModel):
-    """The fields of an alert the page shows; whatever else the alert engine adds is ignored."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: str
-    site: str
-    device: str
-    sensor: str | None = None
-    rule: str
-    severity: str
-    state: str
-    latched: bool = False
-    title: str
-    detail: str = ""
-    count: int = 1
-    raised_at: int
-    last_seen: int | None = None
-    acked_at: int | None = None
-    acked_by: str | None = None
-    closed_at: int | None = None
-    closed_by: str | None = None
-    event_id: str | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self.state in OPEN_ALERT_STATES
-
-
-@dataclass
-class _Sensor:
-    kind: str
-    state: str | None = None
-    since: int | None = None
-    seq: int = 0
-    last_active: int | None = None
-
-
-@dataclass
-class _Unit:
-    site: str
-    device: str
-    online: bool | None = None
-    online_since: int | None = None
-    version: str | None = None
-    last_seen: int | None = None
-    heartbeat_at: int | None = None
-    heartbeat_interval_s: int | None = None
-    health: dict[str, Any] = field(default_factory=dict)
-    sensors: dict[str, _Sensor] = field(default_factory=dict)
-    last_motion: tuple[str, int] | None = None
-    picture: PictureRef | None = None
-    camera: str | None = None
-
-
-@dataclass
-class _Site:
-    site: str
-    name: str | None = None
-    units: dict[str, _Unit] = field(default_factory=dict)
-    arming: dict[str, Any] | None = None
-    alerts: dict[str, AlertView] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    event: Event
-    received: int
-
-
-class Subscription:
-    """One open page's queue of updates, filled from any thread, read in its event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[Update | Signal] = asyncio.Queue(maxsize)
-        self.resyncs = 0
-
-    def _offer(self, item: Update | Signal) -> None:
-        """Runs in the page's loop. Full: forget the backlog, ask for a whole fresh picture."""
-        if self.queue.full() or item is Signal.CLOSE:
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            if item is not Signal.CLOSE:
-                item = Signal.RESYNC
-                self.resyncs += 1
-        self.queue.put_nowait(item)
 
 
 def _never_raises(
@@ -179,15 +64,9 @@ class LiveState:
     ) -> None:
         self._clock = clock
         self._lock = threading.RLock()
-        self._sites: dict[str, _Site] = {}
-        self._events: OrderedDict[str, EventRecord] = OrderedDict()
-        self._pictures: OrderedDict[str, list[PictureRef]] = OrderedDict()
-        self._caused: OrderedDict[str, list[str]] = OrderedDict()  # door event -> camera events
-        self._picture_sites: OrderedDict[str, set[str]] = OrderedDict()
-        self._subs: list[Subscription] = []
-        self.max_events = max_events
-        self.max_pictures = max_pictures
-        self.queue_size = queue_size
+        self._sites: dict[str, SiteView] = {}
+        self._index = EventIndex(max_events=max_events, max_pictures=max_pictures)
+        self._pages = Pages(queue_size)
         self.faults = 0
 
     # what the collector tells us ---------------------------------------------------------
@@ -207,7 +86,7 @@ class LiveState:
         with self._lock:
             unit = self._unit(site, device)
             for name, kind in sensors:
-                unit.sensors.setdefault(name, _Sensor(str(kind)))
+                unit.sensors.setdefault(name, SensorTile(str(kind)))
             self._send_unit(unit)
 
     def on_message(self, message: Event | Heartbeat | Status) -> None:
@@ -225,52 +104,19 @@ class LiveState:
         now = self._clock()
         at = min(event.ts, now) if event.clock_synced else now
         with self._lock:
-            self._events[event.id] = EventRecord(event, now)
-            self._events.move_to_end(event.id)
-            while len(self._events) > self.max_events:
-                self._events.popitem(last=False)
-            if event.cause is not None:  # a camera event holding the pictures of its cause
-                caused = self._caused.setdefault(event.cause, [])
-                if event.id not in caused:
-                    caused.append(event.id)
-                while len(self._caused) > self.max_events:
-                    self._caused.popitem(last=False)
+            self._index.add_event(event, now)
             unit = self._unit(event.site, event.device)
             unit.last_seen = max(unit.last_seen or 0, now)
             if unit.online is None:
                 unit.online, unit.online_since = True, now
             if event.kind is not Kind.SYSTEM:
-                self._apply_event(unit, event, at)
-            pending = self._pictures.get(event.id, [])
-            for i, ref in enumerate(pending):  # pictures that came before their event
-                if ref.site is None:
-                    pending[i] = ref = PictureRef(
-                        ref.sha256, ref.event_id, event.site, event.device, ref.role, ref.at
-                    )
-                    self._index_picture(ref)
-                    self._maybe_newest_picture(unit, ref)
+                show_event(unit, event, at)
+            pending, placed = self._index.place_waiting(event)
+            for ref in placed:  # pictures that came before their event
+                self._maybe_newest_picture(unit, ref)
             self._send_unit(unit)
             if pending or event.cause is not None:
                 self._send_alerts_of_event(event.site, event.id)
-
-    def _apply_event(self, unit: _Unit, event: Event, at: int) -> None:
-        sensor = unit.sensors.setdefault(event.sensor, _Sensor(event.kind.value))
-        sensor.kind = event.kind.value
-        if event.kind is Kind.MOTION and event.state == "motion":
-            sensor.last_active = max(sensor.last_active or 0, at)
-            if unit.last_motion is None or at >= unit.last_motion[1]:
-                unit.last_motion = (event.sensor, at)
-        if event.kind is Kind.PATROL:
-            sensor.last_active = max(sensor.last_active or 0, at)
-        if event.seq <= sensor.seq:
-            return  # late: a newer state is already shown
-        held = sensor.state == "open" and event.state == "held-open"
-        if sensor.state != event.state and not held:
-            sensor.since = at
-        sensor.state = event.state
-        sensor.seq = event.seq
-        if event.kind is Kind.CAMERA:
-            unit.camera = "ok" if event.state in CAMERA_OK else event.state
 
     @_never_raises
     def on_status(self, status: Status) -> None:
@@ -318,29 +164,18 @@ class LiveState:
         """A picture of event_id (the camera event whose topic it came on) is in the store."""
         now = self._clock()
         with self._lock:
-            record = self._events.get(event_id)
-            if record is not None:
-                site, device = site or record.event.site, device or record.event.device
-            refs = self._pictures.setdefault(event_id, [])
-            if any(r.sha256 == sha256 for r in refs):
-                return
-            ref = PictureRef(sha256, event_id, site, device, role, now)
-            refs.append(ref)
-            self._pictures.move_to_end(event_id)
-            while len(self._pictures) > self.max_events:
-                self._pictures.popitem(last=False)
-            if site is None or device is None:
-                return  # shown once its event (or the collector's site/device) is known
-            self._index_picture(ref)
-            unit = self._unit(site, device)
+            ref = self._index.add_picture(event_id, sha256, site, device, role, now)
+            if ref is None or ref.site is None or ref.device is None:
+                return  # known already; or shown once its event (or its site/unit) is known
+            unit = self._unit(ref.site, ref.device)
             self._maybe_newest_picture(unit, ref)
             self._send_unit(unit)
-            self._send_alerts_of_event(site, event_id)
+            self._send_alerts_of_event(ref.site, event_id)
 
     @_never_raises
     def on_alert(self, alert: object) -> None:
         """An alert as the engine has it now: an `Alert`, a lifecycle `Change`, or a dict."""
-        view = _alert_view(alert)
+        view = alert_view(alert)
         with self._lock:
             site = self._site(view.site)
             if view.is_open:
@@ -369,7 +204,7 @@ class LiveState:
         """A site's arming: a mode name, an `ArmingState`, or its dict."""
         with self._lock:
             s = self._site(site)
-            s.arming = _arming_view(state, self._clock())
+            s.arming = arming_view(state, self._clock())
             self._send(Update(site, "arming", s.arming))
 
     # what the page reads -----------------------------------------------------------------
@@ -390,200 +225,91 @@ class LiveState:
     def alerts_of_event(self, event_id: str) -> list[AlertView]:
         """Open alerts raised by this event, or by the event that caused it."""
         with self._lock:
-            ids = {event_id, self._cause_of(event_id)}
+            ids = {event_id, self._index.cause_of(event_id)}
             return [a for s in self._sites.values() for a in s.alerts.values() if a.event_id in ids]
 
     def caused_by(self, event_id: str) -> list[Event]:
         """Events (the camera's) that name event_id as their cause, as far as the page knows."""
         with self._lock:
-            ids = self._caused.get(event_id, [])
-            return [r.event for i in ids if (r := self._events.get(i)) is not None]
+            return self._index.caused_by(event_id)
 
     def event(self, event_id: str) -> EventRecord | None:
         with self._lock:
-            return self._events.get(event_id)
+            return self._index.event(event_id)
 
     def pictures_of(self, event_id: str) -> list[PictureRef]:
         with self._lock:
-            return list(self._pictures.get(event_id, []))
+            return self._index.pictures_of(event_id)
 
     def picture_sites(self, sha256: str) -> set[str]:
         """Sites whose events this picture belongs to (for access checks)."""
         with self._lock:
-            return set(self._picture_sites.get(sha256, set()))
+            return self._index.picture_sites(sha256)
 
     # pages ------------------------------------------------------------------------------
 
     def subscribe(self, loop: asyncio.AbstractEventLoop) -> Subscription:
-        sub = Subscription(loop, self.queue_size)
         with self._lock:
-            self._subs.append(sub)
-        return sub
+            return self._pages.subscribe(loop)
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
-            if sub in self._subs:
-                self._subs.remove(sub)
+            self._pages.unsubscribe(sub)
 
     def close_all(self) -> None:
         """End every open stream (the server is stopping)."""
         with self._lock:
-            for sub in list(self._subs):
-                self._deliver(sub, Signal.CLOSE)
+            self._pages.close_all()
 
     @property
     def subscribers(self) -> int:
         with self._lock:
-            return len(self._subs)
+            return len(self._pages)
 
     # internals --------------------------------------------------------------------------
 
-    def _site(self, site: str) -> _Site:
+    def _site(self, site: str) -> SiteView:
         s = self._sites.get(site)
         if s is None:
-            s = self._sites[site] = _Site(site)
+            s = self._sites[site] = SiteView(site)
             self._send(Update(site, "site", self._site_view(s)))
         return s
 
-    def _unit(self, site: str, device: str) -> _Unit:
+    def _unit(self, site: str, device: str) -> UnitTile:
         s = self._site(site)
         unit = s.units.get(device)
         if unit is None:
-            unit = s.units[device] = _Unit(site, device)
+            unit = s.units[device] = UnitTile(site, device)
         return unit
 
-    def _index_picture(self, ref: PictureRef) -> None:
-        if ref.site is None:
-            return
-        self._picture_sites.setdefault(ref.sha256, set()).add(ref.site)
-        self._picture_sites.move_to_end(ref.sha256)
-        while len(self._picture_sites) > self.max_pictures:
-            self._picture_sites.popitem(last=False)
-
     @staticmethod
-    def _maybe_newest_picture(unit: _Unit, ref: PictureRef) -> None:
+    def _maybe_newest_picture(unit: UnitTile, ref: PictureRef) -> None:
         if unit.picture is None or ref.at >= unit.picture.at:
             unit.picture = ref
 
-    def _send_unit(self, unit: _Unit) -> None:
-        self._send(Update(unit.site, "unit", _unit_view(unit)))
-
-    def _cause_of(self, event_id: str) -> str | None:
-        record = self._events.get(event_id)
-        return record.event.cause if record is not None else None
+    def _send_unit(self, unit: UnitTile) -> None:
+        self._send(Update(unit.site, "unit", unit_view(unit)))
 
     def _send_alerts_of_event(self, site: str, event_id: str) -> None:
-        ids = {event_id, self._cause_of(event_id)}
+        ids = {event_id, self._index.cause_of(event_id)}
         for a in self._sites[site].alerts.values():
             if a.event_id in ids:
                 self._send(Update(site, "alert", self._alert_dict(a)))
 
     def _send(self, item: Update) -> None:
-        for sub in list(self._subs):
-            self._deliver(sub, item)
+        self._pages.send(item)
 
-    def _deliver(self, sub: Subscription, item: Update | Signal) -> None:
-        try:
-            sub.loop.call_soon_threadsafe(sub._offer, item)
-        except RuntimeError:  # that page's loop is gone
-            self._subs.remove(sub)
-
-    def _site_view(self, s: _Site) -> dict[str, Any]:
+    def _site_view(self, s: SiteView) -> dict[str, Any]:
         return {
             "site": s.site,
             "name": s.name,
             "arming": s.arming,
-            "units": [_unit_view(u) for _, u in sorted(s.units.items())],
+            "units": [unit_view(u) for _, u in sorted(s.units.items())],
             "alerts": [self._alert_dict(a) for a in s.alerts.values()],
         }
 
     def _alert_dict(self, alert: AlertView) -> dict[str, Any]:
         data = alert.model_dump()
-        data["pictures"] = [p.view() for p in self._ordered_pictures(alert.event_id)]
+        data["pictures"] = [p.view() for p in self._index.ordered_pictures(alert.event_id)]
         data["event_url"] = f"/events/{alert.event_id}" if alert.event_id else None
         return data
-
-    def _ordered_pictures(self, event_id: str | None) -> list[PictureRef]:
-        """The event's own pictures and those of the camera events it caused, each set in the
-        order the unit signed it (before, still, after)."""
-        if event_id is None:
-            return []
-        out: list[PictureRef] = []
-        for eid in [event_id, *self._caused.get(event_id, [])]:
-            refs = list(self._pictures.get(eid, []))
-            record = self._events.get(eid)
-            announced = list(record.event.snapshot_sha256 or ()) if record else []
-            rank = {sha: i for i, sha in enumerate(announced)}
-            out += sorted(refs, key=lambda r: (rank.get(r.sha256, len(rank)), r.at))
-        return out
-
-
-_SENSOR_ORDER = {"door": 0, "motion": 1, "tamper": 2, "patrol": 3, "camera": 4}
-
-
-def _unit_view(u: _Unit) -> dict[str, Any]:
-    sensors = sorted(u.sensors.items(), key=lambda kv: (_SENSOR_ORDER.get(kv[1].kind, 9), kv[0]))
-    return {
-        "site": u.site,
-        "device": u.device,
-        "online": u.online,
-        "online_since": u.online_since,
-        "version": u.version,
-        "last_seen": u.last_seen,
-        "heartbeat_at": u.heartbeat_at,
-        "heartbeat_interval_s": u.heartbeat_interval_s,
-        "health": dict(u.health),
-        "sensors": [
-            {
-                "name": name,
-                "kind": s.kind,
-                "state": s.state,
-                "since": s.since,
-                "last_active": s.last_active,
-            }
-            for name, s in sensors
-        ],
-        "last_motion": {"sensor": u.last_motion[0], "at": u.last_motion[1]}
-        if u.last_motion
-        else None,
-        "picture": u.picture.view() | {"event_id": u.picture.event_id} if u.picture else None,
-        "camera": u.camera,
-    }
-
-
-def _alert_view(alert: object) -> AlertView:
-    inner = getattr(alert, "alert", None)  # a lifecycle Change
-    if inner is not None:
-        alert = inner
-    if isinstance(alert, BaseModel):
-        data: Any = alert.model_dump(mode="json")
-    elif isinstance(alert, Mapping):
-        data = dict(alert)
-    else:
-        raise TypeError(f"not an alert: {type(alert).__name__}")
-    try:
-        return AlertView.model_validate(data)
-    except ValidationError as exc:
-        raise ValueError(f"alert not shown: {exc.error_count()} problem(s): {exc}") from None
-
-
-def _arming_view(state: object, now: int) -> dict[str, Any]:
-    if isinstance(state, Enum):
-        state = state.value
-    if isinstance(state, str):
-        return {"state": state, "since": now, "by": None, "until": None}
-    if isinstance(state, BaseModel):
-        data: dict[str, Any] = state.model_dump(mode="json")
-    elif isinstance(state, Mapping):
-        data = dict(state)
-    else:
-        raise TypeError(f"not an arming state: {type(state).__name__}")
-    return {
-        "state": str(data["state"]),
-        "since": data.get("since"),
-        "by": data.get("by"),
-        "until": data.get("until"),
-        "entry": f"{data['entry_device']}/{data['entry_sensor']}"
-        if data.get("entry_device") and data.get("entry_sensor")
-        else None,
-    }

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from broker.alerts.lifecycle import Change, ChangeKind
-from broker.web.state import LiveState, Signal, Update
+from broker.web.state import LiveState
+from broker.web.subscriptions import Signal, Update
 from protocol.alerting import Alert, AlertState, ArmingHow, ArmingMode, ArmingState, Severity
 from protocol.models import Event, Heartbeat, Kind, Status
 
@@ -205,7 +206,7 @@ def test_an_alert_stays_while_open_and_leaves_when_closed_in_any_shape() -> None
 
 
 def test_an_alert_engine_decision_is_taken_whole() -> None:
-    from broker.alerts.engine import Changes
+    from broker.alerts.changes import Changes
 
     state = LiveState(clock=Clock())
     armed = ArmingState(

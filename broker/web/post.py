@@ -1,0 +1,90 @@
+"""What every handler of the guard-post page shares: the live state, the accounts in force,
+the sessions, the clock and the templates; and who is asking (a Principal) or none."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse
+
+from broker.web.config import Account, WebConfig
+from broker.web.logouts import Logouts
+from broker.web.sessions import COOKIE, Session, SessionBook, account_key
+from broker.web.state import LiveState
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: an account from the config in force and the session it logged in with."""
+
+    account: Account
+    session: Session
+
+    def can_see(self, site: str) -> bool:
+        return self.account.can_see(site)
+
+
+class GuardPost:
+    """The page's shared parts; the handlers (login, live, acks, evidence pages) hold one."""
+
+    def __init__(
+        self,
+        state: LiveState,
+        config: WebConfig,
+        *,
+        secret: bytes,
+        clock: Callable[[], float],
+        logouts: Logouts,
+    ) -> None:
+        self.state = state
+        self.config = config
+        self.clock = clock
+        self.sessions = SessionBook(secret, config.session_s, logouts)
+        self.secure = config.tls is not None
+        self.templates = Environment(
+            loader=PackageLoader("broker.web", "templates"),
+            autoescape=select_autoescape(default=True),
+        )
+        self.templates.filters["when"] = _when
+        self.templates.filters["kib"] = lambda n: f"{n / 1024:.1f} KiB" if n else "?"
+
+    def principal(self, request: Request) -> Principal | None:
+        session = self.sessions.read(request.cookies.get(COOKIE), self.clock())
+        if session is None:
+            return None
+        account = self.config.account(session.user)
+        if account is None or account_key(account) != session.key:
+            return None  # removed, or the password changed since this login
+        return Principal(account, session)
+
+    def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = self.templates.get_template(template).render(**context)
+        return HTMLResponse(html, status_code=status)
+
+    def message(
+        self, title: str, text: str, status: int, principal: Principal | None = None
+    ) -> HTMLResponse:
+        return self.render("message.html", status, title=title, text=text, me=principal)
+
+    def to_login(self, request: Request) -> RedirectResponse:
+        path = request.url.path
+        target = "/login" if path == "/" else f"/login?next={quote(path, safe='/')}"
+        return RedirectResponse(target, status_code=303)
+
+
+async def read_form(request: Request) -> FormData:
+    """A posted form, small: no files, few fields, short parts."""
+    return await request.form(max_files=0, max_fields=20, max_part_size=8192)
+
+
+def _when(ns: int | None) -> str:
+    if not ns:
+        return "—"
+    return datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
