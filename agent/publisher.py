@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -17,11 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import BrokerConfig
 from agent.outbox import Outbox
+
+# agent/app.py (being restructured by another change) imports Will from here; it moves to
+# `from kernel.mqtt import Will` there, and this line goes.
+from kernel.mqtt import Will as Will
+from kernel.mqtt import make_client
 
 log = logging.getLogger("jaga.agent.publisher")
 
@@ -29,14 +32,6 @@ WINDOW = 256
 """Messages handed to paho and not yet acknowledged, at most."""
 
 ACK_FLUSH_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class Will:
-    """The retained message the broker publishes for us if we vanish."""
-
-    topic: str
-    payload: bytes
 
 
 @dataclass
@@ -88,24 +83,16 @@ class Publisher:
         self.drain_beat = time.monotonic()
 
     def _make_client(self, client_id: str, will: Will) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        client.will_set(will.topic, will.payload, qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.max_inflight_messages_set(WINDOW)
-        client.max_queued_messages_set(0)
-        if self._broker.tls is not None:
-            tls = self._broker.tls
-            for field, path in (("ca", tls.ca), ("cert", tls.cert), ("key", tls.key)):
-                if not path.is_file():
-                    raise FileNotFoundError(2, f"broker.tls.{field} does not exist", str(path))
-            client.tls_set(
-                ca_certs=str(tls.ca),
-                certfile=str(tls.cert),
-                keyfile=str(tls.key),
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        client.enable_logger(logging.getLogger("jaga.agent.mqtt"))
+        client = make_client(
+            self._broker.tls,
+            client_id,
+            field="broker.tls",
+            will=will,
+            reconnect_delay_s=(1, 30),
+            max_inflight=WINDOW,
+            max_queued=0,
+            logger=logging.getLogger("jaga.agent.mqtt"),
+        )
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

@@ -14,12 +14,12 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from paho.mqtt.enums import CallbackAPIVersion
 
 from agent import host
 from agent.config import AgentConfig, load_config
 from agent.identity import IdentityError, load_private_key
 from kernel.config import ConfigError
+from kernel.mqtt import make_client
 
 MIN_FREE_MB = 200
 CERT_WARN_DAYS = 30
@@ -91,11 +91,11 @@ def _broker(config: AgentConfig, timeout_s: float) -> Check:
     b = config.broker
     result: dict[str, str] = {}
     done = threading.Event()
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=config.device,  # the broker uses the certificate's CN anyway
-        protocol=mqtt.MQTTv5,
-    )
+    try:
+        # The client id: the broker uses the certificate's CN anyway.
+        client = make_client(b.tls, config.device, field="broker.tls")
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        return Check("broker", False, f"{b.host}:{b.port}: {exc}")
 
     def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         result["reason"] = str(reason)
@@ -104,8 +104,6 @@ def _broker(config: AgentConfig, timeout_s: float) -> Check:
 
     client.on_connect = on_connect
     try:
-        if b.tls is not None:
-            client.tls_set(ca_certs=str(b.tls.ca), certfile=str(b.tls.cert), keyfile=str(b.tls.key))
         client.connect(b.host, b.port, keepalive=10)
     except (OSError, ssl.SSLError, ValueError) as exc:
         return Check("broker", False, f"{b.host}:{b.port}: {exc}")

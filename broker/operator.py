@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.config import CollectorConfig
+from kernel.config import ClientTls
+from kernel.mqtt import make_client
 from protocol import models, topics
 from protocol.alerting import ArmingState
 from protocol.commands import SiteCommand, load_pem_key, sign_command
@@ -64,10 +65,8 @@ def send(
         raise OperatorError("the collector config has no [mqtt.tls]: operators need mutual TLS")
     payload = signed(cert, key, site, name, by, how="cli", alert_id=alert_id, note=note)
     # The broker takes the client id from the certificate (use_username_as_clientid): say it.
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"operator:{by}", protocol=mqtt.MQTTv5
-    )
-    client.tls_set(ca_certs=str(m.tls.ca), certfile=str(cert), keyfile=str(key))
+    tls = ClientTls(ca=m.tls.ca, cert=cert, key=key)
+    client = make_client(tls, f"operator:{by}", field="mqtt.tls (and the operator's identity)")
     states: list[ArmingState] = []
     changed = threading.Event()
 

@@ -35,6 +35,7 @@ from broker.evidence_gaps import EvidenceGaps, EvidencePlanner
 from broker.influx import InfluxWriter, Record
 from broker.ingest import Begun, Ingest, Keys, Rejected, SignaturePool
 from broker.web.state import LiveState
+from kernel.link import Link
 from kernel.units import MB
 from protocol import topics
 
@@ -52,16 +53,17 @@ class Collector:
         writer: InfluxWriter | None = None,
         live: LiveState | None = None,
         verify_workers: int | None = None,
+        link: Link | None = None,
     ) -> None:
         """`verify_workers`: processes that check the signatures of big batches while the
         batch before is stored (None: the config's, else `default_verify_workers()`; 0: all
-        in this process)."""
+        in this process). `link`: the broker connection (None: paho, from the config)."""
         self.config = config
         self.stats = CollectorStats()
         self.live = live or LiveState()
         """What the guard-post page shows; fed below, never able to stop storage."""
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.session = BrokerSession(config.mqtt, self.stats)
+        self.session = BrokerSession(config.mqtt, self.stats, link)
         self.inbox = self.session.inbox
         self.intake = Intake(config, self.inbox)
         self.storage = Storage(config, self.stats, writer)

@@ -117,18 +117,18 @@ def collector(tmp_path: Path, influx_url: str) -> Iterator[tuple[Collector, Jour
     journal = Journal()
     writer = RecordingWriter(config.influx, journal)
     c = Collector(config, Keys(), writer=writer, verify_workers=2)
-    ack, publish = c.session._client.ack, c.session._client.publish
+    ack, publish = c.session.link.ack, c.session.link.publish
 
     def recorded_ack(mid: int, qos: int) -> Any:
         journal.add("ack", mid)
         return ack(mid, qos)  # no broker here: paho answers "not connected"
 
-    def recorded_publish(topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
+    def recorded_publish(topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> Any:
         journal.add("publish", (topic, payload))
-        return publish(topic, payload, qos, retain)
+        return publish(topic, payload, qos=qos, retain=retain)
 
-    c.session._client.ack = recorded_ack  # type: ignore[method-assign]
-    c.session._client.publish = recorded_publish  # type: ignore[method-assign,assignment]
+    c.session.link.ack = recorded_ack  # type: ignore[method-assign]
+    c.session.link.publish = recorded_publish  # type: ignore[method-assign]
     try:
         yield c, journal
     finally:
