@@ -50,7 +50,7 @@ def evidence_disk(tmp_path: Path) -> Iterator[Path]:
 def test_a_full_evidence_disk_raises_an_alert_and_events_are_still_stored(
     tmp_path: Path, registry: Path, evidence_disk: Path
 ) -> None:
-    stack = Stack(tmp_path, units=[UNIT], registry_dir=registry, heartbeat_s=2)
+    stack = Stack(tmp_path, units=(UNIT,), registry_dir=registry, heartbeat_s=2)
     stack.configure_broker()
     watch: AlertWatch | None = None
     try:
