@@ -7,44 +7,33 @@ until the collector `confirm`s them, so a crash between deciding and publishing 
 `pending()` after the restart: retained messages and points are idempotent, notifications
 are de-duplicated by id in the Notifier.
 
+A call stages its decisions in a `Transaction` (transaction.py) over the engine's memory
+(`EngineState`, engine_state.py); the rules keep their state in watches (watches.py).
+
 One engine per deployment (or per site partition): alert and arming state is not shared
 between collectors.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from broker.alerts import arming, lifecycle, notifications, sensor_rules, unit_rules
-from broker.alerts.arming import SiteArming, Step, Tick
-from broker.alerts.config import AlertsConfig, SiteAlerts
+from broker.alerts import arming, lifecycle, sensor_rules, unit_rules
+from broker.alerts.arming import Tick
+from broker.alerts.changes import Changes
+from broker.alerts.config import AlertsConfig
+from broker.alerts.engine_state import EngineState
 from broker.alerts.lifecycle import AlertClosed, AlertError, Change, ChangeKind, UnknownAlert
-from broker.alerts.notifications import NoteWatch, Notification
-from broker.alerts.points import InfluxPoint, alert_point, arming_point
-from broker.alerts.rules import AlertKey, Clear, Raise, Rule, Signal
-from broker.alerts.sensor_rules import CameraWatch, DoorWatch, PostWatch
+from broker.alerts.rules import AlertKey, Clear, Rule
 from broker.alerts.store import AlertStore, Writes
-from broker.alerts.unit_rules import (
-    GapChange,
-    GapWatch,
-    HealthWatch,
-    IntegrityLike,
-    UnitWatch,
-)
-from protocol import topics
-from protocol.alerting import (
-    Alert,
-    ArmingAudit,
-    ArmingHow,
-    ArmingState,
-    OperatorName,
-)
+from broker.alerts.transaction import Batch, Transaction
+from broker.alerts.unit_rules import GapChange, GapLike, GapWatch, IntegrityLike
+from broker.alerts.watches import FED_BY, GAP, HEALTH, UNIT, WATCHED, WatchKey, WatchKind
+from protocol.alerting import Alert, ArmingHow, ArmingState, OperatorName
 from protocol.ids import InvalidIdentifier, check_id
 from protocol.models import Event, Heartbeat, Kind, Status
 
@@ -53,154 +42,7 @@ if TYPE_CHECKING:
 
 S = 10**9
 HOUR = 3600 * S
-W = TypeVar("W", bound=BaseModel)
 _OPERATOR: TypeAdapter[str] = TypeAdapter(OperatorName)
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One MQTT publication for the collector to make."""
-
-    topic: str
-    payload: bytes
-    retain: bool = True
-    qos: int = 1
-
-
-class Changes(BaseModel):
-    """What one engine call asks the collector to publish, write and send."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    outbox_id: int | None = None
-    alerts: list[Change] = []
-    arming: list[ArmingState] = []
-    audits: list[ArmingAudit] = []
-    notifications: list[Notification] = []
-    points: list[InfluxPoint] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.alerts or self.arming or self.audits or self.notifications or self.points)
-
-    def messages(self) -> list[Message]:
-        """Retained messages, latest per topic: an open alert's JSON, b"" for a closed one."""
-        out: dict[str, bytes] = {}
-        for change in self.alerts:
-            a = change.alert
-            out[topics.alert(a.site, a.id)] = a.to_json() if a.state.is_open else b""
-        for state in self.arming:
-            out[topics.arming(state.site)] = state.to_json()
-        return [Message(topic, payload) for topic, payload in out.items()]
-
-
-class _Txn:
-    """What one call changes, staged for one commit."""
-
-    def __init__(self, engine: AlertEngine, now: int) -> None:
-        self.e = engine
-        self.now = now
-        self.writes = Writes()
-        self.changes = Changes()
-
-    # arming ----------------------------------------------------------------------------------
-
-    def panel(self, site: str) -> SiteArming:
-        """The site's arming state brought up to now (created on first sight)."""
-        state = self.e._arming.get(site)
-        config = self.e.config.site(site)
-        if state is None:
-            self.apply(site, arming.initial(site, config, self.now))
-        else:
-            self.apply(site, arming.step(state, config, Tick(), self.now))
-        return self.e._arming[site]
-
-    def apply(self, site: str, step: Step) -> None:
-        self.e._arming[site] = step.state
-        if step.publish or step.audits or step.expired:
-            self.writes.arming[site] = step.state
-        if step.publish:
-            self.changes.arming.append(step.state.wire())
-        for audit in step.audits:
-            self.writes.audits.append(audit)
-            self.changes.audits.append(audit)
-            self.changes.points.append(arming_point(audit))
-            self.e._remember(audit)
-        if step.expired is not None:
-            zone = self.e.config.site(site).zone
-            self.signals([sensor_rules.entry_expired(step.expired, zone, self.now)])
-
-    # alerts ----------------------------------------------------------------------------------
-
-    def signals(self, signals: Iterable[Signal]) -> None:
-        for signal in signals:
-            current = self.e._open.get(signal.key.text)
-            if isinstance(signal, Raise):
-                self.change(signal.key.text, lifecycle.on_raise(current, signal))
-            elif isinstance(signal, Clear):
-                cleared = lifecycle.on_clear(current, signal)
-                if cleared is not None:
-                    self.change(signal.key.text, cleared)
-
-    def change(self, key: str, change: Change) -> None:
-        alert = change.alert
-        if alert.state.is_open:
-            self.e._open[key] = alert
-        elif key in self.e._open and self.e._open[key].id == alert.id:
-            del self.e._open[key]
-        self.writes.alerts[alert.id] = (key, alert)
-        self.changes.alerts.append(change)
-        self.changes.points.append(alert_point(change))
-        name = f"note:{key}"
-        before = self.e._get(name, NoteWatch, NoteWatch())
-        zone = self.e.config.site(alert.site).zone
-        after, note = notifications.decide(
-            before, change, self.e.config.notify, zone, key, self.now
-        )
-        self.watch(name, after)
-        if note is not None:
-            self.changes.notifications.append(note)
-
-    # rule state ------------------------------------------------------------------------------
-
-    def watch(self, name: str, new: BaseModel, *, persist: bool = True) -> None:
-        old = self.e._watches.get(name)
-        if old is not None and (old is new or old == new):
-            return
-        self.e._watches[name] = new
-        if persist:
-            self.writes.watches[name] = new.model_dump_json()
-
-
-class GapLike(Protocol):
-    """A gap as broker.chain.Gap has it."""
-
-    @property
-    def device(self) -> str: ...
-    @property
-    def first(self) -> int: ...
-    @property
-    def last(self) -> int: ...
-    @property
-    def opened_ns(self) -> int: ...
-
-
-class _Batch:
-    """Writes and changes of the calls inside AlertEngine.batch()."""
-
-    def __init__(self) -> None:
-        self.writes = Writes()
-        self.changes = Changes()
-        self.applied: set[tuple[str, str, int]] = set()
-
-    def add(self, txn: _Txn) -> None:
-        self.writes.merge(txn.writes)
-        self.applied.update((a[0], a[1], a[2]) for a in txn.writes.applied)
-        c, t = self.changes, txn.changes
-        c.alerts.extend(t.alerts)
-        c.arming.extend(t.arming)
-        c.audits.extend(t.audits)
-        c.notifications.extend(t.notifications)
-        c.points.extend(t.points)
 
 
 class AlertEngine:
@@ -225,11 +67,14 @@ class AlertEngine:
         self.store = store
         self.watching_since = now + config.resume_grace_s * S
         self._last_prune = 0
-        self._batch: _Batch | None = None
-        self._load()
+        self._batch: Batch | None = None
+        self.state = self._load()
 
     def _owns(self, site: str) -> bool:
         return self.sites is None or site in self.sites
+
+    def _load(self) -> EngineState:
+        return EngineState(self.store, self.config.keep_days * 24 * HOUR, self._owns)
 
     @contextmanager
     def batch(self) -> Iterator[Changes]:
@@ -240,41 +85,18 @@ class AlertEngine:
         """
         if self._batch is not None:
             raise RuntimeError("engine batches do not nest")
-        current = self._batch = _Batch()
+        current = self._batch = Batch()
         try:
             yield current.changes
         except BaseException:
             self._batch = None
-            self._load()
+            self.state = self._load()
             raise
         self._batch = None
         if current.changes:
             current.writes.outbox = current.changes.model_dump_json()
         if current.writes:
             current.changes.outbox_id = self._write(current.writes)
-
-    def _load(self) -> None:
-        self._applied_hi = self.store.applied_high_water()
-        """Per unit, no seq above this was applied: a new event needs no look-up on disk."""
-        self._open: dict[str, Alert] = dict(self.store.open_alerts())
-        self._arming: dict[str, SiteArming] = {
-            site: state for site, state in self.store.arming().items() if self._owns(site)
-        }
-        self._history: dict[str, list[ArmingAudit]] = {}
-        self._watches: dict[str, BaseModel] = {}
-        kinds: dict[str, type[BaseModel]] = {
-            "door": DoorWatch,
-            "unit": UnitWatch,
-            "gap": GapWatch,
-            "post": PostWatch,
-            "camera": CameraWatch,
-            "health": HealthWatch,
-            "note": NoteWatch,
-        }
-        for name, body in self.store.watches().items():
-            model = kinds.get(name.split(":", 1)[0])
-            if model is not None:
-                self._watches[name] = model.model_validate_json(body)
 
     # inputs ----------------------------------------------------------------------------------
 
@@ -283,74 +105,41 @@ class AlertEngine:
         site, device, sensor = event.site, event.device, event.sensor
         if self._applied(site, device, event.seq):
             return Changes()  # delivered again after a crash: already counted
-        txn = _Txn(self, now)
+        txn = self._begin(now)
         config = self.config.site(site)
-        zone = config.zone
         panel = txn.panel(site)
         if event.kind is Kind.DOOR:
-            step, signals = sensor_rules.forced_door(
-                panel, config, self._past(site, now), event, now
-            )
+            history = self.state.history(site, now)
+            step, signals = sensor_rules.forced_door(panel, config, history, event, now)
             txn.apply(site, step)
             txn.signals(signals)
-            name = f"door:{site}:{device}:{sensor}"
-            key = AlertKey(Rule.DOOR_HELD_OPEN, site, device, sensor)
-            watch = self._get(name, DoorWatch, DoorWatch())
-            limit = config.held_open_s(device, sensor)
-            watch, signals = sensor_rules.door_held_open(watch, key, limit, event, now)
-            txn.watch(name, watch)
-            txn.signals(signals)
         elif event.kind is Kind.MOTION:
-            txn.signals(sensor_rules.intrusion(panel, self._past(site, now), event, zone, now))
-        elif event.kind is Kind.TAMPER:
-            txn.signals(sensor_rules.tamper(event, zone, now))
-        elif event.kind is Kind.CAMERA:
-            txn.signals(sensor_rules.tamper(event, zone, now))
-            name = f"camera:{site}:{device}:{sensor}"
-            key = AlertKey(Rule.CAMERA_FAULT, site, device, sensor)
-            cam = self._get(name, CameraWatch, CameraWatch())
-            limit_s = config.thresholds.camera_fault_s
-            cam, signals = sensor_rules.camera_fault(cam, key, limit_s, event, now)
-            txn.watch(name, cam)
-            txn.signals(signals)
-        elif event.kind is Kind.PATROL:
-            post = config.post(device, sensor)
-            if post is not None:
-                name = f"post:{site}:{device}:{sensor}"
-                key = AlertKey(Rule.PATROL_MISSED, site, device, sensor)
-                pw = self._get(name, PostWatch, PostWatch())
-                pw, signals = sensor_rules.patrol_missed(
-                    pw, key, post, zone, event, now, self.watching_since
-                )
-                txn.watch(name, pw)
-                txn.signals(signals)
+            history = self.state.history(site, now)
+            txn.signals(sensor_rules.intrusion(panel, history, event, config.zone, now))
+        elif event.kind in (Kind.TAMPER, Kind.CAMERA):
+            txn.signals(sensor_rules.tamper(event, config.zone, now))
+        for watched in FED_BY[event.kind]:
+            txn.step(watched, WatchKey(watched.kind, site, device, sensor), event)
         if txn.writes:
             txn.writes.applied.append((site, device, event.seq, now))
         return self._commit(txn)
 
     def on_heartbeat(self, hb: Heartbeat, now: int) -> Changes:
-        txn = _Txn(self, now)
-        config = self.config.site(hb.site)
+        txn = self._begin(now)
         txn.panel(hb.site)
-        self._unit(txn, config, hb.site, hb.device, hb)
-        name = f"health:{hb.site}:{hb.device}"
-        health = self._get(name, HealthWatch, HealthWatch())
-        health, signals = unit_rules.unit_health(
-            health, hb.site, hb.device, config.thresholds, hb, now
-        )
-        txn.watch(name, health)
-        txn.signals(signals)
+        txn.step(UNIT, WatchKey(WatchKind.UNIT, hb.site, hb.device), hb)
+        txn.step(HEALTH, WatchKey(WatchKind.HEALTH, hb.site, hb.device), hb)
         return self._commit(txn)
 
     def on_status(self, status: Status, now: int) -> Changes:
-        txn = _Txn(self, now)
+        txn = self._begin(now)
         txn.panel(status.site)
-        self._unit(txn, self.config.site(status.site), status.site, status.device, status)
+        txn.step(UNIT, WatchKey(WatchKind.UNIT, status.site, status.device), status)
         return self._commit(txn)
 
     def on_integrity(self, issue: IntegrityLike, now: int) -> Changes:
         """A message that failed verification (broker.ingest.Rejected with is_integrity)."""
-        txn = _Txn(self, now)
+        txn = self._begin(now)
         txn.signals(unit_rules.integrity(issue, now))
         return self._commit(txn)
 
@@ -358,7 +147,7 @@ class AlertEngine:
         self, site: str, device: str, detail: str, disk_full: bool, now: int
     ) -> Changes:
         """A picture a unit signed could not be kept (broker.evidence.EvidenceRefused)."""
-        txn = _Txn(self, now)
+        txn = self._begin(now)
         txn.signals([unit_rules.evidence_refused(site, device, detail, disk_full, now)])
         return self._commit(txn)
 
@@ -368,65 +157,25 @@ class AlertEngine:
         """A gap change from ChainBook.commit: (device, first, last, 'opened'|'closed')."""
         if change not in ("opened", "closed"):
             raise ValueError(f"gap change {change!r} is neither 'opened' nor 'closed'")
-        txn = _Txn(self, now)
-        name = f"gap:{site}:{device}"
-        key = AlertKey(Rule.INTEGRITY, site, device, "seq-gap")
-        limits = self.config.site(site).thresholds
-        watch = self._get(name, GapWatch, GapWatch())
+        txn = self._begin(now)
         item = GapChange(first, last, "opened" if change == "opened" else "closed")
-        watch, signals = unit_rules.seq_gap(watch, key, limits, item, now)
-        txn.watch(name, watch)
-        txn.signals(signals)
+        txn.step(GAP, WatchKey(WatchKind.GAP, site, device), item)
         return self._commit(txn)
 
     def tick(self, now: int) -> Changes:
         """Time passed: delays, schedules, held doors, silent units, gaps, patrols, cameras."""
-        txn = _Txn(self, now)
-        for site in sorted({s for s in self.config.sites if self._owns(s)} | set(self._arming)):
+        txn = self._begin(now)
+        for site in sorted(
+            {s for s in self.config.sites if self._owns(s)} | set(self.state.panels())
+        ):
             txn.panel(site)
         tick = Tick()
-        for name, watch in list(self._watches.items()):
-            kind, _, rest = name.partition(":")
-            if kind == "door":
-                assert isinstance(watch, DoorWatch)
-                site, device, sensor = rest.split(":")
-                if watch.open_since is None or watch.held:
-                    continue
-                limit = self.config.site(site).held_open_s(device, sensor)
-                key = AlertKey(Rule.DOOR_HELD_OPEN, site, device, sensor)
-                door, signals = sensor_rules.door_held_open(watch, key, limit, tick, now)
-                txn.watch(name, door)
-                txn.signals(signals)
-            elif kind == "unit":
-                assert isinstance(watch, UnitWatch)
-                site, device = rest.split(":")
-                self._unit(txn, self.config.site(site), site, device, tick)
-            elif kind == "gap":
-                assert isinstance(watch, GapWatch)
-                site, device = rest.split(":")
-                key = AlertKey(Rule.INTEGRITY, site, device, "seq-gap")
-                limits = self.config.site(site).thresholds
-                gap, signals = unit_rules.seq_gap(watch, key, limits, tick, now)
-                txn.watch(name, gap)
-                txn.signals(signals)
-            elif kind == "camera":
-                assert isinstance(watch, CameraWatch)
-                site, device, sensor = rest.split(":")
-                key = AlertKey(Rule.CAMERA_FAULT, site, device, sensor)
-                limit_s = self.config.site(site).thresholds.camera_fault_s
-                cam, signals = sensor_rules.camera_fault(watch, key, limit_s, tick, now)
-                txn.watch(name, cam)
-                txn.signals(signals)
-        for site, config in self.config.sites.items():
-            for post in config.posts:
-                name = f"post:{site}:{post.device}:{post.sensor}"
-                key = AlertKey(Rule.PATROL_MISSED, site, post.device, post.sensor)
-                pw = self._get(name, PostWatch, PostWatch())
-                pw, signals = sensor_rules.patrol_missed(
-                    pw, key, post, config.zone, tick, now, self.watching_since
-                )
-                txn.watch(name, pw)
-                txn.signals(signals)
+        for key, _ in self.state.watches():
+            if WATCHED[key.kind].ticks:
+                txn.step(WATCHED[key.kind], key, tick)
+        for watched in WATCHED.values():
+            for key in watched.configured(self.config) if watched.configured else ():
+                txn.step(watched, key, tick)
         changes = self._commit(txn)
         if now - self._last_prune >= HOUR:
             self._last_prune = now
@@ -446,7 +195,7 @@ class AlertEngine:
     def ack(self, alert_id: str, by: str, now: int) -> Changes:
         """An operator acknowledges an open alert; again changes nothing."""
         key, alert = self._find_open(alert_id)
-        txn = _Txn(self, now)
+        txn = self._begin(now)
         change = lifecycle.acknowledge(alert, _operator(by), now)
         if change is not None:
             txn.change(key, change)
@@ -455,7 +204,7 @@ class AlertEngine:
     def resolve(self, alert_id: str, by: str, now: int, note: str | None = None) -> Changes:
         """An operator closes an open alert (the only way to close a latched one)."""
         key, alert = self._find_open(alert_id)
-        txn = _Txn(self, now)
+        txn = self._begin(now)
         txn.change(key, lifecycle.resolve(alert, _operator(by), now, note))
         return self._commit(txn)
 
@@ -486,7 +235,7 @@ class AlertEngine:
     # reading and recovery --------------------------------------------------------------------
 
     def open_alerts(self, site: str | None = None) -> list[Alert]:
-        alerts = [a for a in self._open.values() if site is None or a.site == site]
+        alerts = [a for a in self.state.open_alerts() if site is None or a.site == site]
         return sorted(alerts, key=lambda a: (a.raised_at, a.id))
 
     def alert(self, alert_id: str) -> Alert | None:
@@ -494,7 +243,7 @@ class AlertEngine:
         return found[1] if found else None
 
     def arming_state(self, site: str) -> ArmingState | None:
-        state = self._arming.get(site)
+        state = self.state.panel(site)
         return state.wire() if state is not None else None
 
     def pending(self) -> list[Changes]:
@@ -525,7 +274,7 @@ class AlertEngine:
             if not alert.state.is_open:
                 kind = ChangeKind.RESOLVED if alert.closed_by else ChangeKind.CLEARED
                 alerts.append(Change(alert=alert, kind=kind))
-        states = [s.wire() for _, s in sorted(self._arming.items())]
+        states = [s.wire() for _, s in sorted(self.state.panels().items())]
         return Changes(alerts=alerts, arming=states)
 
     def sync_gaps(self, gaps: Iterable[GapLike], site_of: Mapping[str, str], now: int) -> Changes:
@@ -535,33 +284,28 @@ class AlertEngine:
         the two apart. `site_of` maps device to site (from the registry); units it does not
         name keep the site the engine already knows them by.
         """
-        known: dict[str, str] = {}
-        for name in self._watches:
-            kind, *parts = name.split(":")
-            if kind in ("unit", "gap", "door", "camera", "post", "health"):
-                known[parts[1]] = parts[0]
+        watched = [key for key, _ in self.state.watches()]
+        known = {k.device: k.site for k in watched if k.kind is not WatchKind.NOTE}
         wanted: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
         for gap in gaps:
             site = site_of.get(gap.device) or known.get(gap.device)
             if site is None:
                 continue
             wanted.setdefault((site, gap.device), []).append((gap.first, gap.last, gap.opened_ns))
-        txn = _Txn(self, now)
-        units = set(wanted) | {
-            (n.split(":")[1], n.split(":")[2]) for n in self._watches if n.startswith("gap:")
-        }
+        txn = self._begin(now)
+        units = set(wanted) | {(k.site, k.device) for k in watched if k.kind is WatchKind.GAP}
         for site, device in sorted(units):
-            name = f"gap:{site}:{device}"
-            before = self._get(name, GapWatch, GapWatch())
+            key = WatchKey(WatchKind.GAP, site, device)
+            before = self.state.watch(key, GapWatch) or GapWatch()
             missing = sorted(wanted.get((site, device), []))
             if missing == before.missing:
                 continue
-            key = AlertKey(Rule.INTEGRITY, site, device, "seq-gap")
             if not missing and before.reported:
-                txn.watch(name, GapWatch())
-                txn.signals([Clear(key, "every missing event arrived", now)])
+                txn.keep(key, GapWatch())
+                alert = AlertKey(Rule.INTEGRITY, site, device, "seq-gap")
+                txn.signals([Clear(alert, "every missing event arrived", now)])
             else:
-                txn.watch(name, GapWatch(missing=missing, reported=before.reported))
+                txn.keep(key, GapWatch(missing=missing, reported=before.reported))
         return self._commit(txn)
 
     # helpers ---------------------------------------------------------------------------------
@@ -575,67 +319,25 @@ class AlertEngine:
         if mode in (ArmingHow.SENSOR, ArmingHow.STARTUP):
             raise AlertError(f"how must be schedule, cli or mqtt, not {mode.value}")
         name = _operator(by)
-        txn = _Txn(self, now)
+        txn = self._begin(now)
         panel = txn.panel(site)
         action: arming.ArmingInput = arming.Arm(name, mode) if arm else arming.Disarm(name, mode)
         txn.apply(site, arming.step(panel, self.config.site(site), action, now))
         return self._commit(txn)
 
-    def _unit(
-        self,
-        txn: _Txn,
-        config: SiteAlerts,
-        site: str,
-        device: str,
-        item: Heartbeat | Status | Tick,
-    ) -> None:
-        name = f"unit:{site}:{device}"
-        before = self._watches.get(name)
-        assert before is None or isinstance(before, UnitWatch)
-        current = before or UnitWatch(interval_s=config.thresholds.heartbeat_s)
-        key = AlertKey(Rule.UNIT_OFFLINE, site, device)
-        after, signals = unit_rules.unit_offline(
-            current, key, config.thresholds, item, txn.now, self.watching_since
-        )
-        # Heartbeat arrival times stay in memory: after a restart silence counts from then.
-        # A will is kept: its grace runs on across a restart (from the restart at least).
-        persist = before is None or (before.offline, before.interval_s, before.will_at) != (
-            after.offline,
-            after.interval_s,
-            after.will_at,
-        )
-        txn.watch(name, after, persist=persist)
-        txn.signals(signals)
-
-    def _get(self, name: str, model: type[W], default: W) -> W:
-        found = self._watches.get(name)
-        return found if isinstance(found, model) else default
-
-    def _past(self, site: str, now: int) -> list[ArmingAudit]:
-        """Arming history of a site over keep_days, for events that arrive late."""
-        history = self._history.get(site)
-        if history is None:
-            since = now - self.config.keep_days * 24 * HOUR
-            older = self.store.last_audit_before(site, since)
-            history = ([older] if older else []) + self.store.audits(site, since)
-            self._history[site] = history
-        return history
-
-    def _remember(self, audit: ArmingAudit) -> None:
-        """Add a record made in this call (not yet on disk) to the site's history."""
-        history = self._past(audit.site, audit.at)
-        bisect.insort(history, audit, key=lambda a: a.at)
-
-    def _find_open(self, alert_id: str) -> tuple[str, Alert]:
-        for key, alert in self._open.items():
-            if alert.id == alert_id:
-                return key, alert
-        found = self.store.alert(alert_id)
-        if found is None:
+    def _find_open(self, alert_id: str) -> tuple[AlertKey, Alert]:
+        found = self.state.find_open(alert_id)
+        if found is not None:
+            return found
+        stored = self.store.alert(alert_id)
+        if stored is None:
             raise UnknownAlert(f"no alert {alert_id!r}: see `jaga-collector alerts list`")
-        raise AlertClosed(f"alert {alert_id} is already {found[1].state.value}")
+        raise AlertClosed(f"alert {alert_id} is already {stored[1].state.value}")
 
-    def _commit(self, txn: _Txn) -> Changes:
+    def _begin(self, now: int) -> Transaction:
+        return Transaction(self.state, self.config, now, self.watching_since)
+
+    def _commit(self, txn: Transaction) -> Changes:
         changes = txn.changes
         if self._batch is not None:
             self._batch.add(txn)
@@ -650,17 +352,16 @@ class AlertEngine:
         try:
             outbox_id = self.store.commit(writes)
         except BaseException:
-            self._load()  # memory must not run ahead of the disk
+            self.state = self._load()  # memory must not run ahead of the disk
             raise
         for site, device, seq, _ in writes.applied:
-            unit = (site, device)
-            self._applied_hi[unit] = max(seq, self._applied_hi.get(unit, seq))
+            self.state.applied(site, device, seq)
         return outbox_id
 
     def _applied(self, site: str, device: str, seq: int) -> bool:
         if self._batch is not None and (site, device, seq) in self._batch.applied:
             return True
-        high = self._applied_hi.get((site, device))
+        high = self.state.applied_high(site, device)
         if high is None or seq > high:  # the usual case: a new event, above all applied
             return False
         return self.store.was_applied(site, device, seq)

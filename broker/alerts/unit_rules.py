@@ -132,6 +132,19 @@ class GapChange:
     change: Literal["opened", "closed"]
 
 
+class GapLike(Protocol):
+    """A gap as broker.chain.Gap has it."""
+
+    @property
+    def device(self) -> str: ...
+    @property
+    def first(self) -> int: ...
+    @property
+    def last(self) -> int: ...
+    @property
+    def opened_ns(self) -> int: ...
+
+
 class GapWatch(Watch):
     missing: list[tuple[int, int, int]] = []  # (first, last, opened_ns)
     reported: bool = False

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 
+from broker.alerts.changes import Changes
 from broker.alerts.delivery import Notifier
-from broker.alerts.engine import AlertEngine, Changes
+from broker.alerts.engine import AlertEngine
 from broker.alerts.lifecycle import AlertError
 from broker.chain import ChainBook
 from broker.collector.session import BrokerSession

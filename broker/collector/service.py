@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from broker import points
+from broker.alerts.changes import Changes
 from broker.alerts.delivery import Notifier
-from broker.alerts.engine import AlertEngine, Changes
+from broker.alerts.engine import AlertEngine
 from broker.alerts.store import AlertStore
 from broker.chain import ChainBook
 from broker.collector.alerting import AlertBridge
@@ -33,7 +34,8 @@ from broker.config import CollectorConfig
 from broker.evidence import EvidenceVault
 from broker.evidence_gaps import EvidenceGaps, EvidencePlanner
 from broker.influx import InfluxWriter, Record
-from broker.ingest import Begun, Ingest, Keys, Rejected, SignaturePool
+from broker.ingest import Begun, Ingest, Keys, Rejected
+from broker.signatures import SignaturePool
 from broker.web.state import LiveState
 from kernel.link import Link
 from kernel.units import MB

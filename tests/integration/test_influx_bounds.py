@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker import points
+from broker.alerts.alert_points import alert_point
 from broker.alerts.lifecycle import Change, ChangeKind
-from broker.alerts.points import alert_point
 from devstack.influx import InfluxDB, QueryError
 from protocol import models
 from protocol.alerting import Alert

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from broker.alerts.changes import Changes
 from broker.alerts.config import AlertsConfig, DoorConfig, NotifyConfig, PostConfig, SiteAlerts
-from broker.alerts.engine import AlertEngine, Changes
+from broker.alerts.engine import AlertEngine
 from broker.alerts.lifecycle import AlertClosed, AlertError, ChangeKind, UnknownAlert
 from broker.alerts.store import AlertStore, Writes, read_alerts
 from broker.ingest import Reason, Rejected

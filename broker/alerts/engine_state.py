@@ -1,0 +1,120 @@
+"""What the alert engine knows between calls: its store's content, mirrored in memory.
+
+Open alerts by key, arming by site, rule state by watch key, the highest seq applied per
+unit, and the arming history of the sites judged lately. A transaction changes it as it
+stages its writes; when a commit fails, the engine throws it away and loads it again, so
+memory never runs ahead of the disk.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from broker.alerts.arming import SiteArming
+from broker.alerts.rules import AlertKey
+from broker.alerts.store import AlertStore
+from broker.alerts.watches import WATCHED, WatchKey
+from protocol.alerting import Alert, ArmingAudit
+
+W = TypeVar("W", bound=BaseModel)
+
+
+class EngineState:
+    """The engine's memory; one thread uses it (the engine's)."""
+
+    def __init__(self, store: AlertStore, keep_ns: int, owns: Callable[[str], bool]) -> None:
+        """keep_ns: how far back late events are judged against the arming history.
+        owns: whether this engine judges a site (the others' arming is not loaded)."""
+        self._store = store
+        self._keep_ns = keep_ns
+        self._applied_hi = store.applied_high_water()
+        self._open = {AlertKey.parse(key): alert for key, alert in store.open_alerts()}
+        self._arming = {site: s for site, s in store.arming().items() if owns(site)}
+        self._history: dict[str, list[ArmingAudit]] = {}
+        self._watches: dict[WatchKey, BaseModel] = {}
+        for name, body in store.watches().items():
+            try:
+                key = WatchKey.parse(name)
+            except ValueError:
+                continue  # no watch this version keeps
+            self._watches[key] = WATCHED[key.kind].model.model_validate_json(body)
+
+    # alerts ----------------------------------------------------------------------------------
+
+    def open_alert(self, key: AlertKey) -> Alert | None:
+        return self._open.get(key)
+
+    def open_alerts(self) -> list[Alert]:
+        return list(self._open.values())
+
+    def find_open(self, alert_id: str) -> tuple[AlertKey, Alert] | None:
+        for key, alert in self._open.items():
+            if alert.id == alert_id:
+                return key, alert
+        return None
+
+    def keep_alert(self, key: AlertKey, alert: Alert) -> None:
+        """An alert as a change left it: open, it is the key's; closed, the key has none."""
+        if alert.state.is_open:
+            self._open[key] = alert
+        elif key in self._open and self._open[key].id == alert.id:
+            del self._open[key]
+
+    # arming ----------------------------------------------------------------------------------
+
+    def panel(self, site: str) -> SiteArming | None:
+        return self._arming.get(site)
+
+    def panels(self) -> dict[str, SiteArming]:
+        return dict(self._arming)
+
+    def keep_panel(self, site: str, state: SiteArming) -> None:
+        self._arming[site] = state
+
+    def history(self, site: str, now: int) -> list[ArmingAudit]:
+        """Arming history of a site over keep_days, for events that arrive late."""
+        history = self._history.get(site)
+        if history is None:
+            since = now - self._keep_ns
+            older = self._store.last_audit_before(site, since)
+            history = ([older] if older else []) + self._store.audits(site, since)
+            self._history[site] = history
+        return history
+
+    def remember(self, audit: ArmingAudit) -> None:
+        """Add a record made in this call (not yet on disk) to the site's history."""
+        history = self.history(audit.site, audit.at)
+        bisect.insort(history, audit, key=lambda a: a.at)
+
+    # rule state ------------------------------------------------------------------------------
+
+    def watch(self, key: WatchKey, model: type[W]) -> W | None:
+        found = self._watches.get(key)
+        return found if isinstance(found, model) else None
+
+    def watches(self) -> list[tuple[WatchKey, BaseModel]]:
+        """Every watch, in the order they were first kept (a copy: safe to change meanwhile)."""
+        return list(self._watches.items())
+
+    def keep_watch(self, key: WatchKey, new: BaseModel) -> bool:
+        """Keep a watch's new state; False when it is the state already kept."""
+        old = self._watches.get(key)
+        if old is not None and (old is new or old == new):
+            return False
+        self._watches[key] = new
+        return True
+
+    # applied events --------------------------------------------------------------------------
+
+    def applied_high(self, site: str, device: str) -> int | None:
+        """No seq of this unit above it was applied: a new event needs no look-up on disk."""
+        return self._applied_hi.get((site, device))
+
+    def applied(self, site: str, device: str, seq: int) -> None:
+        """An event of the unit was committed as applied."""
+        unit = (site, device)
+        self._applied_hi[unit] = max(seq, self._applied_hi.get(unit, seq))

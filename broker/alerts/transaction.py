@@ -1,0 +1,131 @@
+"""One engine call's decisions, staged: the engine's state changed in memory, the writes that
+make it durable and the changes to publish, committed together by the engine (or merged
+into a batch's)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from broker.alerts import arming, lifecycle, notifications
+from broker.alerts.alert_points import alert_point, arming_point
+from broker.alerts.arming import SiteArming, Step, Tick
+from broker.alerts.changes import Changes
+from broker.alerts.config import AlertsConfig, SiteAlerts
+from broker.alerts.engine_state import EngineState
+from broker.alerts.lifecycle import Change
+from broker.alerts.notifications import NoteWatch
+from broker.alerts.rules import AlertKey, Clear, Raise, Signal
+from broker.alerts.sensor_rules import entry_expired
+from broker.alerts.store import Writes
+from broker.alerts.watches import Watched, WatchKey
+
+W = TypeVar("W", bound=BaseModel)
+In = TypeVar("In")
+
+
+class Transaction:
+    """What one call changes, staged for one commit; a `Moment` for the watches' steps."""
+
+    def __init__(
+        self, state: EngineState, config: AlertsConfig, now: int, watching_since: int
+    ) -> None:
+        self.state = state
+        self.config = config
+        self.now = now
+        self.watching_since = watching_since
+        self.writes = Writes()
+        self.changes = Changes()
+
+    def site(self, site: str) -> SiteAlerts:
+        return self.config.site(site)
+
+    # arming ----------------------------------------------------------------------------------
+
+    def panel(self, site: str) -> SiteArming:
+        """The site's arming state brought up to now (created on first sight)."""
+        state = self.state.panel(site)
+        config = self.config.site(site)
+        if state is None:
+            self.apply(site, arming.initial(site, config, self.now))
+        else:
+            self.apply(site, arming.step(state, config, Tick(), self.now))
+        panel = self.state.panel(site)
+        assert panel is not None
+        return panel
+
+    def apply(self, site: str, step: Step) -> None:
+        self.state.keep_panel(site, step.state)
+        if step.publish or step.audits or step.expired:
+            self.writes.arming[site] = step.state
+        if step.publish:
+            self.changes.arming.append(step.state.wire())
+        for audit in step.audits:
+            self.writes.audits.append(audit)
+            self.changes.audits.append(audit)
+            self.changes.points.append(arming_point(audit))
+            self.state.remember(audit)
+        if step.expired is not None:
+            zone = self.config.site(site).zone
+            self.signals([entry_expired(step.expired, zone, self.now)])
+
+    # alerts ----------------------------------------------------------------------------------
+
+    def signals(self, signals: Iterable[Signal]) -> None:
+        for signal in signals:
+            current = self.state.open_alert(signal.key)
+            if isinstance(signal, Raise):
+                self.change(signal.key, lifecycle.on_raise(current, signal))
+            elif isinstance(signal, Clear):
+                cleared = lifecycle.on_clear(current, signal)
+                if cleared is not None:
+                    self.change(signal.key, cleared)
+
+    def change(self, key: AlertKey, change: Change) -> None:
+        alert = change.alert
+        self.state.keep_alert(key, alert)
+        self.writes.alerts[alert.id] = (key.text, alert)
+        self.changes.alerts.append(change)
+        self.changes.points.append(alert_point(change))
+        note_key = WatchKey.note(key)
+        before = self.state.watch(note_key, NoteWatch) or NoteWatch()
+        zone = self.config.site(alert.site).zone
+        notify = self.config.notify
+        after, note = notifications.decide(before, change, notify, zone, key.text, self.now)
+        self.keep(note_key, after)
+        if note is not None:
+            self.changes.notifications.append(note)
+
+    # rule state ------------------------------------------------------------------------------
+
+    def step(self, watched: Watched[W, In], key: WatchKey, item: In) -> None:
+        """Move one watch by an input (an event, heartbeat, status, gap change or tick)."""
+        assert watched.step is not None, f"{watched.kind} watches are not moved by inputs"
+        before = self.state.watch(key, watched.model)
+        current = before if before is not None else watched.empty(self.site(key.site))
+        moved = watched.step(self, key, current, item)
+        if moved is None:
+            return
+        after, signals = moved
+        self.keep(key, after, persist=watched.persist(before, after))
+        self.signals(signals)
+
+    def keep(self, key: WatchKey, new: BaseModel, *, persist: bool = True) -> None:
+        if self.state.keep_watch(key, new) and persist:
+            self.writes.watches[key.text] = new.model_dump_json()
+
+
+class Batch:
+    """Writes and changes of the calls inside AlertEngine.batch()."""
+
+    def __init__(self) -> None:
+        self.writes = Writes()
+        self.changes = Changes()
+        self.applied: set[tuple[str, str, int]] = set()
+
+    def add(self, txn: Transaction) -> None:
+        self.writes.merge(txn.writes)
+        self.applied.update((a[0], a[1], a[2]) for a in txn.writes.applied)
+        self.changes.extend(txn.changes)
