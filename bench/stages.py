@@ -35,8 +35,9 @@ from bench.streams import StreamSpec, make_stream
 from broker import points
 from broker.chain import ChainBook
 from broker.collector.service import default_verify_workers
-from broker.ingest import Accepted, Duplicate, Ingest, SignaturePool
-from protocol import models
+from broker.ingest import Accepted, Duplicate, Ingest
+from broker.signatures import SignaturePool
+from protocol import models, topics
 from protocol.models import Event
 from protocol.signing import PublicKey, event_hash, verify
 from provisioning.ca import CertificateAuthority
@@ -170,7 +171,7 @@ def main() -> int:
     try:
         payloads, key, _pem = make_events(root, sizes.events)
         n, r = len(payloads), sizes.repeats
-        topic = f"jaga/v1/{SITE}/{DEVICE}/event"
+        topic = topics.DeviceTopics(SITE, DEVICE).event
         events = [models.parse(Event, p) for p in payloads]
         digests = [event_hash(e) for e in events]
 

@@ -34,7 +34,8 @@ from broker.config import CollectorConfig
 from broker.evidence import EvidenceVault
 from broker.evidence_gaps import EvidenceGaps, EvidencePlanner
 from broker.influx import InfluxWriter, Record
-from broker.ingest import Begun, Ingest, Keys, Rejected, SignaturePool
+from broker.ingest import Begun, Ingest, Keys, Rejected
+from broker.signatures import SignaturePool
 from broker.web.state import LiveState
 from kernel.link import Link
 from kernel.units import MB

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from broker import ingest as broker_ingest
+from broker import signatures
 from broker.chain import ChainBook
 from broker.ingest import MAX_PAYLOAD, Accepted, Duplicate, Ingest, Reason, Rejected
 from protocol import models
@@ -176,13 +176,13 @@ def test_a_redelivery_is_a_duplicate_without_verifying_it_again(
     payload = event().to_json()
     assert isinstance(ingest.handle(UNIT.event, payload), Accepted)
     verified: list[str] = []
-    real = broker_ingest.verify_bytes
+    real = signatures.verify_bytes
 
     def counting(sig: str, data: bytes, key: PublicKey) -> None:
         verified.append(sig)
         real(sig, data, key)
 
-    monkeypatch.setattr(broker_ingest, "verify_bytes", counting)
+    monkeypatch.setattr(signatures, "verify_bytes", counting)
     assert ingest.handle(UNIT.event, payload) == Duplicate(SITE, DEVICE, 1)  # staged
     chain.commit(NOW)
     assert ingest.handle(UNIT.event, payload) == Duplicate(SITE, DEVICE, 1)  # committed
@@ -395,7 +395,7 @@ def test_a_batch_through_the_signature_pool_ends_as_one_message_at_a_time(
         (SITE, "pintu-2"): [ed25519.Ed25519PrivateKey.generate().public_key(), p256.public_key()],
     }
     batch = mixed_batch(p256)
-    pool = broker_ingest.SignaturePool(2, min_batch=1)
+    pool = signatures.SignaturePool(2, min_batch=1)
     try:
         for round_ in range(2):  # then all over again: a redelivery of the whole batch
             one = Ingest(Keys(known), ChainBook(tmp_path / f"one{round_}.sqlite3"))
@@ -429,12 +429,12 @@ def test_a_batch_through_the_signature_pool_ends_as_one_message_at_a_time(
 def test_a_failing_signature_pool_leaves_the_batch_checked_in_process(
     ingest: Ingest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pool = broker_ingest.SignaturePool(1, min_batch=1)
+    pool = signatures.SignaturePool(1, min_batch=1)
 
     def broken(*_: object) -> object:
         raise RuntimeError("worker died")
 
-    monkeypatch.setattr(broker_ingest.ProcessPoolExecutor, "submit", broken)
+    monkeypatch.setattr(signatures.ProcessPoolExecutor, "submit", broken)
     forged = event(2, prev=event_hash(event()), key=ed25519.Ed25519PrivateKey.generate())
     out = ingest.handle_batch(
         [(UNIT.event, event().to_json()), (UNIT.event, forged.to_json())], pool
@@ -451,7 +451,7 @@ def test_a_failing_signature_pool_leaves_the_batch_checked_in_process(
 
 
 def test_a_small_batch_is_checked_in_process(ingest: Ingest) -> None:
-    pool = broker_ingest.SignaturePool(1, min_batch=64)
+    pool = signatures.SignaturePool(1, min_batch=64)
     out = ingest.handle_batch([(UNIT.event, event().to_json())], pool)
     assert isinstance(out[0], Accepted)
     assert pool.pooled == 0 and pool._pool is None

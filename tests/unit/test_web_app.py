@@ -501,3 +501,14 @@ def test_pictures_the_page_never_saw_are_found_through_the_custody_log(tmp_path:
     assert "is not known here" in page.text
     assert post.logged_in("sari").get("/events/ev-old").status_code == 404
     assert budi.get("/events/never-heard-of").status_code == 404
+
+
+def test_another_units_pictures_under_the_same_event_id_stay_off_that_events_page(
+    tmp_path: Path,
+) -> None:
+    post = Post(tmp_path)
+    # gudang-09 of another site signed an event with the id cam-1 too, and brought a picture.
+    intruder = post.store.put(jpeg(150), EventRef(OTHER, "gudang-09", "cam-1"))
+    page = post.logged_in("budi").get("/events/ev-1")
+    assert page.status_code == 200
+    assert post.shots[0] in page.text and intruder not in page.text
