@@ -13,7 +13,7 @@ open until morning. A schedule edge always cancels a pending re-arm.
 Delays: arming always goes through the exit delay (`arming`), by hand or by schedule (0 s
 skips it). An entry door opened while armed starts the entry delay (`pending`); a disarm in
 time cancels it, otherwise the step reports `EntryExpired` and the site is `armed` again
-(the forced-door rule turns that into an alert). Other doors alarm at once (rules.py).
+(the forced-door rule turns that into an alert). Other doors alarm at once (sensor_rules.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Everything one engine call changes is written in one transaction together with the changes
 it asks the collector to publish (the outbox row), so a crash leaves either nothing or a
-state plus its unpublished changes, which `AlertEngine.resume` hands back. Rule state is
+state plus its unpublished changes, which `AlertEngine.pending` hands back. Rule state is
 persisted, not rebuilt: door open since, last check-in, camera fault since, missing seqs,
 offline and health flags. Only heartbeat arrival times are kept in memory (after a restart,
 silence is judged from the restart); the last one is written along when a unit's watch
