@@ -12,7 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-ALERT_FILTER = "jaga/v1/+/alert/#"
+from protocol import topics
+
+ALERT_FILTER = topics.alert_filter()
 WEEK = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 NOT_YET = (
     "alerts: the collector does not publish alerts yet (CollectorConfig has no `alerts` "
@@ -43,7 +45,7 @@ def alerts_section(site: str, *, heartbeat_s: int) -> dict[str, Any] | None:
                 "entry_delay_s": 0,
                 "thresholds": {"heartbeat_s": heartbeat_s},
             }
-        }
+        },
     }
 
 

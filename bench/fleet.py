@@ -40,6 +40,7 @@ from bench.mqttclients import Session
 from bench.report import Report, Row, parse_args, workdir
 from bench.site import BenchSite
 from bench.stats import summary
+from protocol import topics
 
 HEARTBEAT_S = 10
 KEEPALIVE_S = 15
@@ -124,15 +125,16 @@ class Watch:
     lock: threading.Lock
 
     def on_arrival(self, now: int, topic: str, payload: bytes) -> None:
-        if topic.endswith("/status"):
+        unit = topics.device_topic_of(topic)
+        if unit is not None and unit.channel is topics.Channel.STATUS:
             try:
                 state = json.loads(payload).get("state")
             except ValueError:
                 return
             if state == "offline":
                 with self.lock:
-                    self.offline.append((now, topic.split("/")[3]))
-        elif "/alert/" in topic:
+                    self.offline.append((now, unit.device))
+        elif topics.parse_alert_topic(topic) is not None:
             alert = parse_alert(payload)
             if alert and alert.rule == "unit-offline" and alert.state == "raised":
                 with self.lock:
@@ -281,7 +283,7 @@ def main() -> int:
             "bench-fleet-operator",
             site.operator,
             site.port,
-            filters=[f"jaga/v1/{site.site}/+/status", ALERT_FILTER],
+            filters=[topics.device_filter(topics.Channel.STATUS, site=site.site), ALERT_FILTER],
             on_arrival=watch.on_arrival,
         ).start()
         log = StoredLog(site.collectors["1"].log_path, from_start=True)

@@ -39,6 +39,7 @@ from bench.report import RESULTS, Report, Row, parse_args, workdir
 from bench.site import BenchSite
 from bench.stats import percentile, summary
 from devstack.stack import UnitSpec
+from protocol import topics
 from tests.support import LiveAgent, eventually
 
 DEVICE = "lat-01"
@@ -85,15 +86,17 @@ class Seen:
 
     def on_arrival(self, now: int, topic: str, payload: bytes) -> None:
         with self.lock:
-            if topic.endswith("/event"):
+            unit = topics.device_topic_of(topic)
+            channel = unit.channel if unit is not None else None
+            if channel is topics.Channel.EVENT:
                 e = json.loads(payload)
                 e["_seen_ns"] = now
                 self.events[e["sensor"]].append(e)
-            elif "/alert/" in topic:
+            elif topics.parse_alert_topic(topic) is not None:
                 alert = parse_alert(payload)
                 if alert and alert.rule == "forced-door" and alert.event_id:
                     self.alerts.setdefault(alert.event_id, now)
-            elif topic.endswith("/cmd-result"):
+            elif channel is topics.Channel.CMD_RESULT:
                 self.refs[int(json.loads(payload)["i"])] = now
 
     def clear(self) -> None:
@@ -118,7 +121,7 @@ def run_pass(
     log.poll()
     state = dict.fromkeys(DOORS, False)
     triggers: list[Trigger] = []
-    ref_topic = f"jaga/v1/{site.site}/{REF_DEVICE}/cmd-result"
+    ref_topic = topics.DeviceTopics(site.site, REF_DEVICE).cmd_result
     pad = "x" * 400  # about an event's size
     for i in range(n):
         door = DOORS[i % 2]
@@ -248,8 +251,8 @@ def main() -> int:
         site.start_servers()
         site.start_collector("1")
         seen = Seen()
-        filters = [f"jaga/v1/{site.site}/{DEVICE}/event", ALERT_FILTER]
-        filters.append(f"jaga/v1/{site.site}/{REF_DEVICE}/cmd-result")
+        filters = [topics.DeviceTopics(site.site, DEVICE).event, ALERT_FILTER]
+        filters.append(topics.DeviceTopics(site.site, REF_DEVICE).cmd_result)
         watch = Session("bench-operator", site.operator, site.port, filters=filters)
         watch.on_arrival = seen.on_arrival
         watch.start()

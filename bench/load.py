@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from bench.cpu import process_cpu_s
 from bench.site import BenchSite, Identity
+from protocol import topics
 
 MOSQUITTO_PUB = "mosquitto_pub"
 MOSQUITTO_SUB = "mosquitto_sub"
@@ -34,7 +35,7 @@ class UnitPublisher:
     """`mosquitto_pub -l` as one unit: every line written to it becomes one QoS 1 event."""
 
     def __init__(self, site: BenchSite, device: str, tag: str) -> None:
-        topic = f"jaga/v1/{site.site}/{device}/event"
+        topic = topics.DeviceTopics(site.site, device).event
         cmd = [
             MOSQUITTO_PUB,
             "-h",
@@ -98,7 +99,7 @@ class SubCounter:
             "-i",
             "bench-reference-sub",
             "-t",
-            f"jaga/v1/{site.site}/+/event",
+            topics.device_filter(topics.Channel.EVENT, site=site.site),
             "-C",
             str(count),
             "-F",

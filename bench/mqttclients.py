@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bench.site import Identity
+from kernel.config import ClientTls
+from kernel.mqtt import make_client
 
 OnArrival = Callable[[int, str, bytes], None]
 """(arrival time.time_ns(), topic, payload), called on paho's network thread."""
@@ -24,16 +24,8 @@ class ConnectFailed(RuntimeError):
 
 def tls_client(client_id: str, ident: Identity) -> mqtt.Client:
     """An MQTT 5 client with the identity's certificate, like the agent's and collector's."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.tls_set(
-        ca_certs=str(ident.ca),
-        certfile=str(ident.cert),
-        keyfile=str(ident.key),
-        cert_reqs=ssl.CERT_REQUIRED,
-        tls_version=ssl.PROTOCOL_TLS_CLIENT,
-    )
-    client.max_inflight_messages_set(1000)
-    return client
+    tls = ClientTls(ca=ident.ca, cert=ident.cert, key=ident.key)
+    return make_client(tls, client_id, max_inflight=1000)
 
 
 class Session:

@@ -28,6 +28,7 @@ from bench.site import BenchSite
 from bench.stats import summary
 from devstack.process import ManagedProcess
 from devstack.stack import UnitSpec
+from protocol import topics
 
 HEARTBEAT_S = 10
 KEEPALIVE_S = 15
@@ -51,10 +52,11 @@ class Seen:
 
     def on_arrival(self, now: int, topic: str, payload: bytes) -> None:
         with self.lock:
-            if topic.endswith("/status") and payload:
+            unit = topics.device_topic_of(topic)
+            if unit is not None and unit.channel is topics.Channel.STATUS and payload:
                 if json.loads(payload).get("state") == "offline":
-                    self.will.setdefault(topic.split("/")[3], now)
-            elif "/alert/" in topic:
+                    self.will.setdefault(unit.device, now)
+            elif topics.parse_alert_topic(topic) is not None:
                 alert = parse_alert(payload)
                 if alert and alert.rule == "unit-offline":
                     self.alert.setdefault(alert.device, now)
@@ -96,7 +98,7 @@ def main() -> int:
             "bench-offline-operator",
             site.operator,
             site.port,
-            filters=[f"jaga/v1/{site.site}/+/status", ALERT_FILTER],
+            filters=[topics.device_filter(topics.Channel.STATUS, site=site.site), ALERT_FILTER],
             on_arrival=seen.on_arrival,
         ).start()
         agents: dict[str, ManagedProcess] = {u.device: site.stack.start_agent(u) for u in units}

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from protocol import models
+from kernel.config import ClientTls
+from kernel.mqtt import make_client
+from protocol import models, topics
 from protocol.alerting import Alert
 from protocol.models import Event
 
@@ -37,19 +38,17 @@ class SiteWatch:
 
     def start(self) -> SiteWatch:
         ident = self.registry / "identities"
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"operator:{self.operator}",
-            protocol=mqtt.MQTTv5,
+        tls = ClientTls(
+            ca=self.registry / "ca" / "ca.crt",
+            cert=ident / f"operator-{self.operator}.crt",
+            key=ident / f"operator-{self.operator}.key",
         )
-        self._client.tls_set(
-            ca_certs=str(self.registry / "ca" / "ca.crt"),
-            certfile=str(ident / f"operator-{self.operator}.crt"),
-            keyfile=str(ident / f"operator-{self.operator}.key"),
-        )
-        self._client.on_connect = lambda c, *_: c.subscribe(
-            [(f"jaga/v1/{self.site}/+/event", 1), (f"jaga/v1/{self.site}/alert/+", 1)]
-        )
+        self._client = make_client(tls, f"operator:{self.operator}")
+        filters = [
+            (topics.device_filter(topics.Channel.EVENT, site=self.site), 1),
+            (topics.alert_filter(self.site), 1),
+        ]
+        self._client.on_connect = lambda c, *_: c.subscribe(filters)
         self._client.on_message = self._on_message
         self._client.connect("127.0.0.1", self.port)
         self._client.loop_start()
@@ -57,17 +56,19 @@ class SiteWatch:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.time_ns()
+        alert_topic = topics.parse_alert_topic(msg.topic)
         if not msg.payload:
-            if "/alert/" in msg.topic:
+            if alert_topic is not None:
                 with self._lock:
-                    self.closed.add(msg.topic.rsplit("/", 1)[-1])
+                    self.closed.add(alert_topic[1])
             return
+        unit_topic = topics.device_topic_of(msg.topic)
         try:
-            if msg.topic.endswith("/event"):
+            if unit_topic is not None and unit_topic.channel is topics.Channel.EVENT:
                 event = models.parse(Event, bytes(msg.payload))
                 with self._lock:
                     self.event_ts[event.id] = event.ts
-            else:
+            elif alert_topic is not None:
                 alert = models.parse(Alert, bytes(msg.payload))
                 with self._lock:
                     self.alerts.append((now, alert))

@@ -98,6 +98,33 @@ def collector_filters(
     return filters
 
 
+def device_filter(channel: Channel, *, site: str = "+", device: str = "+") -> str:
+    """Filter for one channel of a site's units (`+`: every site or every unit)."""
+    suffix = f"{channel.value}/+" if channel in (Channel.SNAPSHOT, Channel.CMD) else channel.value
+    return f"{ROOT}/{_level_or_any(site)}/{_level_or_any(device)}/{suffix}"
+
+
+def alert_filter(site: str = "+") -> str:
+    """Filter for the retained alerts of a site (`+`: of every site)."""
+    return f"{ROOT}/{_level_or_any(site)}/alert/+"
+
+
+def parse_alert_topic(topic: str) -> tuple[str, str] | None:
+    """(site, alert id) of jaga/v1/<site>/alert/<id>; None for any other topic."""
+    levels = topic.split("/")
+    if len(levels) != 5 or "/".join(levels[:2]) != ROOT or levels[3] != "alert":
+        return None
+    return levels[2], levels[4]
+
+
+def device_topic_of(topic: str) -> ParsedTopic | None:
+    """A unit's topic taken apart; None for anything else (a site's alert or arming)."""
+    try:
+        return parse_device_topic(topic)
+    except TopicError:
+        return None
+
+
 def site_command_filters(sites: tuple[str, ...] = ()) -> list[str]:
     """Operators' site commands for every site (`sites` empty) or only those sites."""
     return [SITE_COMMANDS] if not sites else [f"{ROOT}/{_check_level(s)}/cmd/+" for s in sites]
@@ -135,6 +162,10 @@ def parse_device_topic(topic: str) -> ParsedTopic:
         raise TopicError(f"topic {topic!r} has the wrong number of levels for {channel.value}")
     arg = _check_level(rest[0]) if rest else None
     return ParsedTopic(site, device, channel, arg)
+
+
+def _level_or_any(value: str) -> str:
+    return value if value == "+" else _check_level(value)
 
 
 def _check_level(value: str) -> str:

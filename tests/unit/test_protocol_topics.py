@@ -246,3 +246,20 @@ def test_a_site_that_would_widen_a_filter_is_refused(site: str) -> None:
         topics.collector_filters((Channel.EVENT,), sites=("ok", site))
     with pytest.raises(TopicError):
         topics.site_command_filters((site,))
+
+
+def test_filters_for_a_channel_and_for_alerts_are_built_by_the_contract() -> None:
+    assert topics.device_filter(topics.Channel.EVENT, site="gudang-3") == "jaga/v1/gudang-3/+/event"
+    assert topics.device_filter(topics.Channel.STATUS) == "jaga/v1/+/+/status"
+    assert topics.device_filter(topics.Channel.CMD, device="pintu-1").endswith("/pintu-1/cmd/+")
+    assert topics.alert_filter("gudang-3") == "jaga/v1/gudang-3/alert/+"
+    with pytest.raises(topics.TopicError):
+        topics.device_filter(topics.Channel.EVENT, site="a/#")
+
+
+def test_alert_and_device_topics_are_told_apart_without_splitting_by_hand() -> None:
+    assert topics.parse_alert_topic(topics.alert("gudang-3", "a1")) == ("gudang-3", "a1")
+    assert topics.parse_alert_topic("jaga/v1/gudang-3/pintu-1/event") is None
+    assert topics.device_topic_of(topics.alert("gudang-3", "a1")) is None
+    parsed = topics.device_topic_of("jaga/v1/gudang-3/pintu-1/status")
+    assert parsed is not None and (parsed.device, parsed.channel) == ("pintu-1", "status")
