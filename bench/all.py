@@ -28,6 +28,7 @@ BENCHMARKS = (
     "offline",
     "drain",
     "footprint",
+    "custody",
 )
 README = REPO / "README.md"
 BEGIN = "<!-- bench:begin"
