@@ -1,0 +1,109 @@
+"""`jaga-provision identity ...`: the collector's and operators' certificates and sites."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from provisioning.ca import DEFAULT_CERT_DAYS, CertificateAuthority, RevokeReason
+from provisioning.cli.shared import DirOption, open_registry, reports_mistakes, say
+from provisioning.errors import ProvisioningError
+from provisioning.identities import operator_sites, revoke_identity
+
+identity_app = typer.Typer(help="Certificates for the collector and control-room operators.")
+
+
+class Role(StrEnum):
+    collector = "collector"
+    operator = "operator"
+
+
+@identity_app.command("add")
+@reports_mistakes
+def identity_add(
+    ctx: typer.Context,
+    role: Annotated[Role, typer.Argument(help="collector or operator.")],
+    name: Annotated[str, typer.Argument(help="Name, e.g. main or budi (letters, digits, '-').")],
+    site: Annotated[
+        list[str] | None,
+        typer.Option(help="Operator: a site they may read and command. Repeat for more."),
+    ] = None,
+    all_sites: Annotated[
+        bool, typer.Option(help="Operator: every site (a central control room).")
+    ] = False,
+    days: Annotated[
+        int, typer.Option(help="How long the certificate is valid.")
+    ] = DEFAULT_CERT_DAYS,
+    dir: DirOption = None,
+) -> None:
+    """Make a key and certificate for a collector or a control-room operator (and its sites)."""
+    registry = open_registry(ctx, dir)
+    registry.identity_path(role.value, name, ".crt")  # a bad name is the first thing to say
+    sites: list[str] = []
+    if role is Role.operator:
+        sites = operator_sites(registry, site or [], every_site=all_sites)
+    elif site or all_sites:
+        raise ProvisioningError(
+            "--site and --all-sites are for operators; a collector takes "
+            "its sites from collector.toml (mqtt.sites)"
+        )
+    issued = CertificateAuthority(registry).issue_service(role.value, name, days=days)
+    say(f"{role.value} {name!r}: certificate CN {role.value}:{name}")
+    say(f"wrote {issued.cert_path}")
+    say(f"wrote {issued.key_path} (mode 0600)")
+    if role is Role.operator:
+        path = registry.save_operator_sites(name, sites)
+        say(f"wrote {path} (sites: {', '.join(sites)})")
+    say(
+        "next: jaga-provision broker-config, so the broker's ACL knows it; then restart the "
+        "broker (systemctl restart mosquitto: a reload does not re-read dynsec.json)"
+    )
+
+
+@identity_app.command("sites")
+@reports_mistakes
+def identity_sites(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The operator's name.")],
+    site: Annotated[
+        list[str] | None, typer.Option(help="A site they may read and command. Repeat for more.")
+    ] = None,
+    all_sites: Annotated[bool, typer.Option(help="Every site.")] = False,
+    dir: DirOption = None,
+) -> None:
+    """Set the sites an operator may read and command (replaces the list)."""
+    registry = open_registry(ctx, dir)
+    if registry.identity_certificate("operator", name) is None:
+        raise ProvisioningError(
+            f"no operator {name!r}: make one with `jaga-provision identity add operator {name}`"
+        )
+    path = registry.save_operator_sites(
+        name, operator_sites(registry, site or [], every_site=all_sites)
+    )
+    say(f"wrote {path}")
+    say("next: jaga-provision broker-config, then reload the broker (systemctl reload mosquitto)")
+
+
+@identity_app.command("revoke")
+@reports_mistakes
+def identity_revoke(
+    ctx: typer.Context,
+    role: Annotated[Role, typer.Argument(help="collector or operator.")],
+    name: Annotated[str, typer.Argument(help="The identity's name, e.g. budi.")],
+    reason: Annotated[
+        RevokeReason, typer.Option(help="Why: written into the CRL.")
+    ] = RevokeReason.UNSPECIFIED,
+    dir: DirOption = None,
+) -> None:
+    """Revoke a collector or operator: its certificate goes into the CRL, the broker refuses it."""
+    registry = open_registry(ctx, dir)
+    serials, folder = revoke_identity(registry, role.value, name, reason)
+    listed = ", ".join(str(s) for s in serials) or "none logged"
+    say(f"revoked {role.value} {name!r}: serial(s) {listed}")
+    say(f"wrote {registry.crl_path}; its files moved to {folder}")
+    say(
+        "next: jaga-provision broker-config (copies the CRL, drops it from the ACL), then reload "
+        "the broker: systemctl reload mosquitto (SIGHUP). Until then it still gets in."
+    )
