@@ -125,7 +125,15 @@ def summarize(folded: Path, parts: tuple[tuple[str, tuple[str, ...]], ...]) -> d
     }
 
 
-_BOILERPLATE = ("typer/", "click/", "threading.py", "<module>", "runpy.py", "broker/cli.py")
+_BOILERPLATE = (
+    "typer/",
+    "click/",
+    "threading.py",
+    "<module>",
+    "runpy.py",
+    "broker/cli.py",
+    "broker/entry.py",
+)
 
 
 def _short(frame: str) -> str:

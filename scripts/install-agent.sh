@@ -135,7 +135,8 @@ ensure_user "$SERVICE_USER" "$STATE" "Jaga unit agent"
 run usermod --append --groups gpio,video "$SERVICE_USER"
 
 # --- program ------------------------------------------------------------------------------------
-# --system-site-packages: lgpio and picamera2 come from apt.
+# --system-site-packages: lgpio and picamera2 come from apt. No extra: the collector's
+# libraries (`jaga[collector]`) are not a unit's.
 install_program "$VENV" "$SRC" --system-site-packages
 
 # --- config and identity ------------------------------------------------------------------------

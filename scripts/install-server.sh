@@ -120,7 +120,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     fi
 fi
 ensure_user "$SERVICE_USER" "$STATE" "Jaga collector"
-install_program "$VENV" "$SRC"
+# The collector's libraries are the `collector` extra (a unit's install leaves them out).
+install_program "$VENV" "$SRC[collector]"
 
 # --- the registry, without the keys that must not be here ----------------------------------------
 STAGE="$(p /var/tmp)"

@@ -87,13 +87,13 @@ ensure_user() {
     fi
 }
 
-# install_program VENV SRC [VENV-OPTION...]: the venv (made once; not relocatable, so never
-# under --root) and this checkout in it.
+# install_program VENV TARGET [VENV-OPTION...]: the venv (made once; not relocatable, so never
+# under --root) and TARGET in it: this checkout, with its extras if any ("$SRC[collector]").
 install_program() {
-    local venv="$1" src="$2"
+    local venv="$1" target="$2"
     shift 2
     if [[ -n "$ROOT" || ! -x "$venv/bin/python" ]]; then
         run python3 -m venv "$@" "$venv"
     fi
-    run "$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade "$src"
+    run "$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade "$target"
 }

@@ -146,6 +146,8 @@ def test_the_agent_install_runs_twice_into_a_throwaway_root_and_changes_nothing_
         "systemctl start jaga-agent.service",
     ):
         assert any(step in line for line in would), step
+    pip = [line for line in would if "/opt/jaga/venv/bin/pip install" in line]
+    assert pip and pip[0].endswith(f" {REPO}"), "a unit gets Jaga without the collector extra"
     again = [line for line in second.splitlines() if line.startswith("would run")]
     assert set(again) <= set(would)
     assert "would run: systemctl daemon-reload" in would and not any(
@@ -241,6 +243,8 @@ def test_the_server_install_runs_twice_into_a_throwaway_root_and_changes_nothing
             rel = path.relative_to(grafana)
             assert (root / "etc/grafana/provisioning" / rel).read_bytes() == path.read_bytes()
     assert "would run: systemctl restart jaga-collector.service" in first
+    pip = [line for line in first.splitlines() if "/opt/jaga/venv/bin/pip install" in line]
+    assert pip and pip[0].endswith(f" {REPO}[collector]"), "the server gets the collector extra"
 
 
 def test_the_server_gets_no_private_key_but_the_collectors_and_the_brokers(
