@@ -100,13 +100,8 @@ class EngineState:
         """Every watch, in the order they were first kept (a copy: safe to change meanwhile)."""
         return list(self._watches.items())
 
-    def keep_watch(self, key: WatchKey, new: BaseModel) -> bool:
-        """Keep a watch's new state; False when it is the state already kept."""
-        old = self._watches.get(key)
-        if old is not None and (old is new or old == new):
-            return False
+    def keep_watch(self, key: WatchKey, new: BaseModel) -> None:
         self._watches[key] = new
-        return True
 
     # applied events --------------------------------------------------------------------------
 

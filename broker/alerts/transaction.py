@@ -90,11 +90,13 @@ class Transaction:
         self.changes.alerts.append(change)
         self.changes.points.append(alert_point(change))
         note_key = WatchKey.note(key)
-        before = self.state.watch(note_key, NoteWatch) or NoteWatch()
+        before = self.state.watch(note_key, NoteWatch)
         zone = self.config.site(alert.site).zone
         notify = self.config.notify
-        after, note = notifications.decide(before, change, notify, zone, key.text, self.now)
-        self.keep(note_key, after)
+        after, note = notifications.decide(
+            before or NoteWatch(), change, notify, zone, key.text, self.now
+        )
+        self._keep(note_key, before, after)
         if note is not None:
             self.changes.notifications.append(note)
 
@@ -109,11 +111,21 @@ class Transaction:
         if moved is None:
             return
         after, signals = moved
-        self.keep(key, after, persist=watched.persist(before, after))
+        self._keep(key, before, after, persist=watched.persist(before, after))
         self.signals(signals)
 
-    def keep(self, key: WatchKey, new: BaseModel, *, persist: bool = True) -> None:
-        if self.state.keep_watch(key, new) and persist:
+    def keep(self, key: WatchKey, new: BaseModel) -> None:
+        """Set a watch's state (written with the call's other writes)."""
+        self._keep(key, self.state.watch(key, BaseModel), new)
+
+    def _keep(
+        self, key: WatchKey, old: BaseModel | None, new: BaseModel, *, persist: bool = True
+    ) -> None:
+        """old: the state the step began from (None: none), so it is looked up once."""
+        if old is not None and (old is new or old == new):
+            return
+        self.state.keep_watch(key, new)
+        if persist:
             self.writes.watches[key.text] = new.model_dump_json()
 
 
