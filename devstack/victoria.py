@@ -1,6 +1,6 @@
 """Run Debian's VictoriaMetrics on loopback: a second, independent ``/api/v2/write`` server.
 
-Found with victoria-metrics 1.79.5 (Debian bookworm), see tests/unit/test_devstack.py:
+Found with victoria-metrics 1.79.5 (Debian bookworm), see tests/integration/test_devstack.py:
 
 - Influx line ``door,site=s1,device=d1 open=1i,seq=7i 1700000000123456789`` becomes one
   series per field, named ``<measurement>_<field>``: ``door_open`` and ``door_seq``, each
