@@ -165,9 +165,8 @@ class AlertEngine:
     def tick(self, now: int) -> Changes:
         """Time passed: delays, schedules, held doors, silent units, gaps, patrols, cameras."""
         txn = self._begin(now)
-        for site in sorted(
-            {s for s in self.config.sites if self._owns(s)} | set(self.state.panels())
-        ):
+        owned = {s for s in self.config.sites if self._owns(s)}
+        for site in sorted(owned | set(self.state.panels())):
             txn.panel(site)
         tick = Tick()
         for key, _ in self.state.watches():
