@@ -264,7 +264,14 @@ class Agent:
             if topic == topics.arming(self.config.site):
                 self._on_arming(payload)
                 continue
-            answer = self.commands.carry_out(topic.rsplit("/", 1)[-1], payload, self.clock)
+            try:
+                where = topics.parse_device_topic(topic)
+            except topics.TopicError as exc:
+                log.warning("message on %s ignored: %s", topic[:120], exc)
+                continue
+            if where.channel is not topics.Channel.CMD or where.arg is None:
+                continue  # only this unit's own cmd/<name> is subscribed besides arming
+            answer = self.commands.carry_out(where.arg, payload, self.clock)
             (log.info if answer.ok else log.warning)("command %s: %s", answer.name, answer.detail)
             result = answer.result(self.clock.wall_ns())
             self.publisher.publish_transient(self.topics.cmd_result, result.to_json())
