@@ -45,6 +45,7 @@ class Kind(StrEnum):
     PATROL = "patrol"
     CAMERA = "camera"
     SYSTEM = "system"
+    CHECKPOINT = "checkpoint"
 
 
 STATES: dict[Kind, frozenset[str]] = {
@@ -54,7 +55,14 @@ STATES: dict[Kind, frozenset[str]] = {
     Kind.PATROL: frozenset({"checkin"}),
     Kind.CAMERA: frozenset({"fault", "recovered", "covered", "uncovered", "snapshot"}),
     Kind.SYSTEM: frozenset({"boot", "shutdown", "clock-synced", "disk-full", "disk-ok"}),
+    # A checkpoint's state is the site's arming as the unit last heard it ("unknown": never).
+    Kind.CHECKPOINT: frozenset({"disarmed", "arming", "armed", "pending", "unknown"}),
 }
+SENSOR_STATES = STATES[Kind.DOOR] | STATES[Kind.MOTION] | STATES[Kind.TAMPER]
+"""What a checkpoint may say of one input; the word also says its kind (the sets are disjoint)."""
+CHECKPOINT_SENSOR = "unit"
+"""The `sensor` of every checkpoint: it speaks for the whole unit."""
+MAX_CHECKPOINT_SENSORS = 64
 
 
 class WireModel(BaseModel):
@@ -64,6 +72,25 @@ class WireModel(BaseModel):
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
+
+
+class Checkpoint(WireModel):
+    """What a unit signs every few minutes into its chain, so that silence can be proven:
+    it was alive, on which schedule, and what each of its inputs said."""
+
+    interval_s: int = Field(ge=1, le=3600, description="the unit's checkpoint period")
+    uptime_s: int = Field(ge=0, le=MAX_UPTIME_S)
+    sensors: dict[SensorName, Annotated[str, StringConstraints(max_length=32)]] = Field(
+        max_length=MAX_CHECKPOINT_SENSORS,
+        description="each door, PIR and tamper input: its debounced state (patrol buttons and "
+        "the camera have none)",
+    )
+
+    def model_post_init(self, _context: object) -> None:
+        for name, state in self.sensors.items():
+            if state not in SENSOR_STATES:
+                allowed = ", ".join(sorted(SENSOR_STATES))
+                raise ValueError(f"sensor {name!r}: state {state!r} is not one of {allowed}")
 
 
 class EventBody(WireModel):
@@ -83,12 +110,17 @@ class EventBody(WireModel):
     clock_synced: bool
     snapshot_sha256: tuple[HEX64, ...] | None = Field(default=None, max_length=64)
     cause: Token | None = Field(default=None, description="id of the event that caused this one")
+    checkpoint: Checkpoint | None = Field(default=None, description="kind checkpoint only")
     prev: HEX64
 
     def model_post_init(self, _context: object) -> None:
         if self.state not in STATES[self.kind]:
             allowed = ", ".join(sorted(STATES[self.kind]))
             raise ValueError(f"state {self.state!r} is not valid for kind {self.kind}: {allowed}")
+        if (self.kind is Kind.CHECKPOINT) != (self.checkpoint is not None):
+            raise ValueError("a checkpoint (and only a checkpoint) carries the checkpoint field")
+        if self.kind is Kind.CHECKPOINT and self.sensor != CHECKPOINT_SENSOR:
+            raise ValueError(f"a checkpoint's sensor is {CHECKPOINT_SENSOR!r}")
 
 
 class Event(EventBody):

@@ -54,6 +54,11 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "clock_synced": True,
         "prev": HEX,
     },
+    "Checkpoint": {
+        "interval_s": 300,
+        "uptime_s": 86_400,
+        "sensors": {"pintu-utama": "closed", "pir-gudang": "still", "casing": "normal"},
+    },
     "Heartbeat": {
         "site": "gudang-3",
         "device": "pintu-1",

@@ -162,10 +162,55 @@ def test_event_rejects_out_of_contract_values_naming_the_field(field: str, value
         models.parse(Event, raw(event_dict(**{field: value})))
 
 
+CHECKPOINT = {"interval_s": 300, "uptime_s": 42, "sensors": {"pintu-utama": "closed"}}
+
+
+def kind_dict(kind: Kind, **changes: Any) -> dict[str, Any]:
+    """An event of this kind; a checkpoint speaks for the unit and carries its body."""
+    if kind is Kind.CHECKPOINT:
+        changes = {"sensor": "unit", "checkpoint": CHECKPOINT, **changes}
+    return event_dict(kind=kind.value, **changes)
+
+
 @pytest.mark.parametrize("kind", list(Kind))
 def test_every_state_of_a_kind_is_accepted(kind: Kind) -> None:
     for state in STATES[kind]:
-        assert models.parse(Event, raw(event_dict(kind=kind.value, state=state))).state == state
+        assert models.parse(Event, raw(kind_dict(kind, state=state))).state == state
+
+
+def test_a_checkpoint_carries_each_inputs_state_and_round_trips() -> None:
+    event = models.parse(Event, raw(kind_dict(Kind.CHECKPOINT, state="armed")))
+    assert event.checkpoint is not None
+    assert event.checkpoint.sensors == {"pintu-utama": "closed"}
+    assert models.parse(Event, event.to_json()) == event
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"checkpoint": None}, "only a checkpoint"),
+        ({"kind": "door", "state": "open"}, "only a checkpoint"),
+        ({"sensor": "pintu-utama"}, "sensor is 'unit'"),
+        ({"checkpoint": {**CHECKPOINT, "sensors": {"pintu": "checkin"}}}, "not one of"),
+        ({"checkpoint": {**CHECKPOINT, "interval_s": 0}}, "checkpoint.interval_s"),
+        ({"checkpoint": {**CHECKPOINT, "uptime_s": 2**63}}, "checkpoint.uptime_s"),
+        ({"checkpoint": {**CHECKPOINT, "extra": 1}}, "checkpoint.extra"),
+        (
+            {"checkpoint": {**CHECKPOINT, "sensors": {f"s{i}": "closed" for i in range(65)}}},
+            "checkpoint.sensors",
+        ),
+    ],
+)
+def test_a_checkpoint_out_of_contract_is_refused(changes: dict[str, Any], reason: str) -> None:
+    data = {**kind_dict(Kind.CHECKPOINT, state="armed"), **changes}
+    payload = json.dumps({k: v for k, v in data.items() if v is not None}).encode()
+    with pytest.raises(WireError, match=reason):
+        models.parse(Event, payload)
+
+
+def test_an_event_of_another_kind_may_not_carry_a_checkpoint() -> None:
+    with pytest.raises(WireError, match="only a checkpoint"):
+        models.parse(Event, raw(event_dict(checkpoint=CHECKPOINT)))
 
 
 @pytest.mark.parametrize(

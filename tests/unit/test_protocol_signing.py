@@ -80,6 +80,7 @@ CHANGES: list[tuple[str, object]] = [
     ("clock_synced", False),
     ("snapshot_sha256", ("0a" * 32,)),
     ("cause", "0f1e2d3c"),
+    ("checkpoint", models.Checkpoint(interval_s=300, uptime_s=1, sensors={})),
     ("prev", "ab" * 32),
 ]
 
@@ -97,6 +98,16 @@ def test_changing_any_field_breaks_the_signature(
     altered = event.model_copy(update={field: value})
     with pytest.raises(SignatureError):
         verify(altered, key.public_key())
+
+
+@KEYS
+def test_a_checkpoints_sensor_states_are_signed(key: PrivateKey) -> None:
+    closed = models.Checkpoint(interval_s=300, uptime_s=9, sensors={"pintu-utama": "closed"})
+    event = sign(body(sensor="unit", kind=Kind.CHECKPOINT, state="armed", checkpoint=closed), key)
+    verify(models.parse(Event, event.to_json()), key.public_key())
+    opened = closed.model_copy(update={"sensors": {"pintu-utama": "open"}})
+    with pytest.raises(SignatureError):
+        verify(event.model_copy(update={"checkpoint": opened}), key.public_key())
 
 
 @KEYS
