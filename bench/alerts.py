@@ -51,7 +51,7 @@ def alerts_section(site: str, *, heartbeat_s: int) -> dict[str, Any] | None:
 
 @dataclass(frozen=True, slots=True)
 class AlertSeen:
-    """What the benchmarks need of a retained alert (broker.alerts.wire.Alert)."""
+    """What the benchmarks need of a retained alert (protocol.alerting.Alert)."""
 
     rule: str
     device: str

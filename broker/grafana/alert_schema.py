@@ -1,7 +1,7 @@
 """What the dashboards read from the measurements the alert and arming work writes (issue #5).
 
 TODO(#5): the collector does not write these yet. The panels follow the schema of
-broker/alerts/points.py as it stands in the alert work; their tests skip until the first
+broker/alerts/alert_points.py as it stands in the alert work; their tests skip until the first
 point is stored. If #5 changes the schema, change it here and in the queries that use it:
 
   alert [site, device, sensor, rule, severity, state]   one point per lifecycle change

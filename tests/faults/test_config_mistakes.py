@@ -436,12 +436,6 @@ CASES = [
 ]
 
 
-NOT_A_REGISTRY = (
-    "BUG: provisioning/cli.py site_list (:175) and device_list (:324) on a --dir that is no "
-    "registry (a file, a missing folder) print nothing and exit 0: provisioning/registry.py "
-    "sites() and devices() (:183, :199) return [] for a missing folder; say 'no registry in "
-    "<dir>: run ca init or point --dir at it' as the other commands do"
-)
 BUGS: dict[str, str] = {}
 RUNS_ON: set[str] = set()
 """Mistakes the program does not notice (yet): it runs until EXIT_WITHIN_S stops it."""

@@ -19,7 +19,7 @@ from broker.web.throttle import LoginThrottle
 
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 HASH = hash_password("correct horse", CHEAP)
-OPERATOR_NAME = re.compile(r"^\S(?:[^\x00-\x1f\x7f]{0,62}\S)?$")  # broker.alerts.wire
+OPERATOR_NAME = re.compile(r"^\S(?:[^\x00-\x1f\x7f]{0,62}\S)?$")  # protocol.alerting (OperatorName)
 
 
 def account(**kw: object) -> Account:
