@@ -185,7 +185,7 @@ class LiveState:
                 self._send(Update(view.site, "alert-gone", {"id": view.id, "state": view.state}))
 
     def on_changes(self, changes: object) -> None:
-        """What one alert-engine call decided (broker.alerts.changes.Changes): its alerts and arming."""
+        """What one alert-engine call decided (broker.alerts.changes): its alerts and arming."""
         for change in getattr(changes, "alerts", None) or ():
             self.on_alert(change)
         for arming in getattr(changes, "arming", None) or ():
