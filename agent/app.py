@@ -22,6 +22,7 @@ from agent.clock import Clock
 from agent.command_gate import CommandGate
 from agent.commands import Commands
 from agent.config import AgentConfig, SensorConfig
+from agent.domain.checkpoint import Schedule, reading
 from agent.domain.door import Door
 from agent.domain.guard import Guard, GuardState
 from agent.domain.motion import Motion
@@ -39,7 +40,7 @@ from agent.sensors import Edge, SensorBank
 from kernel.units import MB, MS, S
 from protocol import topics
 from protocol.alerting import ArmingState
-from protocol.models import Heartbeat, Kind
+from protocol.models import CHECKPOINT_SENSOR, Checkpoint, Heartbeat, Kind
 
 log = logging.getLogger("jaga.agent")
 
@@ -105,6 +106,8 @@ class Agent:
         self.sensors = SensorBank(config.sensors, pin_factory)
         self._logic = {s.name: logic_for(s) for s in config.sensors}
         self._state: dict[str, Any] = {}
+        self.checkpoints = Schedule(config.checkpoint_s * S)
+        self._schedule = self.checkpoints.initial(self.clock.mono_ns())
         self.loop_heartbeat = time.monotonic()
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         """Messages the link received (commands, the site's arming), for the main loop."""
@@ -175,6 +178,8 @@ class Agent:
         for name, logic in self._logic.items():
             self._state[name], obs = logic.initial(self.sensors.read(name), now)
             self._store(obs)
+        self._schedule = self.checkpoints.initial(now)
+        self._checkpoint(now)
         if self.camera is not None:
             self.camera.open()
             threading.Thread(
@@ -214,12 +219,14 @@ class Agent:
         for name, logic in self._logic.items():
             self._state[name], obs = logic.tick(self._state[name], now)
             self._store(obs)
+        self._checkpoint(now)
         self._drain_camera()
         self._drive_siren()
 
     def _deadline(self) -> int | None:
         times = [logic.deadline(self._state[n]) for n, logic in self._logic.items()]
         times.append(self.guard.deadline(self._guard_state))
+        times.append(self.checkpoints.deadline(self._schedule))
         return min((t for t in times if t is not None), default=None)
 
     def _store(self, observations: list[Observation]) -> None:
@@ -236,6 +243,20 @@ class Agent:
             self._drive_siren()
             if self.camera is not None and reaction.camera:
                 self.camera.trigger(appended.event.id, obs.at_ns)
+
+    def _checkpoint(self, now: int) -> None:
+        """When one is due: sign into the chain how every input and the arming stand now."""
+        self._schedule, due = self.checkpoints.tick(self._schedule, now)
+        if not due:
+            return
+        sensors = {n: r for n, lg in self._logic.items() if (r := reading(lg, self._state[n]))}
+        arming = self._guard_state.arming
+        body = Checkpoint(
+            interval_s=self.config.checkpoint_s, uptime_s=host.uptime_s(), sensors=sensors
+        )
+        state = arming.state.value if arming is not None else "unknown"
+        new = NewEvent(CHECKPOINT_SENSOR, Kind.CHECKPOINT, state, 0, now, False, checkpoint=body)
+        self.recorder.record(new, self.clock)
 
     def _drive_siren(self) -> None:
         self._guard_state = self.guard.tick(self._guard_state, self.clock.mono_ns())

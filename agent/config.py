@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kernel.config import ClientTls, Strict, load_toml_model
 from protocol.ids import DeviceId, SensorName, SiteId
@@ -125,6 +125,11 @@ class AgentConfig(Strict):
     broker: BrokerConfig
     sensors: Annotated[list[SensorConfig], Field(min_length=1)]
     heartbeat_s: int = Field(default=10, ge=1, le=3600)
+    checkpoint_s: int = Field(
+        default=300,
+        description="seconds between the signed checkpoints that prove a quiet window "
+        "(`jaga-collector audit quiet` allows twice this between two of them)",
+    )
     data_dir: Path = Field(default=Path("/var/lib/jaga"), description="outbox and keys")
     pin_factory: PinFactoryName = Field(default="lgpio")
     camera: CameraConfig | None = Field(default=None, description="omit when there is none")
@@ -136,6 +141,16 @@ class AgentConfig(Strict):
     signing_key: Path | None = Field(
         default=None, description="key that signs events; default: broker.tls.key"
     )
+
+    @field_validator("checkpoint_s")
+    @classmethod
+    def _checkpoint_range(cls, value: int) -> int:
+        if not 1 <= value <= 3600:
+            raise ValueError(
+                f"{value} is out of range: give 1 to 3600 seconds between signed checkpoints "
+                "(default 300; a long one leaves long windows that no checkpoint vouches for)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _unique_wiring(self) -> AgentConfig:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kernel.sqlite import open_db
-from protocol.models import Event, EventBody, Kind
+from protocol.models import Checkpoint, Event, EventBody, Kind
 from protocol.signing import GENESIS, event_hash
 
 SCHEMA = """
@@ -64,6 +64,7 @@ class NewEvent:
     clock_synced: bool
     snapshot_sha256: tuple[str, ...] | None = None
     cause: str | None = None
+    checkpoint: Checkpoint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +184,7 @@ class Outbox:
                     clock_synced=new.clock_synced,
                     snapshot_sha256=new.snapshot_sha256,
                     cause=new.cause,
+                    checkpoint=new.checkpoint,
                     prev=head,
                 )
                 event = signer(body)

@@ -249,3 +249,21 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_a_folder_instead_of_a_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path)
+
+
+def test_checkpoints_default_to_five_minutes_and_can_be_set(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, GOOD)).checkpoint_s == 300
+    assert load_config(write(tmp_path, "checkpoint_s = 60\n" + GOOD)).checkpoint_s == 60
+
+
+@pytest.mark.parametrize("value", ["0", "3601", "-5"])
+def test_a_checkpoint_interval_out_of_range_names_the_field_and_the_range(
+    tmp_path: Path, value: str
+) -> None:
+    message = load_error(tmp_path, f"checkpoint_s = {value}\n" + GOOD)
+    assert f"- checkpoint_s: {value} is out of range: give 1 to 3600 seconds" in message
+
+
+def test_a_checkpoint_interval_that_is_not_a_whole_number_is_refused(tmp_path: Path) -> None:
+    message = load_error(tmp_path, 'checkpoint_s = "5m"\n' + GOOD)
+    assert "- checkpoint_s: Input should be a valid integer" in message
