@@ -104,12 +104,13 @@ class LiveState:
         now = self._clock()
         at = min(event.ts, now) if event.clock_synced else now
         with self._lock:
-            self._index.add_event(event, now)
+            if event.kind is not Kind.CHECKPOINT:  # proof of life only, every few minutes
+                self._index.add_event(event, now)
             unit = self._unit(event.site, event.device)
             unit.last_seen = max(unit.last_seen or 0, now)
             if unit.online is None:
                 unit.online, unit.online_since = True, now
-            if event.kind is not Kind.SYSTEM:
+            if event.kind not in (Kind.SYSTEM, Kind.CHECKPOINT):
                 show_event(unit, event, at)
             pending, placed = self._index.place_waiting(event)
             for ref in placed:  # pictures that came before their event

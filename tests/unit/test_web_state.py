@@ -12,7 +12,7 @@ from broker.alerts.lifecycle import Change, ChangeKind
 from broker.web.state import LiveState
 from broker.web.subscriptions import Signal, Update
 from protocol.alerting import Alert, AlertState, ArmingHow, ArmingMode, ArmingState, Severity
-from protocol.models import Event, Heartbeat, Kind, Status
+from protocol.models import Checkpoint, Event, Heartbeat, Kind, Status
 
 SITE = "bangka-barat"
 NOW = 1_800_000_000 * 10**9
@@ -111,6 +111,23 @@ def test_a_door_event_sets_its_sensor_and_a_late_older_one_does_not_undo_it() ->
     state.on_event(event(4, "held-open", ts=clock.now))
     door = sensor(state, "pintu-utama")
     assert door["state"] == "held-open" and door["since"] == NOW - 2 * S  # open since then
+
+
+def test_a_checkpoint_shows_the_unit_alive_but_no_tile_and_no_listed_event() -> None:
+    clock = Clock()
+    state = LiveState(clock=clock)
+    state.on_event(event(1, "closed", ts=NOW - 10 * S))
+    clock.now += 300 * S
+    body = Checkpoint(interval_s=300, uptime_s=9, sensors={"pintu-utama": "closed"})
+    checkpoint = event(2, "closed").model_copy(
+        update={"kind": Kind.CHECKPOINT, "sensor": "unit", "state": "armed", "checkpoint": body}
+    )
+    state.on_event(checkpoint)
+    u = unit(state)
+    assert [s["name"] for s in u["sensors"]] == ["pintu-utama"]
+    assert u["last_seen"] == clock.now
+    assert state.event(checkpoint.id) is None
+    assert state.event("ev-gudang-01-1") is not None
 
 
 def test_motion_is_remembered_as_the_units_last_motion_even_when_it_arrives_late() -> None:
