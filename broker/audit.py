@@ -87,7 +87,7 @@ def audit_site(
             report.failures += 1
             report.problems.append(f"{device} seq {event.seq}: stored under another unit's tags")
             continue
-        if not _signature_ok(keys, event):
+        if not signature_ok(keys, event):
             report.failures += 1
             report.problems.append(f"{device} seq {event.seq}: signature does not verify")
             continue
@@ -233,7 +233,8 @@ def _check_pictures(report: AuditReport, store: EvidenceVault, device: str, even
             )
 
 
-def _signature_ok(keys: Keys, event: Event) -> bool:
+def signature_ok(keys: Keys, event: Event) -> bool:
+    """Signed by one of the keys the unit was ever issued."""
     for key in keys.keys(event.site, event.device):
         try:
             verify(event, key)
