@@ -6,7 +6,7 @@ import datetime as dt
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -184,6 +184,108 @@ def audit_verify(
     typer.echo(report.line())
     if not report.ok:
         raise typer.Exit(1)
+
+
+WHEN_HELP = (
+    "ISO 8601 with a zone (2026-11-27T22:00:00+07:00), or without one in the site's own time "
+    "zone (2026-11-27T22:00)"
+)
+
+
+@audit_app.command("quiet")
+def audit_quiet(
+    site: Annotated[str, typer.Option(help="site id")],
+    device: Annotated[str, typer.Option(help="the unit")],
+    start: Annotated[str, typer.Option("--from", help=f"window start: {WHEN_HELP}")],
+    end: Annotated[str, typer.Option("--to", help=f"window end: {WHEN_HELP}")],
+    slack: Annotated[
+        float, typer.Option(help="seconds allowed beyond twice the checkpoint interval")
+    ] = 5.0,
+    export_dir: Annotated[
+        Path | None,
+        typer.Option("--export", help="a new (or empty) folder for the window's signed chain"),
+    ] = None,
+    config: ConfigOpt = Path("/etc/jaga/collector.toml"),
+) -> None:
+    """Was the unit's window quiet, provably? Exit 0: its signed chain covers the window
+    unbroken, checkpoints close enough, every door closed, no motion while armed. Exit 1:
+    each gap and each event that breaks it, named."""
+    from zoneinfo import ZoneInfo
+
+    from broker import audit_quiet as q
+    from broker.influx_reader import InfluxReader, QueryFailed
+    from provisioning.errors import ProvisioningError
+    from provisioning.registry import Registry
+
+    cfg = _load(config)
+    keys = _keys(cfg)
+    try:
+        zone = ZoneInfo(Registry(cfg.registry_dir).site(site).timezone)
+    except ProvisioningError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        window = q.Window(
+            site,
+            device,
+            q.parse_when(start, zone, "--from"),
+            q.parse_when(end, zone, "--to"),
+            int(slack * 1e9),
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if window.end_ns <= window.start_ns:
+        raise _fail(f"--to {end!r} is not after --from {start!r}")
+    if not 0 <= slack <= 3600:
+        raise _fail(f"--slack {slack}: give 0 to 3600 seconds")
+    ql = InfluxReader(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
+    try:
+        stored = q.read_chain(ql, keys, window)
+        report = q.judge(window, stored.events, q.read_arming(ql, window), stored.problems, zone)
+    except QueryFailed as exc:
+        raise _fail(str(exc)) from None
+    for line in q.lines(report, zone):
+        typer.echo(line)
+    if export_dir is not None:
+        _export_quiet(cfg, export_dir, window, sorted(stored.events, key=lambda e: e.seq))
+    if not report.quiet:
+        raise typer.Exit(1)
+
+
+def _export_quiet(cfg: CollectorConfig, dest: Path, window: Any, events: list[Any]) -> None:
+    """The window's events and the unit's chain from the checkpoint before them to the one
+    after, in the offline-checkable form of an evidence export (verify.sh, verify-export)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from broker.evidence import EvidenceVault
+    from broker.export import Evidence, ExportError, export
+    from broker.export_chain import ChainError, stretch_around
+    from provisioning.registry import Registry
+
+    inside = [e for e in events if window.start_ns <= e.ts <= window.end_ns]
+    subject = inside or [e for e in events if e.ts < window.start_ns][-1:]
+    if not subject:
+        raise _fail("nothing to export: no event of the unit is stored around the window")
+    registry = Registry(cfg.registry_dir)
+    cert = registry.device_certificate(window.site, window.device)
+    if cert is None:
+        raise _fail(f"no certificate for {window.site}/{window.device} in the registry")
+    try:
+        stretch = stretch_around(events, subject)
+        export(
+            Evidence(subject[0].id, tuple(subject), stretch),
+            EvidenceVault(cfg.data_dir / "evidence"),
+            cert.public_bytes(Encoding.PEM),
+            registry.ca_certificate().public_bytes(Encoding.PEM),
+            dest,
+        )
+    except (ChainError, ExportError) as exc:
+        raise _fail(f"cannot export the window: {exc}") from None
+    except OSError as exc:
+        raise _fail(f"{exc.filename or dest}: {exc.strerror or exc}") from None
+    typer.echo(
+        f"exported seq {stretch.events[0].seq}..{stretch.events[-1].seq} "
+        f"({stretch.starts_at.value} to {stretch.ends_at.value}) to {dest}"
+    )
 
 
 @evidence_app.command("export")
