@@ -8,7 +8,9 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
-RESERVED_IDS = frozenset({"arming", "alert", "cmd", "deadletter", "collector", "operator"})
+RESERVED_IDS = frozenset(
+    {"arming", "alert", "cmd", "deadletter", "collector", "operator", "witness"}
+)
 ID_RULE = "1-48 lowercase letters, digits or '-', starting and ending with a letter or digit"
 
 

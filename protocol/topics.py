@@ -79,6 +79,24 @@ def alert(site: str, alert_id: str) -> str:
     return f"{ROOT}/{check_id(site, 'site')}/alert/{_check_level(alert_id)}"
 
 
+def witness(site: str, name: str) -> str:
+    """A witness's cosignatures and fork reports for a site (`witness` is a reserved level)."""
+    return f"{ROOT}/{check_id(site, 'site')}/witness/{_check_level(name)}"
+
+
+def witness_filters(sites: tuple[str, ...] = ()) -> list[str]:
+    """Every witness's topic of these sites (`sites` empty: of every site)."""
+    return [f"{ROOT}/{_check_level(s)}/witness/+" for s in sites] or [f"{ROOT}/+/witness/+"]
+
+
+def parse_witness_topic(topic: str) -> tuple[str, str] | None:
+    """(site, witness name) of jaga/v1/<site>/witness/<name>; None for any other topic."""
+    levels = topic.split("/")
+    if len(levels) != 5 or "/".join(levels[:2]) != ROOT or levels[3] != "witness":
+        return None
+    return levels[2], levels[4]
+
+
 def site_cmd(site: str, name: str) -> str:
     """Site-wide command from the control room (arm, disarm)."""
     return f"{ROOT}/{check_id(site, 'site')}/cmd/{_check_level(name)}"
