@@ -207,7 +207,27 @@ class OperatorIdentity:
         return f"operator:{self.name}"
 
 
-Identity = UnitIdentity | CollectorIdentity | OperatorIdentity
+@dataclass(frozen=True, slots=True)
+class WitnessIdentity:
+    """An independent witness (Bawaslu, police ...) that reads units' events and publishes only
+    its own cosignatures; its signing key is its own, this certificate only lets it in."""
+
+    name: str
+    sites: tuple[str, ...] = ()
+    """The sites it watches; never every site (a witness names what it watches)."""
+    role: Literal["witness"] = field(default="witness", init=False)
+
+    def __post_init__(self) -> None:
+        check_id(self.name, "witness name", allow_reserved=True)
+        for site in self.sites:
+            check_id(site, "site")
+
+    @property
+    def username(self) -> str:
+        return f"witness:{self.name}"
+
+
+Identity = UnitIdentity | CollectorIdentity | OperatorIdentity | WitnessIdentity
 
 
 def acl_rules(identity: Identity) -> list[AclRule]:
@@ -231,6 +251,15 @@ def acl_rules(identity: Identity) -> list[AclRule]:
             ("write", f"{ROOT}/+/alert/#"),
             ("write", f"{ROOT}/+/+/cmd/+"),
         ]
+    if isinstance(identity, WitnessIdentity):
+        # Units' chained events (checkpoints are events too) of its sites, and its own topic.
+        watched: list[AclRule] = []
+        for site in identity.sites:
+            watched += [
+                ("read", f"{ROOT}/{site}/+/event"),
+                ("write", f"{ROOT}/{site}/witness/{identity.name}"),
+            ]
+        return watched
     rules: list[AclRule] = [("read", DEADLETTER)]
     for site in identity.sites:
         where = "+" if site == ALL_SITES else site

@@ -18,6 +18,7 @@ from broker.mosquitto import (
     OperatorIdentity,
     TlsFiles,
     UnitIdentity,
+    WitnessIdentity,
     render_acl,
     render_config,
     render_dynsec,
@@ -72,6 +73,7 @@ def identities(registry: Registry) -> list[Identity]:
     found += [
         OperatorIdentity(n, registry.operator_sites(n)) for n in registry.identities("operator")
     ]
+    found += [WitnessIdentity(n, registry.witness_sites(n)) for n in registry.identities("witness")]
     return found
 
 

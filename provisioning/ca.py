@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from broker.mosquitto import CollectorIdentity, OperatorIdentity
+from broker.mosquitto import CollectorIdentity, OperatorIdentity, WitnessIdentity
 from provisioning import certs
 from provisioning.certs import PrivateKey, PublicKey, Validity
 from provisioning.errors import ProvisioningError
@@ -135,7 +135,13 @@ class CertificateAuthority:
         now: datetime | None = None,
     ) -> Issued:
         """Key and certificate for the collector or an operator (CN collector:<name> etc.)."""
-        identity = CollectorIdentity(name) if role == "collector" else OperatorIdentity(name)
+        identity: CollectorIdentity | OperatorIdentity | WitnessIdentity
+        if role == "collector":
+            identity = CollectorIdentity(name)
+        elif role == "witness":
+            identity = WitnessIdentity(name)
+        else:
+            identity = OperatorIdentity(name)
         cert_path = self.registry.identity_path(role, name, ".crt")
         key_path = self.registry.identity_path(role, name, ".key")
         if cert_path.exists() or key_path.exists():

@@ -21,6 +21,9 @@ Layout (everything but ``*.key`` is fit for version control; ``ca init`` writes 
       identities/collector-<name>.crt|.key
       identities/operator-<name>.crt|.key
       identities/operator-<name>.toml sites the operator may read and command ("*": every site)
+      identities/witness-<name>.crt|.key|.toml
+                                      an independent witness's MQTT identity and the sites it
+                                      reads (its signing key is its own, never made here)
       identities/revoked/<role>-<name>-<serial>.crt
                                       revoked identities' certificates (the CRL lists them)
       broker/server.crt|.key          the broker's TLS certificate (SANs = hosts units dial)
@@ -47,8 +50,8 @@ from protocol.ids import DeviceId, InvalidIdentifier, SiteId, check_id
 from provisioning.errors import ProvisioningError
 from provisioning.files import replace
 
-CertKind = Literal["device", "collector", "operator", "server"]
-ServiceRole = Literal["collector", "operator"]
+CertKind = Literal["device", "collector", "operator", "witness", "server"]
+ServiceRole = Literal["collector", "operator", "witness"]
 
 
 class Record(BaseModel):
@@ -260,6 +263,18 @@ class Registry:
         if not path.exists():
             return ()
         return tuple(self._read(path, OperatorRecord).sites)
+
+    def witness_sites(self, name: str) -> tuple[str, ...]:
+        """The sites a witness reads; none when the identity names no site."""
+        path = self.identity_path("witness", name, ".toml")
+        if not path.exists():
+            return ()
+        return tuple(self._read(path, OperatorRecord).sites)
+
+    def save_witness_sites(self, name: str, sites: list[str]) -> Path:
+        path = self.identity_path("witness", name, ".toml")
+        self._write(path, OperatorRecord(sites=sites))
+        return path
 
     def identity_certificate(self, role: ServiceRole, name: str) -> x509.Certificate | None:
         """The identity's current certificate; None when it has none (never made, or revoked)."""

@@ -1,4 +1,5 @@
-"""`jaga-provision identity ...`: the collector's and operators' certificates and sites."""
+"""`jaga-provision identity ...`: the collector's, operators' and witnesses' certificates and
+sites."""
 
 from __future__ import annotations
 
@@ -12,23 +13,29 @@ from provisioning.cli.shared import DirOption, open_registry, reports_mistakes, 
 from provisioning.errors import ProvisioningError
 from provisioning.identities import operator_sites, revoke_identity
 
-identity_app = typer.Typer(help="Certificates for the collector and control-room operators.")
+identity_app = typer.Typer(
+    help="Certificates for the collector, control-room operators and independent witnesses."
+)
 
 
 class Role(StrEnum):
     collector = "collector"
     operator = "operator"
+    witness = "witness"
 
 
 @identity_app.command("add")
 @reports_mistakes
 def identity_add(
     ctx: typer.Context,
-    role: Annotated[Role, typer.Argument(help="collector or operator.")],
+    role: Annotated[Role, typer.Argument(help="collector, operator or witness.")],
     name: Annotated[str, typer.Argument(help="Name, e.g. main or budi (letters, digits, '-').")],
     site: Annotated[
         list[str] | None,
-        typer.Option(help="Operator: a site they may read and command. Repeat for more."),
+        typer.Option(
+            help="Operator: a site they may read and command; witness: a site whose units' "
+            "events it reads. Repeat for more."
+        ),
     ] = None,
     all_sites: Annotated[
         bool, typer.Option(help="Operator: every site (a central control room).")
@@ -38,12 +45,21 @@ def identity_add(
     ] = DEFAULT_CERT_DAYS,
     dir: DirOption = None,
 ) -> None:
-    """Make a key and certificate for a collector or a control-room operator (and its sites)."""
+    """Make a key and certificate for a collector, an operator or a witness (and its sites).
+
+    A witness's certificate only lets it read its sites' events and publish its cosignatures;
+    the key it signs them with is its own (`jaga-witness init`), never made here."""
     registry = open_registry(ctx, dir)
     registry.identity_path(role.value, name, ".crt")  # a bad name is the first thing to say
     sites: list[str] = []
     if role is Role.operator:
         sites = operator_sites(registry, site or [], every_site=all_sites)
+    elif role is Role.witness:
+        if all_sites or not site:
+            raise ProvisioningError(
+                "a witness reads named sites only: give --site <site> (repeat it for more)"
+            )
+        sites = operator_sites(registry, site, every_site=False)
     elif site or all_sites:
         raise ProvisioningError(
             "--site and --all-sites are for operators; a collector takes "
@@ -55,6 +71,9 @@ def identity_add(
     say(f"wrote {issued.key_path} (mode 0600)")
     if role is Role.operator:
         path = registry.save_operator_sites(name, sites)
+        say(f"wrote {path} (sites: {', '.join(sites)})")
+    elif role is Role.witness:
+        path = registry.save_witness_sites(name, sites)
         say(f"wrote {path} (sites: {', '.join(sites)})")
     say(
         "next: jaga-provision broker-config, so the broker's ACL knows it; then restart the "
@@ -90,14 +109,15 @@ def identity_sites(
 @reports_mistakes
 def identity_revoke(
     ctx: typer.Context,
-    role: Annotated[Role, typer.Argument(help="collector or operator.")],
+    role: Annotated[Role, typer.Argument(help="collector, operator or witness.")],
     name: Annotated[str, typer.Argument(help="The identity's name, e.g. budi.")],
     reason: Annotated[
         RevokeReason, typer.Option(help="Why: written into the CRL.")
     ] = RevokeReason.UNSPECIFIED,
     dir: DirOption = None,
 ) -> None:
-    """Revoke a collector or operator: its certificate goes into the CRL, the broker refuses it."""
+    """Revoke a collector, operator or witness: its certificate goes into the CRL, the broker
+    refuses it."""
     registry = open_registry(ctx, dir)
     serials, folder = revoke_identity(registry, role.value, name, reason)
     listed = ", ".join(str(s) for s in serials) or "none logged"
