@@ -108,6 +108,9 @@ INTEGRITY_REASONS = frozenset(
         "replayed-or-forked",
         "broken-chain",
         "time-out-of-order",
+        # An independent witness refused an event of the unit (broker/collector/witnesses.py).
+        "witness-fork",
+        "witness-rewind",
     }
 )
 

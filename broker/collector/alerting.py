@@ -12,20 +12,21 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 
 from broker.alerts.changes import Changes
 from broker.alerts.delivery import Notifier
 from broker.alerts.engine import AlertEngine
 from broker.alerts.lifecycle import AlertError
+from broker.alerts.unit_rules import IntegrityLike
 from broker.chain import ChainBook
 from broker.collector.session import BrokerSession
 from broker.collector.settle import Settled
 from broker.collector.stats import CollectorStats
 from broker.collector.storage import Storage
 from broker.evidence import EvidenceRefused
-from broker.ingest import Accepted, Rejected
+from broker.ingest import Accepted
 from broker.refs import UnitRef
 from broker.web.state import LiveState
 from protocol import topics
@@ -87,8 +88,9 @@ class AlertBridge:
             )
         return out
 
-    def integrity(self, rejected: list[Rejected]) -> list[Changes]:
-        """Rejections outside a batch of events (pictures whose hash lies, or not vouched)."""
+    def integrity(self, rejected: Sequence[IntegrityLike]) -> list[Changes]:
+        """Rejections outside a batch of events (pictures whose hash lies, or not vouched;
+        witnesses' fork reports)."""
         now = time.time_ns()
         return self._guarded("rules", lambda: [self.engine.on_integrity(r, now) for r in rejected])
 

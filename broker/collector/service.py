@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from broker.alerts.delivery import Notifier
 from broker.alerts.engine import AlertEngine
 from broker.alerts.store import AlertStore
 from broker.chain import ChainBook
+from broker.collector import witnesses
 from broker.collector.alerting import AlertBridge
 from broker.collector.asks import Asks, Publish
 from broker.collector.inbound import Inbound
@@ -37,7 +39,7 @@ from broker.influx import InfluxWriter, Record
 from broker.ingest import Begun, Ingest, Keys, Rejected
 from broker.signatures import SignaturePool
 from broker.web.state import LiveState
-from kernel.link import Link
+from kernel.link import Link, Message
 from kernel.units import MB
 from protocol import topics
 
@@ -156,6 +158,7 @@ class Collector:
                     self._keep_pictures(pictures, stop)
             self._sweep_pictures(stop)
             self.alerts.turn(stop, self.chain, self._sites)
+            self._witnessed(stop)
             self._maybe_stats(stop)
         # Stopping with a batch begun: it is not acknowledged, so the broker delivers it again.
 
@@ -226,6 +229,25 @@ class Collector:
         changes += self.alerts.integrity([r for _, r in out.rejected if r.is_integrity])
         letters = [_dead_letter(m.received_ns if m else time.time_ns(), r) for m, r in out.rejected]
         self._publish(letters, changes, stop)
+
+    def _witnessed(self, stop: threading.Event) -> None:
+        """Witnesses' cosignatures and fork reports waiting now: stored, alarmed, acknowledged."""
+        msgs: list[Message] = []
+        while len(msgs) < 500:
+            try:
+                msgs.append(self.session.witnessed.get_nowait())
+            except queue.Empty:
+                break
+        if not msgs:
+            return
+        out = witnesses.take([(m.topic, m.payload) for m in msgs], time.time_ns())
+        if not self.storage.store(out.points, stop):
+            return  # stopping: unacknowledged, the broker delivers them again
+        self._publish([], self.alerts.integrity(out.alarms), stop)
+        for m in msgs:
+            if m.qos > 0:
+                self.session.link.ack(m.mid, m.qos)
+        self.stats.cosignatures += out.cosignatures
 
     def _sweep_pictures(self, stop: threading.Event) -> None:
         """Half-done pictures whose time is up are given up on every turn (not only when

@@ -5,6 +5,8 @@ acknowledgement: a message is acknowledged only when the service says it is stor
 messages are taken apart once (`Inbound.arrived`) and queued for the service's thread;
 operators' site commands go to their own queue. Retained site commands are dropped: a
 command is carried out when it is sent, never again when a collector (re)subscribes.
+Witnesses' cosignatures and fork reports go to a queue of their own too (`witnessed`),
+acknowledged once stored, so they never wait behind events nor events behind them.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class BrokerSession:
         self.stats = stats
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.witnessed: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.subscribed = threading.Event()
         self.retained_commands_dropped = 0
         self.link: Link = link if link is not None else paho_link(config)
@@ -86,11 +89,13 @@ class BrokerSession:
                 *topics.collector_filters(CHANNELS, shared=True),
                 *topics.collector_filters(CHANNELS, shared=False),
                 *topics.site_command_filters(),
+                *topics.witness_filters(),
             ]
         sites = tuple(m.sites)
         return [
             *topics.collector_filters(CHANNELS, shared=m.shared, sites=sites),
             *topics.site_command_filters(sites),
+            *topics.witness_filters(sites),
         ]
 
     # the link's thread (kernel.link.LinkHandler) ---------------------------------------------
@@ -122,6 +127,9 @@ class BrokerSession:
         self.stats.connected = False
 
     def on_message(self, msg: Message) -> None:
+        if topics.parse_witness_topic(msg.topic) is not None:
+            self.witnessed.put(msg)  # acknowledged by the service once stored
+            return
         if topics.parse_site_command(msg.topic) is not None:
             # Operators' arm/disarm/ack: handled on the main loop, acknowledged at once.
             if msg.retain:

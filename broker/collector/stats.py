@@ -24,6 +24,8 @@ class CollectorStats:
     alerts: int = 0
     alert_failures: int = 0
     commands_refused: int = 0
+    cosignatures: int = 0
+    """Witnesses' cosignatures stored."""
     connected: bool = False
     last_error: str | None = None
     by_reason: dict[str, int] = field(default_factory=dict)
