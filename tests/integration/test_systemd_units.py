@@ -54,7 +54,9 @@ def exposure(unit: Path, *extra: str) -> tuple[float, str, str]:
     return float(found.group(1)), done.stdout, done.stderr
 
 
-@pytest.mark.parametrize("unit", ["jaga-agent.service", "jaga-collector.service"])
+@pytest.mark.parametrize(
+    "unit", ["jaga-agent.service", "jaga-collector.service", "jaga-witness.service"]
+)
 def test_each_unit_scores_two_or_lower_and_parses_cleanly(unit: str) -> None:
     score, report, warnings = exposure(SYSTEMD / unit)
     assert score <= MAX_EXPOSURE, report
