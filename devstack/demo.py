@@ -18,7 +18,7 @@ from types import FrameType
 
 from devstack.ports import free_port
 from devstack.process import StartError
-from devstack.stack import DATABASE, Stack, jaga
+from devstack.stack import DATABASE, DEMO_WITNESS, Stack, jaga
 from devstack.watch import NotificationSink, SiteWatch
 
 STORED = re.compile(
@@ -74,6 +74,8 @@ def main() -> int:
         stack.start_broker()
         stack.start_influx()
         stack.start_collector()
+        stack.start_witness()
+        print(f"demo: witness {DEMO_WITNESS} watches the site with a key of its own")
         assert stack.collector is not None
         follower = threading.Thread(
             target=_follow, args=(stack.collector.log_path, stop_follow), daemon=True
@@ -213,6 +215,7 @@ def _summary(
         print(line if plain else f"audit: {line}")
     if audit.returncode not in (0, 1):
         print(f"audit: failed to run: {audit.stderr.strip()}")
+    _witness(stack)
     _custody(stack)
     alerts = watch.raised()
     by_rule: dict[str, int] = {}
@@ -233,6 +236,15 @@ def _summary(
     lost = sum(max(0, n - stored.get(d, 0)) for d, n in produced.items())
     units = sum(1 for d in produced if stored.get(d, 0))
     print(f"demo: {total} events stored in InfluxDB from {units} units, {lost} lost")
+
+
+def _witness(stack: Stack) -> None:
+    """The independent witness's own count, from its own log (`jaga-witness status`)."""
+    if stack.witness is None:
+        return
+    config = stack.witness.config
+    said = jaga("jaga-witness", "status", "--config", config, check=False)
+    print(said.stdout.strip() or f"witness: status failed: {said.stderr.strip()}")
 
 
 def _custody(stack: Stack) -> None:

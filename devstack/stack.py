@@ -5,6 +5,7 @@ units — for the demo, the integration tests and the benchmarks. Every part is 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from devstack.process import ManagedProcess
 BIN = Path(sys.executable).parent
 SCENARIOS = Path(__file__).parent / "scenarios"
 DEMO_SITE = "bangka-barat"
+DEMO_WITNESS = "bawaslu-bangka-barat"
 DATABASE = "jaga"
 
 
@@ -85,6 +87,20 @@ class CollectorProcess(ManagedProcess):
         return "subscribed to" in self.log_tail(200)
 
 
+class WitnessProcess(ManagedProcess):
+    """`jaga-witness run` as a child process; ready once it has subscribed."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        super().__init__("witness", log_path)
+        self.config = config
+
+    def command(self) -> list[str]:
+        return [str(BIN / "jaga-witness"), "run", "--config", str(self.config)]
+
+    def is_ready(self) -> bool:
+        return "subscribed to" in self.log_tail(200)
+
+
 class AgentProcess(ManagedProcess):
     """`jaga-agent simulate` as a child process; ready once connected to the broker."""
 
@@ -127,6 +143,7 @@ class Stack:
     influx: InfluxDB | None = None
     forwarder: V2WriteForwarder | None = None
     collector: CollectorProcess | None = None
+    witness: WitnessProcess | None = None
     agents: dict[str, AgentProcess] = field(default_factory=dict)
     registry_dir: Path | None = None
     alerts: dict[str, Any] | None = None
@@ -189,6 +206,10 @@ class Stack:
             jaga(
                 "jaga-provision", *reg, "identity", "add", "operator", operator, "--site", self.site
             )
+        # An independent witness's MQTT identity: read the site's events, publish its own topic.
+        jaga(
+            "jaga-provision", *reg, "identity", "add", "witness", DEMO_WITNESS, "--site", self.site
+        )
 
     def collector_identity(self, name: str) -> None:
         """A collector certificate of its own for a second collector (two connections with one
@@ -283,6 +304,44 @@ class Stack:
         path.write_text(tomli_w.dumps(config))
         return path
 
+    def witness_config(self, **settings: Any) -> Path:
+        """What a witness sets up for itself: its own key (`jaga-witness init`), the CA
+        fingerprint published in advance, a copy of the registry's certificates (no keys),
+        and witness.toml; `settings` override its top-level keys (e.g. cosign_every_s)."""
+        home = self.root / "witness"
+        if not (home / "witness.key").exists():
+            jaga("jaga-witness", "init", "--name", DEMO_WITNESS, "--dir", home)
+        copy = home / "registry"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(self.registry / "ca", copy / "ca", ignore=shutil.ignore_patterns("*.key"))
+        shutil.copytree(
+            self.registry / "devices", copy / "devices", ignore=shutil.ignore_patterns("*.key")
+        )
+        pin = jaga("jaga-provision", "--dir", self.registry, "ca", "fingerprint").stdout.strip()
+        ident = self.registry / "identities"
+        config: dict[str, Any] = {
+            "name": DEMO_WITNESS,
+            "key": str(home / "witness.key"),
+            "data_dir": str(home / "data"),
+            "ca_fingerprint": pin,
+            "registry_dir": str(copy),
+            "sites": [self.site],
+            "cosign_every_s": 5.0,
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": self.broker_port,
+                "tls": {
+                    "ca": str(copy / "ca" / "ca.crt"),
+                    "cert": str(ident / f"witness-{DEMO_WITNESS}.crt"),
+                    "key": str(ident / f"witness-{DEMO_WITNESS}.key"),
+                },
+            },
+        }
+        config.update(settings)
+        path = home / "witness.toml"
+        path.write_text(tomli_w.dumps(config))
+        return path
+
     # processes -----------------------------------------------------------------------
 
     def start_broker(self) -> Mosquitto:
@@ -302,6 +361,12 @@ class Stack:
         self.collector.start(timeout=30)
         return self.collector
 
+    def start_witness(self, **settings: Any) -> WitnessProcess:
+        config = self.witness_config(**settings)
+        self.witness = WitnessProcess(config, config.parent / "witness.log")
+        self.witness.start(timeout=30)
+        return self.witness
+
     def start_agent(self, unit: UnitSpec, seconds: float = 0, online: bool = True) -> AgentProcess:
         assert unit.scenario is not None
         d = self.unit_dir(unit.device)
@@ -320,7 +385,7 @@ class Stack:
     def stop_all(self) -> None:
         for agent in self.agents.values():
             agent.stop()
-        for part in (self.collector, self.mosquitto, self.influx):
+        for part in (self.witness, self.collector, self.mosquitto, self.influx):
             if part is not None:
                 part.stop()
         if self.forwarder is not None:
