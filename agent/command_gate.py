@@ -7,8 +7,8 @@ from pathlib import Path
 
 from cryptography import x509
 
+from kernel.nonces import NonceBook
 from protocol.commands import MAX_SKEW_NS, CommandRefused, Resend, Snapshot, open_command
-from protocol.nonces import NonceBook
 
 
 class CommandGate:

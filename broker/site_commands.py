@@ -17,9 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from broker.alerts.lifecycle import AlertError
+from kernel.nonces import NonceBook
 from protocol.commands import SITE_WINDOW_NS, CommandRefused, SiteCommand, open_site_command
 from protocol.ids import InvalidIdentifier
-from protocol.nonces import NonceBook
 from provisioning.errors import ProvisioningError
 
 if TYPE_CHECKING:

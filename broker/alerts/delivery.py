@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +33,7 @@ from tenacity import (
 from broker.alerts.config import NotifyConfig
 from broker.alerts.lifecycle import ChangeKind
 from broker.alerts.notifications import Notification
+from kernel.sqlite import open_db
 from protocol.alerting import Severity
 
 log = logging.getLogger("jaga.alerts.notify")
@@ -120,11 +120,9 @@ class Notifier:
         sender: Sender | None = None,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.config = config
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # FULL: a notification queued is one that will be sent after a crash.
+        self._db = open_db(path, synchronous="FULL", what="notification queue")
         self._db.executescript(DELIVERY_SCHEMA)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)

@@ -7,21 +7,20 @@ ones are pruned at every admission, which bounds the book by the commands of one
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
+
+from kernel.sqlite import open_db
 
 
 class NonceBook:
     """Which nonces were accepted, and the newest command time seen (a floor for "now")."""
 
     def __init__(self, path: Path, window_ns: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.window_ns = window_ns
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # durable: a restart must not reopen a window
+        # FULL: a restart must not reopen a window.
+        self._db = open_db(path, synchronous="FULL", what="command nonces")
         self._db.execute("CREATE TABLE IF NOT EXISTS nonce (nonce TEXT PRIMARY KEY, ts INTEGER)")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
 
