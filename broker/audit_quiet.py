@@ -28,10 +28,10 @@ from zoneinfo import ZoneInfo
 from broker.audit import signature_ok
 from broker.influx_reader import InfluxReader, quote_string
 from broker.ingest import Keys
+from kernel.units import S
 from protocol.models import STATES, Event, Kind, WireError, parse
 from protocol.signing import event_hash
 
-S = 1_000_000_000
 SLACK_NS = 5 * S
 """Added to twice the interval: the loop wakes a little late, the pause that ends a gap is
 longer than a scheduling hiccup."""

@@ -18,9 +18,9 @@ from enum import StrEnum
 
 from agent.camera.base import Frame
 from agent.domain.observation import Observation
+from kernel.units import S
 from protocol.models import Kind
 
-S = 1_000_000_000
 MAX_FILES = 64
 """EventBody.snapshot_sha256 holds at most 64 hashes."""
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from PIL import Image, ImageStat
 
 from agent.domain.observation import Observation
+from kernel.units import S
 from protocol.models import Kind
 
-S = 1_000_000_000
 LOOK_SIZE = (80, 60)
 
 

@@ -31,10 +31,10 @@ from agent.camera.base import (
     CameraError,
     Frame,
 )
+from kernel.units import S
 
 log = logging.getLogger("jaga.agent.camera.picamera2")
 
-S = 1_000_000_000
 US = 1_000_000
 
 

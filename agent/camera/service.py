@@ -24,7 +24,6 @@ from agent.domain.observation import Observation
 
 log = logging.getLogger("jaga.agent.camera")
 
-S = 1_000_000_000
 
 Output = Observation | EvidenceSet
 

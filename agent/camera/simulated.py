@@ -26,8 +26,7 @@ from agent.camera.base import (
     CameraError,
     Frame,
 )
-
-S = 1_000_000_000
+from kernel.units import S
 
 
 class SimulatedCamera:

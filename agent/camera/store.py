@@ -29,10 +29,10 @@ from pathlib import Path
 from agent.camera.evidence import EvidenceFile, EvidenceSet, Role
 from kernel.files import Durability, atomic_write
 from kernel.sqlite import open_db
+from kernel.units import MB
 
 log = logging.getLogger("jaga.agent.camera.store")
 
-MB = 1024 * 1024
 HEX = frozenset("0123456789abcdef")
 
 SCHEMA = """

@@ -26,9 +26,8 @@ from pydantic import BaseModel, ConfigDict
 
 from broker.alerts.config import SiteAlerts
 from broker.alerts.schedule import Edge, WeeklySchedule
+from kernel.units import S
 from protocol.alerting import ArmingAudit, ArmingHow, ArmingMode, ArmingState
-
-S = 10**9
 
 
 class SiteArming(BaseModel):

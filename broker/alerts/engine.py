@@ -33,6 +33,7 @@ from broker.alerts.store import AlertStore, Writes
 from broker.alerts.transaction import Batch, Transaction
 from broker.alerts.unit_rules import GapChange, GapLike, GapWatch, IntegrityLike
 from broker.alerts.watches import FED_BY, GAP, HEALTH, UNIT, WATCHED, WatchKey, WatchKind
+from kernel.units import HOUR, S
 from protocol.alerting import Alert, ArmingHow, ArmingState, OperatorName
 from protocol.ids import InvalidIdentifier, check_id
 from protocol.models import Event, Heartbeat, Kind, Status
@@ -40,8 +41,6 @@ from protocol.models import Event, Heartbeat, Kind, Status
 if TYPE_CHECKING:
     from broker.site_commands import SiteCommandGate
 
-S = 10**9
-HOUR = 3600 * S
 _OPERATOR: TypeAdapter[str] = TypeAdapter(OperatorName)
 
 

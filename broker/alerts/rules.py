@@ -21,11 +21,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 
+from kernel.units import S
 from protocol.alerting import Severity
 from protocol.models import Event
-
-S = 10**9
-MINUTE = 60 * S
 
 
 class Rule(StrEnum):

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from broker.alerts.config import WEEKDAYS, Window
+from kernel.units import S
 
-S = 10**9
 WEEK_NS = 7 * 24 * 3600 * S
 
 

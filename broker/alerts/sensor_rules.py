@@ -10,12 +10,10 @@ from broker.alerts import arming
 from broker.alerts.arming import EntryExpired, SiteArming, Tick, disarmed_between, state_at
 from broker.alerts.config import PostConfig, SiteAlerts
 from broker.alerts.rules import (
-    MINUTE,
     AlertKey,
     Clear,
     Raise,
     Rule,
-    S,
     Signal,
     Watch,
     duration,
@@ -23,6 +21,7 @@ from broker.alerts.rules import (
     local_time,
 )
 from broker.alerts.schedule import WeeklySchedule
+from kernel.units import MINUTE, S
 from protocol.alerting import ArmingAudit, ArmingMode
 from protocol.models import Event, Kind
 

@@ -8,7 +8,8 @@ from typing import Literal, Protocol
 
 from broker.alerts.arming import Tick
 from broker.alerts.config import Thresholds
-from broker.alerts.rules import MINUTE, AlertKey, Clear, Raise, Rule, S, Signal, Watch, duration
+from broker.alerts.rules import AlertKey, Clear, Raise, Rule, Signal, Watch, duration
+from kernel.units import MINUTE, S
 from protocol.models import Heartbeat, Status
 
 # unit offline --------------------------------------------------------------------------------
