@@ -292,40 +292,51 @@ def _export_quiet(cfg: CollectorConfig, dest: Path, window: Any, events: list[An
 def evidence_export(
     event_id: Annotated[str, typer.Argument(help="the event (a door opening, or its snapshot)")],
     dest: Annotated[
-        Path, typer.Argument(help="a new (or empty) folder for the pictures and manifest")
+        Path, typer.Argument(help="a new (or empty) folder for the export (a USB stick's)")
     ],
     config: ConfigOpt = Path("/etc/jaga/collector.toml"),
 ) -> None:
-    """Copy an event's pictures and a manifest that `audit verify-export` re-checks offline."""
+    """Export an event, its unit's chain around it and its pictures, with a verify.sh that
+    checks them with openssl alone (and `audit verify-export` too)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     from broker.evidence import EvidenceVault
     from broker.evidence_events import EvidenceEvents
-    from broker.export import ExportError, export, find_evidence_events
+    from broker.export import ExportError, export, gather
     from broker.influx_reader import InfluxReader, QueryFailed
     from provisioning.registry import Registry
 
     cfg = _load(config)
     ql = InfluxReader(cfg.influx.influxql_url, cfg.influx.influxql_database, cfg.influx.token)
     try:
-        events = find_evidence_events(EvidenceEvents(ql), event_id)
+        evidence = gather(EvidenceEvents(ql), event_id)
+        unit = evidence.subject[0]
         registry = Registry(cfg.registry_dir)
-        cert = registry.device_certificate(events[0].site, events[0].device)
+        cert = registry.device_certificate(unit.site, unit.device)
         if cert is None:
-            raise ExportError(f"no certificate for {events[0].site}/{events[0].device}")
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        manifest = export(
-            events,
-            EvidenceVault(cfg.data_dir / "evidence"),
-            cert.public_bytes(Encoding.PEM),
-            registry.ca_certificate().public_bytes(Encoding.PEM),
-            dest,
-        )
+            raise ExportError(f"no certificate for {unit.site}/{unit.device} in the registry")
+        store = EvidenceVault(cfg.data_dir / "evidence")
+        try:
+            export(
+                evidence,
+                store,
+                cert.public_bytes(Encoding.PEM),
+                registry.ca_certificate().public_bytes(Encoding.PEM),
+                dest,
+            )
+        finally:
+            store.close()
     except (ExportError, QueryFailed) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:  # reading the store, writing the destination
         raise _fail(f"{exc.filename or dest}: {exc.strerror or exc}") from None
-    pictures = sum(len(e.snapshot_sha256 or ()) for e in events)
-    typer.echo(f"exported {pictures} pictures of {len(events)} event(s) with {manifest}")
+    chain = evidence.stretch
+    typer.echo(
+        f"exported {dest}: {len(chain.events)} events of {unit.site}/{unit.device} (seq "
+        f"{chain.events[0].seq} to {chain.events[-1].seq}: from {chain.starts_at} to "
+        f"{chain.ends_at}), {len(evidence.pictures)} pictures; check it with "
+        f"`sh {dest / 'verify.sh'} <ca-fingerprint>`"
+    )
 
 
 @evidence_app.command("missing")
@@ -385,9 +396,9 @@ def audit_verify_export(
         typer.Option("--ca", help="the site CA's certificate (PEM), obtained outside the export"),
     ] = None,
 ) -> None:
-    """Re-check an evidence export offline against a CA you trust: certificate, signatures,
-    every picture's hash."""
-    from broker.export import ExportError, PinnedCA, normalise_fingerprint, verify_export
+    """Re-check an evidence export offline against a CA you trust, as its verify.sh does:
+    certificates, signatures, the chain's links, every picture's hash."""
+    from broker.export_verify import ExportError, PinnedCA, normalise_fingerprint, verify_export
 
     if (ca_fingerprint is None) == (ca is None):
         given = "both --ca-fingerprint and --ca" if ca is not None else "no CA to check against"
@@ -408,8 +419,8 @@ def audit_verify_export(
     for problem in report.problems:
         typer.echo(f"  {problem}")
     typer.echo(
-        f"export: {report.pictures} pictures verified, {len(report.problems)} problems "
-        f"(CA {pinned.fingerprint})"
+        f"export: {report.events} events, {report.pictures} pictures verified, "
+        f"{len(report.problems)} problems (CA {pinned.fingerprint})"
     )
     if not report.ok:
         raise typer.Exit(1)

@@ -4,12 +4,12 @@ collector and InfluxDB, with the events shown live and a summary read back from 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -216,7 +216,7 @@ def _summary(
     if audit.returncode not in (0, 1):
         print(f"audit: failed to run: {audit.stderr.strip()}")
     _witness(stack)
-    _custody(stack)
+    _custody(stack, watch)
     alerts = watch.raised()
     by_rule: dict[str, int] = {}
     for a in alerts.values():
@@ -247,32 +247,41 @@ def _witness(stack: Stack) -> None:
     print(said.stdout.strip() or f"witness: status failed: {said.stderr.strip()}")
 
 
-def _custody(stack: Stack) -> None:
-    """Export the first pictures' evidence and check it as an auditor would: against the
-    fingerprint of the CA this demo made (`jaga-provision ca fingerprint`), published in
-    advance, never against the CA inside the export."""
-    assert stack.influx is not None
-    rows = stack.influx.query(
-        f'SELECT "raw" FROM "event" WHERE "site" = \'{stack.site}\' '
-        "AND \"kind\" = 'camera' AND \"state\" = 'snapshot' LIMIT 1",
-        db=DATABASE,
+def _custody(stack: Stack, watch: SiteWatch) -> None:
+    """Export the first forced-door alarm's evidence and check it as an auditor would: with
+    the export's own verify.sh (openssl, sha256sum) against the fingerprint of the CA this
+    demo made (`jaga-provision ca fingerprint`), never against the CA inside the export."""
+    forced = sorted(
+        (a for a in watch.raised("forced-door").values() if a.event_id),
+        key=lambda a: a.raised_at,
     )
-    if not rows:
-        print("custody: no pictures to export")
+    if not forced:
+        print("custody: no forced-door alarm to export")
         return
-    event_id = json.loads(str(rows[0]["raw"]))["id"]
+    event_id = str(forced[0].event_id)
     folder = stack.root / "evidence" / event_id
     made = stack.collector_cli("evidence", "export", event_id, folder)
     if made.returncode != 0:
         print(f"custody: evidence export failed: {made.stderr.strip()}")
         return
     pin = jaga("jaga-provision", "--dir", stack.registry, "ca", "fingerprint").stdout.strip()
-    check = jaga(
-        "jaga-collector", "audit", "verify-export", folder, "--ca-fingerprint", pin, check=False
+    check = subprocess.run(
+        ["sh", str(folder / "verify.sh"), pin], capture_output=True, text=True, check=False
     )
-    last = (check.stdout.strip().splitlines() or [check.stderr.strip()])[-1]
     shown = folder.relative_to(Path.cwd()) if folder.is_relative_to(Path.cwd()) else folder
-    print(f"custody: {shown}: {last}")
+    passed = re.search(
+        r"RESULT: all checks passed: (\d+) events, (\d+) pictures, (\d+) cosignatures",
+        check.stdout,
+    )
+    if check.returncode != 0 or passed is None:
+        last = (check.stdout.strip().splitlines() or [check.stderr.strip()])[-1]
+        print(f"custody: {shown}: verify.sh failed: {last}")
+        return
+    events, pictures, cosignatures = passed.groups()
+    print(
+        f"custody: {shown}: {events} events, {pictures} pictures, {cosignatures} "
+        "cosignatures; verify.sh passed"
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ store, vouched for by a signed event; an auditor can prove each one untouched.""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -12,14 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from PIL import Image
 
 from devstack.stack import BIN, DATABASE, Stack, jaga
-from protocol.models import Event, EventBody
-from protocol.signing import sign
-from provisioning import certs
+from protocol.models import Event
+from tests.export_tampering import resigner
 from tests.support import LiveAgent, eventually
 
 pytestmark = pytest.mark.integration
@@ -45,46 +41,6 @@ def verify_export(folder: Path, *pin: str) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
     )
-
-
-def resign_under_a_twin_ca(export: Path, dest: Path, carried: str) -> Path:
-    """The export re-made by a forger: a self-made CA with the real CA's name, a unit
-    certificate naming the same unit, the same events signed again; the forger's CA (own) or
-    the real one (real) carried in the manifest."""
-    shutil.copytree(export, dest)
-    doc = json.loads((dest / "manifest.json").read_text())
-    real_ca = x509.load_pem_x509_certificate(doc["ca_certificate"].encode())
-    unit = x509.load_pem_x509_certificate(doc["unit_certificate"].encode())
-    ca_key, unit_key = certs.new_key(), certs.new_key()
-    validity = certs.Validity(real_ca.not_valid_before_utc, real_ca.not_valid_after_utc)
-    twin = (
-        x509.CertificateBuilder()
-        .subject_name(real_ca.subject)
-        .issuer_name(real_ca.subject)
-        .public_key(ca_key.public_key())
-        .serial_number(real_ca.serial_number)
-        .not_valid_before(validity.not_before)
-        .not_valid_after(validity.not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    forged_unit = certs.issue_client(
-        subject=unit.subject,
-        public_key=unit_key.public_key(),
-        ca_cert=twin,
-        ca_key=ca_key,
-        serial=unit.serial_number,
-        validity=validity,
-    )
-    bodies = [
-        EventBody.model_validate_json(json.dumps({k: v for k, v in e.items() if k != "sig"}))
-        for e in doc["events"]
-    ]
-    doc["events"] = [sign(b, unit_key).model_dump(mode="json", exclude_none=True) for b in bodies]
-    doc["unit_certificate"] = certs.cert_pem(forged_unit).decode()
-    doc["ca_certificate"] = certs.cert_pem(twin if carried == "own" else real_ca).decode()
-    (dest / "manifest.json").write_text(json.dumps(doc))
-    return dest
 
 
 def test_a_door_opening_leaves_signed_pictures_that_audit_and_export_can_prove(
@@ -139,13 +95,14 @@ def test_a_door_opening_leaves_signed_pictures_that_audit_and_export_can_prove(
     pin = jaga("jaga-provision", "--dir", stack.registry, "ca", "fingerprint").stdout.strip()
     check = verify_export(out, "--ca-fingerprint", pin)
     assert (
-        check.returncode == 0
-        and f"export: {len(hashes)} pictures verified, 0 problems" in check.stdout
+        check.returncode == 0 and f", {len(hashes)} pictures verified, 0 problems" in check.stdout
     ), check.stdout + check.stderr
     unpinned = verify_export(out)
     assert unpinned.returncode == 2 and "jaga-provision ca fingerprint" in unpinned.stderr
     for carried, says in (("own", "is not the pinned CA"), ("real", "does not chain to")):
-        forged = resign_under_a_twin_ca(out, tmp_path / f"forged-{carried}", carried)
+        forged = tmp_path / f"forged-{carried}"
+        shutil.copytree(out, forged)
+        resigner(None, carried)(forged)
         check = verify_export(forged, "--ca-fingerprint", pin)
         assert check.returncode == 1 and "0 pictures verified" in check.stdout, check.stdout
         assert says in check.stdout
@@ -158,7 +115,7 @@ def test_a_door_opening_leaves_signed_pictures_that_audit_and_export_can_prove(
     audit = jaga_collector(stack, "audit", "verify", "--site", "bangka-barat")
     assert audit.returncode == 1
     assert "1 hash mismatches" in audit.stdout and "changed since it was stored" in audit.stdout
-    exported = out / f"{hashes[1]}.jpg"
+    exported = out / "pictures" / f"{hashes[1]}.jpg"
     exported.write_bytes(exported.read_bytes()[:-1] + b"\x00")
     check = verify_export(out, "--ca-fingerprint", pin)
-    assert check.returncode == 1 and "does not match its hash" in check.stdout
+    assert check.returncode == 1 and "not the one its event signed" in check.stdout

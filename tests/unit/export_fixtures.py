@@ -16,7 +16,10 @@ from typer.testing import CliRunner, Result
 
 from broker.cli import app
 from broker.evidence import EvidenceVault
-from broker.export import MANIFEST, ca_fingerprint, export
+from broker.export import Evidence, export
+from broker.export_chain import ChainStretch
+from broker.export_format import MANIFEST, ChainEnd
+from broker.export_verify import ca_fingerprint
 from protocol.models import Event, EventBody, Kind
 from protocol.signing import GENESIS, event_hash, sign
 from provisioning import certs
@@ -70,7 +73,7 @@ def signed_events(
     device: str = DEVICE,
     ts: int | None = None,
 ) -> list[Event]:
-    """A door opening and the camera event that names its pictures, chained."""
+    """A door opening and the camera event that names its pictures, chained from seq 1."""
     when = ts if ts is not None else time.time_ns()
     door = sign(
         EventBody(id="door-1", site=site, device=device, sensor="pintu-utama", kind=Kind.DOOR,
@@ -85,7 +88,7 @@ def signed_events(
                   snapshot_sha256=tuple(hashlib.sha256(p).hexdigest() for p in pictures)),
         key,
     )  # fmt: skip
-    return [camera]
+    return [door, camera]
 
 
 PICTURES = [b"\xff\xd8frame-before\xff\xd9", b"\xff\xd8still\xff\xd9", b"\xff\xd8after\xff\xd9"]
@@ -105,8 +108,12 @@ def make_export(
     """An export as `evidence export` writes it, signed by `who` (carrying `carried_ca`)."""
     store = store_with(dest.parent / f"{dest.name}-store", PICTURES)
     try:
+        chain = tuple(events or signed_events(who.unit_key, PICTURES))
+        evidence = Evidence(
+            chain[0].id, chain, ChainStretch(chain, ChainEnd.GENESIS, ChainEnd.HEAD)
+        )
         export(
-            events or signed_events(who.unit_key, PICTURES),
+            evidence,
             store,
             certs.cert_pem(who.unit),
             certs.cert_pem(carried_ca or who.ca),

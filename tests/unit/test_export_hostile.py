@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import Result
 
-from broker.export import MANIFEST, ExportError, export
+from broker.export import Evidence, ExportError, export
+from broker.export_chain import ChainStretch
+from broker.export_format import MANIFEST, ChainEnd
 from protocol.models import Event
 from provisioning import certs
 from tests.unit.export_fixtures import (
@@ -75,26 +77,19 @@ DAMAGE: dict[str, Callable[[dict[str, Any]], None] | bytes] = {
     "nested deep": b"[" * 100_000 + b"]" * 100_000,
     "a huge number": b'{"v": 1' + b"0" * 50_000 + b"}",
     "NaN": b'{"v": NaN}',
-    "v as text": at(("v",), "1"),
-    "v 2": at(("v",), 2),
-    "no events": at(("events",), KeyError),
-    "events empty": at(("events",), []),
-    "events an object": at(("events",), {"0": {}}),
-    "event seq 2**70": at(("events", 0, "seq"), 2**70),
-    "event seq -1": at(("events", 0, "seq"), -1),
-    "event seq float": at(("events", 0, "seq"), 2.0),
-    "event ts past 2100": at(("events", 0, "ts"), 10**20),
-    "event state wrong for kind": at(("events", 0, "state"), "open"),
-    "event extra field": at(("events", 0, "extra"), 1),
-    "event id a path": at(("events", 0, "id"), "../../etc"),
-    "no unit certificate": at(("unit_certificate",), KeyError),
-    "unit certificate a number": at(("unit_certificate",), 42),
-    "ca certificate huge": at(("ca_certificate",), "A" * 200_000),
+    "v as text": at(("v",), "2"),
+    "v 1": at(("v",), 1),
+    "no event id": at(("event_id",), KeyError),
+    "event id a path": at(("event_id",), "../../etc"),
+    "site a number": at(("site",), 42),
+    "device reserved": at(("device",), "alert"),
+    "chain seq 2**70": at(("chain", "first_seq"), 2**70),
+    "chain seq -1": at(("chain", "last_seq"), -1),
+    "chain seq float": at(("chain", "last_seq"), 2.0),
+    "chain end unknown": at(("chain", "ends_at"), "somewhere"),
+    "chain extra field": at(("chain", "extra"), 1),
     "pictures a string": at(("pictures",), "x"),
     "picture sha short": at(("pictures", 0, "sha256"), "abc"),
-    "picture file absolute": at(("pictures", 0, "file"), "/etc/passwd"),
-    "picture file dotdot": at(("pictures", 0, "file"), ".."),
-    "picture file null": at(("pictures", 0, "file"), None),
     "picture custody huge int": at(("pictures", 0, "custody", 0), {"bytes": 10**30}),
     "picture custody nested": at(("pictures", 0, "custody", 0), {"ts": {"a": 1}}),
     "picture missing key": at(("pictures", 0, "custody"), KeyError),
@@ -200,9 +195,10 @@ def test_any_bytes_as_manifest_are_refused_in_one_line(raw: bytes, real: Authori
 
 def _export(real: Authority, tmp_path: Path, dest: Path) -> None:
     store = store_with(tmp_path / "store", PICTURES)
-    events: list[Event] = signed_events(real.unit_key, PICTURES)
+    events: tuple[Event, ...] = tuple(signed_events(real.unit_key, PICTURES))
+    evidence = Evidence("door-1", events, ChainStretch(events, ChainEnd.GENESIS, ChainEnd.HEAD))
     try:
-        export(events, store, certs.cert_pem(real.unit), certs.cert_pem(real.ca), dest)
+        export(evidence, store, certs.cert_pem(real.unit), certs.cert_pem(real.ca), dest)
     finally:
         store.close()
 
@@ -215,7 +211,7 @@ def test_export_never_writes_through_a_symbolic_link_planted_in_its_destination(
     victim.write_text("do not touch\n")
     dest = tmp_path / "case-17"
     dest.mkdir()
-    sha = signed_events(real.unit_key, PICTURES)[0].snapshot_sha256 or ()
+    sha = signed_events(real.unit_key, PICTURES)[-1].snapshot_sha256 or ()
     name = MANIFEST if planted == "manifest" else f"{sha[0]}.jpg"
     os.symlink(victim, dest / name)
     with pytest.raises(ExportError, match="is not empty"):
@@ -245,14 +241,14 @@ def test_export_creates_every_file_new_even_if_a_link_appears_meanwhile(
     dest = tmp_path / "case-17"
     import broker.export as module
 
-    opened = module._open_destination
+    opened = module._Folder.open
 
-    def open_then_plant(path: Path) -> int:
-        fd = opened(path)
-        os.symlink(victim, path / MANIFEST)
-        return fd
+    def open_then_plant(path: Path) -> module._Folder:
+        folder = opened(path)
+        os.symlink(victim, path / "verify.sh")
+        return folder
 
-    monkeypatch.setattr(module, "_open_destination", open_then_plant)
+    monkeypatch.setattr(module._Folder, "open", open_then_plant)
     with pytest.raises(ExportError, match="appeared while exporting"):
         _export(real, tmp_path, dest)
     assert victim.read_text() == "do not touch\n"
@@ -263,6 +259,6 @@ def test_export_into_a_new_folder_writes_plain_files_that_verify(
 ) -> None:
     dest = tmp_path / "usb" / "case-17"
     _export(real, tmp_path, dest)
-    assert all(not (dest / n).is_symlink() for n in os.listdir(dest))
+    assert all(not p.is_symlink() for p in dest.rglob("*"))
     result = verify_cli(dest, "--ca-fingerprint", real.fingerprint)
     assert result.exit_code == 0, result.output

@@ -3,14 +3,13 @@ itself, names another unit, lacks a signed picture or points outside its folder 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from broker.export import PinnedCA, verify_export
+from broker.export_verify import PinnedCA, verify_export
 from provisioning import certs
 from tests.unit.export_fixtures import (
     DEVICE,
@@ -20,8 +19,6 @@ from tests.unit.export_fixtures import (
     Authority,
     authority,
     make_export,
-    manifest,
-    rewrite,
     signed_events,
     verify_cli,
 )
@@ -38,7 +35,7 @@ def test_a_genuine_export_verifies_against_the_pinned_fingerprint_or_ca_file(
     folder = make_export(tmp_path / "case-17", real)
     result = verify_cli(folder, "--ca-fingerprint", real.fingerprint)
     assert result.exit_code == 0, result.output
-    assert "export: 3 pictures verified, 0 problems" in result.stdout
+    assert "export: 2 events, 3 pictures verified, 0 problems" in result.stdout
     ca_file = tmp_path / "ca.crt"
     ca_file.write_bytes(certs.cert_pem(real.ca))
     assert verify_cli(folder, "--ca", str(ca_file)).exit_code == 0
@@ -82,7 +79,7 @@ def test_a_self_made_ca_with_the_real_ca_s_name_fails_whichever_ca_the_export_ca
     carries_real = make_export(tmp_path / "real-ca", twin, carried_ca=real.ca)
     result = verify_cli(carries_real, "--ca-fingerprint", real.fingerprint)
     assert result.exit_code == 1
-    assert "does not chain to the pinned CA" in result.stdout
+    assert "does not chain to the CA at the event's time" in result.stdout
     # And with the auditor's own copy of the CA certificate.
     ca_file = tmp_path / "ca.crt"
     ca_file.write_bytes(certs.cert_pem(real.ca))
@@ -104,7 +101,7 @@ def test_a_certificate_not_valid_at_the_event_s_time_fails(
     folder = make_export(tmp_path / when, who)
     result = verify_cli(folder, "--ca-fingerprint", who.fingerprint)
     assert result.exit_code == 1, result.output
-    assert "does not chain to the pinned CA at" in result.stdout
+    assert "does not chain to the CA at the event's time" in result.stdout
     assert "not valid at validation time" in result.stdout
 
 
@@ -120,52 +117,27 @@ def test_a_certificate_of_another_unit_or_site_does_not_vouch_for_this_unit_s_ev
     folder = make_export(tmp_path / "other", other, events=events)
     result = verify_cli(folder, "--ca-fingerprint", other.fingerprint)
     assert result.exit_code == 1
-    assert f"names {site}/{device}, not the event's unit" in result.stdout
+    assert f"the certificate is {site}/{device}'s" in result.stdout
 
 
 def test_a_signed_picture_left_out_of_the_export_fails(real: Authority, tmp_path: Path) -> None:
     folder = make_export(tmp_path / "short", real)
-    data = manifest(folder)
-    dropped = data["pictures"].pop(1)
-    rewrite(folder, data)
-    (folder / dropped["file"]).unlink()
+    dropped = sorted((folder / "pictures").iterdir())[1]
+    dropped.unlink()
     result = verify_cli(folder, "--ca-fingerprint", real.fingerprint)
     assert result.exit_code == 1
-    assert f"picture {dropped['sha256'][:12]}... named by signed event" in result.stdout
-    assert "is not in the export" in result.stdout
-    # Listed but its file gone: also named.
-    folder = make_export(tmp_path / "gone", real)
-    (folder / manifest(folder)["pictures"][0]["file"]).unlink()
-    result = verify_cli(folder, "--ca-fingerprint", real.fingerprint)
-    assert result.exit_code == 1 and "missing from the export" in result.stdout
-
-
-@pytest.mark.parametrize("where", ["../outside.jpg", "absolute", "sub/../../outside.jpg"])
-def test_a_picture_file_outside_the_folder_is_refused(
-    real: Authority, tmp_path: Path, where: str
-) -> None:
-    folder = make_export(tmp_path / "case", real)
-    data = manifest(folder)
-    # The outside file holds exactly the right bytes: only where it lies is wrong.
-    outside = tmp_path / "outside.jpg"
-    outside.write_bytes(PICTURES[0])
-    (folder / "sub").mkdir()
-    data["pictures"][0]["file"] = str(outside) if where == "absolute" else where
-    rewrite(folder, data)
-    result = verify_cli(folder, "--ca-fingerprint", real.fingerprint)
-    assert result.exit_code == 1, result.output
-    assert "pictures.0.file" in result.stderr and "Traceback" not in result.output
+    assert f"pictures/{dropped.name}: signed by an event of the subject, not here" in result.stdout
 
 
 def test_a_picture_that_is_a_symbolic_link_is_refused_even_to_the_right_bytes(
     real: Authority, tmp_path: Path
 ) -> None:
     folder = make_export(tmp_path / "case", real)
-    name = manifest(folder)["pictures"][0]["file"]
+    victim = sorted((folder / "pictures").iterdir())[0]
     outside = tmp_path / "outside.jpg"
-    outside.write_bytes((folder / name).read_bytes())
-    (folder / name).unlink()
-    os.symlink(outside, folder / name)
+    outside.write_bytes(victim.read_bytes())
+    victim.unlink()
+    os.symlink(outside, victim)
     result = verify_cli(folder, "--ca-fingerprint", real.fingerprint)
     assert result.exit_code == 1
     assert "is a symbolic link" in result.stdout
@@ -173,23 +145,24 @@ def test_a_picture_that_is_a_symbolic_link_is_refused_even_to_the_right_bytes(
 
 def test_a_changed_signature_or_picture_byte_fails(real: Authority, tmp_path: Path) -> None:
     folder = make_export(tmp_path / "case", real)
-    data = manifest(folder)
-    sig = data["events"][0]["sig"]
-    data["events"][0]["sig"] = ("B" if sig[0] != "B" else "C") + sig[1:]
-    rewrite(folder, data)
-    assert verify_cli(folder, "--ca-fingerprint", real.fingerprint).exit_code == 1
+    sig = sorted((folder / "events").glob("*.sig"))[-1]
+    data = bytearray(sig.read_bytes())
+    data[-3] ^= 0x01
+    sig.write_bytes(bytes(data))
+    result = verify_cli(folder, "--ca-fingerprint", real.fingerprint)
+    assert result.exit_code == 1 and "the signature does not verify" in result.stdout
     folder = make_export(tmp_path / "pic", real)
-    victim = folder / manifest(folder)["pictures"][2]["file"]
+    victim = sorted((folder / "pictures").iterdir())[2]
     victim.write_bytes(victim.read_bytes()[:-1] + b"\x00")
     result = verify_cli(folder, "--ca-fingerprint", real.fingerprint)
-    assert result.exit_code == 1 and "does not match its hash" in result.stdout
+    assert result.exit_code == 1 and "not the one its event signed" in result.stdout
 
 
 def test_the_report_counts_only_pictures_of_verified_events(
     real: Authority, tmp_path: Path
 ) -> None:
     report = verify_export(make_export(tmp_path / "case", real), PinnedCA.of(real.ca))
-    assert report.ok and (report.events, report.pictures) == (1, 3)
+    assert report.ok and (report.events, report.pictures) == (2, 3)
     report = verify_export(make_export(tmp_path / "f", authority()), PinnedCA.of(real.ca))
     assert not report.ok and (report.events, report.pictures) == (0, 0)
-    assert hashlib.sha256(PICTURES[0]).hexdigest()[:12] in " ".join(report.problems)
+    assert "is not the pinned CA" in " ".join(report.problems)

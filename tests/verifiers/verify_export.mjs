@@ -1,0 +1,267 @@
+// A second, independent verifier of a Jaga evidence export, written from the format (README,
+// "Checking an export"), with Node's standard library alone: the format is the contract, not
+// our Python or our verify.sh. Usage: node verify_export.mjs <folder> <ca-fingerprint> [<witness>...]
+// Exit 0: every check passed; 1: a check failed; 2: usage.
+import { createHash, verify, X509Certificate } from "node:crypto";
+import { lstatSync, readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+
+const [folder, pinArg, ...witnesses] = process.argv.slice(2);
+if (!folder || !pinArg) {
+  console.error("usage: node verify_export.mjs <folder> <ca-fingerprint> [<witness>...]");
+  process.exit(2);
+}
+const pin = pinArg.replace(/^sha256 fingerprint=/i, "").replace(/[: ]/g, "").toLowerCase();
+if (!/^[0-9a-f]{64}$/.test(pin)) {
+  console.error("a CA fingerprint is 64 hexadecimal digits");
+  process.exit(2);
+}
+
+const problems = [];
+const fail = (text) => problems.push(text);
+const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
+const GENESIS = "0".repeat(64);
+
+function isPlain(name) {
+  try {
+    return lstatSync(join(folder, name)).isFile();
+  } catch {
+    return false;
+  }
+}
+function isFolder(name) {
+  try {
+    return lstatSync(join(folder, name)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+const read = (name) => readFileSync(join(folder, name));
+const list = (name) =>
+  isFolder(name) ? readdirSync(join(folder, name)).filter((n) => !n.startsWith(".")).sort() : [];
+
+function finish(counts) {
+  for (const p of problems) console.log(`FAILED: ${p}`);
+  if (problems.length === 0) {
+    console.log(`OK: ${counts.events} events, ${counts.pictures} pictures, 0 cosignatures`);
+    process.exit(0);
+  }
+  console.log(`FAILED: ${problems.length} problems`);
+  process.exit(1);
+}
+
+// Exactly one certificate in standard PEM form, nothing else in the file.
+function certificate(name) {
+  if (!isPlain(name)) return null;
+  const text = read(name).toString("latin1");
+  let cert;
+  try {
+    cert = new X509Certificate(text);
+  } catch {
+    return null;
+  }
+  const strip = (s) => s.replace(/\n+$/, "");
+  return strip(cert.toString()) === strip(text) ? cert : null;
+}
+
+const counts = { events: 0, pictures: 0 };
+for (const part of ["certs", "events", "pictures"]) {
+  if (!isFolder(part)) fail(`${part}/: missing or not a plain folder`);
+}
+if (!isPlain("manifest.json")) fail("manifest.json: missing or not a plain file");
+
+// 1. The CA: the one whose fingerprint the auditor brought.
+const ca = certificate("certs/ca.pem");
+if (!ca) {
+  fail("certs/ca.pem: not one PEM certificate");
+  finish(counts);
+}
+if (sha256(ca.raw) !== pin) {
+  fail(`certs/ca.pem has fingerprint ${sha256(ca.raw)}, not the pinned CA`);
+  finish(counts);
+}
+
+// 2. The unit's certificate: issued by that CA for a client, naming one site and one unit.
+const unit = certificate("certs/unit.pem");
+if (!unit) {
+  fail("certs/unit.pem: not one PEM certificate");
+  finish(counts);
+}
+const names = unit.subject.split("\n");
+const ous = names.filter((n) => n.includes("OU="));
+const cns = names.filter((n) => n.includes("CN="));
+const site = ous.length === 1 ? (/^OU=([a-z0-9-]+)$/.exec(ous[0]) || [])[1] : undefined;
+const device = cns.length === 1 ? (/^CN=([a-z0-9-]+)$/.exec(cns[0]) || [])[1] : undefined;
+if (!site || !device) {
+  fail("certs/unit.pem does not name one site (OU) and one unit (CN)");
+  finish(counts);
+}
+const key = unit.publicKey;
+const isEd = key.asymmetricKeyType === "ed25519";
+const isP256 =
+  key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails.namedCurve === "prime256v1";
+if (!isEd && !isP256) {
+  fail("certs/unit.pem: the key is neither ECDSA P-256 nor Ed25519");
+  finish(counts);
+}
+const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
+const issued =
+  ca.ca &&
+  ca.verify(ca.publicKey) &&
+  !unit.ca &&
+  unit.checkIssued(ca) &&
+  unit.verify(ca.publicKey) &&
+  (unit.keyUsage === undefined || unit.keyUsage.includes(CLIENT_AUTH));
+const within = (cert, secs) =>
+  Date.parse(cert.validFrom) / 1000 <= secs && secs <= Date.parse(cert.validTo) / 1000;
+const validAt = (secs) => issued && within(ca, secs) && within(unit, secs);
+
+// 3. The events: the exact signed bytes, in one fixed form; fields are read as text.
+const ID = "[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?";
+const TOKEN = "[A-Za-z0-9_.:-]{1,64}";
+const NAT = "(0|[1-9][0-9]{0,18})";
+const HEX = "[0-9a-f]{64}";
+const SENSOR = `"${ID}":"[a-z-]{1,32}"`;
+const CHECKPOINT =
+  `"checkpoint":\\{"interval_s":${NAT},"sensors":\\{(${SENSOR}(,${SENSOR})*)?\\},` +
+  `"uptime_s":${NAT}\\},`;
+const BODY = new RegExp(
+  `^\\{"boot_id":"${TOKEN}",("cause":"${TOKEN}",)?(${CHECKPOINT})?"clock_synced":(true|false),` +
+    `"device":"${ID}","id":"${TOKEN}","kind":"(camera|checkpoint|door|motion|patrol|system|tamper)",` +
+    `"mono_ns":${NAT},"prev":"${HEX}","sensor":"${ID}","seq":${NAT},"site":"${ID}",` +
+    `("snapshot_sha256":\\[("${HEX}"(,"${HEX}")*)?\\],)?"state":"[a-z-]{1,32}",` +
+    `"ts":${NAT},"v":1\\}$`,
+);
+// A checkpoint's sensors may be named like a field ("seq", "site"); the body's own fields
+// come after the checkpoint (keys are sorted), so the last occurrence is the body's.
+const field = (text, name) =>
+  [...text.matchAll(new RegExp(`"${name}":"?([^",}]*)"?[,}]`, "g"))].pop()[1];
+const picturesOf = (text) => {
+  const m = /"snapshot_sha256":\[([^\]]*)\]/.exec(text);
+  return m && m[1] ? m[1].replace(/"/g, "").split(",") : [];
+};
+
+const named = new Set();
+const bodies = new Map();
+let last = null;
+let firstSeq = null;
+for (const name of list("events")) {
+  const where = `events/${name}`;
+  if (!/^[0-9]{20}\.(body|sig)$/.test(name)) {
+    fail(`${where}: not a file an export holds`);
+    continue;
+  }
+  if (name.endsWith(".sig")) {
+    const body = where.replace(/\.sig$/, ".body");
+    try {
+      lstatSync(join(folder, body));
+    } catch {
+      fail(`${where}: no body beside it`);
+    }
+    continue;
+  }
+  const sigWhere = where.replace(/\.body$/, ".sig");
+  const before = problems.length;
+  if (!isPlain(where)) {
+    fail(`${where}: not a plain file`);
+    continue;
+  }
+  if (!isPlain(sigWhere)) {
+    fail(`${sigWhere}: missing or not a plain file`);
+    continue;
+  }
+  const body = read(where);
+  if (!body.every((b) => b >= 0x20 && b <= 0x7e)) {
+    fail(`${where}: not printable ASCII`);
+    continue;
+  }
+  const text = body.toString("ascii");
+  if (!BODY.test(text)) {
+    fail(`${where}: not in the form of a signed event`);
+    continue;
+  }
+  const seq = BigInt(field(text, "seq"));
+  const ts = BigInt(field(text, "ts"));
+  const prev = field(text, "prev");
+  if (seq !== BigInt(name.slice(0, 20))) fail(`${where}: holds seq ${seq}, not its name's`);
+  if (field(text, "site") !== site || field(text, "device") !== device) {
+    fail(`${where}: an event of another unit than the certificate's`);
+  }
+  if (!validAt(Number(ts / 1000000000n))) {
+    fail(`${where}: certs/unit.pem does not chain to the CA at the event's time`);
+  }
+  const sig = read(sigWhere);
+  const good = isEd
+    ? verify(null, body, key, sig)
+    : verify("sha256", body, { key, dsaEncoding: "der" }, sig);
+  if (!good) fail(`${sigWhere}: the signature does not verify`);
+  if (last) {
+    if (seq !== last.seq + 1n) fail(`${where}: seq ${seq} right after seq ${last.seq}`);
+    if (prev !== last.hash) fail(`${where}: does not link to ${last.where}`);
+  } else if (seq === 1n && prev !== GENESIS) {
+    fail(`${where}: the first event, but prev is not ${GENESIS}`);
+  }
+  last = { seq, hash: sha256(body), where };
+  if (firstSeq === null) firstSeq = seq;
+  if (problems.length === before) for (const h of picturesOf(text)) named.add(h);
+  bodies.set(seq, text);
+  counts.events += 1;
+}
+if (counts.events === 0) fail("events/: no signed events");
+
+// 4. The subject: the events this export is about, and the pictures they sign.
+const wanted = [];
+if (!isPlain("subject")) {
+  fail("subject: missing or not a plain file");
+} else {
+  const raw = read("subject");
+  if (raw.length === 0 || !raw.every((b) => (b >= 0x30 && b <= 0x39) || b === 0x0a)) {
+    fail("subject: not seq numbers, one a line");
+  } else {
+    for (const line of raw.toString("ascii").split("\n")) {
+      if (line === "") continue;
+      if (!/^[1-9][0-9]{0,18}$/.test(line)) {
+        fail(`subject: ${line} is not a seq number`);
+        continue;
+      }
+      const text = bodies.get(BigInt(line));
+      const file = `events/${line.padStart(20, "0")}.body`;
+      if (text === undefined && !isPlain(file)) {
+        fail(`subject: seq ${line} is not among the events`);
+        continue;
+      }
+      if (text !== undefined) wanted.push(...picturesOf(text));
+    }
+  }
+}
+
+// 5. The pictures: each hashes to a name a signed event lists.
+for (const name of list("pictures")) {
+  const where = `pictures/${name}`;
+  if (!/^[0-9a-f]{64}\.jpg$/.test(name)) {
+    fail(`${where}: not a picture an export holds`);
+    continue;
+  }
+  if (!isPlain(where)) {
+    fail(`${where}: not a plain file`);
+    continue;
+  }
+  const h = name.slice(0, 64);
+  if (!named.has(h)) {
+    fail(`${where}: no signed event in this export names it`);
+    continue;
+  }
+  if (sha256(read(where)) !== h) {
+    fail(`${where}: its SHA-256 is not its name`);
+    continue;
+  }
+  counts.pictures += 1;
+}
+for (const h of wanted) {
+  if (!isPlain(`pictures/${h}.jpg`)) fail(`pictures/${h}.jpg: signed by a subject event, not here`);
+}
+
+// 6. Witnesses: none are exported yet; one asked for is one missing.
+for (const w of witnesses) fail(`witness ${w}: no cosignature of it in this export`);
+
+finish(counts);
