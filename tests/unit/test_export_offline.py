@@ -118,3 +118,10 @@ def test_the_body_form_is_the_same_in_python_verify_sh_and_the_node_verifier(
     for event in a_chain(real.unit_key):
         assert BODY.fullmatch(canonical_bytes(event).decode())
     assert re.search(r"\\\{\"boot_id\"", BODY.pattern)
+
+
+def test_the_readme_states_the_sha256_of_the_verify_sh_every_export_carries() -> None:
+    """Auditors compare verify.sh with the README's hash: a change to it must change both."""
+    script = Path(__file__).parents[2] / "broker" / "export_verify.sh.tmpl"
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert f"`sha256sum` = `{hashlib.sha256(script.read_bytes()).hexdigest()}`" in readme
