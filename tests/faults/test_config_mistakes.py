@@ -406,12 +406,21 @@ CASES = [
     ),
     Case(
         "provision-ca-log-not-toml",
-        provision(write("ca/ca.toml", "next_serial = \n"), "identity", "add", "operator", "budi"),
+        provision(
+            write("ca/ca.toml", "next_serial = \n"),
+            "identity",
+            "add",
+            "operator",
+            "budi",
+            "--all-sites",
+        ),
         "ca.toml",
     ),
     Case(
         "provision-ca-key-garbage",
-        provision(write("ca/ca.key", "not a key"), "identity", "add", "operator", "budi"),
+        provision(
+            write("ca/ca.key", "not a key"), "identity", "add", "operator", "budi", "--all-sites"
+        ),
         "ca.key",
     ),
     Case(
