@@ -8,7 +8,7 @@ DEBS := mosquitto mosquitto-clients influxdb
 TEST_DEBS := victoria-metrics systemd chromium
 DEMO_SECONDS ?= 60
 
-.PHONY: setup debs venv demo test lint typecheck check bench soak rehearse clean
+.PHONY: setup debs venv demo test lint typecheck check bench soak rehearse i18n clean
 
 setup: debs venv
 
@@ -42,6 +42,18 @@ rehearse: setup
 # Every benchmark (bench/), about 10 minutes: tables, bench/results/*.json, README Performance.
 bench: setup
 	@$(PY) -m bench.all
+
+# Gettext catalogs (broker/i18n.py says how to mark strings): extract every marked string,
+# merge them into broker/locale/<lang>/LC_MESSAGES/jaga.po, show what is left to translate.
+# Translate the new (empty or fuzzy) entries; tests/unit/test_i18n.py fails until they are.
+# The .po is what ships: broker/i18n.py compiles it with Babel when the collector starts.
+i18n: venv
+	@$(VENV)/bin/pybabel -q extract -F babel.cfg -k N_ --no-location --sort-output \
+		--project jaga -o $(VENV)/jaga.pot .
+	@$(VENV)/bin/pybabel -q update -i $(VENV)/jaga.pot -d broker/locale -D jaga \
+		--ignore-obsolete --no-wrap
+	@$(VENV)/bin/pybabel compile --statistics -d broker/locale -D jaga -o /dev/null -l id \
+		-i broker/locale/id/LC_MESSAGES/jaga.po
 
 lint: venv
 	@$(VENV)/bin/ruff check .

@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
+from broker.i18n import DEFAULT as DEFAULT_LANGUAGE
+from broker.i18n import Language
 from kernel.config import Strict
 from protocol.ids import check_id
 
@@ -41,6 +43,11 @@ class Account(Strict):
     )
     password_hash: str = Field(
         description="argon2 hash from `jaga-collector web hash-password`, never the password"
+    )
+    language: Language = Field(
+        default=DEFAULT_LANGUAGE,
+        description='the page\'s language: "id" (Bahasa Indonesia) or "en" (English); the '
+        "page's switch changes it for one browser session",
     )
 
     @model_validator(mode="after")

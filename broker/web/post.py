@@ -9,15 +9,19 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
+from broker import i18n
 from broker.web.config import Account, WebConfig
 from broker.web.logouts import Logouts
 from broker.web.sessions import COOKIE, Session, SessionBook, account_key
 from broker.web.state import LiveState
+
+LANGUAGE_COOKIE = "jaga_lang"
+"""The page's language switch for this browser session (cleared at logout)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +52,22 @@ class GuardPost:
         self.clock = clock
         self.sessions = SessionBook(secret, config.session_s, logouts)
         self.secure = config.tls is not None
-        self.templates = Environment(
-            loader=PackageLoader("broker.web", "templates"),
-            autoescape=select_autoescape(default=True),
-        )
-        self.templates.filters["when"] = _when
-        self.templates.filters["kib"] = lambda n: f"{n / 1024:.1f} KiB" if n else "?"
+        loader = PackageLoader("broker.web", "templates")
+        self.environments: dict[str, Environment] = {}
+        for lang in i18n.LANGUAGES:
+            env = i18n.environment(loader, lang)
+            env.filters["when"] = _when
+            env.filters["kib"] = lambda n: f"{n / 1024:.1f} KiB" if n else "?"
+            self.environments[lang] = env
+        self.templates = self.environments[i18n.DEFAULT]
+
+    def language(self, request: Request, me: Principal | None = None) -> i18n.Language:
+        """The reader's language: the page's switch (a cookie for this browser session), else
+        the account's `language`, else Indonesian."""
+        chosen = request.cookies.get(LANGUAGE_COOKIE)
+        if chosen in i18n.LANGUAGES:
+            return i18n.language(chosen)
+        return me.account.language if me is not None else i18n.DEFAULT
 
     def principal(self, request: Request) -> Principal | None:
         session = self.sessions.read(request.cookies.get(COOKIE), self.clock())
@@ -64,8 +78,12 @@ class GuardPost:
             return None  # removed, or the password changed since this login
         return Principal(account, session)
 
-    def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self.templates.get_template(template).render(**context)
+    def render(
+        self, template: str, status: int = 200, *, lang: str = i18n.DEFAULT, **context: Any
+    ) -> HTMLResponse:
+        """A template in the reader's language (`lang` from `language()`; see broker.i18n)."""
+        env = self.environments[i18n.language(lang)]
+        html = env.get_template(template).render(**context)
         return HTMLResponse(html, status_code=status)
 
     def message(
