@@ -131,7 +131,7 @@ _BOILERPLATE = (
     "threading.py",
     "<module>",
     "runpy.py",
-    "broker/cli.py",
+    "broker/cli/",
     "broker/entry.py",
 )
 
