@@ -32,12 +32,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.identity import load_private_key
+from kernel.config import ClientTls
+from kernel.mqtt import Will, make_client
 from protocol.models import Heartbeat, Status
 from protocol.signing import GENESIS
+from protocol.topics import DeviceTopics
 
 BOOT = "fleet-boot"
 ALGO = ec.ECDSA(hashes.SHA256())
@@ -49,7 +51,7 @@ class Unit:
     device: str
     key: ec.EllipticCurvePrivateKey
     client: mqtt.Client
-    prefix: str
+    topics: DeviceTopics
     seq: int = 0
     prev: str = GENESIS
     connected: bool = False
@@ -95,14 +97,17 @@ class Unit:
         ).to_json()
 
     def status(self, state: str) -> bytes:
-        online = state == "online"
-        return Status(
-            site=self.site,
-            device=self.device,
-            state="online" if online else "offline",
-            boot_id=BOOT,
-            version="bench" if online else None,
-        ).to_json()
+        return _status(self.site, self.device, online=state == "online")
+
+
+def _status(site: str, device: str, *, online: bool) -> bytes:
+    return Status(
+        site=site,
+        device=device,
+        state="online" if online else "offline",
+        boot_id=BOOT,
+        version="bench" if online else None,
+    ).to_json()
 
 
 class Worker:
@@ -119,29 +124,17 @@ class Worker:
         self.max_lag_ms = 0.0
         self.out = Path(spec["events_out"]).open("w", buffering=1)  # noqa: SIM115 (closed in close())
 
-    def _client(self, device: str, ident: dict[str, str], will: bytes, prefix: str) -> mqtt.Client:
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"jaga-fleet-{device}", protocol=mqtt.MQTTv5
-        )
-        c.tls_set(
-            ca_certs=self.spec["ca"],
-            certfile=ident["cert"],
-            keyfile=ident["key"],
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
-        c.will_set(f"{prefix}/status", will, qos=1, retain=True)
-        return c
-
     def connect_all(self) -> None:
         site = self.spec["site"]
         for u in self.spec["units"]:
             device = u["device"]
-            prefix = f"jaga/v1/{site}/{device}"
+            topics = DeviceTopics(site, device)
             key = load_private_key(Path(u["key"]))
             assert isinstance(key, ec.EllipticCurvePrivateKey)
-            unit = Unit(site, device, key, mqtt.Client(CallbackAPIVersion.VERSION2), prefix)
-            unit.client = self._client(device, u, unit.status("offline"), prefix)
+            tls = ClientTls(ca=Path(self.spec["ca"]), cert=Path(u["cert"]), key=Path(u["key"]))
+            will = Will(topics.status, _status(site, device, online=False))
+            client = make_client(tls, f"jaga-fleet-{device}", will=will)
+            unit = Unit(site, device, key, client, topics)
             unit.client.user_data_set(unit)
             unit.client.on_connect = self._on_connect
             unit.client.on_disconnect = self._on_disconnect
@@ -166,8 +159,8 @@ class Worker:
             self.connect_failures.append(f"{unit.device}: {rc}")
             return
         unit.connected = True
-        c.publish(f"{unit.prefix}/status", unit.status("online"), qos=1, retain=True)
-        c.subscribe(f"{unit.prefix}/cmd/+", qos=1)
+        c.publish(unit.topics.status, unit.status("online"), qos=1, retain=True)
+        c.subscribe(unit.topics.cmd_filter, qos=1)
 
     def _on_disconnect(self, _c: mqtt.Client, unit: Unit, _f: Any, rc: ReasonCode, _p: Any) -> None:
         unit.connected = False
@@ -210,13 +203,13 @@ class Worker:
                 if kind == "hb":
                     heapq.heappush(plan, (due + hb, i, kind))
                     if unit.connected:
-                        unit.client.publish(f"{unit.prefix}/heartbeat", unit.heartbeat(hb), qos=1)
+                        unit.client.publish(unit.topics.heartbeat, unit.heartbeat(hb), qos=1)
                         self.heartbeats += 1
                 else:
                     heapq.heappush(plan, (due + self.rng.expovariate(1 / every), i, kind))
                     if unit.connected:
                         payload, ts = unit.event()
-                        unit.client.publish(f"{unit.prefix}/event", payload, qos=1)
+                        unit.client.publish(unit.topics.event, payload, qos=1)
                         self.out.write(f"{unit.device} {unit.seq} {ts}\n")
                         self.events += 1
             if now >= next_misc:

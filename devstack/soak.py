@@ -51,16 +51,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import paho.mqtt.client as mqtt
 import tomli_w
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from paho.mqtt.enums import CallbackAPIVersion
 
 from devstack.forwarder import V2WriteForwarder
 from devstack.influx import InfluxDB
 from devstack.process import ManagedProcess, StartError
 from devstack.stack import DATABASE, DEMO_UNITS, Stack, UnitSpec, jaga
+from kernel.config import ClientTls
+from kernel.mqtt import make_client
 from protocol import topics
 from protocol.models import Event, EventBody, Kind
 from protocol.signing import GENESIS, PrivateKey, event_hash, sign
@@ -365,13 +365,8 @@ class HostileUnit:
         """Connect with its certificate, send one attack within its budget, disconnect."""
         reg = self.stack.registry
         d = reg / "devices" / self.stack.site / HOSTILE
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=HOSTILE, protocol=mqtt.MQTTv5)
-        client.tls_set(
-            ca_certs=str(reg / "ca" / "ca.crt"),
-            certfile=str(d / "device.crt"),
-            keyfile=str(d / "device.key"),
-        )
-        client.max_inflight_messages_set(100)
+        tls = ClientTls(ca=reg / "ca" / "ca.crt", cert=d / "device.crt", key=d / "device.key")
+        client = make_client(tls, HOSTILE, max_inflight=100)
         client.connect("127.0.0.1", self.stack.broker_port)
         client.loop_start()
         try:
