@@ -33,7 +33,19 @@ from pathlib import Path
 from typing import Literal
 
 from protocol.ids import check_id
-from protocol.topics import DEADLETTER, ROOT
+from protocol.topics import (
+    ALL_TOPICS,
+    DEADLETTER,
+    Channel,
+    DeviceTopics,
+    alert_tree,
+    arming,
+    arming_filter,
+    device_filter,
+    site_command_filter,
+    site_tree,
+    witness,
+)
 
 Access = Literal["read", "write"]
 AclRule = tuple[Access, str]
@@ -233,40 +245,40 @@ Identity = UnitIdentity | CollectorIdentity | OperatorIdentity | WitnessIdentity
 def acl_rules(identity: Identity) -> list[AclRule]:
     """The topics identity may read and write: the whole policy, as data."""
     if isinstance(identity, UnitIdentity):
-        own = f"{ROOT}/{identity.site}/{identity.device}"
+        own = DeviceTopics(identity.site, identity.device)
         return [
-            ("write", f"{own}/status"),
-            ("write", f"{own}/event"),
-            ("write", f"{own}/heartbeat"),
-            ("write", f"{own}/snapshot/+"),
-            ("write", f"{own}/cmd-result"),
-            ("read", f"{own}/cmd/+"),
-            ("read", f"{ROOT}/{identity.site}/arming"),
+            ("write", own.status),
+            ("write", own.event),
+            ("write", own.heartbeat),
+            ("write", own.snapshot_filter),
+            ("write", own.cmd_result),
+            ("read", own.cmd_filter),
+            ("read", arming(identity.site)),
         ]
     if isinstance(identity, CollectorIdentity):
         return [
-            ("read", f"{ROOT}/#"),
+            ("read", ALL_TOPICS),
             ("write", DEADLETTER),
-            ("write", f"{ROOT}/+/arming"),
-            ("write", f"{ROOT}/+/alert/#"),
-            ("write", f"{ROOT}/+/+/cmd/+"),
+            ("write", arming_filter()),
+            ("write", alert_tree()),
+            ("write", device_filter(Channel.CMD)),
         ]
     if isinstance(identity, WitnessIdentity):
         # Units' chained events (checkpoints are events too) of its sites, and its own topic.
         watched: list[AclRule] = []
         for site in identity.sites:
             watched += [
-                ("read", f"{ROOT}/{site}/+/event"),
-                ("write", f"{ROOT}/{site}/witness/{identity.name}"),
+                ("read", device_filter(Channel.EVENT, site=site)),
+                ("write", witness(site, identity.name)),
             ]
         return watched
     rules: list[AclRule] = [("read", DEADLETTER)]
     for site in identity.sites:
         where = "+" if site == ALL_SITES else site
         rules += [
-            ("read", f"{ROOT}/#" if site == ALL_SITES else f"{ROOT}/{site}/#"),
-            ("write", f"{ROOT}/{where}/cmd/+"),
-            ("write", f"{ROOT}/{where}/+/cmd/+"),
+            ("read", ALL_TOPICS if site == ALL_SITES else site_tree(site)),
+            ("write", site_command_filter(where)),
+            ("write", device_filter(Channel.CMD, site=where)),
         ]
     return rules
 

@@ -10,6 +10,8 @@ from protocol.ids import InvalidIdentifier, check_id
 ROOT = "jaga/v1"
 DEADLETTER = f"{ROOT}/deadletter"
 SHARED_GROUP = "jaga-collectors"
+ALL_TOPICS = f"{ROOT}/#"
+"""Every topic of the contract (what the collector reads)."""
 
 
 class Channel(StrEnum):
@@ -61,6 +63,10 @@ class DeviceTopics:
     @property
     def cmd_filter(self) -> str:
         return f"{self.prefix}/cmd/+"
+
+    @property
+    def snapshot_filter(self) -> str:
+        return f"{self.prefix}/snapshot/+"
 
     def snapshot(self, event_id: str) -> str:
         return f"{self.prefix}/snapshot/{_check_level(event_id)}"
@@ -125,6 +131,26 @@ def device_filter(channel: Channel, *, site: str = "+", device: str = "+") -> st
 def alert_filter(site: str = "+") -> str:
     """Filter for the retained alerts of a site (`+`: of every site)."""
     return f"{ROOT}/{_level_or_any(site)}/alert/+"
+
+
+def alert_tree(site: str = "+") -> str:
+    """Every alert topic of a site, at any depth (`+`: of every site)."""
+    return f"{ROOT}/{_level_or_any(site)}/alert/#"
+
+
+def arming_filter(site: str = "+") -> str:
+    """Filter for the retained arming state of a site (`+`: of every site)."""
+    return f"{ROOT}/{_level_or_any(site)}/arming"
+
+
+def site_command_filter(site: str = "+") -> str:
+    """Filter for operators' commands to a site (`+`: to every site)."""
+    return f"{ROOT}/{_level_or_any(site)}/cmd/+"
+
+
+def site_tree(site: str) -> str:
+    """Every topic of one site: its units', its arming, alerts and commands."""
+    return f"{ROOT}/{_check_level(site)}/#"
 
 
 def parse_alert_topic(topic: str) -> tuple[str, str] | None:
