@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from agent import arming_file, host
+from agent.camera.live import Lease, LiveTap
 from agent.camera.service import CameraLoop
 from agent.camera.store import EvidenceStore
 from agent.camera.wiring import camera_loop
@@ -119,10 +120,18 @@ class Agent:
         self.camera: CameraLoop | None = None
         self.evidence: EvidenceStore | None = None
         self.pictures: EvidenceUpload | None = None
+        self.live: LiveTap | None = None
         self._camera_stop = threading.Event()
         if config.camera is not None:
             wake = lambda: self.sensors.edges.put(None)  # noqa: E731
             self.camera = camera_loop(config.camera, config.device, self.clock, wake)
+            self.live = LiveTap(
+                lambda jpeg: self.publisher.publish_live(self.topics.live, jpeg),
+                mono_ns=self.clock.mono_ns,
+                wall_ns=self.clock.wall_ns,
+                lease=Lease(max_fps=config.camera.fps),
+            )
+            self.camera.tap = self.live.offer
             self.evidence = EvidenceStore(
                 config.data_dir, max_bytes=config.camera.evidence_max_mb * MB
             )
@@ -147,6 +156,7 @@ class Agent:
             pictures=self.pictures,
             camera=self.camera,
             rewind=self.publisher.rewind,
+            live=self.live,
         )
 
     # what the service and the tests read ----------------------------------------------------

@@ -8,7 +8,15 @@ from pathlib import Path
 from cryptography import x509
 
 from kernel.nonces import NonceBook
-from protocol.commands import MAX_SKEW_NS, CommandRefused, Resend, Snapshot, open_command
+from protocol.commands import (
+    MAX_SKEW_NS,
+    CommandRefused,
+    Live,
+    Resend,
+    Snapshot,
+    UnitCommand,
+    open_command,
+)
 
 
 class CommandGate:
@@ -21,10 +29,10 @@ class CommandGate:
     def open(
         self,
         payload: bytes,
-        model: type[Resend] | type[Snapshot],
+        model: type[Resend] | type[Snapshot] | type[Live],
         now_ns: int,
         clock_synced: bool,
-    ) -> Resend | Snapshot:
+    ) -> UnitCommand:
         """The command, once it may be carried out (CommandRefused otherwise)."""
         if clock_synced:
             self.nonces.note(now_ns)  # real time has reached this: older commands are stale

@@ -1,6 +1,7 @@
-"""Carrying out the control room's signed commands on the unit (resend, snapshot) and the answer
-each one gets; the gate (agent.command_gate) decides first whether a command may be carried out.
-A resend stores before it sends: rows requeued and pictures chunked again, then the link rewinds."""
+"""Carrying out the control room's signed commands on the unit (resend, snapshot, live) and the
+answer each one gets; the gate (agent.command_gate) decides first whether a command may be
+carried out. A resend stores before it sends: rows requeued and pictures chunked again, then
+the link rewinds."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.camera.live import LiveTap
 from agent.camera.service import CameraLoop
 from agent.clock import Clock
 from agent.command_gate import CommandGate
 from agent.evidence_upload import EvidenceUpload, PicturesAgain
 from agent.outbox import Outbox
-from protocol.commands import CommandRefused, CommandResult, Resend, Snapshot
+from protocol.commands import CommandRefused, CommandResult, Live, Resend, Snapshot
 
-MODELS: dict[str, type[Resend] | type[Snapshot]] = {"resend": Resend, "snapshot": Snapshot}
+MODELS: dict[str, type[Resend] | type[Snapshot] | type[Live]] = {
+    "resend": Resend,
+    "snapshot": Snapshot,
+    "live": Live,
+}
 """The commands a unit carries out, by the last level of their topic."""
 
 
@@ -48,8 +54,10 @@ class Commands:
         pictures: EvidenceUpload | None,
         camera: CameraLoop | None,
         rewind: Callable[[], None],
+        live: LiveTap | None = None,
     ) -> None:
         self._gate = gate
+        self._live = live
         self._outbox = outbox
         self._pictures = pictures
         self._camera = camera
@@ -75,7 +83,15 @@ class Commands:
             return self._resend(cmd)
         if self._camera is None:
             return False, "this unit has no camera"
-        key = f"cmd-{uuid.uuid4().hex[:16]}"
+        if isinstance(cmd, Live):
+            if self._live is None:
+                return False, "this unit has no live view"
+            self._live.grant(cmd.lease_s, cmd.fps)
+            if cmd.lease_s <= 0:
+                return True, f"live view stopped for {cmd.by}"
+            return True, f"live view for {cmd.by}: {cmd.lease_s:g} s at {cmd.fps:g} fps"
+        # The cause names who asked (guard:budi); two asks within one set's time make one set.
+        key = cmd.cause or f"cmd-{uuid.uuid4().hex[:16]}"
         self._camera.trigger(key, clock.mono_ns())
         return True, f"pictures requested by {cmd.by} ({key})"
 

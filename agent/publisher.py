@@ -78,6 +78,7 @@ class Publisher:
         self._transient: set[int] = set()  # mids of messages not kept in the outbox
         self._acked: list[int] = []
         self._cursor = 0
+        self._live_last: mqtt.MQTTMessageInfo | None = None
         self._client = self._make_client(client_id, will)
         self._thread = threading.Thread(target=self._drain, name="outbox-drain", daemon=True)
         self.drain_beat = time.monotonic()
@@ -142,6 +143,19 @@ class Publisher:
         self._forget(info.mid)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
+    def publish_live(self, topic: str, payload: bytes) -> bool:
+        """A live frame: QoS 0, never retained, never kept; dropped (False) while the link is
+        down or the frame before is still on its way, so a slow uplink queues nothing."""
+        if not self.stats.connected:
+            return False
+        last = self._live_last
+        if last is not None and not last.is_published():
+            return False
+        info = self._client.publish(topic, payload, qos=0, retain=False)
+        ok = info.rc == mqtt.MQTT_ERR_SUCCESS
+        self._live_last = info if ok else None
+        return ok
+
     def _forget(self, mid: int) -> None:
         with self._lock:
             if self._early.pop(mid, None) is None:
@@ -160,6 +174,7 @@ class Publisher:
         self._forget(client.publish(topic, payload, qos=1, retain=True).mid)
         for sub in self._subscriptions:
             client.subscribe(sub, qos=1)
+        self._live_last = None  # a frame lost with the old connection holds nothing up
         with self._lock:
             self._cursor = 0  # everything not acknowledged goes again, in order
         self.stats.connected = True

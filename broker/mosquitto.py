@@ -47,7 +47,7 @@ from protocol.topics import (
     witness,
 )
 
-Access = Literal["read", "write"]
+Access = Literal["read", "write", "deny"]
 AclRule = tuple[Access, str]
 
 DEFAULT_PERSISTENCE_DIR = Path("/var/lib/mosquitto")
@@ -252,6 +252,7 @@ def acl_rules(identity: Identity) -> list[AclRule]:
             ("write", own.heartbeat),
             ("write", own.snapshot_filter),
             ("write", own.cmd_result),
+            ("write", own.live),
             ("read", own.cmd_filter),
             ("read", arming(identity.site)),
         ]
@@ -276,6 +277,8 @@ def acl_rules(identity: Identity) -> list[AclRule]:
     for site in identity.sites:
         where = "+" if site == ALL_SITES else site
         rules += [
+            # Live frames go to the collector only (it relays them to the page, by site).
+            ("deny", device_filter(Channel.LIVE, site=where)),
             ("read", ALL_TOPICS if site == ALL_SITES else site_tree(site)),
             ("write", site_command_filter(where)),
             ("write", device_filter(Channel.CMD, site=where)),

@@ -31,9 +31,13 @@ from pydantic import Field, StringConstraints, model_validator
 
 from protocol.alerting import AlertId
 from protocol.ids import SiteId
-from protocol.models import MAX_TS_NS, Text, WireError, WireModel, parse
+from protocol.models import MAX_TS_NS, Text, Token, WireError, WireModel, parse
 
 MAX_RESEND = 50_000
+MAX_LEASE_S = 60.0
+"""The longest a unit streams on one live command without another."""
+MIN_LIVE_FPS = 0.1
+MAX_LIVE_FPS = 5.0
 MAX_SKEW_NS = 10 * 60 * 10**9
 SITE_WINDOW_NS = 2 * 60 * 10**9
 """A site command older (or further ahead) than this is refused by the collector."""
@@ -74,6 +78,21 @@ class Snapshot(WireModel):
     by: By
     ts: Ns
     nonce: Nonce = Field(default_factory=new_nonce)
+    cause: Token | None = Field(
+        default=None, description="who asked, as the camera event's cause (e.g. guard:budi)"
+    )
+
+
+class Live(WireModel):
+    """Stream low-resolution frames on the unit's live topic until `lease_s` from now (0: stop
+    now); renewed while someone watches, so a unit nobody renews stops by itself."""
+
+    v: Literal[1] = 1
+    by: By
+    ts: Ns
+    nonce: Nonce = Field(default_factory=new_nonce)
+    lease_s: float = Field(ge=0, le=MAX_LEASE_S)
+    fps: float = Field(default=2.0, ge=MIN_LIVE_FPS, le=MAX_LIVE_FPS)
 
 
 class SiteCommand(WireModel):
@@ -119,8 +138,14 @@ class CommandRefused(Exception):
     """A command the unit will not carry out; the message says why (for log and result)."""
 
 
+UnitCommand = Resend | Snapshot | Live
+"""A command to one unit, on jaga/v1/<site>/<device>/cmd/<resend|snapshot|live>."""
+
+
 def sign_command(
-    command: Resend | Snapshot | SiteCommand, key: ec.EllipticCurvePrivateKey, cert_pem: bytes
+    command: Resend | Snapshot | Live | SiteCommand,
+    key: ec.EllipticCurvePrivateKey,
+    cert_pem: bytes,
 ) -> bytes:
     """The envelope to publish for a command, signed with the sender's key."""
     body = command.model_dump_json()
@@ -131,12 +156,12 @@ def sign_command(
 
 def open_command(
     payload: bytes,
-    model: type[Resend] | type[Snapshot],
+    model: type[Resend] | type[Snapshot] | type[Live],
     ca: x509.Certificate,
     now_ns: int,
     clock_synced: bool,
     known_ns: int = 0,
-) -> Resend | Snapshot:
+) -> UnitCommand:
     """Check the envelope (CA, CN = by, signature, age) and return the command inside.
 
     known_ns: a time the receiver knows has passed (its newest accepted command, or its clock

@@ -23,6 +23,7 @@ class Channel(StrEnum):
     SNAPSHOT = "snapshot"
     CMD = "cmd"
     CMD_RESULT = "cmd-result"
+    LIVE = "live"
 
 
 class TopicError(ValueError):
@@ -59,6 +60,11 @@ class DeviceTopics:
     @property
     def cmd_result(self) -> str:
         return f"{self.prefix}/cmd-result"
+
+    @property
+    def live(self) -> str:
+        """Frames while a viewer holds a lease: QoS 0, never retained, never stored."""
+        return f"{self.prefix}/live"
 
     @property
     def cmd_filter(self) -> str:
@@ -101,6 +107,22 @@ def parse_witness_topic(topic: str) -> tuple[str, str] | None:
     if len(levels) != 5 or "/".join(levels[:2]) != ROOT or levels[3] != "witness":
         return None
     return levels[2], levels[4]
+
+
+def live_filters(sites: tuple[str, ...] = ()) -> list[str]:
+    """Every unit's live frames of these sites (`sites` empty: of every site)."""
+    return [f"{ROOT}/{_check_level(s)}/+/live" for s in sites] or [f"{ROOT}/+/+/live"]
+
+
+def parse_live_topic(topic: str) -> tuple[str, str] | None:
+    """(site, device) of jaga/v1/<site>/<device>/live; None for any other topic."""
+    levels = topic.split("/")
+    if len(levels) != 5 or "/".join(levels[:2]) != ROOT or levels[4] != Channel.LIVE.value:
+        return None
+    try:
+        return check_id(levels[2], "site"), check_id(levels[3], "device")
+    except InvalidIdentifier:
+        return None
 
 
 def site_cmd(site: str, name: str) -> str:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from agent.camera.base import Camera, CameraError
+from agent.camera.base import Camera, CameraError, Frame
 from agent.camera.evidence import Evidence, EvidenceSet, EvidenceState
 from agent.camera.health import Health, look
 from agent.camera.ring import FrameRing
@@ -42,9 +42,12 @@ class CameraLoop:
         still_timeout_s: float = 5.0,
         mono_ns: Callable[[], int] = time.monotonic_ns,
         wake: Callable[[], None] | None = None,
+        tap: Callable[[Frame], None] | None = None,
     ) -> None:
+        """`tap`: also given every frame read (the live view; it must not block)."""
         self.camera = camera
         self._wake = wake
+        self.tap = tap
         self.ring = ring or FrameRing.for_window()
         self.evidence = evidence or Evidence()
         self.health = health or Health()
@@ -98,6 +101,8 @@ class CameraLoop:
         if got is not None:
             self.frames_seen += 1
             self.ring.push(got)
+            if self.tap is not None:
+                self.tap(got)
             self._evidence_state = self.evidence.frame(self._evidence_state, got)
             try:
                 seen = look(got.jpeg)

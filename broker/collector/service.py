@@ -26,6 +26,7 @@ from broker.collector.alerting import AlertBridge
 from broker.collector.asks import Asks, Publish
 from broker.collector.inbound import Inbound
 from broker.collector.intake import Intake
+from broker.collector.live_view import LiveView
 from broker.collector.partials import PictureLimits
 from broker.collector.pictures import PictureBatch, Pictures
 from broker.collector.session import BrokerSession
@@ -69,6 +70,11 @@ class Collector:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.session = BrokerSession(config.mqtt, self.stats, link)
         self.inbox = self.session.inbox
+        self.live_view = LiveView.for_collector(
+            config, lambda topic, payload: self.session.publish(topic, payload)
+        )
+        """The wall's frames: relayed from the session's thread, never stored."""
+        self.session.on_live = self.live_view.relay.on_frame
         self.intake = Intake(config, self.inbox)
         self.storage = Storage(config, self.stats, writer)
         self.storage.on_wait = self._beat
@@ -108,6 +114,7 @@ class Collector:
 
     def start(self) -> None:
         self.session.start()
+        self.live_view.start()
 
     def wait_subscribed(self, timeout: float) -> bool:
         return self.session.subscribed.wait(timeout)
@@ -303,6 +310,7 @@ class Collector:
         self.storage.store([points.collector_point(self.config.mqtt.client_id, figures)], stop)
 
     def close(self) -> None:
+        self.live_view.stop()
         self.session.close()
         if self.verifier is not None:
             self.verifier.close()

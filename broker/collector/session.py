@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from broker.collector.inbound import Inbound
 from broker.collector.stats import CollectorStats
@@ -64,6 +65,8 @@ class BrokerSession:
         self.subscribed = threading.Event()
         self.retained_commands_dropped = 0
         self.link: Link = link if link is not None else paho_link(config)
+        self.on_live: Callable[[str, str, bytes], None] | None = None
+        """Live frames (site, device, JPEG), handed over on the link's thread; never stored."""
 
     def start(self) -> None:
         self.link.start(self)
@@ -90,12 +93,14 @@ class BrokerSession:
                 *topics.collector_filters(CHANNELS, shared=False),
                 *topics.site_command_filters(),
                 *topics.witness_filters(),
+                *topics.live_filters(),
             ]
         sites = tuple(m.sites)
         return [
             *topics.collector_filters(CHANNELS, shared=m.shared, sites=sites),
             *topics.site_command_filters(sites),
             *topics.witness_filters(sites),
+            *topics.live_filters(sites),
         ]
 
     # the link's thread (kernel.link.LinkHandler) ---------------------------------------------
@@ -127,6 +132,11 @@ class BrokerSession:
         self.stats.connected = False
 
     def on_message(self, msg: Message) -> None:
+        live = topics.parse_live_topic(msg.topic)
+        if live is not None:  # QoS 0 frames: relayed to viewers if any, never acknowledged
+            if self.on_live is not None and not msg.retain:
+                self.on_live(live[0], live[1], msg.payload)
+            return
         if topics.parse_witness_topic(msg.topic) is not None:
             self.witnessed.put(msg)  # acknowledged by the service once stored
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from starlette.applications import Starlette
@@ -28,6 +29,10 @@ from broker.web.logouts import Logouts
 from broker.web.passwords import DEFAULT_HASHER
 from broker.web.post import GuardPost
 from broker.web.state import LiveState
+from broker.web.wall import Wall
+
+if TYPE_CHECKING:
+    from broker.collector.live_view import LiveView
 
 STATIC = Path(__file__).parent / "static"
 
@@ -44,6 +49,7 @@ def create_app(
     keepalive_s: float = 15.0,
     logouts: Path | None = None,
     hasher: PasswordHasher = DEFAULT_HASHER,
+    live_view: LiveView | None = None,
 ) -> Starlette:
     """The page as an ASGI app; serve() runs it, tests may drive it with a TestClient.
 
@@ -54,6 +60,12 @@ def create_app(
     live = Live(post, keepalive_s=keepalive_s, can_ack=ack is not None)
     acks = Acks(post, ack)
     evidence_pages = EvidencePages(post, evidence, events)
+    wall = Wall(
+        post,
+        live_view.relay if live_view else None,
+        live_view.cameras if live_view else set,
+        live_view.save if live_view else None,
+    )
     routes = [
         Route("/", live.page),
         Route("/login", login.login_form, methods=["GET"]),
@@ -64,6 +76,9 @@ def create_app(
         Route("/alerts/{alert_id}/ack", acks.ack, methods=["POST"]),
         Route("/events/{event_id}", evidence_pages.event_page),
         Route("/pictures/{name}", evidence_pages.picture),
+        Route("/wall", wall.page),
+        Route("/wall/stream", wall.stream),
+        Route("/wall/save", wall.save, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = GuardPostApp(routes=routes, tls=config.tls is not None)

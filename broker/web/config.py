@@ -146,6 +146,24 @@ class WebConfig(Strict):
         description="password checks run at once (argon2, 64 MiB each); logins beyond it "
         "are told to try again in a moment",
     )
+    live_fps: float = Field(
+        default=2.0,
+        ge=0.2,
+        le=5.0,
+        description="frames per second of each camera on the wall (the units' low-res stream)",
+    )
+    live_site_uplink_kbit_s: int | None = Field(
+        default=None,
+        ge=16,
+        description="most a site's live frames may take of its uplink (kbit/s); the frame rate "
+        "drops to stay under it (a rural site's link is often 4G); none: no limit",
+    )
+    live_max_viewers: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="open live streams at most (each is also one of max_connections)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> WebConfig:

@@ -13,7 +13,7 @@ class SecurityHeaders:
     over TLS, browsers are told to come back only over TLS (HSTS)."""
 
     CSP = (
-        "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; "
+        "default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'; "
         "connect-src 'self'; media-src 'none'; object-src 'none'; frame-ancestors 'none'; "
         "form-action 'self'; base-uri 'none'"
     )

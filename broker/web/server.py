@@ -8,6 +8,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from argon2 import PasswordHasher
@@ -20,6 +21,9 @@ from broker.web.evidence_view import EventSource, Evidence
 from broker.web.passwords import DEFAULT_HASHER
 from broker.web.sessions import load_or_create_secret
 from broker.web.state import LiveState
+
+if TYPE_CHECKING:
+    from broker.collector.live_view import LiveView
 
 log = logging.getLogger("jaga.web")
 
@@ -79,6 +83,7 @@ def serve(
     events: EventSource | None = None,
     start_timeout: float = 10.0,
     hasher: PasswordHasher = DEFAULT_HASHER,
+    live_view: LiveView | None = None,
 ) -> WebServer:
     """Start the page on config.bind (port 0: any free port) and return once it listens."""
     tls = _tls_context(config)
@@ -94,6 +99,7 @@ def serve(
             events=events,
             logouts=logouts,
             hasher=hasher,
+            live_view=live_view,
         )
     except sqlite3.Error as exc:
         raise WebError(f"{logouts}: {exc} (the collector's data_dir must be writable)") from None

@@ -99,6 +99,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "how": "mqtt",
     },
     "Snapshot": {"by": "operator:demo", "ts": NOW},
+    "Live": {"by": "collector:main", "ts": NOW, "lease_s": 10, "fps": 2},
     "SignedCommand": {"body": "{}", "cert": "-----BEGIN CERTIFICATE-----", "sig": "A" * 86},
     "CommandResult": {"cmd": "resend", "ok": True, "detail": "requeued", "ts": NOW},
     "SnapshotChunk": {

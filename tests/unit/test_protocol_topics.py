@@ -81,7 +81,7 @@ def test_parse_device_topic_round_trips_every_channel(topic: str, expected: Pars
 def test_every_channel_is_covered_by_the_round_trip() -> None:
     built = {
         parse_device_topic(t).channel
-        for t in (UNIT.status, UNIT.event, UNIT.heartbeat, UNIT.cmd_result)
+        for t in (UNIT.status, UNIT.event, UNIT.heartbeat, UNIT.cmd_result, UNIT.live)
     } | {parse_device_topic(UNIT.snapshot("x")).channel, parse_device_topic(UNIT.cmd("x")).channel}
     assert built == set(Channel)
 

@@ -29,6 +29,7 @@ topic write jaga/v1/gudang-1/pintu-a/event
 topic write jaga/v1/gudang-1/pintu-a/heartbeat
 topic write jaga/v1/gudang-1/pintu-a/snapshot/+
 topic write jaga/v1/gudang-1/pintu-a/cmd-result
+topic write jaga/v1/gudang-1/pintu-a/live
 topic read jaga/v1/gudang-1/pintu-a/cmd/+
 topic read jaga/v1/gudang-1/arming
 
@@ -41,6 +42,7 @@ topic write jaga/v1/+/+/cmd/+
 
 user operator:budi
 topic read jaga/v1/deadletter
+topic deny jaga/v1/gudang-1/+/live
 topic read jaga/v1/gudang-1/#
 topic write jaga/v1/gudang-1/cmd/+
 topic write jaga/v1/gudang-1/+/cmd/+
