@@ -19,6 +19,11 @@ AlertId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
 RuleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z-]{0,31}$")]
 # A person (or "schedule", or a door for an entry delay): printable, no control characters.
 OperatorName = Annotated[str, StringConstraints(pattern=r"^\S(?:[^\x00-\x1f\x7f]{0,62}\S)?$")]
+# A gettext msgid (English, with {name} fields) and the strings that fill it: readers render
+# an alert in their own language from these (broker/i18n.py says how parameters are shown).
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ParamName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+Params = Annotated[dict[ParamName, Text], Field(max_length=16)]
 
 
 class Severity(StrEnum):
@@ -55,8 +60,16 @@ class Alert(WireModel):
     severity: Severity
     state: AlertState
     latched: bool = Field(description="stays open until an operator resolves it")
-    title: Text
+    title: Text = Field(description="in English, for readers that do not render msg")
     detail: Text = ""
+    msg: MessageId | None = Field(
+        default=None, description="the title's message id; rendered with params per reader"
+    )
+    detail_msg: MessageId | None = Field(default=None, description="the detail's message id")
+    note_msg: MessageId | None = Field(
+        default=None, description="the note's message id when the condition cleared"
+    )
+    params: Params = Field(default_factory=dict, description="fill msg, detail_msg, note_msg")
     count: int = Field(
         ge=1, le=MAX_COUNT, description="how many times the rule triggered while open"
     )

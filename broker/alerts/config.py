@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
+from broker.i18n import DEFAULT as DEFAULT_LANGUAGE
+from broker.i18n import Language
 from kernel.config import Strict
 from protocol.alerting import Severity
 from protocol.ids import DeviceId, SensorName, SiteId
@@ -194,6 +196,10 @@ class Route(Strict):
         default_factory=lambda: [Severity.CRITICAL, Severity.WARNING]
     )
     urls: Annotated[list[str], Field(min_length=1, description="apprise URLs")]
+    language: Language = Field(
+        default=DEFAULT_LANGUAGE,
+        description='what its messages are written in: "id" (Bahasa Indonesia) or "en" (English)',
+    )
 
     @field_validator("urls")
     @classmethod

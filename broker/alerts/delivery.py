@@ -33,6 +33,7 @@ from tenacity import (
 from broker.alerts.config import NotifyConfig
 from broker.alerts.lifecycle import ChangeKind
 from broker.alerts.notifications import Notification
+from broker.i18n import DEFAULT as DEFAULT_LANGUAGE
 from kernel.sqlite import open_db
 from protocol.alerting import Severity
 
@@ -46,6 +47,11 @@ def urls_for(config: NotifyConfig, site: str, severity: Severity) -> list[str]:
         if (not route.sites or site in route.sites) and severity in route.severities:
             urls.extend(u for u in route.urls if u not in urls)
     return urls
+
+
+def language_of(config: NotifyConfig, url: str) -> str:
+    """The language a URL is written to: that of the first route that lists it."""
+    return next((r.language for r in config.routes if url in r.urls), DEFAULT_LANGUAGE)
 
 
 def target_id(url: str) -> str:
@@ -161,7 +167,7 @@ class Notifier:
                 continue
             self.stats.submitted += 1
             for url in urls:
-                row = self._insert(note, target_id(url))
+                row = self._insert(note.in_language(language_of(self.config, url)), target_id(url))
                 if row is not None:
                     self._channels[target_id(url)].offer(row)
 

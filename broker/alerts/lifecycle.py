@@ -10,6 +10,9 @@
 - Latched alerts (forced door, intrusion, tamper, signature/chain/replay integrity) are
   incidents, not conditions: the condition going away does not clear them; an operator
   resolves them.
+- Words: an alert keeps the rule's msgids (`msg`, `detail_msg`, `note_msg` when its condition
+  cleared) and their `params`, and the English in `title`, `detail`, `note`; readers render
+  it in their own language (broker/i18n.py), so history reads right in either.
 - Ids are `<rule>-<10 hex>` from the key and the raise time: unique, stable across
   restarts, short enough to type, and a valid topic level (jaga/v1/<site>/alert/<id>).
 """
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -71,6 +75,8 @@ def on_raise(current: Alert | None, signal: Raise) -> Change:
             "last_seen": max(current.last_seen, signal.at),
             "detail": signal.detail[:200],
             "event_id": signal.event_id or current.event_id,
+            "detail_msg": signal.detail_msg,
+            "params": _params(signal.params),
         }
         return Change(alert=current.model_copy(update=update), kind=ChangeKind.REPEATED)
     key = signal.key
@@ -85,6 +91,9 @@ def on_raise(current: Alert | None, signal: Raise) -> Change:
         latched=signal.latched,
         title=signal.title[:200],
         detail=signal.detail[:200],
+        msg=signal.msg,
+        detail_msg=signal.detail_msg,
+        params=_params(signal.params),
         count=1,
         raised_at=signal.at,
         last_seen=signal.at,
@@ -101,8 +110,15 @@ def on_clear(current: Alert | None, signal: Clear) -> Change | None:
         "state": AlertState.CLEARED,
         "closed_at": max(signal.at, current.last_seen),
         "note": signal.detail[:200],
+        "note_msg": signal.msg,
+        "params": _params({**current.params, **signal.params}),
     }
     return Change(alert=current.model_copy(update=update), kind=ChangeKind.CLEARED)
+
+
+def _params(params: Mapping[str, str]) -> dict[str, str]:
+    """What an alert can carry: at most 16 parameters of at most 200 characters."""
+    return {k: v[:200] for k, v in list(params.items())[:16]}
 
 
 def acknowledge(alert: Alert, by: str, now: int) -> Change | None:

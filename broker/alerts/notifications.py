@@ -5,6 +5,10 @@ cooldown has passed ("again, 37 times"); a burst of triggers from one door is on
 An alert that closes sends "cleared"/"resolved" only if people were told about that very
 alert. Acknowledgements send nothing. The policy's state (`NoteWatch`) is persisted with the
 alerts; delivery.py gets the notifications to people.
+
+Words: a notification carries its alert and the site's zone, and is written in each route's
+`language` (`in_language`, Indonesian unless a route says "en") from the alert's msgids and
+parameters, times as `02:29 WIB`.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from pydantic import BaseModel, ConfigDict
 
 from broker.alerts.config import NotifyConfig
 from broker.alerts.lifecycle import Change, ChangeKind
-from broker.alerts.rules import local_time
-from protocol.alerting import Severity
+from broker.alerts.localized import alert_text
+from broker.i18n import DEFAULT, DEFAULT_TZ, N_, render
+from protocol.alerting import Alert, Severity
 
 
 class Notification(BaseModel):
@@ -33,6 +38,16 @@ class Notification(BaseModel):
     title: str
     body: str
     created: int
+    alert: Alert | None = None  # to write it in another language (None: stored before)
+    tz: str = DEFAULT_TZ
+    language: str = DEFAULT
+
+    def in_language(self, lang: str) -> Notification:
+        """This notification written in lang (one stored without its alert stays as it is)."""
+        if self.alert is None or lang == self.language:
+            return self
+        title, body = _words(self.alert, self.kind, self.tz, lang)
+        return self.model_copy(update={"title": title, "body": body, "language": lang})
 
 
 class NoteWatch(BaseModel):
@@ -60,6 +75,7 @@ def decide(
         suffix = change.kind.value
     else:
         return watch, None
+    title, body = _words(alert, change.kind, zone.key, DEFAULT)
     note = Notification(
         id=f"{alert.id}.{suffix}",
         key=key,
@@ -67,34 +83,60 @@ def decide(
         site=alert.site,
         severity=alert.severity,
         kind=change.kind,
-        title=_title(change),
-        body=_body(change, zone),
+        title=title,
+        body=body,
         created=now,
+        alert=alert,
+        tz=zone.key,
     )
     if change.kind in (ChangeKind.RAISED, ChangeKind.REPEATED):
         watch = NoteWatch(last_sent=now, last_alert=alert.id)
     return watch, note
 
 
-def _title(change: Change) -> str:
-    alert = change.alert
-    tag = alert.severity.value.upper()
-    if change.kind is ChangeKind.REPEATED:
-        return f"[{tag}] {alert.title} (again, {alert.count} times)"
-    if change.kind in (ChangeKind.CLEARED, ChangeKind.RESOLVED):
-        return f"[{change.kind.value.upper()}] {alert.title}"
-    return f"[{tag}] {alert.title}"
+TAGS = {
+    Severity.CRITICAL: N_("CRITICAL"),
+    Severity.WARNING: N_("WARNING"),
+    ChangeKind.CLEARED: N_("CLEARED"),
+    ChangeKind.RESOLVED: N_("RESOLVED"),
+}
 
 
-def _body(change: Change, zone: ZoneInfo) -> str:
-    a = change.alert
-    lines = [a.detail] if a.detail else []
-    lines.append(f"site {a.site}, unit {a.device}" + (f", {a.sensor}" if a.sensor else ""))
-    lines.append(f"raised {local_time(a.raised_at, zone)}, seen {a.count} time(s)")
-    if change.kind is ChangeKind.RESOLVED:
-        lines.append(f"resolved by {a.closed_by}" + (f": {a.note}" if a.note else ""))
-    elif change.kind is ChangeKind.CLEARED:
-        lines.append(f"cleared {local_time(a.closed_at or a.last_seen, zone)}: {a.note or ''}")
+def _words(alert: Alert, kind: ChangeKind, tz: str, lang: str) -> tuple[str, str]:
+    """Title and body of a notification about alert in lang."""
+    text = alert_text(alert, lang)
+    closing = kind in (ChangeKind.CLEARED, ChangeKind.RESOLVED)
+    params = {
+        "tag_msg": TAGS[kind] if closing else TAGS[alert.severity],
+        "title": text.title,
+        "count": str(alert.count),
+        "site": alert.site,
+        "device": alert.device,
+        "sensor": alert.sensor or "",
+        "id": alert.id,
+        "tz": tz,
+        "raised_at": str(alert.raised_at),
+        "closed_at": str(alert.closed_at or alert.last_seen),
+        "by": alert.closed_by or "",
+        "note": text.note or "",
+    }
+    if kind is ChangeKind.REPEATED:
+        title = render(N_("[{tag_msg}] {title} (again, {count} times)"), params, lang)
     else:
-        lines.append(f"alert {a.id}: jaga-collector alerts ack {a.id} --by NAME")
-    return "\n".join(lines)
+        title = render(N_("[{tag_msg}] {title}"), params, lang)
+    lines = [text.detail] if text.detail else []
+    if alert.sensor:
+        lines.append(render(N_("site {site}, unit {device}, {sensor}"), params, lang))
+    else:
+        lines.append(render(N_("site {site}, unit {device}"), params, lang))
+    lines.append(render(N_("raised {raised_at}, seen {count} time(s)"), params, lang))
+    if kind is ChangeKind.RESOLVED:
+        said = N_("resolved by {by}: {note}") if text.note else N_("resolved by {by}")
+        lines.append(render(said, params, lang))
+    elif kind is ChangeKind.CLEARED:
+        lines.append(render(N_("cleared {closed_at}: {note}"), params, lang))
+    else:
+        lines.append(
+            render(N_("alert {id}: jaga-collector alerts ack {id} --by NAME"), params, lang)
+        )
+    return title, "\n".join(lines)

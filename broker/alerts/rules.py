@@ -7,6 +7,11 @@ A rule says `Raise` (the condition is there, or happened again) or `Clear` (it i
 lifecycle.py turns signals into alerts. Conditions are edge-triggered through the rule's
 state, so ticks and retained messages seen again after a restart do not count twice.
 
+Words: a rule says what happened as gettext msgids marked with `N_` and string parameters
+(`Raise.said`, `Clear.said`); alerts keep them, and each reader (the page, a notification
+route) renders them in their own language (broker/i18n.py). The English rendering fills
+`title` and `detail` as before, for readers that do not render (Grafana, the CLI, MQTT).
+
 Times: `now` is the collector's receipt clock. An event's own time (`event_time`) is its
 `ts` when the unit's clock is synchronised (a late event from a unit that was cut off is
 judged at the moment it happened, against the arming history), else `now`.
@@ -15,12 +20,14 @@ judged at the moment it happened, against the arming history), else `now`.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 
+from broker.i18n import render
 from kernel.units import S
 from protocol.alerting import Severity
 from protocol.models import Event
@@ -86,6 +93,28 @@ class Raise:
     at: int
     latched: bool = False  # an incident: stays open until an operator resolves it
     event_id: str | None = None
+    msg: str | None = None  # title's msgid
+    detail_msg: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def said(
+        cls,
+        key: AlertKey,
+        msg: str,
+        detail_msg: str | None,
+        params: Mapping[str, str],
+        at: int,
+        *,
+        latched: bool = False,
+        event_id: str | None = None,
+        detail: str = "",
+    ) -> Raise:
+        """From msgids and parameters (detail: the English detail when detail_msg is None)."""
+        if detail_msg is not None:
+            detail = render(detail_msg, params, "en")
+        title = render(msg, params, "en")
+        return cls(key, title, detail, at, latched, event_id, msg, detail_msg, dict(params))
 
     @property
     def severity(self) -> Severity:
@@ -99,6 +128,12 @@ class Clear:
     key: AlertKey
     detail: str
     at: int
+    msg: str | None = None  # detail's msgid
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def said(cls, key: AlertKey, msg: str, params: Mapping[str, str], at: int) -> Clear:
+        return cls(key, render(msg, params, "en"), at, msg, dict(params))
 
 
 Signal = Raise | Clear
@@ -113,6 +148,11 @@ class Watch(BaseModel):
 def event_time(event: Event, now: int) -> int:
     """When it happened: the unit's clock if synchronised (never in the future), else now."""
     return min(event.ts, now) if event.clock_synced else now
+
+
+def time_params(zone: ZoneInfo, **times: int) -> dict[str, str]:
+    """Times as message parameters (`<name>_at`), with the site's zone to show them in."""
+    return {"tz": zone.key} | {f"{name}_at": str(ns) for name, ns in times.items()}
 
 
 def local_time(ns: int, zone: ZoneInfo) -> str:

@@ -16,11 +16,11 @@ from broker.alerts.rules import (
     Rule,
     Signal,
     Watch,
-    duration,
     event_time,
-    local_time,
+    time_params,
 )
 from broker.alerts.schedule import WeeklySchedule
+from broker.i18n import N_
 from kernel.units import MINUTE, S
 from protocol.alerting import ArmingAudit, ArmingMode
 from protocol.models import Event, Kind
@@ -52,10 +52,17 @@ def forced_door(
     mode = state_at(history, at) if at < panel.since else panel.state
     if mode is None or not mode.guarding:
         return unchanged, []
-    late = f"; reported {duration(now - at)} late" if at < panel.since else ""
+    params = time_params(zone, opened=at) | {"mode_msg": mode.value}
+    late = at < panel.since
+    if late:
+        params["late_for"] = str(now - at)
     if not door.entry:
-        detail = f"opened at {local_time(at, zone)} while {mode.value}{late}"
-        return unchanged, [_forced(key, detail, now, event.id)]
+        detail = (
+            N_("opened at {opened_at} while {mode_msg}; reported {late_for} late")
+            if late
+            else N_("opened at {opened_at} while {mode_msg}")
+        )
+        return unchanged, [_forced(key, detail, params, now, event.id)]
     if mode is ArmingMode.PENDING:
         return unchanged, []  # follows the entry door that started the delay
     deadline = at + config.entry_delay_s * S
@@ -68,26 +75,33 @@ def forced_door(
         return done, signals
     if deadline > now:
         return unchanged, []  # another entry door's delay is running: it follows that one
+    params["delay_for"] = str(deadline - at)
     detail = (
-        f"entry door opened at {local_time(at, zone)}; not disarmed within "
-        f"{duration(deadline - at)}{late}"
+        N_(
+            "entry door opened at {opened_at}; not disarmed within {delay_for}; "
+            "reported {late_for} late"
+        )
+        if late
+        else N_("entry door opened at {opened_at}; not disarmed within {delay_for}")
     )
-    return unchanged, [_forced(key, detail, now, event.id)]
+    return unchanged, [_forced(key, detail, params, now, event.id)]
 
 
 def entry_expired(expired: EntryExpired, zone: ZoneInfo, now: int) -> Raise:
     """The entry delay ran out without a disarm."""
     key = AlertKey(Rule.FORCED_DOOR, expired.site, expired.device, expired.sensor)
-    detail = (
-        f"entry door opened at {local_time(expired.opened_at, zone)}; not disarmed within "
-        f"{duration(expired.deadline - expired.opened_at)}"
-    )
-    return _forced(key, detail, now, None)
+    params = time_params(zone, opened=expired.opened_at)
+    params["delay_for"] = str(expired.deadline - expired.opened_at)
+    detail = N_("entry door opened at {opened_at}; not disarmed within {delay_for}")
+    return _forced(key, detail, params, now, None)
 
 
-def _forced(key: AlertKey, detail: str, now: int, event_id: str | None) -> Raise:
-    title = f"Forced door: {key.where} opened while armed"
-    return Raise(key, title, detail, now, latched=True, event_id=event_id)
+def _forced(
+    key: AlertKey, detail: str, params: dict[str, str], now: int, event_id: str | None
+) -> Raise:
+    title = N_("Forced door: {where} opened while armed")
+    params = params | {"where": key.where}
+    return Raise.said(key, title, detail, params, now, latched=True, event_id=event_id)
 
 
 # door held open ------------------------------------------------------------------------------
@@ -110,7 +124,7 @@ def door_held_open(
             since = watch.open_since if watch.open_since is not None else at
             return DoorWatch(open_since=since, held=watch.held), []
         if item.state == "closed":
-            return DoorWatch(), [Clear(key, "door closed", now)] if watch.held else []
+            return DoorWatch(), [Clear.said(key, N_("door closed"), {}, now)] if watch.held else []
         since = watch.open_since if watch.open_since is not None else at - int(limit_s * S)
         after = DoorWatch(open_since=since, held=True)  # held-open from the unit
     else:
@@ -120,10 +134,15 @@ def door_held_open(
     if watch.held:
         return after, []
     assert after.open_since is not None
-    title = f"Door held open: {key.where}"
-    detail = f"open for {duration(max(now - after.open_since, 0))} (limit {limit_s:g} s)"
+    title = N_("Door held open: {where}")
+    detail = N_("open for {open_for} (limit {limit} s)")
+    params = {
+        "where": key.where,
+        "open_for": str(max(now - after.open_since, 0)),
+        "limit": f"{limit_s:g}",
+    }
     event_id = item.id if isinstance(item, Event) else None
-    return after, [Raise(key, title, detail, now, event_id=event_id)]
+    return after, [Raise.said(key, title, detail, params, now, event_id=event_id)]
 
 
 # intrusion -----------------------------------------------------------------------------------
@@ -140,10 +159,13 @@ def intrusion(
     if mode is not ArmingMode.ARMED:
         return []
     key = AlertKey(Rule.INTRUSION, event.site, event.device, event.sensor)
-    title = f"Intrusion: motion at {key.where} while armed"
-    late = f"; reported {duration(now - at)} late" if at < panel.since else ""
-    detail = f"motion at {local_time(at, zone)}{late}"
-    return [Raise(key, title, detail, now, latched=True, event_id=event.id)]
+    title = N_("Intrusion: motion at {where} while armed")
+    params = time_params(zone, motion=at) | {"where": key.where}
+    detail = N_("motion at {motion_at}")
+    if at < panel.since:
+        params["late_for"] = str(now - at)
+        detail = N_("motion at {motion_at}; reported {late_for} late")
+    return [Raise.said(key, title, detail, params, now, latched=True, event_id=event.id)]
 
 
 # tamper --------------------------------------------------------------------------------------
@@ -157,12 +179,21 @@ def tamper(event: Event, zone: ZoneInfo, now: int) -> list[Signal]:
     ):
         key = AlertKey(Rule.TAMPER, event.site, event.device, event.sensor)
         if event.state in ("tampered", "covered"):
-            what = "enclosure opened" if event.kind is Kind.TAMPER else "camera covered"
-            title = f"Tamper: {what} at {key.where}"
-            detail = f"{what} at {local_time(at, zone)}"
-            return [Raise(key, title, detail, now, latched=True, event_id=event.id)]
-        return [Clear(key, f"{event.state} at {local_time(at, zone)}", now)]
+            params = time_params(zone, tampered=at) | {"where": key.where}
+            if event.kind is Kind.TAMPER:
+                title = N_("Tamper: enclosure opened at {where}")
+                detail = N_("enclosure opened at {tampered_at}")
+            else:
+                title = N_("Tamper: camera covered at {where}")
+                detail = N_("camera covered at {tampered_at}")
+            return [Raise.said(key, title, detail, params, now, latched=True, event_id=event.id)]
+        params = time_params(zone, back=at) | {"state_msg": event.state}
+        return [Clear.said(key, N_("{state_msg} at {back_at}"), params, now)]
     return []
+
+
+# The sensor states and arming modes alerts name ({state_msg}, {mode_msg}), for translation.
+WORDS = (N_("normal"), N_("uncovered"), N_("armed"), N_("pending"))
 
 
 # patrol missed -------------------------------------------------------------------------------
@@ -189,7 +220,7 @@ def patrol_missed(
         at = event_time(item, now)
         last = max(watch.last_checkin or at, at)
         return PostWatch(last_checkin=last), [
-            Clear(key, f"check-in at {local_time(at, zone)}", now)
+            Clear.said(key, N_("check-in at {checkin_at}"), time_params(zone, checkin=at), now)
         ]
     hours = WeeklySchedule(tuple(post.hours), zone)
     period_start = hours.on_since(now) if post.hours else None
@@ -201,14 +232,22 @@ def patrol_missed(
     missed = 0 if now < first_due else 1 + (now - first_due) // every
     if missed <= watch.missed:
         return (watch.model_copy(update={"missed": missed}) if missed < watch.missed else watch), []
-    title = f"Patrol missed at {key.where}"
-    since = (
-        f"last check-in {local_time(watch.last_checkin, zone)}"
-        if watch.last_checkin is not None
-        else "no check-in seen"
-    )
-    detail = f"{since}; a check-in is due every {post.every_min:g} min ({missed} missed)"
-    return watch.model_copy(update={"missed": missed}), [Raise(key, title, detail, now)]
+    title = N_("Patrol missed at {where}")
+    params = {
+        "tz": zone.key,
+        "where": key.where,
+        "every": f"{post.every_min:g}",
+        "missed": str(missed),
+    }
+    if watch.last_checkin is not None:
+        params["last_at"] = str(watch.last_checkin)
+        detail = N_(
+            "last check-in {last_at}; a check-in is due every {every} min ({missed} missed)"
+        )
+    else:
+        detail = N_("no check-in seen; a check-in is due every {every} min ({missed} missed)")
+    raised = Raise.said(key, title, detail, params, now)
+    return watch.model_copy(update={"missed": missed}), [raised]
 
 
 # camera fault --------------------------------------------------------------------------------
@@ -230,10 +269,13 @@ def camera_fault(
         if item.state == "fault":
             return (watch if watch.fault_since is not None else CameraWatch(fault_since=at)), []
         if item.state == "recovered":
-            return CameraWatch(), [Clear(key, "camera recovered", now)] if watch.reported else []
+            recovered = Clear.said(key, N_("camera recovered"), {}, now)
+            return CameraWatch(), [recovered] if watch.reported else []
         return watch, []
     if watch.fault_since is None or watch.reported or now - watch.fault_since < limit_s * S:
         return watch, []
-    title = f"Camera fault: {key.where}"
-    detail = f"stalled for {duration(now - watch.fault_since)} without recovering"
-    return watch.model_copy(update={"reported": True}), [Raise(key, title, detail, now)]
+    title = N_("Camera fault: {where}")
+    detail = N_("stalled for {stalled_for} without recovering")
+    params = {"where": key.where, "stalled_for": str(now - watch.fault_since)}
+    raised = Raise.said(key, title, detail, params, now)
+    return watch.model_copy(update={"reported": True}), [raised]

@@ -8,7 +8,8 @@ from typing import Literal, Protocol
 
 from broker.alerts.arming import Tick
 from broker.alerts.config import Thresholds
-from broker.alerts.rules import AlertKey, Clear, Raise, Rule, Signal, Watch, duration
+from broker.alerts.rules import AlertKey, Clear, Raise, Rule, Signal, Watch
+from broker.i18n import N_
 from kernel.units import MINUTE, S
 from protocol.models import Heartbeat, Status
 
@@ -50,35 +51,50 @@ def unit_offline(
     """
     if isinstance(item, Heartbeat):
         after = UnitWatch(interval_s=item.interval_s, last_beat=now)
-        return after, [Clear(key, "heartbeat received", now)] if watch.offline else []
+        back = Clear.said(key, N_("heartbeat received"), {}, now)
+        return after, [back] if watch.offline else []
     if isinstance(item, Status):
         if item.state == "online":
             after = UnitWatch(interval_s=watch.interval_s, last_beat=now)
-            return after, [Clear(key, "unit online again", now)] if watch.offline else []
+            back = Clear.said(key, N_("unit online again"), {}, now)
+            return after, [back] if watch.offline else []
         if watch.offline or watch.will_at is not None:
             return watch, []  # the retained will seen again: the grace runs from the first
         return watch.model_copy(update={"will_at": now}), []
     if watch.offline:
         return watch, []
-    title = f"Unit offline: {key.where}"
-    will = ""
+    title = N_("Unit offline: {where}")
+    params = {"where": key.where}
     if watch.will_at is not None:
-        gone_for = now - watch.will_at
-        will = f"the broker lost the unit's connection (last will) {duration(gone_for)} ago"
+        params["gone_for"] = str(now - watch.will_at)
         if now - max(watch.will_at, watching_since) >= WILL_GRACE_BEATS * watch.interval_s * S:
-            detail = f"{will}; no heartbeat or birth since"
-            return watch.model_copy(update={"offline": True}), [Raise(key, title, detail, now)]
+            detail = N_(
+                "the broker lost the unit's connection (last will) {gone_for} ago; "
+                "no heartbeat or birth since"
+            )
+            raised = Raise.said(key, title, detail, params, now)
+            return watch.model_copy(update={"offline": True}), [raised]
     if watch.last_beat is None:
         return watch, []
     silent_for = now - max(watch.last_beat, watching_since)
     limit = limits.offline_after_beats * watch.interval_s * S
     if silent_for < limit:
         return watch, []
+    params |= {
+        "silent_for": str(silent_for),
+        "beats": str(limits.offline_after_beats),
+        "interval": str(watch.interval_s),
+    }
     detail = (
-        f"no heartbeat for {duration(silent_for)} "
-        f"({limits.offline_after_beats} x {watch.interval_s} s)" + (f"; {will}" if will else "")
+        N_(
+            "no heartbeat for {silent_for} ({beats} x {interval} s); "
+            "the broker lost the unit's connection (last will) {gone_for} ago"
+        )
+        if "gone_for" in params
+        else N_("no heartbeat for {silent_for} ({beats} x {interval} s)")
     )
-    return watch.model_copy(update={"offline": True}), [Raise(key, title, detail, now)]
+    raised = Raise.said(key, title, detail, params, now)
+    return watch.model_copy(update={"offline": True}), [raised]
 
 
 # integrity -----------------------------------------------------------------------------------
@@ -103,17 +119,18 @@ class IntegrityLike(Protocol):
 
 INTEGRITY_REASONS = frozenset(
     {
-        "identity-mismatch",
-        "unknown-unit",
-        "bad-signature",
-        "replayed-or-forked",
-        "broken-chain",
-        "time-out-of-order",
+        N_("identity-mismatch"),
+        N_("unknown-unit"),
+        N_("bad-signature"),
+        N_("replayed-or-forked"),
+        N_("broken-chain"),
+        N_("time-out-of-order"),
         # An independent witness refused an event of the unit (broker/collector/witnesses.py).
-        "witness-fork",
-        "witness-rewind",
+        N_("witness-fork"),
+        N_("witness-rewind"),
     }
 )
+"""Reasons are msgids too: the English is the code, the Indonesian says what it means."""
 
 
 def integrity(issue: IntegrityLike, now: int) -> list[Signal]:
@@ -122,9 +139,17 @@ def integrity(issue: IntegrityLike, now: int) -> list[Signal]:
     if reason not in INTEGRITY_REASONS or not issue.site or not issue.device:
         return []
     key = AlertKey(Rule.INTEGRITY, issue.site, issue.device, reason)
-    seq = f" (seq {issue.seq})" if issue.seq is not None else ""
-    title = f"Integrity: {reason} from {issue.site}/{issue.device}{seq}"
-    return [Raise(key, title, issue.detail[:200], now, latched=True, event_id=issue.event_id)]
+    params = {"reason_msg": reason, "where": f"{issue.site}/{issue.device}"}
+    title = N_("Integrity: {reason_msg} from {where}")
+    if issue.seq is not None:
+        params["seq"] = str(issue.seq)
+        title = N_("Integrity: {reason_msg} from {where} (seq {seq})")
+    detail = issue.detail[:200]  # the verifier's own words, technical: kept as they are
+    return [
+        Raise.said(
+            key, title, None, params, now, latched=True, event_id=issue.event_id, detail=detail
+        )
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +190,7 @@ def seq_gap(
             missing = _fill(watch.missing, item.first, item.last)
         after = GapWatch(missing=sorted(missing), reported=watch.reported)
         if watch.reported and not missing:
-            return GapWatch(), [Clear(key, "every missing event arrived", now)]
+            return GapWatch(), [Clear.said(key, N_("every missing event arrived"), {}, now)]
         return after, []
     if watch.reported or not watch.missing:
         return watch, []
@@ -175,9 +200,17 @@ def seq_gap(
         return watch, []
     first, last, opened = late[0]
     count = sum(b - a + 1 for a, b, _ in watch.missing)
-    title = f"Integrity: {count} event(s) missing from {key.site}/{key.device}"
-    detail = f"seq {first}-{last} missing for {duration(now - opened)}"
-    return watch.model_copy(update={"reported": True}), [Raise(key, title, detail, now)]
+    title = N_("Integrity: {count} event(s) missing from {where}")
+    detail = N_("seq {first}-{last} missing for {missing_for}")
+    params = {
+        "count": str(count),
+        "where": f"{key.site}/{key.device}",
+        "first": str(first),
+        "last": str(last),
+        "missing_for": str(now - opened),
+    }
+    raised = Raise.said(key, title, detail, params, now)
+    return watch.model_copy(update={"reported": True}), [raised]
 
 
 def _fill(missing: list[tuple[int, int, int]], first: int, last: int) -> list[tuple[int, int, int]]:
@@ -213,58 +246,64 @@ def unit_health(
     """
     active = set(watch.active)
     signals: list[Signal] = []
-    checks: dict[str, tuple[bool | None, str]] = {
+    checks: dict[str, tuple[bool | None, str, dict[str, str]]] = {
         "disk": _disk(hb, limits),
         "cpu": _cpu(hb, limits, "cpu" in active),
-        "power": (hb.undervoltage, "undervoltage reported by the power supply"),
+        "power": (hb.undervoltage, N_("undervoltage reported by the power supply"), {}),
         "clock": (
             False if hb.clock_synced else (True if hb.uptime_s >= limits.clock_grace_s else None),
-            f"clock not synchronised after {hb.uptime_s} s of uptime",
+            N_("clock not synchronised after {uptime} s of uptime"),
+            {"uptime": str(hb.uptime_s)},
         ),
         "cert": (
             hb.cert_days_left <= limits.cert_warn_days if hb.cert_days_left is not None else None,
-            f"certificate expires in {hb.cert_days_left} day(s)",
+            N_("certificate expires in {days} day(s)"),
+            {"days": str(hb.cert_days_left)},
         ),
     }
     titles = {
-        "disk": "disk low",
-        "cpu": "CPU hot",
-        "power": "undervoltage",
-        "clock": "clock not synchronised",
-        "cert": "certificate expiring",
+        "disk": N_("disk low"),
+        "cpu": N_("CPU hot"),
+        "power": N_("undervoltage"),
+        "clock": N_("clock not synchronised"),
+        "cert": N_("certificate expiring"),
     }
     for name in HEALTH_CONDITIONS:
-        on, detail = checks[name]
+        on, detail, params = checks[name]
         key = AlertKey(Rule.UNIT_HEALTH, site, device, name)
+        params = params | {"condition_msg": titles[name], "where": f"{site}/{device}"}
         if on is True and name not in active:
             active.add(name)
-            title = f"Unit health: {titles[name]} at {site}/{device}"
-            signals.append(Raise(key, title, detail, now))
+            title = N_("Unit health: {condition_msg} at {where}")
+            signals.append(Raise.said(key, title, detail, params, now))
         elif on is False and name in active:
             active.discard(name)
-            signals.append(Clear(key, f"{titles[name]}: back to normal", now))
+            signals.append(Clear.said(key, N_("{condition_msg}: back to normal"), params, now))
     return HealthWatch(active=sorted(active)), signals
 
 
-def _disk(hb: Heartbeat, limits: Thresholds) -> tuple[bool | None, str]:
+def _disk(hb: Heartbeat, limits: Thresholds) -> tuple[bool | None, str, dict[str, str]]:
     if hb.disk_full:
-        return True, "disk full"
+        return True, N_("disk full"), {}
     if hb.disk_free_mb is None:
-        return None, ""
-    return hb.disk_free_mb < limits.disk_low_mb, (
-        f"{hb.disk_free_mb} MB free (limit {limits.disk_low_mb} MB)"
+        return None, "", {}
+    return (
+        hb.disk_free_mb < limits.disk_low_mb,
+        N_("{free} MB free (limit {limit} MB)"),
+        {"free": str(hb.disk_free_mb), "limit": str(limits.disk_low_mb)},
     )
 
 
-def _cpu(hb: Heartbeat, limits: Thresholds, hot: bool) -> tuple[bool | None, str]:
+def _cpu(hb: Heartbeat, limits: Thresholds, hot: bool) -> tuple[bool | None, str, dict[str, str]]:
     if hb.cpu_temp_c is None:
-        return None, ""
-    detail = f"CPU at {hb.cpu_temp_c:.1f} °C (limit {limits.cpu_hot_c:g} °C)"
+        return None, "", {}
+    detail = N_("CPU at {temp} °C (limit {limit} °C)")
+    params = {"temp": f"{hb.cpu_temp_c:.1f}", "limit": f"{limits.cpu_hot_c:g}"}
     if hb.cpu_temp_c >= limits.cpu_hot_c:
-        return True, detail
+        return True, detail, params
     if hot and hb.cpu_temp_c > limits.cpu_hot_c - limits.cpu_hysteresis_c:
-        return None, detail
-    return False, detail
+        return None, detail, params
+    return False, detail, params
 
 
 def evidence_refused(site: str, device: str, detail: str, disk_full: bool, now: int) -> Raise:
@@ -273,8 +312,9 @@ def evidence_refused(site: str, device: str, detail: str, disk_full: bool, now: 
     what = "disk-full" if disk_full else "quota"
     key = AlertKey(Rule.EVIDENCE_REFUSED, site, device, what)
     title = (
-        f"Evidence not kept: the collector's disk is full ({site}/{device})"
+        N_("Evidence not kept: the collector's disk is full ({where})")
         if disk_full
-        else f"Evidence not kept: {site}/{device} is over its picture quota"
+        else N_("Evidence not kept: {where} is over its picture quota")
     )
-    return Raise(key, title, detail[:200], now, latched=True)
+    params = {"where": f"{site}/{device}"}
+    return Raise.said(key, title, None, params, now, latched=True, detail=detail[:200])

@@ -115,8 +115,18 @@ def test_a_night_time_forced_door_is_one_critical_alert_one_message_one_notifica
     payload = retained(changes)[topics.alert(SITE, alert.id)]
     assert parse(Alert, payload) == alert
     (note,) = changes.notifications
-    assert note.title.startswith("[CRITICAL] Forced door: bangka-barat/gudang-01/pintu-belakang")
-    assert alert.id in note.body and "22:00:05 WIB" in note.body
+    # Indonesian unless its route says otherwise; the door opened at 22:00:05 WIB.
+    assert (
+        note.title
+        == "[KRITIS] Pintu dibuka paksa di bangka-barat/gudang-01/pintu-belakang saat siaga"
+    )
+    assert alert.id in note.body and "dibuka pukul 22:00 WIB saat siaga" in note.body
+    english = note.in_language("en")
+    assert (
+        english.title
+        == "[CRITICAL] Forced door: bangka-barat/gudang-01/pintu-belakang opened while armed"
+    )
+    assert "opened at 22:00 WIB while armed" in english.body
     (point,) = [p for p in changes.points if p.measurement == "alert"]
     assert point.tags == {
         "site": SITE,
@@ -148,7 +158,7 @@ def test_a_door_banging_all_night_is_one_alert_counted_and_one_notification(
     later = NIGHT + 10 * MIN
     changes = engine.on_event(back_door(later), later)
     (note,) = changes.notifications
-    assert "(again, 51 times)" in note.title
+    assert "(terulang, 51 kali)" in note.title
 
 
 def test_an_entry_door_goes_pending_on_the_retained_topic_and_a_disarm_in_time_is_quiet(
@@ -194,7 +204,11 @@ def test_a_door_opened_at_night_but_delivered_after_the_morning_disarm_still_ala
     assert engine.arming_state(SITE).state is ArmingMode.DISARMED  # type: ignore[union-attr]
     changes = engine.on_event(back_door(jkt(TUE, "02:00")), morning)
     (alert,) = raised(changes)
-    assert alert.detail == "opened at 2024-05-07 02:00:00 WIB while armed; reported 6 h 0 min late"
+    assert alert.detail == "opened at 02:00 WIB while armed; reported 6 h 0 min late"
+    assert (alert.detail_msg, alert.params["late_for"]) == (
+        "opened at {opened_at} while {mode_msg}; reported {late_for} late",
+        str(6 * 3600 * S),
+    )
 
 
 def test_motion_at_night_is_an_intrusion_and_by_day_nothing(engines: Engines) -> None:
@@ -226,7 +240,7 @@ def test_ack_then_resolve_updates_then_empties_the_retained_alert(engines: Engin
         0,
     )
     (note,) = done.notifications
-    assert note.title.startswith("[RESOLVED]") and "delivery, logged" in note.body
+    assert note.title.startswith("[SELESAI]") and "delivery, logged" in note.body
     assert engine.open_alerts() == []
     assert engine.alert(alert.id) is not None
 

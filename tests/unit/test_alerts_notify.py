@@ -47,7 +47,7 @@ def test_a_new_alert_notifies_and_repeats_within_the_cooldown_do_not() -> None:
     assert note is None
     repeat = raised(DOOR, T0 + 300 * S, repeat)
     _, note = decide(watch, repeat, T0 + 300 * S)
-    assert note is not None and "(again, 3 times)" in note.title
+    assert note is not None and "(terulang, 3 kali)" in note.title
 
 
 def test_a_clear_is_told_only_about_an_alert_people_were_told_about() -> None:
@@ -56,7 +56,7 @@ def test_a_clear_is_told_only_about_an_alert_people_were_told_about() -> None:
     cleared = lifecycle.on_clear(first.alert, Clear(HELD, "door closed", T0 + 10 * S))
     assert cleared is not None
     watch, note = decide(watch, cleared, T0 + 10 * S)
-    assert note is not None and note.title.startswith("[CLEARED]")
+    assert note is not None and note.title.startswith("[PULIH]")
     flap = raised(HELD, T0 + 20 * S)  # a new alert, within the cooldown: not told
     watch, note = decide(watch, flap, T0 + 20 * S)
     assert note is None
