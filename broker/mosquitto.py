@@ -47,7 +47,7 @@ from protocol.topics import (
     witness,
 )
 
-Access = Literal["read", "write", "deny"]
+Access = Literal["read", "write"]
 AclRule = tuple[Access, str]
 
 DEFAULT_PERSISTENCE_DIR = Path("/var/lib/mosquitto")
@@ -56,6 +56,10 @@ DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
 ALL_SITES = "*"
 """An operator identity whose sites are ("*",) may act on every site."""
 NO_SHARED = "no-shared-subscriptions"
+NO_LIVE = "no-live-frames"
+"""Live frames reach the collector only: every other identity is refused them at delivery
+(a `topic deny` line in the acl_file does not stop a broader read rule in Mosquitto 2.0.11;
+the plugin's explicit deny does, and it is checked before the acl_file)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,8 +281,6 @@ def acl_rules(identity: Identity) -> list[AclRule]:
     for site in identity.sites:
         where = "+" if site == ALL_SITES else site
         rules += [
-            # Live frames go to the collector only (it relays them to the page, by site).
-            ("deny", device_filter(Channel.LIVE, site=where)),
             ("read", ALL_TOPICS if site == ALL_SITES else site_tree(site)),
             ("write", site_command_filter(where)),
             ("write", device_filter(Channel.CMD, site=where)),
@@ -305,11 +307,12 @@ def render_acl(identities: Iterable[Identity]) -> str:
 
 def render_dynsec(identities: Iterable[Identity]) -> str:
     """The dynamic-security plugin's JSON: units and operators may not join $share/ groups.
+    Nor may they receive live frames: those go to collectors only.
 
     Default access is false, which in this plugin means "no opinion": whatever no rule here
     matches (every publish, every other subscription, every collector) the acl_file decides."""
     clients = [
-        {"username": i.username, "roles": [{"rolename": NO_SHARED}]}
+        {"username": i.username, "roles": [{"rolename": NO_SHARED}, {"rolename": NO_LIVE}]}
         for i in identities
         if not isinstance(i, CollectorIdentity)
     ]
@@ -334,7 +337,19 @@ def render_dynsec(identities: Iterable[Identity]) -> str:
                         "allow": False,
                     }
                 ],
-            }
+            },
+            {
+                "rolename": NO_LIVE,
+                "textname": "only collectors receive units' live frames",
+                "acls": [
+                    {
+                        "acltype": "publishClientReceive",
+                        "topic": device_filter(Channel.LIVE),
+                        "priority": 0,
+                        "allow": False,
+                    }
+                ],
+            },
         ],
     }
     return json.dumps(config, indent=2) + "\n"

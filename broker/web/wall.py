@@ -93,6 +93,8 @@ class Wall:
                 return JSONResponse({"error": "no such camera"}, status_code=404)
         else:
             chosen = frozenset(mine)
+        if not chosen:
+            return JSONResponse({"error": "no such camera"}, status_code=404)
         if len(chosen) > MAX_CAMERAS:
             chosen = frozenset(sorted(chosen)[:MAX_CAMERAS])
         relay = self.relay

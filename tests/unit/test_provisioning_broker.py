@@ -42,7 +42,6 @@ topic write jaga/v1/+/+/cmd/+
 
 user operator:budi
 topic read jaga/v1/deadletter
-topic deny jaga/v1/gudang-1/+/live
 topic read jaga/v1/gudang-1/#
 topic write jaga/v1/gudang-1/cmd/+
 topic write jaga/v1/gudang-1/+/cmd/+
