@@ -57,9 +57,9 @@ ALL_SITES = "*"
 """An operator identity whose sites are ("*",) may act on every site."""
 NO_SHARED = "no-shared-subscriptions"
 NO_LIVE = "no-live-frames"
-"""Live frames reach the collector only: every other identity is refused them at delivery
-(a `topic deny` line in the acl_file does not stop a broader read rule in Mosquitto 2.0.11;
-the plugin's explicit deny does, and it is checked before the acl_file)."""
+"""Meant to keep units' live frames from every identity but collectors. Not yet effective:
+on Mosquitto 2.0.11 an operator reading jaga/v1/<site>/# still got frames, with this role
+and with an acl_file `topic deny` line (tests/integration/test_web_wall.py, xfail)."""
 
 
 @dataclass(frozen=True, slots=True)
