@@ -65,6 +65,7 @@ def _start_web(cfg: CollectorConfig, collector: Collector) -> WebServer | None:
             ack=collector.ack_from_web,
             evidence=collector.evidence,
             events=EvidenceEvents(ql),
+            live_view=collector.live_view,
         )
     except WebError as exc:
         raise fail(str(exc)) from None
