@@ -18,6 +18,7 @@ from types import FrameType
 
 from devstack.ports import free_port
 from devstack.process import StartError
+from devstack.quiet_demo import CHECKPOINT_S, Night, prove
 from devstack.stack import DATABASE, DEMO_WITNESS, Stack, jaga
 from devstack.watch import NotificationSink, SiteWatch
 
@@ -40,7 +41,7 @@ def _follow(path: Path, stop: threading.Event) -> None:
             m = STORED.search(line)
             if m:
                 print(
-                    f"  {time.strftime('%H:%M:%S')}  {m['device']:<12} {m['kind']:<7} "
+                    f"  {time.strftime('%H:%M:%S')}  {m['device']:<12} {m['kind']:<10} "
                     f"{m['sensor']:<15} {m['state']:<10} seq {m['seq']}",
                     flush=True,
                 )
@@ -62,6 +63,7 @@ def main() -> int:
     stack = Stack(
         root, heartbeat_s=5, alerts=demo_alerts(sink.url), web=demo_web(web_port, password)
     )
+    stack.checkpoint_s = CHECKPOINT_S  # signed checkpoints within the demo's minute
     stop_follow = threading.Event()
     watch: SiteWatch | None = None
     try:
@@ -86,17 +88,17 @@ def main() -> int:
             f"demo: the guard post's page: http://127.0.0.1:{web_port}/ (login budi / {password})"
         )
         print(f"demo: {len(stack.units)} simulated units play their scenarios for {seconds:g} s")
-        print(f"  {'time':<8}  {'unit':<12} {'kind':<7} {'sensor':<15} {'state':<10}")
+        print(f"  {'time':<8}  {'unit':<12} {'kind':<10} {'sensor':<15} {'state':<10}")
         started = time.monotonic()
         for unit in stack.units:
             stack.start_agent(unit, seconds)
-        _night(stack, watch, started, seconds)
+        night = _night(stack, watch, started, seconds)
         produced = {u.device: stack.produced(u.device) for u in stack.units}
         stored = _wait_stored(stack, produced, timeout=20)
         stop_follow.set()
         time.sleep(1.0)  # the last alert changes reach the watcher
         _summary(stack, produced, stored, watch, sink)
-        return 0
+        return 0 if prove(stack, night) else 1
     except KeyboardInterrupt:
         print("\ndemo: interrupted; stopping everything", file=sys.stderr)
         return 130
@@ -151,16 +153,19 @@ def _say(text: str) -> None:
     print(f"  {time.strftime('%H:%M:%S')}  ** {text}", flush=True)
 
 
-def _night(stack: Stack, watch: SiteWatch, started: float, seconds: float) -> None:
-    """The night shift: the site is armed; later one unit loses its network for a while."""
+def _night(stack: Stack, watch: SiteWatch, started: float, seconds: float) -> Night:
+    """The night shift: the site is armed; later one unit loses its network for a while (until
+    the collector raises unit-offline, and at least MIN_PAUSE_S: a gap to `audit quiet`)."""
+    night = Night()
     time.sleep(min(3.0, seconds / 10))
     config = stack.root / "collector" / "collector.toml"
     armed = jaga(
         "jaga-collector", "arm", stack.site, "--by", "demo", "--config", config, check=False
     )
+    night.armed_ns = time.time_ns() if armed.returncode == 0 else None
     _say(f"operator demo arms the site: {armed.stdout.strip() or armed.stderr.strip()}")
     cut_at = started + seconds * 0.35
-    victim = stack.agents.get("gudang-02")
+    victim = stack.agents.get(night.paused_device)
     deadline = started + seconds + 30
     cut = False
     while any(a.running for a in stack.agents.values()) and time.monotonic() < deadline:
@@ -169,14 +174,16 @@ def _night(stack: Stack, watch: SiteWatch, started: float, seconds: float) -> No
             continue
         if not cut and time.monotonic() >= cut_at:
             victim.pause()  # no FIN: the unit just goes silent, as a cut cable does
-            cut = True
+            night.paused_ns, cut = time.time_ns(), True
             _say("gudang-02 loses its network (process paused, no goodbye)")
-        elif cut and watch.raised("unit-offline"):
+        elif cut and watch.raised("unit-offline") and night.long_enough(time.time_ns()):
             victim.resume()
-            victim = None
+            night.resumed_ns, victim = time.time_ns(), None
             _say("gudang-02 is back on the network")
     if victim is not None and cut:
         victim.resume()
+        night.resumed_ns = time.time_ns()
+    return night
 
 
 def _wait_stored(stack: Stack, produced: dict[str, int], timeout: float) -> dict[str, int]:

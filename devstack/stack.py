@@ -152,6 +152,9 @@ class Stack:
     """The collector's [web] section (the guard post's page)."""
     collector_settings: dict[str, Any] = field(default_factory=dict)
     """More top-level keys of collector.toml (e.g. evidence_grace_s)."""
+    checkpoint_s: int | None = None
+    """The units' signed checkpoint period (agent.toml `checkpoint_s`); None: the bundle's
+    own (the agent's default, 300 s)."""
 
     @property
     def registry(self) -> Path:
@@ -257,6 +260,8 @@ class Stack:
         config = tomllib.loads((src / "agent.toml").read_text())
         config["data_dir"] = str(dst / "data")
         config["heartbeat_s"] = self.heartbeat_s
+        if self.checkpoint_s is not None:
+            config["checkpoint_s"] = self.checkpoint_s
         config["broker"]["port"] = self.broker_port
         if "camera" in config:  # no camera on this machine: real JPEGs from the simulator
             config["camera"].update(
