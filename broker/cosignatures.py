@@ -14,6 +14,7 @@ fingerprint was published in advance.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from influxdb_client import Point, WritePrecision
 
@@ -69,17 +70,34 @@ def cosignatures(
         f'WHERE "site" = {quote_string(site)} AND "device" = {quote_string(device)} '
         f'AND "seq" >= {int(first_seq)} AND "seq" <= {int(last_seq)}'
     )
-    found = [
-        StoredCosignature(
-            witness=str(r["witness"]),
-            site=site,
-            device=device,
-            seq=int(r["seq"]),
-            head=str(r["head"]),
-            body=str(r["body"]),
-            sig=str(r["sig"]),
-            witness_ts=int(r["witness_ts"]),
-        )
-        for r in rows
-    ]
+    found = [_stored(r, site, device) for r in rows]
     return sorted(found, key=lambda c: (c.seq, c.witness_ts, c.witness))
+
+
+def first_beyond(
+    reader: InfluxReader, site: str, device: str, after_seq: int
+) -> list[StoredCosignature]:
+    """Each witness's first cosignature of the unit (by its time) at a seq above after_seq.
+
+    An export carries it beside those of its chain: where the export says its chain ends at
+    the newest event stored, a witness that cosigned further shows the tail was cut. May raise
+    broker.influx_reader.QueryFailed."""
+    rows = reader.rows(
+        'SELECT "seq", "head", "body", "sig", "witness_ts" FROM "cosignature" '
+        f'WHERE "site" = {quote_string(site)} AND "device" = {quote_string(device)} '
+        f'AND "seq" > {int(after_seq)} GROUP BY "witness" ORDER BY time ASC LIMIT 1'
+    )
+    return sorted((_stored(r, site, device) for r in rows), key=lambda c: c.witness)
+
+
+def _stored(r: dict[str, Any], site: str, device: str) -> StoredCosignature:
+    return StoredCosignature(
+        witness=str(r["witness"]),
+        site=site,
+        device=device,
+        seq=int(r["seq"]),
+        head=str(r["head"]),
+        body=str(r["body"]),
+        sig=str(r["sig"]),
+        witness_ts=int(r["witness_ts"]),
+    )

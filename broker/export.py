@@ -9,16 +9,18 @@ must believe. Every file is created new (O_EXCL|O_NOFOLLOW) in a new or empty fo
 from __future__ import annotations
 
 import base64
+import binascii
 import errno
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from broker.cosignatures import StoredCosignature, cosignatures, first_beyond
 from broker.evidence import EvidenceVault
 from broker.evidence_events import EvidenceEvents
 from broker.export_chain import REACH, ChainError, ChainStretch, read_window, stretch_around
@@ -32,8 +34,13 @@ from broker.export_format import (
     UNIT_PEM,
     VERIFY_SH,
     VERIFY_TXT,
+    WITNESS,
+    WITNESS_KEY,
+    ChainEnd,
+    cosignature_name,
     event_name,
 )
+from protocol.cosignature import CosignatureError, parse_cosignature
 from protocol.models import Event
 from protocol.signing import canonical_bytes
 
@@ -53,6 +60,8 @@ class Evidence:
     event_id: str
     subject: tuple[Event, ...]
     stretch: ChainStretch
+    cosignatures: tuple[StoredCosignature, ...] = ()
+    """Witnesses' cosignatures at seqs of the stretch, and each witness's first beyond it."""
 
     @property
     def pictures(self) -> list[tuple[Event, str]]:
@@ -87,24 +96,41 @@ def gather(stored: EvidenceEvents, event_id: str) -> Evidence:
     if not signing:
         raise ExportError(f"event {event_id} has no pictures")
     subject = sorted({e.seq: e for e in (event, *signing)}.values(), key=lambda e: e.seq)
-    window = read_window(
-        stored.reader,
-        event.site,
-        event.device,
-        max(1, subject[0].seq - REACH),
-        subject[-1].seq + REACH,
-    )
-    try:
-        stretch = stretch_around(window, subject)
-    except ChainError as exc:
-        raise ExportError(f"{event.site}/{event.device}: {exc}") from None
-    return Evidence(event_id, tuple(subject), stretch)
+    for _ in range(2):
+        window = read_window(
+            stored.reader,
+            event.site,
+            event.device,
+            max(1, subject[0].seq - REACH),
+            subject[-1].seq + REACH,
+        )
+        try:
+            stretch = stretch_around(window, subject)
+        except ChainError as exc:
+            raise ExportError(f"{event.site}/{event.device}: {exc}") from None
+        first, last = stretch.events[0].seq, stretch.events[-1].seq
+        beyond = first_beyond(stored.reader, event.site, event.device, last)
+        # A witness ahead of the newest event stored: read once more, as the collector may
+        # have stored it since; still ahead, the export shows the cut to every verifier.
+        if stretch.ends_at is not ChainEnd.HEAD or not beyond:
+            break
+    within = cosignatures(stored.reader, event.site, event.device, first, last)
+    return Evidence(event_id, tuple(subject), stretch, (*within, *beyond))
 
 
 def export(
-    evidence: Evidence, store: EvidenceVault, unit_cert: bytes, ca_cert: bytes, dest: Path
+    evidence: Evidence,
+    store: EvidenceVault,
+    unit_cert: bytes,
+    ca_cert: bytes,
+    dest: Path,
+    witness_keys: Mapping[str, bytes] | None = None,
 ) -> None:
-    """Write the export into dest, which must be new or an empty folder."""
+    """Write the export into dest, which must be new or an empty folder.
+
+    witness_keys: each witness's public key (PEM), by name, as the registry holds it; a
+    witness without one has its cosignatures exported without its key (the auditor brings
+    it)."""
     events = evidence.stretch.events
     first = events[0]
     with _Folder.open(dest) as folder:
@@ -138,6 +164,35 @@ def export(
             "pictures": [{"sha256": sha, "custody": custody[sha]} for _, sha in evidence.pictures],
         }
         folder.write(MANIFEST, [json.dumps(manifest, indent=2, sort_keys=True).encode()])
+        _write_cosignatures(folder, evidence.cosignatures, witness_keys or {})
+
+
+def _write_cosignatures(
+    folder: _Folder, stored: tuple[StoredCosignature, ...], keys: Mapping[str, bytes]
+) -> None:
+    """witness/<name>/key.pem and each cosignature's body and raw signature. The collector
+    never checked them (it holds no witness key): the auditor's fingerprint decides."""
+    files: dict[str, tuple[bytes, bytes]] = {}
+    for c in stored:
+        try:
+            said = parse_cosignature(c.body.encode())
+            sig = base64.b64decode(c.sig, validate=True)
+        except (CosignatureError, binascii.Error, ValueError, UnicodeEncodeError):
+            continue  # not a cosignature: nothing an auditor could check
+        if (said.witness, said.site, said.device) != (c.witness, c.site, c.device):
+            continue
+        name = cosignature_name(said.witness, said.seq, said.time_ms, "body")
+        files[name] = (c.body.encode(), sig)
+    if not files:
+        return
+    folder.mkdir(WITNESS)
+    for witness in sorted({name.split("/")[1] for name in files}):
+        folder.mkdir(f"{WITNESS}/{witness}")
+        if witness in keys:
+            folder.write(f"{WITNESS}/{witness}/{WITNESS_KEY}", [keys[witness]])
+    for name, (body, sig) in sorted(files.items()):
+        folder.write(name, [body])
+        folder.write(name.removesuffix(".body") + ".sig", [sig])
 
 
 def _signature_bytes(sig: str) -> bytes:

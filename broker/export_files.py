@@ -72,7 +72,7 @@ def os_reason(exc: OSError) -> str:
 
 
 def read_plain(folder: Path, name: str, max_bytes: int) -> bytes:
-    """A regular file inside folder (`file` or `sub/file`), never through a symbolic link."""
+    """A regular file inside folder (as open_plain names it), never through a symbolic link."""
     with open_plain(folder, name) as fd:
         data = bytearray()
         while len(data) <= max_bytes:
@@ -86,10 +86,11 @@ def read_plain(folder: Path, name: str, max_bytes: int) -> bytes:
 
 @contextlib.contextmanager
 def open_plain(folder: Path, name: str) -> Iterator[int]:
-    """A descriptor of the regular file `name` (`file` or `sub/file`) inside folder; OSError
-    for a symbolic link on the way (ELOOP), a FIFO or device (EINVAL)."""
+    """A descriptor of the regular file `name` (`file`, `sub/file` or, for a witness's,
+    `witness/<name>/file`) inside folder; OSError for a symbolic link on the way (ELOOP), a
+    FIFO or device (EINVAL)."""
     parts = name.split("/")
-    if len(parts) > 2 or any(p in ("", ".", "..") for p in parts):
+    if len(parts) > 3 or any(p in ("", ".", "..") for p in parts):
         raise OSError(errno.EINVAL, "not a file name inside the export")
     dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -14,7 +14,13 @@ audit verify-export` and by anyone's own verifier:
   manifest.json           the collector's account (custody lines, why the chain starts and
                           ends where it does): unsigned, nothing in it is trusted
   verify.sh, VERIFY.txt   the check and what it does (Indonesian, English)
-  witness/                witnesses' cosignatures, when there are any
+  witness/<name>/key.pem  a witness's public key (SPKI PEM), checked against a fingerprint
+                          the auditor brings (SHA-256 of its DER), never trusted on its own
+  witness/<name>/<seq>-<time>.body, .sig
+                          one cosignature of that witness (protocol/cosignature.py): the
+                          exact signed text and its raw 64-byte Ed25519 signature (seq
+                          zero-padded to 20 digits, the witness's time in ms to 15); those
+                          at seqs of the exported chain, and each witness's first beyond it
 
 A body's fields are read as text, never through a JSON number parser: `ts` (nanoseconds) does
 not fit a double. BODY names the only form a body may take, so that text is unambiguous.
@@ -41,7 +47,14 @@ MANIFEST = "manifest.json"
 VERIFY_SH = "verify.sh"
 VERIFY_TXT = "VERIFY.txt"
 WITNESS = "witness"
-"""Reserved for witnesses' cosignatures; verify.sh has a section waiting for them."""
+WITNESS_KEY = "key.pem"
+COSIGNATURE_FILE = re.compile(r"[0-9]{20}-[0-9]{15}\.(body|sig)")
+ENDS_AT_LINE = re.compile(r'^    "ends_at": "([a-z]+)",$', re.MULTILINE)
+LAST_SEQ_LINE = re.compile(r'^    "last_seq": ([0-9]+),$', re.MULTILINE)
+"""Where the manifest (as `export` writes it: indent 2, sorted keys) says the chain ends and
+why: read by line, the same way in verify.sh, export_verify and the Node verifier, so that a
+witness's cosignature beyond a chain said to end at the newest stored event is a truncation
+all three see."""
 
 SEQ_DIGITS = 20
 """Every seq (at most 2**63 - 1, 19 digits) zero-padded to this many, so names sort by seq."""
@@ -54,6 +67,11 @@ SUBJECT_LINE = re.compile(r"[1-9][0-9]{0,18}")
 def event_name(seq: int, part: Literal["body", "sig"]) -> str:
     """`events/<seq>.body` or `.sig`, seq zero-padded."""
     return f"{EVENTS}/{seq:0{SEQ_DIGITS}d}.{part}"
+
+
+def cosignature_name(witness: str, seq: int, time_ms: int, part: Literal["body", "sig"]) -> str:
+    """`witness/<name>/<seq>-<time>.body` or `.sig`: seq to 20 digits, ms to 15."""
+    return f"{WITNESS}/{witness}/{seq:0{SEQ_DIGITS}d}-{time_ms:015d}.{part}"
 
 
 _ID = r"[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?"

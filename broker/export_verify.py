@@ -57,6 +57,7 @@ from broker.export_trust import (
     unit_name,
     verifier,
 )
+from broker.export_witnesses import Exported, check_witnesses
 from protocol.signing import GENESIS, PublicKey, SignatureError, verify_bytes
 
 __all__ = [
@@ -78,6 +79,8 @@ class ExportReport:
     first_seq: int | None = None
     last_seq: int | None = None
     problems: list[str] = field(default_factory=list)
+    witnessed: list[str] = field(default_factory=list)
+    """What the given witnesses' cosignatures show: each one, and by when each saw the chain."""
 
     @property
     def ok(self) -> bool:
@@ -130,8 +133,16 @@ def verify_export(folder: Path, pinned: PinnedCA, witnesses: tuple[str, ...] = (
             report.problems.append(
                 f"{PICTURES}/{sha}.jpg: signed by an event of the subject, not here"
             )
-    for witness in witnesses:  # witness/ is checked here once exports carry cosignatures
-        report.problems.append(f"witness {witness}: no cosignature of it in this export")
+    first = min(chain.bodies, default=None)
+    if first is not None and chain.last_seq is not None:
+        exported = Exported(site_device[0], site_device[1], first, chain.last_seq)
+        seen = check_witnesses(folder, witnesses, exported)
+        report.problems += seen.problems
+        report.cosignatures, report.witnessed = seen.cosignatures, seen.lines
+    else:
+        report.problems += [
+            f"witness {w}: no exported chain to check it against" for w in witnesses
+        ]
     report.first_seq = min(chain.bodies, default=None)
     report.last_seq = chain.last_seq
     return report

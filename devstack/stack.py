@@ -316,6 +316,10 @@ class Stack:
         home = self.root / "witness"
         if not (home / "witness.key").exists():
             jaga("jaga-witness", "init", "--name", DEMO_WITNESS, "--dir", home)
+        # The witness hands its public key to the site, so exports carry it (never trusted:
+        # auditors check it against the fingerprint the witness published).
+        jaga("jaga-provision", "--dir", self.registry, "identity", "witness-key", DEMO_WITNESS,
+             home / "witness.pub")  # fmt: skip
         copy = home / "registry"
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(self.registry / "ca", copy / "ca", ignore=shutil.ignore_patterns("*.key"))

@@ -24,6 +24,8 @@ Layout (everything but ``*.key`` is fit for version control; ``ca init`` writes 
       identities/witness-<name>.crt|.key|.toml
                                       an independent witness's MQTT identity and the sites it
                                       reads (its signing key is its own, never made here)
+      identities/witness-<name>.pub   the public half of that signing key, as the witness
+                                      handed it over (evidence exports carry it)
       identities/revoked/<role>-<name>-<serial>.crt
                                       revoked identities' certificates (the CRL lists them)
       broker/server.crt|.key          the broker's TLS certificate (SANs = hosts units dial)
@@ -270,6 +272,16 @@ class Registry:
         if not path.exists():
             return ()
         return tuple(self._read(path, OperatorRecord).sites)
+
+    def witness_public_key(self, name: str) -> bytes | None:
+        """The witness's public key (PEM) as it handed it over; None when it has not."""
+        path = self.identity_path("witness", name, ".pub")
+        return path.read_bytes() if path.exists() else None
+
+    def witness_public_keys(self) -> dict[str, bytes]:
+        """Every witness's public key handed over, by name."""
+        found = ((n, self.witness_public_key(n)) for n in self.identities("witness"))
+        return {n: key for n, key in found if key is not None}
 
     def save_witness_sites(self, name: str, sites: list[str]) -> Path:
         path = self.identity_path("witness", name, ".toml")

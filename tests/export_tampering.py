@@ -4,6 +4,7 @@ verify-export`, and the independent Node verifier (tests/verifiers/verify_export
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from provisioning import certs
 
@@ -46,16 +48,21 @@ class Verdicts:
         )
 
 
-def verify_all(folder: Path, pin: str) -> Verdicts:
+def verify_all(folder: Path, pin: str, *witnesses: str) -> Verdicts:
+    """The three verifiers on folder, with the CA's fingerprint and any witnesses'."""
     run = {"capture_output": True, "text": True, "check": False, "timeout": 300}
     sh = subprocess.run(  # type: ignore[call-overload]
-        ["/bin/sh", str(folder / "verify.sh"), pin], env={"PATH": "/usr/bin:/bin"}, **run
+        ["/bin/sh", str(folder / "verify.sh"), pin, *witnesses],
+        env={"PATH": "/usr/bin:/bin"},
+        **run,
     )
     node = subprocess.run(  # type: ignore[call-overload]
-        ["node", str(NODE_VERIFIER), str(folder), pin], **run
+        ["node", str(NODE_VERIFIER), str(folder), pin, *witnesses], **run
     )
+    named = [arg for w in witnesses for arg in ("--witness-fingerprint", w)]
     python = subprocess.run(  # type: ignore[call-overload]
-        [str(COLLECTOR), "audit", "verify-export", str(folder), "--ca-fingerprint", pin], **run
+        [str(COLLECTOR), "audit", "verify-export", str(folder), "--ca-fingerprint", pin, *named],
+        **run,
     )
     return Verdicts(sh, node, python)
 
@@ -193,4 +200,90 @@ def damaged_copy(genuine: Path, where: Path, damage: str) -> Path:
     """A copy of the genuine export with one damage done."""
     shutil.copytree(genuine, where, symlinks=True)
     DAMAGE[damage](where)
+    return where
+
+
+# -- witnesses' cosignatures (checked when the auditor names the witness) ----------------------
+
+
+def cosignature_files(folder: Path, suffix: str) -> list[Path]:
+    return sorted((folder / "witness").glob(f"*/*{suffix}"))
+
+
+def cosignatures_removed(folder: Path) -> None:
+    """The witness's key stays; every cosignature of it goes."""
+    for path in cosignature_files(folder, ".body") + cosignature_files(folder, ".sig"):
+        path.unlink()
+
+
+def witness_folder_removed(folder: Path) -> None:
+    shutil.rmtree(folder / "witness")
+
+
+def cosignature_body_byte(folder: Path) -> None:
+    """The last digit of the first cosignature's time changed: still a well-formed body."""
+    victim = cosignature_files(folder, ".body")[0]
+    text = victim.read_bytes()
+    at = len(text) - 3  # ...mmmZ\n: the last millisecond digit
+    _flip(victim, at, b"1" if text[at : at + 1] != b"1" else b"2")
+
+
+def cosignature_signature_byte(folder: Path) -> None:
+    victim = cosignature_files(folder, ".sig")[0]
+    data = bytearray(victim.read_bytes())
+    data[10] ^= 0x01
+    victim.write_bytes(bytes(data))
+
+
+def cosigned_by_another_key(folder: Path) -> None:
+    """The first cosignature's body signed again by a key that is not the witness's."""
+    other = ed25519.Ed25519PrivateKey.generate()
+    victim = cosignature_files(folder, ".body")[0]
+    victim.with_suffix(".sig").write_bytes(other.sign(victim.read_bytes()))
+
+
+def witness_key_replaced(folder: Path) -> None:
+    """Every cosignature signed again by a forger's key, which replaces key.pem."""
+    other = ed25519.Ed25519PrivateKey.generate()
+    for body in cosignature_files(folder, ".body"):
+        body.with_suffix(".sig").write_bytes(other.sign(body.read_bytes()))
+    for key in (folder / "witness").glob("*/key.pem"):
+        key.write_bytes(
+            other.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        )
+
+
+def truncated_below_a_cosignature(folder: Path) -> None:
+    """As a forger hides the chain's end: the newest events go, from below the highest seq a
+    witness cosigned (keeping the subject), and the manifest says the chain ends at the newest
+    event stored, at the new last seq. The witness's cosignatures stay as they were."""
+    cosigned = max(int(p.name[:20]) for p in cosignature_files(folder, ".body"))
+    subject = max(int(line) for line in (folder / "subject").read_text().split())
+    last = max(int(p.name[:20]) for p in bodies(folder))
+    keep = min(cosigned, last) - 1
+    assert keep >= subject, "the witness must have cosigned beyond the subject for this damage"
+    for body in bodies(folder):
+        if int(body.name[:20]) > keep:
+            body.unlink()
+            body.with_suffix(".sig").unlink()
+    manifest = (folder / "manifest.json").read_text()
+    manifest = re.sub(r'(?m)^    "last_seq": [0-9]+,$', f'    "last_seq": {keep},', manifest)
+    manifest = re.sub(r'(?m)^    "ends_at": "[a-z]+",$', '    "ends_at": "head",', manifest)
+    (folder / "manifest.json").write_text(manifest)
+
+
+WITNESS_DAMAGE: dict[str, Callable[[Path], None]] = {
+    "cosignatures removed": cosignatures_removed,
+    "witness folder removed": witness_folder_removed,
+    "a cosignature body byte": cosignature_body_byte,
+    "a cosignature signature byte": cosignature_signature_byte,
+    "a cosignature by another key": cosigned_by_another_key,
+    "the witness key replaced": witness_key_replaced,
+    "a truncated chain the witness cosigned further": truncated_below_a_cosignature,
+}
+
+
+def witness_damaged_copy(genuine: Path, where: Path, damage: str) -> Path:
+    shutil.copytree(genuine, where, symlinks=True)
+    WITNESS_DAMAGE[damage](where)
     return where

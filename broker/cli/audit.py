@@ -170,9 +170,19 @@ def audit_verify_export(
         Path | None,
         typer.Option("--ca", help="the site CA's certificate (PEM), obtained outside the export"),
     ] = None,
+    witness_fingerprint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness-fingerprint",
+            help="a witness key's fingerprint (64 hex digits), published by the witness in "
+            "advance (`jaga-witness init`); its cosignatures must cover the export's events. "
+            "Repeat for more.",
+        ),
+    ] = None,
 ) -> None:
     """Re-check an evidence export offline against a CA you trust, as its verify.sh does:
-    certificates, signatures, the chain's links, every picture's hash."""
+    certificates, signatures, the chain's links, every picture's hash, and the cosignatures of
+    each witness named."""
     from broker.export_verify import ExportError, PinnedCA, normalise_fingerprint, verify_export
 
     if (ca_fingerprint is None) == (ca is None):
@@ -185,14 +195,30 @@ def audit_verify_export(
             pinned = PinnedCA(normalise_fingerprint(str(ca_fingerprint)))
         except ValueError as exc:
             raise fail(f"--ca-fingerprint: {exc}") from None
+    witnesses: list[str] = []
+    for given in witness_fingerprint or []:
+        try:
+            witnesses.append(normalise_fingerprint(given))
+        except ValueError:
+            raise fail(
+                f"--witness-fingerprint {given[:80]!r}: a witness fingerprint is 64 hexadecimal "
+                "digits (SHA-256 of its public key's SPKI DER, as `jaga-witness init` prints it)"
+            ) from None
     if not folder.is_dir():
         raise fail(f"{folder} is not a folder; give the folder `evidence export` wrote")
     try:
-        report = verify_export(folder, pinned)
+        report = verify_export(folder, pinned, tuple(witnesses))
     except ExportError as exc:
         raise fail(str(exc), 1) from None
+    for line in report.witnessed:
+        typer.echo(line)
     for problem in report.problems:
         typer.echo(f"  {problem}")
+    if witnesses:
+        typer.echo(
+            f"witnesses: {report.cosignatures} cosignatures verified of "
+            f"{len(set(witnesses))} witnesses named"
+        )
     typer.echo(
         f"export: {report.events} events, {report.pictures} pictures verified, "
         f"{len(report.problems)} problems (CA {pinned.fingerprint})"

@@ -51,6 +51,7 @@ def evidence_export(
                 cert.public_bytes(Encoding.PEM),
                 registry.ca_certificate().public_bytes(Encoding.PEM),
                 dest,
+                registry.witness_public_keys(),
             )
         finally:
             store.close()
@@ -62,8 +63,9 @@ def evidence_export(
     typer.echo(
         f"exported {dest}: {len(chain.events)} events of {unit.site}/{unit.device} (seq "
         f"{chain.events[0].seq} to {chain.events[-1].seq}: from {chain.starts_at} to "
-        f"{chain.ends_at}), {len(evidence.pictures)} pictures; check it with "
-        f"`sh {dest / 'verify.sh'} <ca-fingerprint>`"
+        f"{chain.ends_at}), {len(evidence.pictures)} pictures, {len(evidence.cosignatures)} "
+        f"witness cosignatures; check it with "
+        f"`sh {dest / 'verify.sh'} <ca-fingerprint> [<witness-fingerprint> ...]`"
     )
 
 

@@ -4,6 +4,7 @@ sites."""
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -103,6 +104,49 @@ def identity_sites(
     )
     say(f"wrote {path}")
     say("next: jaga-provision broker-config, then reload the broker (systemctl reload mosquitto)")
+
+
+@identity_app.command("witness-key")
+@reports_mistakes
+def identity_witness_key(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The witness's name, e.g. bawaslu-bangka-barat.")],
+    public_key: Annotated[
+        Path, typer.Argument(help="witness.pub, as `jaga-witness init` wrote it (PEM).")
+    ],
+    dir: DirOption = None,
+) -> None:
+    """Keep the public key a witness handed over, so evidence exports carry it beside its
+    cosignatures (auditors check it against the fingerprint the witness published)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_pem_public_key,
+    )
+
+    from kernel.files import Durability, atomic_write
+    from protocol.cosignature import fingerprint
+
+    registry = open_registry(ctx, dir)
+    if registry.identity_certificate("witness", name) is None:
+        raise ProvisioningError(
+            f"no witness {name!r}: make one with `jaga-provision identity add witness {name} "
+            "--site <site>`"
+        )
+    try:
+        key = load_pem_public_key(public_key.read_bytes())
+    except OSError as exc:
+        raise ProvisioningError(f"{public_key}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise ProvisioningError(f"{public_key}: not a PEM public key (witness.pub)") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise ProvisioningError(f"{public_key}: a witness key is Ed25519 (`jaga-witness init`)")
+    path = registry.identity_path("witness", name, ".pub")
+    pem = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    atomic_write(path, pem, durability=Durability.FSYNC_FILE_AND_DIR, mode=0o644)
+    say(f"wrote {path}: witness {name!r}, key fingerprint {fingerprint(key)}")
+    say("compare that fingerprint with the one the witness published before trusting it")
 
 
 @identity_app.command("revoke")

@@ -6,19 +6,34 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from broker.cosignatures import StoredCosignature
 from broker.export import Evidence, export
 from broker.export_chain import ChainStretch
 from broker.export_format import BODY, ChainEnd
+from protocol.cosignature import Cosignature, fingerprint
+from protocol.cosignature import sign as sign_cosignature
 from protocol.models import Checkpoint, Event, EventBody, Kind
 from protocol.signing import GENESIS, canonical_bytes, event_hash, sign
 from provisioning import certs
-from tests.export_tampering import DAMAGE, NODE_VERIFIER, damaged_copy, verify_all
+from tests.export_tampering import (
+    DAMAGE,
+    NODE_VERIFIER,
+    WITNESS_DAMAGE,
+    damaged_copy,
+    verify_all,
+    witness_damaged_copy,
+)
 from tests.unit.export_fixtures import PICTURES, Authority, authority, store_with
+
+WITNESS = "bawaslu-bangka-barat"
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/node").exists(), reason="node not installed")
 
@@ -91,16 +106,109 @@ def test_each_damage_fails_all_three_verifiers(
     assert "Traceback" not in verdicts.python.stderr
 
 
-def test_a_witness_asked_for_but_not_in_the_export_fails_verify_sh(
+def test_a_witness_asked_for_but_not_in_the_export_fails_all_three_verifiers(
     real: Authority, genuine: Path
 ) -> None:
-    import subprocess
+    verdicts = verify_all(genuine, real.fingerprint, "ab" * 32)
+    assert verdicts.all_fail(), verdicts
+    assert "no cosignature of it in this export" in verdicts.sh.stdout
 
-    done = subprocess.run(
-        ["/bin/sh", str(genuine / "verify.sh"), real.fingerprint, "ab" * 32],
-        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert done.returncode == 1 and "no cosignature" in done.stdout
+
+# -- witnesses ---------------------------------------------------------------------------------
+
+
+def cosigned(key: ed25519.Ed25519PrivateKey, event: Event, time_ms: int) -> StoredCosignature:
+    """What the collector stores of a witness's cosignature of event."""
+    said = Cosignature(WITNESS, event.site, event.device, event.seq, event_hash(event), time_ms)
+    signed = sign_cosignature(said, key)
+    return StoredCosignature(WITNESS, event.site, event.device, event.seq, said.head,
+                             signed.body.decode(), signed.sig, time_ms * 1_000_000)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def witness_key() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="module")
+def witnessed(
+    real: Authority,
+    witness_key: ed25519.Ed25519PrivateKey,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """An honest export of a long chain: seq 1..7 of 9 (cut at the limit), the subject 3 and 4;
+    the witness cosigned seq 4, 7 and, beyond the stretch, 9."""
+    root = tmp_path_factory.mktemp("witnessed")
+    chain = a_chain(real.unit_key, length=9)
+    start = 1_796_000_000_000
+    seen = tuple(cosigned(witness_key, chain[n - 1], start + n * 1000) for n in (4, 7, 9))
+    stretch = ChainStretch(tuple(chain[:7]), ChainEnd.GENESIS, ChainEnd.LIMIT)
+    evidence = Evidence("ev-3", (chain[2], chain[3]), stretch, seen)
+    public = witness_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    store = store_with(root / "store", PICTURES)
+    try:
+        export(evidence, store, certs.cert_pem(real.unit), certs.cert_pem(real.ca),
+               root / "case", {WITNESS: public})  # fmt: skip
+    finally:
+        store.close()
+    return root / "case"
+
+
+def test_an_export_with_its_witness_passes_all_three_and_says_when_the_witness_saw_it(
+    real: Authority, witness_key: ed25519.Ed25519PrivateKey, witnessed: Path
+) -> None:
+    pin = fingerprint(witness_key.public_key())
+    assert sorted(p.name for p in (witnessed / "witness" / WITNESS).iterdir()) == [
+        "00000000000000000004-001796000004000.body",
+        "00000000000000000004-001796000004000.sig",
+        "00000000000000000007-001796000007000.body",
+        "00000000000000000007-001796000007000.sig",
+        "00000000000000000009-001796000009000.body",
+        "00000000000000000009-001796000009000.sig",
+        "key.pem",
+    ]
+    verdicts = verify_all(witnessed, real.fingerprint, pin.upper())
+    assert verdicts.all_pass(), verdicts
+    assert "RESULT: all checks passed: 7 events, 3 pictures, 3 cosignatures" in verdicts.sh.stdout
+    assert "OK: 7 events, 3 pictures, 3 cosignatures" in verdicts.node.stdout
+    assert "witnesses: 3 cosignatures verified of 1 witnesses named" in verdicts.python.stdout
+    saw = "saw the chain to seq 4 by 2026-11-30T00:53:24.000Z"
+    for said in (verdicts.sh.stdout, verdicts.node.stdout, verdicts.python.stdout):
+        assert saw in said, said
+        assert "seq 9 " in said and "beyond the exported chain" in said
+    # Without naming the witness, its cosignatures are not counted (nor trusted).
+    assert verify_all(witnessed, real.fingerprint).all_pass()
+
+
+@pytest.mark.parametrize("damage", sorted(WITNESS_DAMAGE))
+def test_each_damage_to_the_witness_part_fails_all_three_verifiers(
+    damage: str,
+    real: Authority,
+    witness_key: ed25519.Ed25519PrivateKey,
+    witnessed: Path,
+    tmp_path: Path,
+) -> None:
+    folder = witness_damaged_copy(witnessed, tmp_path / "case", damage)
+    verdicts = verify_all(folder, real.fingerprint, fingerprint(witness_key.public_key()))
+    assert verdicts.all_fail(), verdicts
+    assert "Traceback" not in verdicts.python.stderr
+    if damage.startswith("a truncated chain"):
+        for said in (verdicts.sh.stdout, verdicts.node.stdout, verdicts.python.stdout):
+            assert "the chain was cut" in said, said
+
+
+def test_a_cut_chain_is_the_witness_proof_only_where_the_export_says_it_ends_at_the_head(
+    real: Authority, witness_key: ed25519.Ed25519PrivateKey, witnessed: Path, tmp_path: Path
+) -> None:
+    """The same files with the honest word "limit" pass; with "head" (the newest stored) the
+    cosignature of seq 9 shows events after seq 7 existed: all three refuse."""
+    folder = tmp_path / "case"
+    shutil.copytree(witnessed, folder)
+    manifest = folder / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"ends_at": "limit"', '"ends_at": "head"'))
+    verdicts = verify_all(folder, real.fingerprint, fingerprint(witness_key.public_key()))
+    assert verdicts.all_fail(), verdicts
+    assert "seq 9 at 2026-11-30T00:53:29.000Z, but manifest.json says seq 7" in verdicts.sh.stdout
 
 
 def test_the_body_form_is_the_same_in_python_verify_sh_and_the_node_verifier(

@@ -2,7 +2,7 @@
 // "Checking an export"), with Node's standard library alone: the format is the contract, not
 // our Python or our verify.sh. Usage: node verify_export.mjs <folder> <ca-fingerprint> [<witness>...]
 // Exit 0: every check passed; 1: a check failed; 2: usage.
-import { createHash, verify, X509Certificate } from "node:crypto";
+import { createHash, createPublicKey, verify, X509Certificate } from "node:crypto";
 import { lstatSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -11,9 +11,16 @@ if (!folder || !pinArg) {
   console.error("usage: node verify_export.mjs <folder> <ca-fingerprint> [<witness>...]");
   process.exit(2);
 }
-const pin = pinArg.replace(/^sha256 fingerprint=/i, "").replace(/[: ]/g, "").toLowerCase();
+const normalise = (text) =>
+  text.replace(/^sha256 fingerprint=/i, "").replace(/[: ]/g, "").toLowerCase();
+const pin = normalise(pinArg);
 if (!/^[0-9a-f]{64}$/.test(pin)) {
   console.error("a CA fingerprint is 64 hexadecimal digits");
+  process.exit(2);
+}
+const witnessPins = [...new Set(witnesses.map(normalise))];
+if (witnessPins.some((w) => !/^[0-9a-f]{64}$/.test(w))) {
+  console.error("a witness fingerprint is 64 hexadecimal digits");
   process.exit(2);
 }
 
@@ -43,7 +50,9 @@ const list = (name) =>
 function finish(counts) {
   for (const p of problems) console.log(`FAILED: ${p}`);
   if (problems.length === 0) {
-    console.log(`OK: ${counts.events} events, ${counts.pictures} pictures, 0 cosignatures`);
+    console.log(
+      `OK: ${counts.events} events, ${counts.pictures} pictures, ${counts.cosignatures} cosignatures`,
+    );
     process.exit(0);
   }
   console.log(`FAILED: ${problems.length} problems`);
@@ -64,7 +73,7 @@ function certificate(name) {
   return strip(cert.toString()) === strip(text) ? cert : null;
 }
 
-const counts = { events: 0, pictures: 0 };
+const counts = { events: 0, pictures: 0, cosignatures: 0 };
 for (const part of ["certs", "events", "pictures"]) {
   if (!isFolder(part)) fail(`${part}/: missing or not a plain folder`);
 }
@@ -211,6 +220,7 @@ if (counts.events === 0) fail("events/: no signed events");
 
 // 4. The subject: the events this export is about, and the pictures they sign.
 const wanted = [];
+let maxSubject = null;
 if (!isPlain("subject")) {
   fail("subject: missing or not a plain file");
 } else {
@@ -224,6 +234,7 @@ if (!isPlain("subject")) {
         fail(`subject: ${line} is not a seq number`);
         continue;
       }
+      if (maxSubject === null || BigInt(line) > maxSubject) maxSubject = BigInt(line);
       const text = bodies.get(BigInt(line));
       const file = `events/${line.padStart(20, "0")}.body`;
       if (text === undefined && !isPlain(file)) {
@@ -261,7 +272,143 @@ for (const h of wanted) {
   if (!isPlain(`pictures/${h}.jpg`)) fail(`pictures/${h}.jpg: signed by a subject event, not here`);
 }
 
-// 6. Witnesses: none are exported yet; one asked for is one missing.
-for (const w of witnesses) fail(`witness ${w}: no cosignature of it in this export`);
+// 6. Witnesses: each fingerprint given names a key in witness/<name>/key.pem (SHA-256 of its
+// SPKI DER); every cosignature there is signed by it and names this unit; one at a seq of the
+// exported chain carries that body's SHA-256 as its head; one at or after the last subject
+// event covers the subject; one beyond the chain while the manifest says the chain ends at the
+// newest event stored ("ends_at": "head") shows the tail was cut.
+const NAME = "[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?";
+const COSIGNATURE = new RegExp(
+  `^jaga-witness v1\nwitness (${NAME})\nsite (${NAME})\ndevice (${NAME})\nseq ([1-9][0-9]{0,18})\n` +
+    `head (${HEX})\ntime ([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z)\n$`,
+);
+function publicKey(name) {
+  try {
+    return createPublicKey(read(name));
+  } catch {
+    return null;
+  }
+}
+function chainClaim() {
+  const lines = isPlain("manifest.json") ? read("manifest.json").toString("utf8").split("\n") : [];
+  const ends = lines.map((l) => /^ {4}"ends_at": "([a-z]+)",$/.exec(l)).filter(Boolean);
+  const lasts = lines.map((l) => /^ {4}"last_seq": ([0-9]+),$/.exec(l)).filter(Boolean);
+  if (ends.length !== 1 || lasts.length !== 1) {
+    fail("manifest.json: does not say where the chain ends, in the form evidence export writes");
+    return false;
+  }
+  if (BigInt(lasts[0][1]) !== last.seq) {
+    fail(`manifest.json: says the chain ends at seq ${lasts[0][1]}; its events end at seq ${last.seq}`);
+  }
+  return ends[0][1] === "head";
+}
+function checkWitness(name, wpin, endsAtHead) {
+  const where = `witness/${name}`;
+  const keyName = `${where}/key.pem`;
+  const key = publicKey(keyName);
+  const strip = (t) => t.replace(/\n+$/, "");
+  if (strip(key.export({ type: "spki", format: "pem" })) !== strip(read(keyName).toString("latin1"))) {
+    fail(`${keyName}: not one PEM public key`);
+    return;
+  }
+  if (key.asymmetricKeyType !== "ed25519") {
+    fail(`${keyName}: not an Ed25519 key`);
+    return;
+  }
+  let covered = null;
+  for (const file of list(where)) {
+    if (file === "key.pem") continue;
+    const at = `${where}/${file}`;
+    if (!/^[0-9]{20}-[0-9]{15}\.(body|sig)$/.test(file)) {
+      fail(`${at}: not a file an export holds`);
+      continue;
+    }
+    if (file.endsWith(".sig")) {
+      try {
+        lstatSync(join(folder, at.replace(/\.sig$/, ".body")));
+      } catch {
+        fail(`${at}: no body beside it`);
+      }
+      continue;
+    }
+    const sigAt = at.replace(/\.body$/, ".sig");
+    if (!isPlain(at)) {
+      fail(`${at}: not a plain file`);
+      continue;
+    }
+    if (!isPlain(sigAt)) {
+      fail(`${sigAt}: missing or not a plain file`);
+      continue;
+    }
+    const body = read(at);
+    const m = COSIGNATURE.exec(body.toString("latin1"));
+    if (!m) {
+      fail(`${at}: not a cosignature (jaga-witness v1) in the form a witness signs`);
+      continue;
+    }
+    if (!verify(null, body, key, read(sigAt))) {
+      fail(`${sigAt}: does not verify over ${at}`);
+      continue;
+    }
+    const before = problems.length;
+    const [, w, s, d, seqText, head, time] = m;
+    const seq = BigInt(seqText);
+    if (w !== name) fail(`${at}: a cosignature by ${w}, not by ${name}`);
+    if (s !== site || d !== device) fail(`${at}: cosigns ${s}/${d}, not ${site}/${device}`);
+    if (seq < firstSeq) {
+      fail(`${at}: seq ${seq} lies before the exported chain`);
+    } else if (seq > last.seq) {
+      if (endsAtHead) {
+        fail(`${at}: ${name} cosigned seq ${seq} at ${time}, but manifest.json says seq ${last.seq} is the newest event stored: the chain was cut`);
+      } else if (problems.length === before) {
+        console.log(`witness ${name}: seq ${seq} cosigned at ${time}, beyond the exported chain`);
+      }
+    } else {
+      const event = `events/${seqText.padStart(20, "0")}.body`;
+      if (!isPlain(event)) {
+        fail(`${at}: cosigns seq ${seq}; ${event}: missing`);
+        continue;
+      }
+      const got = sha256(read(event));
+      if (got !== head) {
+        fail(`${at}: cosigns seq ${seq} with head ${head}, but ${event} hashes to ${got}`);
+      } else if (problems.length === before) {
+        console.log(`witness ${name}: seq ${seq} cosigned at ${time}`);
+        if (covered === null && (maxSubject === null || seq >= maxSubject)) {
+          covered = `seq ${seq} by ${time}`;
+        }
+      }
+    }
+    if (problems.length === before) counts.cosignatures += 1;
+  }
+  if (covered === null) {
+    fail(`witness ${name} (${wpin}): no cosignature covering the subject's events`);
+  } else {
+    console.log(`witness ${name} saw the chain to ${covered}: the subject's events existed then`);
+  }
+}
+if (witnessPins.length > 0) {
+  if (last === null) {
+    for (const w of witnessPins) fail(`witness ${w}: no exported chain to check it by`);
+  } else {
+    const endsAtHead = chainClaim();
+    const keys = new Map();
+    for (const name of list("witness")) {
+      if (!isFolder(`witness/${name}`) || !isPlain(`witness/${name}/key.pem`)) continue;
+      const key = publicKey(`witness/${name}/key.pem`);
+      if (key === null) continue;
+      try {
+        keys.set(name, sha256(key.export({ type: "spki", format: "der" })));
+      } catch {
+        continue;
+      }
+    }
+    for (const w of witnessPins) {
+      const names = [...keys].filter(([, fp]) => fp === w).map(([n]) => n);
+      if (names.length === 0) fail(`witness ${w}: no witness/<name>/key.pem with this fingerprint`);
+      for (const name of names) checkWitness(name, w, endsAtHead);
+    }
+  }
+}
 
 finish(counts);
