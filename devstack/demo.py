@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from broker import i18n
+from broker.alerts.localized import alert_text
+from broker.i18n import N_
 from devstack.ports import free_port
 from devstack.process import StartError
 from devstack.quiet_demo import CHECKPOINT_S, Night, prove
@@ -149,7 +152,13 @@ def demo_alerts(notify_url: str) -> dict[str, object]:
     }
 
 
-def _say(text: str) -> None:
+# The narration speaks Indonesian unless DEMO_LANGUAGE=en (the guard post's two languages).
+LANG = i18n.language(os.environ.get("DEMO_LANGUAGE"))
+
+
+def _say(msgid: str, **params: str) -> None:
+    """One line of the story in LANG (msgids marked with N_, `{name}` fields from params)."""
+    text = i18n.translator(LANG).gettext(msgid).format(**params)
     print(f"  {time.strftime('%H:%M:%S')}  ** {text}", flush=True)
 
 
@@ -163,7 +172,8 @@ def _night(stack: Stack, watch: SiteWatch, started: float, seconds: float) -> Ni
         "jaga-collector", "arm", stack.site, "--by", "demo", "--config", config, check=False
     )
     night.armed_ns = time.time_ns() if armed.returncode == 0 else None
-    _say(f"operator demo arms the site: {armed.stdout.strip() or armed.stderr.strip()}")
+    said = armed.stdout.strip() or armed.stderr.strip()
+    _say(N_("operator demo arms the site: {said}"), said=said)
     cut_at = started + seconds * 0.35
     victim = stack.agents.get(night.paused_device)
     deadline = started + seconds + 30
@@ -175,11 +185,12 @@ def _night(stack: Stack, watch: SiteWatch, started: float, seconds: float) -> Ni
         if not cut and time.monotonic() >= cut_at:
             victim.pause()  # no FIN: the unit just goes silent, as a cut cable does
             night.paused_ns, cut = time.time_ns(), True
-            _say("gudang-02 loses its network (process paused, no goodbye)")
+            unit = night.paused_device
+            _say(N_("{unit} loses its network (process paused, no goodbye)"), unit=unit)
         elif cut and watch.raised("unit-offline") and night.long_enough(time.time_ns()):
             victim.resume()
             night.resumed_ns, victim = time.time_ns(), None
-            _say("gudang-02 is back on the network")
+            _say(N_("{unit} is back on the network"), unit=night.paused_device)
     if victim is not None and cut:
         victim.resume()
         night.resumed_ns = time.time_ns()
@@ -230,7 +241,8 @@ def _summary(
         by_rule[a.rule] = by_rule.get(a.rule, 0) + 1
     print(f"demo: alerts seen on jaga/v1/{stack.site}/alert/#")
     for a in sorted(alerts.values(), key=lambda a: a.raised_at):
-        print(f"  {a.severity.value:<8} {a.rule:<14} {a.device:<12} x{a.count:<3} {a.title}")
+        title = alert_text(a, LANG).title  # from the alert's msgid and parameters
+        print(f"  {a.severity.value:<8} {a.rule:<14} {a.device:<12} x{a.count:<3} {title}")
     print(f"notifications: {len(sink.received)} delivered to the local webhook")
     lat = sorted(watch.latencies_ms(("forced-door", "intrusion")))
     p99 = f"{lat[min(len(lat) - 1, int(len(lat) * 0.99))]:.0f}" if lat else "n/a"

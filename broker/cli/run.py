@@ -66,6 +66,7 @@ def _start_web(cfg: CollectorConfig, collector: Collector) -> WebServer | None:
             evidence=collector.evidence,
             events=EvidenceEvents(ql),
             live_view=collector.live_view,
+            zone_of=lambda site: cfg.alerts.site(site).timezone,  # times as `02:29 WIB`
         )
     except WebError as exc:
         raise fail(str(exc)) from None

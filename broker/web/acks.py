@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from broker.i18n import N_
 from broker.web.post import GuardPost, Principal, read_form
 from broker.web.sessions import csrf_ok
 
@@ -36,41 +37,43 @@ class Acks:
             return self.post.to_login(request)
 
         def answer(status: int, text: str) -> Response:
-            return _answer(wants_json, status, text, self.post, me)
+            return _answer(wants_json, status, text, self.post, me, request)
 
         form = await read_form(request)
         if not csrf_ok(me.session, str(form.get("csrf") or "")) or not _same_origin(request):
             log.warning(
                 "acknowledgement by %s refused: no valid form token (cross-site?)", me.account.who
             )
-            return answer(403, "This form is not from this page; reload it.")
+            return answer(403, N_("This form is not from this page; reload it."))
         alert_id = request.path_params["alert_id"]
         alert = self.post.state.alert(alert_id)
         if alert is None or not me.can_see(alert.site):
-            return answer(404, "No such open alert.")
+            return answer(404, N_("No such open alert."))
         if self.ack_callback is None:
-            return answer(503, "Acknowledging is not wired on this server.")
+            return answer(503, N_("Acknowledging is not wired on this server."))
         by = me.account.who
         try:
             taken = await run_in_threadpool(self.ack_callback, alert_id, by)
         except TimeoutError:
             log.error("acknowledgement of %s by %s: the alert engine did not answer", alert_id, by)
-            return answer(503, "The alert engine did not answer; try again.")
+            return answer(503, N_("The alert engine did not answer; try again."))
         except ValueError as exc:  # the lifecycle's AlertError: closed, unknown ...
             log.warning("acknowledgement of %s by %s refused: %s", alert_id, by, exc)
             return answer(409, str(exc)[:200])
         if not taken:
-            return answer(409, "The alert engine did not take it.")
+            return answer(409, N_("The alert engine did not take it."))
         log.info("alert %s (%s/%s) acknowledged by %s", alert_id, alert.site, alert.device, by)
         if wants_json:
             return JSONResponse({"ok": True, "id": alert_id, "by": by})
         return RedirectResponse("/", status_code=303)
 
 
-def _answer(wants_json: bool, status: int, text: str, post: GuardPost, me: Principal) -> Response:
+def _answer(
+    wants_json: bool, status: int, text: str, post: GuardPost, me: Principal, request: Request
+) -> Response:
     if wants_json:
-        return JSONResponse({"error": text}, status_code=status)
-    return post.message("Not acknowledged", text, status, me)
+        return JSONResponse({"error": post.translate(request, me, text)}, status_code=status)
+    return post.message(N_("Not acknowledged"), text, status, me, request)
 
 
 def _same_origin(request: Request) -> bool:

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from broker.i18n import DEFAULT_TZ
 from broker.web.acks import AckCallback, Acks
 from broker.web.config import WebConfig
 from broker.web.evidence_pages import EvidencePages
@@ -50,12 +51,15 @@ def create_app(
     logouts: Path | None = None,
     hasher: PasswordHasher = DEFAULT_HASHER,
     live_view: LiveView | None = None,
+    zone_of: Callable[[str], str] = lambda site: DEFAULT_TZ,
 ) -> Starlette:
     """The page as an ASGI app; serve() runs it, tests may drive it with a TestClient.
 
     logouts: the SQLite file that remembers logged-out sessions across restarts; None keeps
     them in memory only (tests)."""
-    post = GuardPost(state, config, secret=secret, clock=clock, logouts=Logouts(logouts))
+    post = GuardPost(
+        state, config, secret=secret, clock=clock, logouts=Logouts(logouts), zone_of=zone_of
+    )
     login = Login(post, hasher)
     live = Live(post, keepalive_s=keepalive_s, can_ack=ack is not None)
     acks = Acks(post, ack)
@@ -71,6 +75,7 @@ def create_app(
         Route("/login", login.login_form, methods=["GET"]),
         Route("/login", login.login, methods=["POST"]),
         Route("/logout", login.logout, methods=["POST"]),
+        Route("/language/{lang}", login.switch_language),
         Route("/api/state", live.api_state),
         Route("/stream", live.stream),
         Route("/alerts/{alert_id}/ack", acks.ack, methods=["POST"]),

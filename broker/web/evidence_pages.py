@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from broker.i18n import N_
 from broker.web import evidence_view
 from broker.web.evidence_view import EventSource, Evidence
 from broker.web.post import GuardPost
@@ -33,7 +34,9 @@ class EvidencePages:
         if me is None:
             return post.to_login(request)
         event_id = request.path_params["event_id"]
-        not_found = post.message("No such event", f"No evidence for event {event_id}.", 404, me)
+        not_found = post.message(
+            N_("No such event"), N_("No evidence for this event."), 404, me, request
+        )
         if not TOKEN.fullmatch(event_id):
             return not_found
         page = await run_in_threadpool(
@@ -41,7 +44,11 @@ class EvidencePages:
         )
         if page is None or not me.can_see(page.site):
             return not_found
-        return post.render("event.html", me=me, page=page)
+        lang = post.language(request, me)
+        tz = post.zone_of(page.site)
+        return post.render(
+            "event.html", lang=lang, me=me, page=page, tz=tz, next_path=request.url.path
+        )
 
     async def picture(self, request: Request) -> Response:
         me = self.post.principal(request)

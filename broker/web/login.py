@@ -11,10 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from broker import i18n
+from broker.i18n import N_
 from broker.web.addresses import address_group
 from broker.web.config import Account
 from broker.web.passwords import burn_time, verify_password
-from broker.web.post import GuardPost, read_form
+from broker.web.post import LANGUAGE_COOKIE, GuardPost, read_form
 from broker.web.sessions import COOKIE, LOGIN_COOKIE, csrf_ok
 from broker.web.throttle import LoginThrottle
 
@@ -38,8 +40,12 @@ class Login:
     async def login_form(self, request: Request) -> Response:
         if self.post.principal(request) is not None:
             return RedirectResponse(safe_next(request.query_params.get("next")), 303)
-        notice = "Your session ended; log in again." if "expired" in request.query_params else ""
-        return self.login_page(request.query_params.get("next"), notice=notice)
+        notice = (
+            N_("Your session ended; log in again.") if "expired" in request.query_params else ""
+        )
+        return self.login_page(
+            request.query_params.get("next"), notice=notice, lang=self.post.language(request)
+        )
 
     def login_page(
         self,
@@ -50,11 +56,16 @@ class Login:
         status: int = 200,
         name: str = "",
         headers: dict[str, str] | None = None,
+        lang: str = i18n.DEFAULT,
+        wait_s: int = 0,
     ) -> Response:
+        """error and notice are msgids (N_), translated by the template; wait_s fills %(s)s."""
         token, cookie = self.post.sessions.login_token()
         response = self.post.render(
             "login.html",
             status,
+            lang=lang,
+            wait_s=wait_s,
             token=token,
             next=safe_next(next_path),
             error=error,
@@ -84,7 +95,11 @@ class Login:
             request.cookies.get(LOGIN_COOKIE), str(form.get("token") or "")
         ):
             return self.login_page(
-                next_path, error="The login form expired; please try again.", status=403, name=name
+                next_path,
+                error=N_("The login form expired; please try again."),
+                status=403,
+                name=name,
+                lang=self.post.language(request),
             )
         ip = request.client.host if request.client else "unknown"
         keys = (f"user:{name}", f"ip:{address_group(ip)}")
@@ -101,7 +116,9 @@ class Login:
                 next_path,
                 status=429,
                 name=name,
-                error=f"Too many wrong passwords. Try again in {int(wait) + 1} s.",
+                error=N_("Too many wrong passwords. Try again in %(s)s s."),
+                wait_s=int(wait) + 1,
+                lang=self.post.language(request),
                 headers={"Retry-After": str(int(wait) + 1)},
             )
         if not self.password_checks.acquire(blocking=False):
@@ -115,7 +132,8 @@ class Login:
                 next_path,
                 status=503,
                 name=name,
-                error="The server is busy checking other logins. Try again in a few seconds.",
+                error=N_("The server is busy checking other logins. Try again in a few seconds."),
+                lang=self.post.language(request),
                 headers={"Retry-After": "2"},
             )
         try:
@@ -134,7 +152,11 @@ class Login:
                 post.config.login_lockout_s,
             )
             return self.login_page(
-                next_path, error="Wrong name or password.", status=401, name=name
+                next_path,
+                error=N_("Wrong name or password."),
+                status=401,
+                name=name,
+                lang=self.post.language(request),
             )
         self.throttle.forgive(keys, now)
         value, _ = post.sessions.issue(account, now)
@@ -164,11 +186,29 @@ class Login:
         if me is not None:
             form = await read_form(request)
             if not csrf_ok(me.session, str(form.get("csrf") or "")):
-                return self.post.message("Not logged out", "The form was not this page's.", 403, me)
+                return self.post.message(
+                    N_("Not logged out"), N_("The form was not this page's."), 403, me, request
+                )
             await run_in_threadpool(self.post.sessions.revoke, me.session, self.post.clock())
             log.info("%s logged out", me.account.who)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
+        response.delete_cookie(LANGUAGE_COOKIE, path="/")  # the next guard: their own language
+        return response
+
+    async def switch_language(self, request: Request) -> Response:
+        """`/language/<id|en>?next=/...`: the page in that language for this browser session."""
+        lang = request.path_params["lang"]
+        response = RedirectResponse(safe_next(request.query_params.get("next")), 303)
+        if lang in i18n.LANGUAGES:
+            response.set_cookie(
+                LANGUAGE_COOKIE,
+                lang,
+                path="/",
+                httponly=True,
+                samesite="lax",
+                secure=self.post.secure,
+            )
         return response
 
 

@@ -3,9 +3,9 @@ the sessions, the clock and the templates; and who is asking (a Principal) or no
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from broker import i18n
+from broker.alerts.localized import alert_text
 from broker.web.config import Account, WebConfig
 from broker.web.logouts import Logouts
 from broker.web.sessions import COOKIE, Session, SessionBook, account_key
@@ -46,8 +47,10 @@ class GuardPost:
         secret: bytes,
         clock: Callable[[], float],
         logouts: Logouts,
+        zone_of: Callable[[str], str] = lambda site: i18n.DEFAULT_TZ,
     ) -> None:
         self.state = state
+        self.zone_of = zone_of  # a site's IANA zone (the alerts config's), for `02:29 WIB`
         self.config = config
         self.clock = clock
         self.sessions = SessionBook(secret, config.session_s, logouts)
@@ -57,6 +60,7 @@ class GuardPost:
         for lang in i18n.LANGUAGES:
             env = i18n.environment(loader, lang)
             env.filters["when"] = _when
+            env.globals["alert_text"] = functools.partial(alert_text, lang=lang)
             env.filters["kib"] = lambda n: f"{n / 1024:.1f} KiB" if n else "?"
             self.environments[lang] = env
         self.templates = self.environments[i18n.DEFAULT]
@@ -87,9 +91,31 @@ class GuardPost:
         return HTMLResponse(html, status_code=status)
 
     def message(
-        self, title: str, text: str, status: int, principal: Principal | None = None
+        self,
+        title: str,
+        text: str,
+        status: int,
+        principal: Principal | None = None,
+        request: Request | None = None,
     ) -> HTMLResponse:
-        return self.render("message.html", status, title=title, text=text, me=principal)
+        """A short page; title and text are msgids (N_), translated when the catalog has them."""
+        lang = (
+            self.language(request, principal)
+            if request is not None
+            else (principal.account.language if principal is not None else i18n.DEFAULT)
+        )
+        t = i18n.translator(lang)
+        return self.render(
+            "message.html",
+            status,
+            lang=lang,
+            title=t.gettext(title),
+            text=t.gettext(text),
+            me=principal,
+        )
+
+    def translate(self, request: Request, me: Principal | None, msgid: str) -> str:
+        return i18n.translator(self.language(request, me)).gettext(msgid)
 
     def to_login(self, request: Request) -> RedirectResponse:
         path = request.url.path
@@ -102,7 +128,6 @@ async def read_form(request: Request) -> FormData:
     return await request.form(max_files=0, max_fields=20, max_part_size=8192)
 
 
-def _when(ns: int | None) -> str:
-    if not ns:
-        return "—"
-    return datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+def _when(ns: int | None, tz: str = i18n.DEFAULT_TZ) -> str:
+    """`2026-12-07 02:29:05 WIB`: in the site's zone, with its name."""
+    return i18n.when(ns, tz) if ns else "—"

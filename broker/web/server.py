@@ -7,12 +7,14 @@ import sqlite3
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
 from argon2 import PasswordHasher
 
+from broker.i18n import DEFAULT_TZ
 from broker.web.acks import AckCallback
 from broker.web.app import create_app
 from broker.web.config import WebConfig
@@ -84,6 +86,7 @@ def serve(
     start_timeout: float = 10.0,
     hasher: PasswordHasher = DEFAULT_HASHER,
     live_view: LiveView | None = None,
+    zone_of: Callable[[str], str] = lambda site: DEFAULT_TZ,
 ) -> WebServer:
     """Start the page on config.bind (port 0: any free port) and return once it listens."""
     tls = _tls_context(config)
@@ -100,6 +103,7 @@ def serve(
             logouts=logouts,
             hasher=hasher,
             live_view=live_view,
+            zone_of=zone_of,
         )
     except sqlite3.Error as exc:
         raise WebError(f"{logouts}: {exc} (the collector's data_dir must be writable)") from None

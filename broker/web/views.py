@@ -56,6 +56,11 @@ class AlertView(BaseModel):
     closed_at: int | None = None
     closed_by: str | None = None
     event_id: str | None = None
+    note: str | None = None
+    msg: str | None = None  # the words to render in the reader's language (broker.i18n)
+    detail_msg: str | None = None
+    note_msg: str | None = None
+    params: dict[str, str] = {}
 
     @property
     def is_open(self) -> bool:

@@ -29,7 +29,7 @@ import httpx2
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from starlette.testclient import TestClient
 
 from broker.alerts import lifecycle
@@ -69,7 +69,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--autoplay-policy=no-user-gesture-required",  # the post's screen has been clicked once
 ]
-PASSWORDS = {"budi": "jaga-malam-17", "sari": "jaga-siang-42", "ops": "ruang-kendali-9"}
+PASSWORDS = {
+    "budi": "jaga-malam-17",
+    "sari": "jaga-siang-42",
+    "ops": "ruang-kendali-9",
+    "wati": "jaga-pagi-05",
+}
 SCREENSHOT_ENV = "JAGA_SCREENSHOT"
 """Set to a path (docs/guard-post.png) to keep the forced-door screenshot there."""
 
@@ -276,7 +281,10 @@ def arrives(probe: Callable[[], Event | None], timeout: float) -> Event:
 
 def web_config() -> WebConfig:
     accounts = [
-        {"name": "budi", "full_name": "Budi Santoso", "role": "guard", "sites": [SITE]},
+        # budi reads English (the tests below read its words); wati the default, Indonesian.
+        {"name": "budi", "full_name": "Budi Santoso", "role": "guard", "sites": [SITE]}
+        | {"language": "en"},
+        {"name": "wati", "full_name": "Wati Lestari", "role": "guard", "sites": [SITE]},
         {"name": "sari", "full_name": "Sari Dewi", "role": "guard", "sites": [OTHER]},
         {"name": "ops", "role": "operator", "sites": ["*"]},
     ]
@@ -502,6 +510,31 @@ def test_a_guard_of_another_site_neither_sees_nor_acknowledges_it(site: Site) ->
         assert not hers.saw(SITE) and not hers.saw("gudang-01"), hers.text
     assert site.collector.acks == acks_before
     eventually(lambda: site.feed.door_state("gudang-01", "pintu-utama") == "closed")
+
+
+def test_the_page_reads_in_indonesian_and_switches_to_english(site: Site) -> None:
+    with site.context() as context:
+        login = context.new_page()
+        login.goto(f"{site.url}/")
+        assert login.locator("html").get_attribute("lang") == "id"
+        assert login.locator('button[type="submit"]').inner_text() == "Masuk"
+        page = site.login(context, "wati")
+        assert page.locator("html").get_attribute("lang") == "id"
+        assert page.locator(".logout button").inner_text() == "Keluar"
+        expect(page.locator("#conn")).to_have_text("langsung")
+        pills = page.locator("#sites .pill").all_inner_texts()
+        assert pills and "ONLINE" not in pills and "TERHUBUNG" in pills, pills
+        # the site's time and zone, 02:29 WIB
+        expect(page.locator("#clock")).to_have_text(re.compile(r"^\d\d:\d\d WIB$"))
+
+        page.click("#to-en")
+        page.wait_for_selector('html[lang="en"] #sites .site')
+        assert page.locator(".logout button").inner_text() == "Log out"
+        expect(page.locator("#conn")).to_have_text("live")
+        assert "ONLINE" in page.locator("#sites .pill").all_inner_texts()
+        page.click("#to-id")  # and back, for the rest of this browser session
+        page.wait_for_selector('html[lang="id"] #sites .site')
+        assert page.locator(".logout button").inner_text() == "Keluar"
 
 
 def test_the_page_reads_on_a_phone(site: Site) -> None:

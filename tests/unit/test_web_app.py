@@ -269,7 +269,7 @@ def test_a_wrong_password_is_logged_and_refused(
     caplog.set_level(logging.WARNING, "jaga.web")
     client = post.client()
     answer = post.login(client, "budi", "tebak-tebak")
-    assert answer.status_code == 401 and "Wrong name or password" in answer.text
+    assert answer.status_code == 401 and "Nama atau kata sandi salah" in answer.text
     assert "wrong password for 'budi' from testclient" in caplog.text
     assert "tebak-tebak" not in caplog.text
     assert client.get("/api/state").status_code == 401
@@ -291,7 +291,7 @@ def test_wrong_passwords_pause_the_account_even_for_the_right_one_until_the_paus
     for _ in range(5):
         assert post.login(client, "budi", "salah").status_code == 401
     paused = post.login(client, "budi")
-    assert paused.status_code == 429 and "Too many wrong passwords" in paused.text
+    assert paused.status_code == 429 and "Terlalu banyak kata sandi salah" in paused.text
     assert 1 <= int(paused.headers["retry-after"]) <= 301
     assert "login refused for 'budi'" in caplog.text
     post.clock.now += 301
@@ -437,7 +437,7 @@ def test_the_alert_engines_refusal_is_told_to_the_guard(tmp_path: Path) -> None:
         data={"csrf": csrf_of(client3)},
         headers={"Accept": "application/json"},
     )
-    assert late.status_code == 503 and "did not answer" in late.json()["error"]
+    assert late.status_code == 503 and "tidak menjawab" in late.json()["error"]
     post2 = Post(tmp_path / "2", ack=lambda a, b: False)
     client2 = post2.logged_in("budi")
     refused = client2.post(
@@ -468,7 +468,7 @@ def test_an_altered_picture_is_shown_as_not_verifying(post: Post) -> None:
     post.store.path(post.shots[1]).write_bytes(jpeg(41))
     page = post.logged_in("budi").get("/events/ev-1")
     assert 'data-verifies="no"' in page.text and 'data-verdict="broken"' in page.text
-    assert "does NOT match its SHA-256" in page.text
+    assert "TIDAK cocok dengan SHA-256" in page.text
 
 
 def test_a_signed_picture_the_store_lacks_is_listed_as_missing(post: Post) -> None:

@@ -15,17 +15,27 @@
   const summaryEl = document.getElementById("summary");
   const bar = document.getElementById("bar");
 
+  // Words in the reader's language: English msgid -> translation, from the page (the server's
+  // gettext catalog, broker/web/page_words.py); `{name}` fields are filled from params.
+  const WORDS = JSON.parse(document.getElementById("words").textContent);
+  function t(msgid, params) {
+    const text = WORDS[msgid] || msgid;
+    return text.replace(/\{(\w+)\}/g, (m, k) => (params && k in params ? String(params[k]) : m));
+  }
   const RULES = {
-    "forced-door": "Forced door",
-    "door-held-open": "Door held open",
-    intrusion: "Intrusion",
-    tamper: "Tamper",
-    "unit-offline": "Unit offline",
-    integrity: "Integrity",
-    "patrol-missed": "Patrol missed",
-    "camera-fault": "Camera fault",
-    "unit-health": "Unit health",
+    "forced-door": t("Forced door"),
+    "door-held-open": t("Door held open"),
+    intrusion: t("Intrusion"),
+    tamper: t("Tamper"),
+    "unit-offline": t("Unit offline"),
+    integrity: t("Integrity"),
+    "patrol-missed": t("Patrol missed"),
+    "camera-fault": t("Camera fault"),
+    "unit-health": t("Unit health"),
+    "evidence-refused": t("Evidence not kept"),
   };
+  const tz = clockEl.dataset.tz || undefined;
+  const zoneName = clockEl.dataset.zone || "";
 
   let sites = new Map();
   let skewMs = 0;
@@ -44,15 +54,22 @@
     skewMs = ns / 1e6 - Date.now();
   }
   function ago(ns) {
-    if (!ns) return "never";
+    if (!ns) return t("never");
     const s = Math.max(0, Math.round((nowNs() - ns) / 1e9));
-    if (s < 60) return s + " s ago";
-    if (s < 3600) return Math.floor(s / 60) + " min ago";
-    if (s < 86400) return Math.floor(s / 3600) + " h ago";
-    return Math.floor(s / 86400) + " d ago";
+    if (s < 60) return t("{n} s ago", { n: s });
+    if (s < 3600) return t("{n} min ago", { n: Math.floor(s / 60) });
+    if (s < 86400) return t("{n} h ago", { n: Math.floor(s / 3600) });
+    return t("{n} d ago", { n: Math.floor(s / 86400) });
   }
-  function hms(ns) {
-    return new Date(ns / 1e6).toLocaleTimeString([], { hour12: false });
+  // `02:29 WIB`: in the site's zone (the server sends it), with the zone's name.
+  function hm(ns, site) {
+    const s = site && sites.get(site);
+    const zone = (s && s.tz) || tz;
+    const name = (s && s.zone) || zoneName;
+    const text = new Date(ns / 1e6).toLocaleTimeString("en-GB", {
+      hour: "2-digit", minute: "2-digit", hour12: false, timeZone: zone,
+    });
+    return name ? `${text} ${name}` : text;
   }
 
   // DOM ------------------------------------------------------------------------------------
@@ -115,6 +132,8 @@
     sites.set(s.site, {
       site: s.site,
       name: s.name,
+      tz: s.tz,
+      zone: s.zone,
       arming: s.arming,
       units: new Map(s.units.map((u) => [u.device, u])),
       alerts: new Map(s.alerts.map((a) => [a.id, a])),
@@ -209,15 +228,15 @@
         ? el(
             "span",
             { class: "summary-text" },
-            `ALARM: ${RULES[raised[0].rule] || raised[0].title} — ${where(raised[0])}`,
-            raised.length > 1 ? ` (+${raised.length - 1} more)` : "",
+            t("ALARM: {rule} — {where}", { rule: RULES[raised[0].rule] || raised[0].title, where: where(raised[0]) }),
+            raised.length > 1 ? t(" (+{n} more)", { n: raised.length - 1 }) : "",
           )
         : alerts.length
-          ? el("span", {}, `${alerts.length} acknowledged, none waiting`)
-          : el("span", { class: "calm" }, "All quiet"),
+          ? el("span", {}, t("{n} acknowledged, none waiting", { n: alerts.length }))
+          : el("span", { class: "calm" }, t("All quiet")),
     );
-    document.title = raised.length ? `(${raised.length}) ALARM — Jaga` : "Jaga guard post";
-    connEl.textContent = streamOpen ? "live" : "reconnecting…";
+    document.title = raised.length ? t("({n}) ALARM — Jaga", { n: raised.length }) : t("Jaga guard post");
+    connEl.textContent = streamOpen ? t("live") : t("reconnecting…");
     connEl.className = "conn " + (streamOpen ? "conn--live" : "conn--wait");
     patch(alarmsEl, [renderAlarms(alerts)]);
     const shown = [...sites.values()].sort((a, b) => a.site.localeCompare(b.site));
@@ -225,7 +244,7 @@
       sitesEl,
       shown.length
         ? shown.map(renderSite)
-        : [el("p", { class: "empty", "data-key": "empty" }, "No site to show for this account yet.")],
+        : [el("p", { class: "empty", "data-key": "empty" }, t("No site to show for this account yet."))],
     );
   }
 
@@ -235,9 +254,9 @@
 
   function renderAlarms(alerts) {
     const box = el("div", { class: "alarms-inner", "data-key": "alarms" });
-    box.appendChild(el("h2", { "data-key": "h" }, alerts.length ? `Alarms (${alerts.length})` : "Alarms"));
+    box.appendChild(el("h2", { "data-key": "h" }, alerts.length ? t("Alarms ({n})", { n: alerts.length }) : t("Alarms")));
     if (!alerts.length) {
-      box.appendChild(el("p", { class: "calm", "data-key": "calm" }, "No open alarm."));
+      box.appendChild(el("p", { class: "calm", "data-key": "calm" }, t("No open alarm.")));
       return box;
     }
     for (const a of alerts) box.appendChild(renderAlert(a));
@@ -257,7 +276,7 @@
         "header",
         { "data-key": "head" },
         el("span", { class: "alarm-rule" }, RULES[a.rule] || a.rule),
-        el("span", { class: "alarm-sev" }, a.severity),
+        el("span", { class: "alarm-sev" }, t(a.severity)),
       ),
     );
     card.appendChild(el("h3", { "data-key": "title" }, a.title));
@@ -265,7 +284,7 @@
       el(
         "p",
         { class: "alarm-where", "data-key": "where" },
-        `${a.site} · ${where(a)} · raised ${hms(a.raised_at)} (${ago(a.raised_at)})`,
+        `${a.site} · ${where(a)} · ` + t("raised {at} ({ago})", { at: a.raised_clock || hm(a.raised_at, a.site), ago: ago(a.raised_at) }),
         a.count > 1 ? ` · ×${a.count}` : "",
       ),
     );
@@ -280,7 +299,7 @@
             el(
               "a",
               { href: a.event_url || p.url, "data-key": "img" },
-              el("img", { src: p.url, alt: `${p.role || "picture"} ${a.device}`, "data-sha256": p.sha256 }),
+              el("img", { src: p.url, alt: `${p.role || t("picture")} ${a.device}`, "data-sha256": p.sha256 }),
             ),
             el("figcaption", { "data-key": "cap" }, p.role || ""),
           ),
@@ -292,12 +311,12 @@
     if (a.event_url) {
       const n = (a.pictures || []).length;
       foot.appendChild(
-        el("a", { class: "evidence-link", href: a.event_url }, n ? `Evidence: all ${n} pictures` : "Evidence"),
+        el("a", { class: "evidence-link", href: a.event_url }, n ? t("Evidence: all {n} pictures", { n }) : t("Evidence")),
       );
     }
     if (a.state === "acknowledged") {
       foot.appendChild(
-        el("span", { class: "acked" }, `Acknowledged by ${a.acked_by} at ${hms(a.acked_at)}`),
+        el("span", { class: "acked" }, t("Acknowledged by {by} at {at}", { by: a.acked_by, at: a.acked_clock || hm(a.acked_at, a.site) })),
       );
     } else if (canAck) {
       const busy = acking.has(a.id);
@@ -305,7 +324,7 @@
         "form",
         { method: "post", action: `/alerts/${encodeURIComponent(a.id)}/ack`, class: "ack-form" },
         el("input", { type: "hidden", name: "csrf", value: csrf }),
-        el("button", { type: "submit", class: "ack", disabled: busy }, busy ? "Acknowledging…" : "Acknowledge"),
+        el("button", { type: "submit", class: "ack", disabled: busy }, busy ? t("Acknowledging…") : t("Acknowledge")),
       );
       foot.appendChild(form);
     }
@@ -325,14 +344,14 @@
   }
 
   function armingBadge(arming) {
-    if (!arming) return el("span", { class: "arming arming--unknown" }, "arming unknown");
+    if (!arming) return el("span", { class: "arming arming--unknown" }, t("arming unknown"));
     const st = arming.state;
-    let text = st.toUpperCase();
+    let text = t(st.toUpperCase());
     if (arming.until && (st === "arming" || st === "pending")) {
       const left = Math.max(0, Math.round((arming.until - nowNs()) / 1e9));
-      text += st === "arming" ? ` · armed in ${left} s` : ` · ${arming.entry || "entry"} · alarm in ${left} s`;
+      text += st === "arming" ? " · " + t("armed in {n} s", { n: left }) : ` · ${arming.entry || t("entry")} · ` + t("alarm in {n} s", { n: left });
     }
-    return el("span", { class: `arming arming--${st}`, "data-arming": st, title: arming.by ? `by ${arming.by}` : "" }, text);
+    return el("span", { class: `arming arming--${st}`, "data-arming": st, title: arming.by ? t("by {by}", { by: arming.by }) : "" }, text);
   }
 
   function renderSite(s) {
@@ -358,18 +377,18 @@
         { class: "tiles", "data-key": "tiles" },
         units.length
           ? units.map((u) => renderUnit(u, alertsByDevice.get(u.device)))
-          : el("p", { class: "empty", "data-key": "empty" }, "No unit has reported yet."),
+          : el("p", { class: "empty", "data-key": "empty" }, t("No unit has reported yet.")),
       ),
     );
   }
 
   function unitStatus(u) {
-    if (u.online === false) return ["offline", "OFFLINE"];
-    if (u.online === null || u.online === undefined) return ["unknown", "NOT SEEN"];
+    if (u.online === false) return ["offline", t("OFFLINE")];
+    if (u.online === null || u.online === undefined) return ["unknown", t("NOT SEEN")];
     if (u.heartbeat_at && u.heartbeat_interval_s && nowNs() - u.heartbeat_at > 3 * u.heartbeat_interval_s * 1e9) {
-      return ["silent", "SILENT"];
+      return ["silent", t("SILENT")];
     }
-    return ["online", "ONLINE"];
+    return ["online", t("ONLINE")];
   }
 
   function sensorRow(s) {
@@ -377,22 +396,22 @@
     let cls = "";
     let note = "";
     if (s.kind === "door") {
-      value = s.state === "open" ? "OPEN" : s.state === "held-open" ? "HELD OPEN" : s.state || "—";
+      value = s.state === "open" ? t("OPEN") : s.state === "held-open" ? t("HELD OPEN") : s.state ? t(s.state) : "—";
       cls = s.state === "open" || s.state === "held-open" ? "hot" : "ok";
       if (s.since && cls === "hot") note = ago(s.since);
     } else if (s.kind === "motion") {
-      value = s.state === "motion" ? "MOTION" : "still";
+      value = s.state === "motion" ? t("MOTION") : t("still");
       cls = s.state === "motion" ? "hot" : "ok";
-      note = s.last_active ? "last " + ago(s.last_active) : "no motion yet";
+      note = s.last_active ? t("last {ago}", { ago: ago(s.last_active) }) : t("no motion yet");
     } else if (s.kind === "tamper") {
-      value = s.state === "tampered" ? "TAMPERED" : s.state ? "closed" : "—";
+      value = s.state === "tampered" ? t("TAMPERED") : s.state ? t("closed") : "—";
       cls = s.state === "tampered" ? "hot" : "ok";
     } else if (s.kind === "patrol") {
-      value = s.last_active ? "check-in" : "—";
-      note = s.last_active ? ago(s.last_active) : "no check-in yet";
+      value = s.last_active ? t("check-in") : "—";
+      note = s.last_active ? ago(s.last_active) : t("no check-in yet");
     } else if (s.kind === "camera") {
       const bad = s.state && !["recovered", "uncovered", "snapshot"].includes(s.state);
-      value = bad ? s.state.toUpperCase() : "ok";
+      value = bad ? s.state.toUpperCase() : t("ok");
       cls = bad ? "hot" : "ok";
     }
     return el(
@@ -404,7 +423,7 @@
         "data-state": s.state || "",
         "data-key": `sensor:${s.name}`,
       },
-      el("span", { class: "sensor-kind" }, s.kind),
+      el("span", { class: "sensor-kind" }, t(s.kind)),
       el("span", { class: "sensor-name" }, s.name),
       el("span", { class: `sensor-value ${cls}` }, value),
       note ? el("span", { class: "sensor-note" }, note) : null,
@@ -431,7 +450,7 @@
     );
     if (alert) {
       const label = [RULES[alert.rule] || alert.rule, alert.sensor].filter(Boolean).join(" · ");
-      const head = alert.state !== "raised" ? "Acknowledged" : alert.severity === "critical" ? "ALARM" : "Warning";
+      const head = alert.state !== "raised" ? t("Acknowledged") : alert.severity === "critical" ? t("ALARM") : t("Warning");
       tile.appendChild(
         el("p", { class: "tile-alarm", title: alert.title, "data-key": "alarm" }, `${head}: ${label}`),
       );
@@ -445,18 +464,18 @@
             el(
               "a",
               { href: `/events/${encodeURIComponent(pic.event_id)}`, "data-key": "img" },
-              el("img", { src: pic.url, alt: `latest picture from ${u.device}` }),
+              el("img", { src: pic.url, alt: t("latest picture from {device}", { device: u.device }) }),
             ),
-            el("figcaption", { "data-key": "cap" }, `picture ${ago(pic.at)}`),
+            el("figcaption", { "data-key": "cap" }, t("picture {ago}", { ago: ago(pic.at) })),
           )
-        : el("div", { class: "tile-picture tile-picture--none", "data-key": "picture" }, "no picture yet"),
+        : el("div", { class: "tile-picture tile-picture--none", "data-key": "picture" }, t("no picture yet")),
     );
     tile.appendChild(el("ul", { class: "sensors", "data-key": "sensors" }, u.sensors.map(sensorRow)));
     const h = u.health || {};
-    const bits = [u.heartbeat_at ? `heartbeat ${ago(u.heartbeat_at)}` : "no heartbeat yet"];
-    if (typeof h.outbox_depth === "number" && h.outbox_depth > 0) bits.push(`outbox ${h.outbox_depth}`);
+    const bits = [u.heartbeat_at ? t("heartbeat {ago}", { ago: ago(u.heartbeat_at) }) : t("no heartbeat yet")];
+    if (typeof h.outbox_depth === "number" && h.outbox_depth > 0) bits.push(t("outbox {n}", { n: h.outbox_depth }));
     if (typeof h.cpu_temp_c === "number") bits.push(`${Math.round(h.cpu_temp_c)} °C`);
-    if (h.disk_full) bits.push("DISK FULL");
+    if (h.disk_full) bits.push(t("DISK FULL"));
     tile.appendChild(el("footer", { class: "tile-foot", "data-key": "foot" }, bits.join(" · ")));
     return tile;
   }
@@ -483,13 +502,13 @@
         if (status === 401) location.assign("/login?expired=1");
         if (!ok) {
           acking.delete(id);
-          ackErrors.set(id, body.error || "not acknowledged");
+          ackErrors.set(id, body.error || t("not acknowledged"));
         }
         schedule();
       })
       .catch(() => {
         acking.delete(id);
-        ackErrors.set(id, "no answer from the server");
+        ackErrors.set(id, t("no answer from the server"));
         schedule();
       });
   });
@@ -559,7 +578,7 @@
   // the clock and relative times -----------------------------------------------------------
 
   setInterval(() => {
-    clockEl.textContent = new Date(Date.now() + skewMs).toLocaleTimeString([], { hour12: false });
+    clockEl.textContent = hm((Date.now() + skewMs) * 1e6);
   }, 1000);
   setInterval(schedule, 5000);
 })();
