@@ -43,8 +43,8 @@ from protocol.topics import (
     arming_filter,
     device_filter,
     site_command_filter,
-    site_tree,
     witness,
+    witness_filters,
 )
 
 Access = Literal["read", "write"]
@@ -56,10 +56,6 @@ DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
 ALL_SITES = "*"
 """An operator identity whose sites are ("*",) may act on every site."""
 NO_SHARED = "no-shared-subscriptions"
-NO_LIVE = "no-live-frames"
-"""Meant to keep units' live frames from every identity but collectors. Not yet effective:
-on Mosquitto 2.0.11 an operator reading jaga/v1/<site>/# still got frames, with this role
-and with an acl_file `topic deny` line (tests/integration/test_web_wall.py, xfail)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,11 +277,27 @@ def acl_rules(identity: Identity) -> list[AclRule]:
     for site in identity.sites:
         where = "+" if site == ALL_SITES else site
         rules += [
-            ("read", ALL_TOPICS if site == ALL_SITES else site_tree(site)),
+            *(("read", topic) for topic in operator_reads(where)),
             ("write", site_command_filter(where)),
             ("write", device_filter(Channel.CMD, site=where)),
         ]
     return rules
+
+
+def operator_reads(where: str) -> list[str]:
+    """Everything an operator reads of a site (`+`: of every site) but its units' live frames.
+
+    Named one by one, not `<site>/#`: on Mosquitto 2.0.11 neither an acl_file `topic deny` nor a
+    dynamic-security publishClientReceive deny kept live frames from a reader of the whole tree
+    (tests/integration/test_web_wall.py); only the collector relays them, to the page."""
+    witnesses = witness_filters() if where == "+" else witness_filters((where,))
+    return [
+        *(device_filter(channel, site=where) for channel in Channel if channel is not Channel.LIVE),
+        arming_filter(where),
+        alert_tree(where),
+        site_command_filter(where),
+        *witnesses,
+    ]
 
 
 def render_acl(identities: Iterable[Identity]) -> str:
@@ -307,12 +319,11 @@ def render_acl(identities: Iterable[Identity]) -> str:
 
 def render_dynsec(identities: Iterable[Identity]) -> str:
     """The dynamic-security plugin's JSON: units and operators may not join $share/ groups.
-    Nor may they receive live frames: those go to collectors only.
 
     Default access is false, which in this plugin means "no opinion": whatever no rule here
     matches (every publish, every other subscription, every collector) the acl_file decides."""
     clients = [
-        {"username": i.username, "roles": [{"rolename": NO_SHARED}, {"rolename": NO_LIVE}]}
+        {"username": i.username, "roles": [{"rolename": NO_SHARED}]}
         for i in identities
         if not isinstance(i, CollectorIdentity)
     ]
@@ -333,18 +344,6 @@ def render_dynsec(identities: Iterable[Identity]) -> str:
                     {
                         "acltype": "subscribePattern",
                         "topic": "$share/#",
-                        "priority": 0,
-                        "allow": False,
-                    }
-                ],
-            },
-            {
-                "rolename": NO_LIVE,
-                "textname": "only collectors receive units' live frames",
-                "acls": [
-                    {
-                        "acltype": "publishClientReceive",
-                        "topic": device_filter(Channel.LIVE),
                         "priority": 0,
                         "allow": False,
                     }

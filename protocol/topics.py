@@ -170,11 +170,6 @@ def site_command_filter(site: str = "+") -> str:
     return f"{ROOT}/{_level_or_any(site)}/cmd/+"
 
 
-def site_tree(site: str) -> str:
-    """Every topic of one site: its units', its arming, alerts and commands."""
-    return f"{ROOT}/{_check_level(site)}/#"
-
-
 def parse_alert_topic(topic: str) -> tuple[str, str] | None:
     """(site, alert id) of jaga/v1/<site>/alert/<id>; None for any other topic."""
     levels = topic.split("/")

@@ -42,7 +42,16 @@ topic write jaga/v1/+/+/cmd/+
 
 user operator:budi
 topic read jaga/v1/deadletter
-topic read jaga/v1/gudang-1/#
+topic read jaga/v1/gudang-1/+/status
+topic read jaga/v1/gudang-1/+/event
+topic read jaga/v1/gudang-1/+/heartbeat
+topic read jaga/v1/gudang-1/+/snapshot/+
+topic read jaga/v1/gudang-1/+/cmd/+
+topic read jaga/v1/gudang-1/+/cmd-result
+topic read jaga/v1/gudang-1/arming
+topic read jaga/v1/gudang-1/alert/#
+topic read jaga/v1/gudang-1/cmd/+
+topic read jaga/v1/gudang-1/witness/+
 topic write jaga/v1/gudang-1/cmd/+
 topic write jaga/v1/gudang-1/+/cmd/+
 """
