@@ -146,11 +146,12 @@ def test_one_forced_door_sends_exactly_one_notification_with_the_alert(
     (alert,) = rig.engine.open_alerts()
     body = request["json"]
     assert request["path"] == "/hook"
+    # Indonesian: the route sets no language (a route with language = "en" gets English).
     assert body["title"] == (
-        "[CRITICAL] Forced door: bangka-barat/gudang-01/pintu-belakang opened while armed"
+        "[KRITIS] Pintu dibuka paksa di bangka-barat/gudang-01/pintu-belakang saat siaga"
     )
     assert alert.id in body["message"]
-    assert "opened at 2024-05-06 22:00:05 WIB while armed" in body["message"]
+    assert "dibuka pukul 22:00 WIB saat siaga" in body["message"]
     assert body["type"] == "failure"
     assert [d[2] for d in rig.notifier.deliveries()] == ["sent"]
 
