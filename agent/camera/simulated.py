@@ -1,7 +1,8 @@
 """A camera made of Pillow drawings: real JPEGs for the simulator, the demo and the tests.
 
-Each frame shows the unit name, the wall time and the frame number over a scene with a moving
-bar, so consecutive frames differ and a person can tell them apart. `stall()` makes the camera
+Each frame shows the unit name, the wall time to the tenth of a second and the frame number over
+a scene with a moving bar, so consecutive frames differ, a person can tell them apart, and a guard
+watching the live wall can read the delay against a clock. `stall()` makes the camera
 go silent and `cover()` turns frames into near-uniform dark noise, so health logic can be driven
 end to end. Time comes from the clocks passed in; `sleep` is how the camera waits for its next
 frame, so a test that passes a fake clock and a sleep that advances it never waits for real.
@@ -144,8 +145,11 @@ class SimulatedCamera:
         x = (number * w // 17) % w
         draw.rectangle((x, h // 2, x + w // 12, h // 2 + h // 10), fill=(220, 80, 40))
         font = _font(max(10, h // 24))
-        stamp = datetime.fromtimestamp(self._wall_ns() / S, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        lines = [self.unit, f"{stamp} UTC", f"{'still' if still else 'frame'} {number}"]
+        lines = [
+            self.unit,
+            clock_text(self._wall_ns()),
+            f"{'still' if still else 'frame'} {number}",
+        ]
         for i, line in enumerate(lines):
             draw.text((8, 8 + i * (h // 20)), line, fill=(255, 255, 255), font=font)
         return image
@@ -155,6 +159,13 @@ class SimulatedCamera:
         base = self._random.randint(6, 14)
         noise = Image.effect_noise(size, 2.0)
         return noise.point(lambda v: max(0, min(255, v - 128 + base))).convert("RGB")
+
+
+def clock_text(wall_ns: int) -> str:
+    """The wall time to the tenth of a second: beside a viewer's own clock it shows the delay."""
+    seconds, rest = divmod(wall_ns, S)
+    day = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{day}.{rest * 10 // S} UTC"
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

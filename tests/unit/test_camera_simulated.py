@@ -10,7 +10,7 @@ from PIL import Image, ImageChops
 
 from agent.camera.base import CameraError
 from agent.camera.health import look
-from agent.camera.simulated import SimulatedCamera
+from agent.camera.simulated import SimulatedCamera, clock_text
 
 S = 1_000_000_000
 WALL = 1_700_000_000 * S
@@ -124,3 +124,22 @@ def test_a_stopped_camera_refuses_to_capture() -> None:
         cam.frame()
     with pytest.raises(CameraError):
         cam.still()
+
+
+def test_frames_show_the_wall_clock_to_the_tenth_of_a_second_so_a_viewer_sees_the_delay() -> None:
+    def first_frame(wall_ns: int) -> bytes:
+        clock = FakeClock()
+        cam = SimulatedCamera(
+            "pintu-utama", mono_ns=clock.mono_ns, wall_ns=lambda: wall_ns, sleep=clock.sleep
+        )
+        cam.start()
+        got = cam.frame()
+        assert got is not None
+        return got.jpeg
+
+    assert clock_text(WALL + 100_000_000) == "2023-11-14 22:13:20.1 UTC"
+    assert clock_text(WALL + 999_999_999) == "2023-11-14 22:13:20.9 UTC"
+    # Same tenth: the same picture; the next tenth: a different one (only the clock changed).
+    assert first_frame(WALL + 20_000_000) == first_frame(WALL + 60_000_000)
+    later = decode(first_frame(WALL + 100_000_000)).convert("RGB")
+    assert ImageChops.difference(decode(first_frame(WALL)).convert("RGB"), later).getbbox()
