@@ -56,6 +56,12 @@ DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
 ALL_SITES = "*"
 """An operator identity whose sites are ("*",) may act on every site."""
 NO_SHARED = "no-shared-subscriptions"
+KICK_IDENTITY = "kick"
+"""The collector identity named so (CN collector:kick) may only drive the dynamic-security
+plugin: it cuts revoked units' and identities' live sessions (provisioning/kick.py)."""
+KICK_ROLE = "kick-revoked"
+REVOKED_ROLE = "revoked"
+"""Given by collector:kick to each revoked username: denies every publish, read and subscribe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +263,8 @@ def acl_rules(identity: Identity) -> list[AclRule]:
             ("read", arming(identity.site)),
         ]
     if isinstance(identity, CollectorIdentity):
+        if identity.name == KICK_IDENTITY:
+            return []  # its one topic, $CONTROL/dynamic-security/v1, is the plugin's to allow
         return [
             ("read", ALL_TOPICS),
             ("write", DEADLETTER),
@@ -327,6 +335,12 @@ def render_dynsec(identities: Iterable[Identity]) -> str:
         for i in identities
         if not isinstance(i, CollectorIdentity)
     ]
+    clients += [
+        {"username": i.username, "roles": [{"rolename": KICK_ROLE}]}
+        for i in identities
+        if isinstance(i, CollectorIdentity) and i.name == KICK_IDENTITY
+    ]
+    control = "$CONTROL/dynamic-security/#"
     config = {
         "defaultACLAccess": {
             "publishClientSend": False,
@@ -347,6 +361,14 @@ def render_dynsec(identities: Iterable[Identity]) -> str:
                         "priority": 0,
                         "allow": False,
                     }
+                ],
+            },
+            {
+                "rolename": KICK_ROLE,
+                "textname": "collector:kick cuts revoked clients' sessions, nothing else",
+                "acls": [
+                    {"acltype": kind, "topic": control, "priority": 0, "allow": True}
+                    for kind in ("publishClientSend", "publishClientReceive", "subscribePattern")
                 ],
             },
         ],

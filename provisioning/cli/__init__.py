@@ -34,6 +34,7 @@ app.add_typer(identities.identity_app, name="identity", no_args_is_help=True)
 app.add_typer(ca.crl_app, name="crl", no_args_is_help=True)
 app.command("bundle")(devices.bundle)
 app.command("broker-config")(broker.broker_config)
+app.command("broker-kick")(broker.broker_kick)
 
 
 @app.callback()

@@ -9,6 +9,8 @@ import typer
 
 from provisioning.broker_config import BrokerOptions, write_broker_config
 from provisioning.cli.shared import DirOption, open_registry, reports_mistakes, say
+from provisioning.errors import ProvisioningError
+from provisioning.kick import kick, revoked_usernames
 
 
 @reports_mistakes
@@ -83,4 +85,34 @@ def broker_config(
         "next: Mosquitto reads these as user mosquitto: chown -R mosquitto: the folder on the "
         "broker machine; start with mosquitto -c mosquitto.conf, or reload it (SIGHUP); restart "
         "it instead when a unit or an operator was added (dynsec.json is read only at start)"
+    )
+
+
+@reports_mistakes
+def broker_kick(
+    ctx: typer.Context,
+    broker: Annotated[
+        str, typer.Option(metavar="HOST[:PORT]", help="The broker to act on (port 8883 if none).")
+    ] = "localhost",
+    dir: DirOption = None,
+) -> None:
+    """Cut the live sessions of every revoked unit and identity now (dynamic-security plugin).
+
+    Run it right after `device revoke` / `identity revoke` where the broker is reachable, and on
+    the server from a timer (every 30 s) against its copy of the registry: it is idempotent."""
+    host, _, port_text = broker.rpartition(":") if ":" in broker else (broker, "", "8883")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ProvisioningError(f"--broker {broker!r}: give HOST or HOST:PORT (port 1-65535)")
+    registry = open_registry(ctx, dir)
+    names = revoked_usernames(registry)
+    if not names:
+        say("nothing revoked: no session to cut")
+        return
+    result = kick(registry, host, int(port_text), names)
+    say(f"cut and muted {len(names)} revoked client(s): {', '.join(names)}")
+    for error in result.errors:
+        say(f"warning: the broker answered {error}")
+    say(
+        "they are refused at connect once the broker has the new CRL: broker-config, copy, "
+        "reload (SIGHUP)"
     )
