@@ -10,6 +10,7 @@ mode switch against a frame capture.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +25,9 @@ class Frame:
     jpeg: bytes
     mono_ns: int
     seq: int
+    live: Callable[[], bytes] | None = None
+    """The JPEG of the camera's own low-resolution stream, made only when called (the live view
+    calls it for the frames it sends); None: the camera has no such stream, live sends `jpeg`."""
 
 
 class CameraError(Exception):

@@ -110,11 +110,16 @@ class LiveTap:
             self._state, due = self.lease.frame(self._state, now)
         if not due:
             return
-        if len(frame.jpeg) > self.max_bytes:
+        try:
+            picture = frame.jpeg if frame.live is None else frame.live()
+        except (OSError, ValueError) as exc:  # a bad lores buffer costs this frame, not the loop
+            log.warning("live frame %d not encoded: %s", frame.seq, exc)
+            return
+        if len(picture) > self.max_bytes:
             self.too_big += 1
             return
         captured = self._wall_ns() - max(0, now - frame.mono_ns)
-        payload = stamp(frame.jpeg, captured, frame.seq)
+        payload = stamp(picture, captured, frame.seq)
         if self._send(payload):
             self.sent += 1
             self.sent_bytes += len(payload)

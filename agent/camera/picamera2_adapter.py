@@ -1,9 +1,12 @@
 """The Raspberry Pi camera through picamera2, imported only when the camera is opened.
 
-Streams: picamera2's "main" stream at low resolution in RGB888, not "lores": lores is YUV420 on
-a Pi 4 (VC4) and picamera2 only makes PIL images from RGB formats, so main-at-low-res needs no
-numpy colour conversion of ours. The sensor runs at `sensor_fps` (auto-exposure settles within
-a second) and the adapter samples it at `fps`. The still is a mode switch to a full-resolution
+Streams: picamera2's "main" stream at low resolution in RGB888 for the ring and the evidence
+(picamera2 makes PIL images of RGB formats only), and beside it the "lores" stream in YUV420 (the
+only lores format a Pi 4's VC4 gives) at `lores_size` for the live view. A lores frame is copied
+out of its request (about 115 kB at 320x240) and turned into RGB and JPEG by Pillow only when the
+live view sends it (`Frame.live`), so an unwatched camera pays a copy, not an encode. The
+sensor runs at `sensor_fps` (auto-exposure settles within a second) and the adapter samples it
+at `fps`. The still is a mode switch to a full-resolution
 still configuration and back (`switch_mode_and_capture_image`); frames pause for its duration.
 
 Every capture passes a numeric `wait` (picamera2 then raises TimeoutError instead of blocking
@@ -22,6 +25,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from PIL import Image
 
 from agent.camera import jpeg
 from agent.camera.base import (
@@ -48,6 +53,7 @@ class Picamera2Camera:
         fps: float = 2.0,
         sensor_fps: float = 10.0,
         still_size: tuple[int, int] | None = None,
+        lores_size: tuple[int, int] | None = (320, 240),
         quality: int = jpeg.DEFAULT_QUALITY,
         still_quality: int = jpeg.DEFAULT_STILL_QUALITY,
         camera_num: int = 0,
@@ -60,6 +66,14 @@ class Picamera2Camera:
         self.fps = fps
         self.sensor_fps = sensor_fps
         self.still_size = still_size
+        # picamera2 refuses a lores stream larger than main.
+        self.lores_size = (
+            None
+            if lores_size is None
+            else (min(lores_size[0], size[0]), min(lores_size[1], size[1]))
+        )
+        self._lores: tuple[tuple[int, int], int] | None = None
+        """The configured lores stream's (size, stride), known after configure."""
         self.quality = quality
         self.still_quality = still_quality
         self.camera_num = camera_num
@@ -87,8 +101,14 @@ class Picamera2Camera:
             try:
                 cam = module.Picamera2(self.camera_num)
                 frame_us = int(US / self.sensor_fps)
+                lores = (
+                    None
+                    if self.lores_size is None
+                    else {"size": self.lores_size, "format": "YUV420"}
+                )
                 video = cam.create_video_configuration(
                     main={"size": self.size, "format": "RGB888"},
+                    lores=lores,
                     controls={"FrameDurationLimits": (frame_us, frame_us)},
                 )
                 still_main: dict[str, Any] = {"format": "RGB888"}
@@ -96,6 +116,9 @@ class Picamera2Camera:
                     still_main["size"] = self.still_size
                 self._still_config = cam.create_still_configuration(main=still_main)
                 cam.configure(video)
+                if lores is not None:
+                    stream = cam.stream_configuration("lores")
+                    self._lores = (tuple(stream["size"]), int(stream["stride"]))
                 cam.start()
             except Exception as exc:
                 if cam is not None:
@@ -136,6 +159,7 @@ class Picamera2Camera:
                 raise CameraError(f"frame capture failed: {exc}") from exc
             try:
                 image = request.make_image("main")
+                lores = None if self._lores is None else bytes(request.make_buffer("lores"))
                 metadata = request.get_metadata()
             except Exception as exc:
                 raise CameraError(f"frame capture failed: {exc}") from exc
@@ -146,7 +170,13 @@ class Picamera2Camera:
             late = now - due >= self._period_ns
             self._next_due_ns = now + self._period_ns if late else due + self._period_ns
             self._seq += 1
-            return Frame(jpeg.encode(image, self.quality), _captured_at(metadata, now), self._seq)
+            live = None if lores is None or self._lores is None else self._live(lores, *self._lores)
+            captured = _captured_at(metadata, now)
+            return Frame(jpeg.encode(image, self.quality), captured, self._seq, live)
+
+    def _live(self, buffer: bytes, size: tuple[int, int], stride: int) -> Callable[[], bytes]:
+        quality = self.quality
+        return lambda: jpeg.encode(yuv420_image(buffer, size, stride), quality)
 
     def still(self, timeout_s: float = DEFAULT_STILL_TIMEOUT_S) -> bytes:
         with self._lock:
@@ -172,6 +202,23 @@ class Picamera2Camera:
             cam.cancel_all_and_flush()
         except Exception:
             log.exception("cancel_all_and_flush failed after a capture timeout")
+
+
+def yuv420_image(buffer: bytes, size: tuple[int, int], stride: int) -> Image.Image:
+    """An RGB image of a YUV420 buffer as picamera2 lays it out: the Y plane (`stride` bytes a
+    row), then U and V at half size (stride / 2 a row); rows may be padded past the width."""
+    w, h = size
+    half, cw, ch = stride // 2, (w + 1) // 2, (h + 1) // 2
+    u_at = stride * h
+    v_at = u_at + half * ch
+    if len(buffer) < v_at + half * ch:
+        raise ValueError(f"a {w}x{h} YUV420 buffer of stride {stride} is {len(buffer)} bytes")
+    view = buffer
+    y = Image.frombuffer("L", (w, h), view[:u_at], "raw", "L", stride, 1)
+    u = Image.frombuffer("L", (cw, ch), view[u_at:v_at], "raw", "L", half, 1)
+    v = Image.frombuffer("L", (cw, ch), view[v_at : v_at + half * ch], "raw", "L", half, 1)
+    planes = (y, u.resize((w, h)), v.resize((w, h)))
+    return Image.merge("YCbCr", planes).convert("RGB")
 
 
 def _captured_at(metadata: Any, received_ns: int) -> int:

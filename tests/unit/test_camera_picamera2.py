@@ -1,12 +1,14 @@
 """The picamera2 adapter against a recording fake of the picamera2 module.
 
 The fake mirrors the real signatures of the calls the adapter may make (picamera2.Picamera2 in
-raspberrypi/picamera2: create_video_configuration, create_still_configuration, configure, start,
-capture_request -> CompletedRequest.make_image/get_metadata/release,
-switch_mode_and_capture_image, cancel_all_and_flush, stop, close) and the rules the real one
-enforces (configure before start, stream config keys, even sizes, RGB formats for PIL images).
-Any other attribute raises, a wrong keyword raises TypeError, a capture without a numeric
-timeout on a hung camera fails the test instead of blocking.
+raspberrypi/picamera2: create_video_configuration, create_still_configuration, configure,
+stream_configuration, start, capture_request -> CompletedRequest.make_image/make_buffer/
+get_metadata/release, switch_mode_and_capture_image, cancel_all_and_flush, stop, close) and the
+rules the real one enforces (configure before start, stream config keys, even sizes, RGB formats
+for PIL images, a YUV lores no larger than main); lores buffers are laid out as libcamera does
+(rows padded to a 64-byte stride, then U and V at half size). Any other attribute raises, a wrong
+keyword raises TypeError, a capture without a numeric timeout on a hung camera fails the test
+instead of blocking.
 """
 
 from __future__ import annotations
@@ -28,6 +30,24 @@ S = 1_000_000_000
 SENSOR = (4608, 2592)
 STREAM_KEYS = ("format", "size", "stride", "preserve_ar")
 PIL_FORMATS = ("RGB888", "BGR888", "XBGR8888", "XRGB8888")
+LORES_FORMATS = ("YUV420", "YVU420", "NV12", "NV21")
+
+
+def stride_of(width: int) -> int:
+    return (width + 63) // 64 * 64
+
+
+def yuv420(image: Image.Image, stride: int) -> bytes:
+    """The image as a YUV420 buffer with padded rows, as make_buffer returns it."""
+    w, h = image.size
+    y, u, v = image.convert("YCbCr").split()
+    half = (w // 2, h // 2)
+    out = bytearray()
+    for plane, row in ((y, stride), (u.resize(half), stride // 2), (v.resize(half), stride // 2)):
+        data, width = plane.tobytes(), plane.size[0]
+        for r in range(plane.size[1]):
+            out += data[r * width : (r + 1) * width].ljust(row, b"\xff")
+    return bytes(out)
 
 
 class Clock:
@@ -59,6 +79,14 @@ class FakeRequest:
         if stream["format"] not in PIL_FORMATS:
             raise RuntimeError(f"Stream format {stream['format']} not supported for PIL images")
         return self._image
+
+    def make_buffer(self, name: str) -> bytes:
+        self._cam.record("request.make_buffer", name)
+        assert not self.released, "request used after release"
+        stream = self._cam.config.get(name) if self._cam.config else None
+        if stream is None:
+            raise RuntimeError(f"stream {name} not configured")
+        return yuv420(self._image.resize(stream["size"]), stream["stride"])
 
     def get_metadata(self) -> dict[str, Any]:
         self._cam.record("request.get_metadata")
@@ -113,12 +141,22 @@ class FakePicamera2:
         default: dict[str, Any],
         controls: dict[str, Any],
         buffer_count: int,
+        lores: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         assert self.is_open, "Camera not opened"
+        main_stream = self._stream(default, main)
+        lores_stream = None
+        if lores is not None:
+            lores_stream = self._stream({"format": "YUV420", "size": main_stream["size"]}, lores)
+            if lores_stream["format"] not in LORES_FORMATS:
+                raise RuntimeError("lores stream must be YUV")
+            if any(a > b for a, b in zip(lores_stream["size"], main_stream["size"], strict=True)):
+                raise RuntimeError("lores stream dimensions may not exceed main stream")
+            lores_stream["stride"] = stride_of(lores_stream["size"][0])
         config = {
             "use_case": use_case,
-            "main": self._stream(default, main),
-            "lores": None,
+            "main": main_stream,
+            "lores": lores_stream,
             "raw": None,
             "controls": dict(controls),
             "buffer_count": buffer_count,
@@ -148,6 +186,7 @@ class FakePicamera2:
             {"format": "XBGR8888", "size": (1280, 720)},
             controls or {},
             buffer_count,
+            lores,
         )
 
     def create_still_configuration(
@@ -176,6 +215,12 @@ class FakePicamera2:
             raise RuntimeError("Camera must be stopped before configuring")
         assert any(camera_config is c for c in self._made), "configure() with a foreign config"
         self.config = camera_config
+
+    def stream_configuration(self, name: str = "main") -> dict[str, Any]:
+        self.record("stream_configuration", name)
+        assert self.config is not None, "stream_configuration before configure"
+        stream: dict[str, Any] = self.config[name]
+        return stream
 
     def start(self, config: Any = None, show_preview: bool | None = False) -> None:
         self.record("start")
@@ -277,11 +322,12 @@ def test_start_configures_a_low_res_video_stream_and_a_full_res_still(
         (
             "create_video_configuration",
             ("controls", {"FrameDurationLimits": (100_000, 100_000)}),
-            ("lores", None),
+            ("lores", {"size": (320, 240), "format": "YUV420"}),
             ("main", {"size": (640, 480), "format": "RGB888"}),
         ),
         ("create_still_configuration", ("controls", None), ("main", {"format": "RGB888"})),
         ("configure", "video"),
+        ("stream_configuration", "lores"),
         ("start",),
     ]
 
@@ -290,7 +336,7 @@ def test_frames_are_captured_as_jpegs_at_the_configured_rate_and_requests_releas
     fake: type[FakePicamera2],
 ) -> None:
     clock = Clock()
-    cam = make(clock, size=(320, 240), fps=2.0)
+    cam = make(clock, size=(320, 240), fps=2.0, lores_size=(160, 120))
     cam.start()
     frames = [cam.frame(timeout_s=1.0) for _ in range(3)]
     assert all(f is not None for f in frames)
@@ -301,8 +347,14 @@ def test_frames_are_captured_as_jpegs_at_the_configured_rate_and_requests_releas
     times = [f.mono_ns for f in frames if f is not None]
     assert [b - a for a, b in itertools.pairwise(times)] == [S // 2, S // 2]
     assert times[-1] == clock.now - 30_000_000
-    per_frame = ["capture_request", "request.make_image", "request.get_metadata", "request.release"]
-    assert calls()[5:] == per_frame * 3
+    per_frame = [
+        "capture_request",
+        "request.make_image",
+        "request.make_buffer",
+        "request.get_metadata",
+        "request.release",
+    ]
+    assert calls()[6:] == per_frame * 3
     assert ("capture_request", ("wait", 1.0)) in FakePicamera2.log
     assert all(r.released for r in FakePicamera2.instances[0].outstanding)
 
@@ -355,11 +407,12 @@ def test_a_hung_camera_times_out_flushes_and_is_reopened_after_the_fault(
     cam.start()
     assert len(FakePicamera2.instances) == 2
     assert not FakePicamera2.instances[0].is_open
-    assert calls()[-5:] == [
+    assert calls()[-6:] == [
         "Picamera2",
         "create_video_configuration",
         "create_still_configuration",
         "configure",
+        "stream_configuration",
         "start",
     ]
     assert cam.frame(timeout_s=1.0) is not None
@@ -390,3 +443,41 @@ def test_the_fake_is_strict_so_a_wrong_call_fails(fake: type[FakePicamera2]) -> 
     cam.start()
     with pytest.raises(RuntimeError, match="not supported for PIL"):
         cam.capture_request(wait=1.0).make_image("main")
+
+
+def test_the_live_view_gets_the_lores_stream_as_rgb_jpegs_made_only_when_asked(
+    fake: type[FakePicamera2],
+) -> None:
+    # 312 wide: libcamera pads its rows to a stride of 320, which the conversion must skip.
+    cam = make(Clock(), size=(640, 480), lores_size=(312, 234))
+    cam.start()
+    made = FakePicamera2.instances[0].config
+    assert made is not None and made["lores"] == {
+        "format": "YUV420",
+        "size": (312, 234),
+        "stride": 320,
+    }
+    frame = cam.frame(timeout_s=1.0)
+    assert frame is not None and frame.live is not None
+    assert Image.open(io.BytesIO(frame.jpeg)).size == (640, 480)  # the ring keeps main
+    assert calls()[-1] == "request.release"  # lores was copied out before the release
+    live = Image.open(io.BytesIO(frame.live()))
+    assert (live.format, live.size) == ("JPEG", (312, 234))
+    # The fake's frame 1 is (40, 90, 120) everywhere and its padding is white: the same colour
+    # in every corner, so neither the planes nor the padded rows were misread.
+    rgb = live.convert("RGB")
+    for xy in ((2, 2), (309, 2), (2, 231), (309, 231), (156, 117)):
+        pixel = rgb.getpixel(xy)
+        assert isinstance(pixel, tuple), pixel
+        assert all(abs(a - b) <= 8 for a, b in zip(pixel, (40, 90, 120), strict=True)), (xy, pixel)
+
+
+def test_without_a_lores_stream_the_live_view_sends_the_main_frames(
+    fake: type[FakePicamera2],
+) -> None:
+    cam = make(Clock(), lores_size=None)
+    cam.start()
+    frame = cam.frame(timeout_s=1.0)
+    assert frame is not None and frame.live is None
+    assert "request.make_buffer" not in calls()
+    assert FakePicamera2.instances[0].config["lores"] is None  # type: ignore[index]

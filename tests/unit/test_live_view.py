@@ -89,6 +89,28 @@ def test_a_frame_too_big_for_the_broker_is_not_sent() -> None:
     assert sent == [] and tap.too_big == 1
 
 
+def test_the_tap_sends_the_cameras_lores_picture_and_encodes_it_only_for_frames_it_sends() -> None:
+    sent: list[bytes] = []
+    now = [100 * S]
+    encoded: list[int] = []
+    lores = b"\xff\xd8" + b"\x01" * 100 + b"\xff\xd9"
+
+    def frame(seq: int) -> Frame:
+        def encode() -> bytes:
+            encoded.append(seq)
+            return lores
+
+        return Frame(JPEG, now[0], seq, encode)
+
+    tap = LiveTap(_into(sent), mono_ns=lambda: now[0], wall_ns=lambda: 7 * S)
+    tap.offer(frame(1))  # no lease: nothing encoded
+    tap.grant(10, 2.0)
+    tap.offer(frame(2))
+    tap.offer(frame(3))  # the same instant: not due at 2 frames/s
+    assert encoded == [2] and len(sent) == 1
+    assert b"\x01" * 100 in sent[0] and b"\x00" * 1000 not in sent[0]
+
+
 def test_a_stamped_frame_is_still_a_jpeg_and_an_unstamped_one_has_no_stamp() -> None:
     framed = stamp(JPEG, 123, 4)
     assert framed.startswith(b"\xff\xd8\xff\xfe") and framed.endswith(JPEG[2:])
