@@ -29,6 +29,7 @@ BENCHMARKS = (
     "drain",
     "footprint",
     "custody",
+    "live",
 )
 README = REPO / "README.md"
 BEGIN = "<!-- bench:begin"
