@@ -90,6 +90,7 @@ def main() -> int:
         print(
             f"demo: the guard post's page: http://127.0.0.1:{web_port}/ (login budi / {password})"
         )
+        print(f"demo: the wall of live cameras: http://127.0.0.1:{web_port}/wall (same login)")
         print(f"demo: {len(stack.units)} simulated units play their scenarios for {seconds:g} s")
         print(f"  {'time':<8}  {'unit':<12} {'kind':<10} {'sensor':<15} {'state':<10}")
         started = time.monotonic()
