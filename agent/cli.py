@@ -132,11 +132,32 @@ def simulate(
 def enroll(
     config: ConfigOpt = Path("/etc/jaga/agent.toml"),
     force: Annotated[bool, typer.Option(help="replace an existing key (re-enrolment)")] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(help="one-time token from `jaga-provision device token` (or the bundle)"),
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="enrolment endpoint (default https://<broker host>:8443)"),
+    ] = None,
 ) -> None:
-    """Make this unit's private key (it never leaves the unit) and a certificate request."""
-    from agent.enroll import EnrollError
-    from agent.enroll import enroll as make_csr
+    """Make this unit's private key (it never leaves the unit) and get it certified.
 
+    With --token the site's enrolment endpoint certifies it at once; without, a certificate
+    request is written to be signed with `jaga-provision device sign`."""
+    from agent.enroll import EnrollError, enroll_with_token
+    from agent.enroll import enroll as make_csr
+    from agent.est_client import EstError, EstUnavailable
+
+    if token is not None:
+        try:
+            cert = enroll_with_token(config, token, server, force=force)
+        except (ConfigError, EnrollError, EstError) as exc:
+            raise _fail(f"enrolment refused: {exc}", 1) from None
+        except EstUnavailable as exc:
+            raise _fail(f"enrolment endpoint unreachable, try again: {exc}", 1) from None
+        typer.echo(f"enrolled: wrote {cert} and the key beside it (made here, never sent)")
+        return
     try:
         csr = make_csr(config, force=force)
     except (ConfigError, EnrollError) as exc:
@@ -146,6 +167,43 @@ def enroll(
         "next: copy it to the provisioning laptop and run: jaga-provision device sign "
         f"{csr.name}; then put the certificate it prints beside agent.toml"
     )
+
+
+@app.command()
+def renew(
+    config: ConfigOpt = Path("/etc/jaga/agent.toml"),
+    server: Annotated[
+        str | None,
+        typer.Option(help="enrolment endpoint (default https://<broker host>:8443)"),
+    ] = None,
+    daemon: Annotated[
+        bool, typer.Option(help="keep running: renew at 2/3 of each certificate's lifetime")
+    ] = False,
+    now: Annotated[bool, typer.Option(help="renew at once, due or not")] = False,
+) -> None:
+    """Renew this unit's certificate with a new key, authenticated by the current one."""
+    from datetime import UTC, datetime
+
+    from agent.est_client import EstError, EstUnavailable
+    from agent.renewal import due_for, renew_with_retries, run_forever, unit_tls
+
+    try:
+        tls = unit_tls(_load(config), server)
+        if daemon:
+            run_forever(tls)
+            return
+        due, when = due_for(tls, datetime.now(UTC))
+        if not (due or now):
+            typer.echo(f"not due: renews from {when:%Y-%m-%d %H:%M} UTC")
+            return
+        cert = renew_with_retries(tls)
+    except (ConfigError, EstError) as exc:
+        raise _fail(f"renewal refused: {exc}", 1) from None
+    except EstUnavailable as exc:
+        raise _fail(f"enrolment endpoint unreachable: {exc}", 1) from None
+    except OSError as exc:
+        raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}", 1) from None
+    typer.echo(f"renewed: serial {cert.serial_number}, valid until {cert.not_valid_after_utc}")
 
 
 @app.command()

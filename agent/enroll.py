@@ -61,3 +61,28 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     makes a new one, so the rename need not be synced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, data, durability=Durability.FSYNC_FILE, mode=mode)
+
+
+def enroll_with_token(
+    config_path: Path, token: str, server: str | None, force: bool = False
+) -> Path:
+    """Make the key here, have the site's enrolment endpoint certify it with the one-time token,
+    and install key (0600) and certificate at broker.tls.key/cert; return the certificate path."""
+    from agent.est_client import endpoint, install, request_certificate
+
+    config = load_config(config_path)
+    tls = config.broker.tls
+    if tls is None:
+        raise EnrollError(f"{config_path}: [broker.tls] is missing; enrolment needs its paths")
+    if tls.key.exists() and not force:
+        raise EnrollError(
+            f"{tls.key} already exists; refusing to replace the unit's key "
+            "(use --force only if the unit must be enrolled again)"
+        )
+    if not tls.ca.is_file():
+        raise EnrollError(f"{tls.ca} is missing: the bundle's ca.crt checks the server")
+    new = request_certificate(
+        endpoint(config.broker.host, server), config.site, config.device, tls.ca, token=token
+    )
+    install(new, tls.key, tls.cert)
+    return tls.cert

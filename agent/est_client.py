@@ -1,0 +1,179 @@
+"""The unit's side of EST (RFC 7030): ask the enrolment endpoint for a certificate for a new key.
+
+The key is made here and never sent; only its CSR goes out. The server is checked against the
+site CA of the bundle (ca.crt); enrolment shows a one-time token, renewal the unit's current
+certificate as TLS client certificate. Standard library only (http.client, ssl), so the Pi
+needs no new package. See provisioning/est.py for the server and why EST.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import http.client
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import NameOID
+
+from kernel.files import Durability, atomic_write
+
+ORGANIZATION = "Jaga"
+DEFAULT_PORT = 8443
+TIMEOUT_S = 20.0
+
+
+class EstError(Exception):
+    """The endpoint refused (status and its message) or answered nonsense: retrying won't help."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class EstUnavailable(Exception):
+    """The endpoint could not be reached: try again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewCertificate:
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+
+def endpoint(broker_host: str, server: str | None) -> str:
+    """The endpoint's base URL: --server if given, else https://<broker host>:8443."""
+    return (server or f"https://{broker_host}:{DEFAULT_PORT}").rstrip("/")
+
+
+def request_certificate(
+    base_url: str,
+    site: str,
+    device: str,
+    ca: Path,
+    *,
+    token: str | None = None,
+    client: tuple[Path, Path] | None = None,
+) -> NewCertificate:
+    """Make a P-256 key and get it certified: with token (simpleenroll) or client (reenroll)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, site),
+            x509.NameAttribute(NameOID.COMMON_NAME, device),
+        ]
+    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    body = base64.encodebytes(csr.public_bytes(serialization.Encoding.DER))
+    op = "simplereenroll" if client else "simpleenroll"
+    headers = {"Content-Type": "application/pkcs10", "Content-Transfer-Encoding": "base64"}
+    if token:
+        headers["Authorization"] = f"Bearer {token.strip()}"
+    answer = _post(f"{base_url}/.well-known/est/{site}/{op}", body, headers, ca, client)
+    cert = _check_answer(answer, key, subject, ca)
+    return NewCertificate(key, cert)
+
+
+def install(new: NewCertificate, key_path: Path, cert_path: Path) -> None:
+    """Write key (0600) and certificate; both land as .new first, so a power cut between the
+    two renames is finished by finish_install() instead of leaving a key without its cert."""
+    key_pem = new.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    durable = Durability.FSYNC_FILE_AND_DIR
+    atomic_write(_pending(key_path), key_pem, durability=durable, mode=0o600)
+    cert_pem = new.cert.public_bytes(serialization.Encoding.PEM)
+    atomic_write(_pending(cert_path), cert_pem, durability=durable, mode=0o644)
+    finish_install(key_path, cert_path)
+
+
+def finish_install(key_path: Path, cert_path: Path) -> bool:
+    """Complete an install a power cut interrupted; True when something was moved."""
+    key_new, cert_new = _pending(key_path), _pending(cert_path)
+    if not cert_new.exists():
+        key_new.unlink(missing_ok=True)  # the certificate never arrived: keep the old pair
+        return False
+    if key_new.exists():
+        key_new.replace(key_path)
+    cert_new.replace(cert_path)
+    return True
+
+
+def _pending(path: Path) -> Path:
+    return path.with_name(path.name + ".new")
+
+
+def _post(
+    url: str, body: bytes, headers: dict[str, str], ca: Path, client: tuple[Path, Path] | None
+) -> bytes:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise EstError(f"the enrolment endpoint must be an https:// URL, not {url!r}")
+    try:
+        context = ssl.create_default_context(cafile=str(ca))
+        if client:
+            context.load_cert_chain(client[0], client[1])
+    except (OSError, ssl.SSLError) as exc:
+        raise EstError(
+            f"cannot load the TLS files ({ca}{', ' + str(client[0]) if client else ''}): {exc}"
+        ) from None
+    conn = http.client.HTTPSConnection(
+        parts.hostname, parts.port or 443, context=context, timeout=TIMEOUT_S
+    )
+    try:
+        conn.request("POST", parts.path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read(64 * 1024)
+    except ssl.SSLCertVerificationError as exc:
+        raise EstError(f"{parts.netloc} is not the site's server: {exc.verify_message}") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise EstUnavailable(f"{parts.netloc}: {exc}") from None
+    finally:
+        conn.close()
+    if response.status != 200:
+        message = data.decode("utf-8", "replace").strip() or response.reason
+        if response.status >= 500:
+            raise EstUnavailable(f"{parts.netloc} answered {response.status}: {message}")
+        raise EstError(message, response.status)
+    return data
+
+
+def _check_answer(
+    body: bytes, key: ec.EllipticCurvePrivateKey, subject: x509.Name, ca_path: Path
+) -> x509.Certificate:
+    """The answer's certificate must be for our key and subject, signed by our CA."""
+    try:
+        found = pkcs7.load_der_pkcs7_certificates(
+            base64.b64decode(b"".join(body.split()), validate=True)
+        )
+        ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    except (binascii.Error, ValueError) as exc:
+        raise EstError(f"the endpoint's answer is not a certificate: {exc}") from None
+    if not found:
+        raise EstError("the endpoint answered without a certificate")
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ours = key.public_key().public_bytes(*spki)
+    # PKCS#7 keeps certificates as a SET: their order says nothing; ours is the one for our key
+    cert = next((c for c in found if c.public_key().public_bytes(*spki) == ours), None)
+    if cert is None:
+        raise EstError("the endpoint certified another key than ours")
+    if cert.subject != subject:
+        raise EstError(f"the endpoint certified {cert.subject.rfc4514_string()!r}, not this unit")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise EstError(
+            f"the certificate is not signed by the site CA in {ca_path}: {exc}"
+        ) from None
+    return cert
