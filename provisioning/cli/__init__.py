@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from provisioning.cli import broker, ca, devices, identities, sites
+from provisioning.cli import broker, ca, devices, enrol, identities, sites
 from provisioning.cli.shared import DEFAULT_DIR
 
 app = typer.Typer(
@@ -34,6 +34,8 @@ app.add_typer(identities.identity_app, name="identity", no_args_is_help=True)
 app.add_typer(ca.crl_app, name="crl", no_args_is_help=True)
 app.command("bundle")(devices.bundle)
 app.command("broker-config")(broker.broker_config)
+app.command("enrol-server")(enrol.enrol_server)
+devices.device_app.command("token")(enrol.device_token)
 app.command("broker-kick")(broker.broker_kick)
 
 

@@ -94,3 +94,17 @@ def test_the_unit_looks_again_between_a_minute_and_six_hours() -> None:
     assert seconds_until_check(T0, T0 - timedelta(hours=1)) == MIN_CHECK_S
     assert seconds_until_check(T0, T0 + timedelta(minutes=30)) == 1800
     assert seconds_until_check(T0, T0 + timedelta(days=3)) == MAX_CHECK_S
+
+
+def test_device_token_prints_a_token_and_refuses_unknown_units(reg: Registry) -> None:
+    result = CliRunner().invoke(
+        app, ["device", "token", "gudang-1", "pintu", "--dir", str(reg.root)]
+    )
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    claim_token(reg, token, site="gudang-1", device="pintu")
+    result = CliRunner().invoke(
+        app, ["device", "token", "gudang-1", "nope", "--dir", str(reg.root)]
+    )
+    assert result.exit_code == 1 and "unknown device 'nope'" in result.output
+    assert "Traceback" not in result.output
