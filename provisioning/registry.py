@@ -7,8 +7,10 @@ Layout (everything but ``*.key`` is fit for version control; ``ca init`` writes 
       ca/ca.crt                       site CA certificate (what every party trusts)
       ca/ca.key                       CA private key, mode 0600: never leaves this folder
       ca/crl.pem                      revocation list; the broker refuses everyone once it expires
-      ca/ca.toml                      CA name, next serial, CRL number and expiry, and the log of
-                                      every certificate issued: serial, kind, subject, validity,
+      ca/ca.toml                      CA name, next serial, CRL number and expiry (older
+                                      registries also kept the issued log here; it moves)
+      ca/issued.toml                  the log of every certificate issued, appended one [[issued]]
+                                      table per certificate: serial, kind, subject, validity,
                                       revoked_at, reason
       sites/<site>.toml               id, name, timezone, broker host and port units dial
       devices/<site>/<device>/
@@ -51,6 +53,7 @@ from agent.config import PinFactoryName, SensorConfig
 from protocol.ids import DeviceId, InvalidIdentifier, SiteId, check_id
 from provisioning.errors import ProvisioningError
 from provisioning.files import replace
+from provisioning.issued_log import append, revoked_count, stamp, table, whole_log
 
 CertKind = Literal["device", "collector", "operator", "witness", "server"]
 ServiceRole = Literal["collector", "operator", "witness"]
@@ -131,6 +134,12 @@ class CaLog(Record):
         return next((c for c in self.issued if c.serial == serial), None)
 
 
+class IssuedLog(Record):
+    """ca/issued.toml: the issued-certificate log, appended to one certificate at a time."""
+
+    issued: list[IssuedCert] = Field(default_factory=list)
+
+
 R = TypeVar("R", bound=Record)
 
 
@@ -139,6 +148,9 @@ class Registry:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._log_cache: tuple[tuple[tuple[int, int], ...], CaLog] | None = None
+        self._log_saved: tuple[int, int] = (-1, -1)
+        """(entries in ca/issued.toml, how many of all were revoked) as last read or written."""
 
     # paths
     @property
@@ -185,9 +197,27 @@ class Registry:
             )
         return _load_cert(self.ca_cert_path)
 
+    @property
+    def issued_log_path(self) -> Path:
+        return self.ca_dir / "issued.toml"
+
     def ca_log(self) -> CaLog:
+        """The CA's counters and issued-certificate log, read once per process while the files
+        are unchanged: mutate the returned log only to save it (save_ca_log)."""
         self.ca_certificate()
-        return self._read(self.ca_log_path, CaLog)
+        stamp = self._log_stamp()
+        if self._log_cache is not None and self._log_cache[0] == stamp:
+            return self._log_cache[1]
+        head = self._read(self.ca_log_path, CaLog)
+        # -1: the log is still inside ca.toml (older registries): the next save moves it.
+        on_disk = 0 if not head.issued else -1
+        if self.issued_log_path.exists():
+            more = self._read(self.issued_log_path, IssuedLog).issued
+            on_disk = len(more) if on_disk == 0 else -1
+            head.issued = [*head.issued, *more]
+        self._log_cache = (stamp, head)
+        self._log_saved = (on_disk, revoked_count(head))
+        return head
 
     def is_revoked(self, serial: int) -> bool:
         """True when the CA has revoked the certificate with this serial."""
@@ -219,8 +249,16 @@ class Registry:
         return sorted(found)
 
     def device_site(self, device: str) -> str | None:
-        """The site that registered this device id, if any (ids are unique registry-wide)."""
-        return next((s for s, d in self.devices() if d == device), None)
+        """The site that registered this device id, if any (ids are unique registry-wide).
+
+        One look per site, never a listing of every unit: adding a unit stays O(1) in units."""
+        try:
+            check_id(device, "device")
+        except InvalidIdentifier:
+            return None
+        base = self.root / "devices"
+        found = sorted(base.glob(f"*/{device}/device.toml")) if base.is_dir() else []
+        return found[0].parent.parent.name if found else None
 
     def device(self, site: str, device: str) -> DeviceRecord:
         """The unit's record; a clear error when it is not registered (in this site)."""
@@ -315,7 +353,22 @@ class Registry:
         return path
 
     def save_ca_log(self, log: CaLog) -> None:
-        self._write(self.ca_log_path, log)
+        """Counters into ca.toml; new entries appended to ca/issued.toml (O(1) per certificate);
+        the whole issued log rewritten only when an entry changed (a revocation) or moved."""
+        on_disk, revoked = self._log_saved
+        entries = log.issued
+        if on_disk == len(entries) - 1 and revoked == revoked_count(log) and entries:
+            entry = entries[-1].model_dump(mode="python", exclude_none=True)
+            append(self.issued_log_path, table(_toml_ready(entry)))
+        elif on_disk != len(entries) or revoked != revoked_count(log):
+            replace(self.issued_log_path, whole_log(entries))
+        header = log.model_dump(mode="python", exclude_none=True, exclude={"issued"})
+        replace(self.ca_log_path, tomli_w.dumps(_toml_ready(header)).encode())
+        self._log_saved = (len(entries), revoked_count(log))
+        self._log_cache = (self._log_stamp(), log)
+
+    def _log_stamp(self) -> tuple[tuple[int, int], ...]:
+        return stamp(self.ca_log_path, self.issued_log_path)
 
     def _write(self, path: Path, record: Record) -> None:
         data = record.model_dump(mode="python", exclude_none=True)
