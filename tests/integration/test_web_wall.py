@@ -7,6 +7,7 @@ second collector identity listens on the live topics to see the bytes (operators
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -39,6 +40,8 @@ from tests.support import LiveAgent, eventually
 
 pytestmark = pytest.mark.integration
 CAMERAS = ("gudang-01", "gudang-02")
+WALL_SCREENSHOT_ENV = "JAGA_WALL_SCREENSHOT"
+"""Set to a path (docs/guard-post-wall.png) to keep the wall's forced-door screenshot there."""
 
 
 @dataclass
@@ -259,5 +262,20 @@ def test_an_alarm_turns_its_tile_red_with_the_alarms_title_and_save_takes_eviden
         page.click(f"{tile} .cam-img")
         page.wait_for_selector("#big:not([hidden])")
         assert page.locator("#big-alarm").inner_text().strip() not in ("", "—")
+        if os.environ.get(WALL_SCREENSHOT_ENV):
+            _screenshot(wall, tile, os.environ[WALL_SCREENSHOT_ENV])
     wall.units["gudang-01"].set("pintu-utama", False)
     cli("disarm", SITE, "--by", "demo")
+
+
+def _screenshot(wall: Wall, tile: str, path: str) -> None:
+    """The wall as wati (Indonesian, the default) sees it during the forced-door alarm."""
+    with wall.context() as context:
+        page = wall.login(context, "wati")
+        page.wait_for_selector(f"{tile}.cam--alarm", timeout=15_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.cam')]"
+            ".every(t => Number(t.dataset.frames || 0) >= 2)",
+            timeout=20_000,
+        )
+        page.screenshot(path=path)
