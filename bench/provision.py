@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from provisioning.enrolment import issue_with_new_key
+from provisioning.records import CaLog, DeviceRecord
 from provisioning.register import add_device
-from provisioning.registry import CaLog, DeviceRecord, Registry
+from provisioning.registry import Registry
 from provisioning.wiring import parse_wiring
 
 

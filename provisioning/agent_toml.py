@@ -12,7 +12,7 @@ from agent.config import AgentConfig, BrokerConfig, CameraConfig, load_config
 from kernel.config import ClientTls, ConfigError
 from provisioning.errors import ProvisioningError
 from provisioning.files import replace
-from provisioning.registry import DeviceRecord, SiteRecord
+from provisioning.records import DeviceRecord, SiteRecord
 
 CA_FILE = "ca.crt"
 CERT_FILE = "device.crt"

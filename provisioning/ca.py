@@ -16,7 +16,8 @@ from provisioning import certs
 from provisioning.certs import PrivateKey, PublicKey, Validity
 from provisioning.errors import ProvisioningError
 from provisioning.files import replace, write_new, write_private_key
-from provisioning.registry import CaLog, CertKind, IssuedCert, Registry, ServiceRole
+from provisioning.records import CaLog, CertKind, IssuedCert, ServiceRole
+from provisioning.registry import Registry
 
 DEFAULT_CA_DAYS = 3650
 DEFAULT_CERT_DAYS = 365

@@ -10,7 +10,8 @@ from broker.mosquitto import ALL_SITES
 from protocol.ids import InvalidIdentifier, check_id
 from provisioning.ca import CertificateAuthority, RevokeReason
 from provisioning.errors import ProvisioningError
-from provisioning.registry import Registry, ServiceRole
+from provisioning.records import ServiceRole
+from provisioning.registry import Registry
 
 
 def operator_sites(registry: Registry, sites: list[str], *, every_site: bool) -> list[str]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 
 if TYPE_CHECKING:
-    from provisioning.registry import CaLog, IssuedCert
+    from provisioning.records import CaLog, IssuedCert
 
 
 def revoked_count(log: CaLog) -> int:

@@ -12,7 +12,8 @@ from agent.config import AgentConfig, PinFactoryName, SensorConfig
 from protocol.ids import InvalidIdentifier, check_id
 from provisioning.agent_toml import write_agent_toml
 from provisioning.errors import ProvisioningError
-from provisioning.registry import DeviceRecord, Registry, SiteRecord
+from provisioning.records import DeviceRecord, SiteRecord
+from provisioning.registry import Registry
 
 
 def add_site(

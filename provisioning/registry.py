@@ -40,105 +40,26 @@ Serial numbers are decimal integers, counted up by the CA from 1.
 from __future__ import annotations
 
 import tomllib
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, TypeVar
 
 import tomli_w
 from cryptography import x509
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
-from agent.config import PinFactoryName, SensorConfig
-from protocol.ids import DeviceId, InvalidIdentifier, SiteId, check_id
+from protocol.ids import InvalidIdentifier, check_id
 from provisioning.errors import ProvisioningError
 from provisioning.files import replace
 from provisioning.issued_log import append, revoked_count, stamp, table, whole_log
-
-CertKind = Literal["device", "collector", "operator", "witness", "server"]
-ServiceRole = Literal["collector", "operator", "witness"]
-
-
-class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SiteRecord(Record):
-    """A warehouse site and the broker its units dial."""
-
-    id: SiteId
-    name: str = Field(min_length=1)
-    timezone: str
-    broker_host: str = Field(min_length=1)
-    broker_port: int = Field(default=8883, ge=1, le=65535)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}: use an IANA name like Asia/Jakarta"
-            ) from None
-        return value
-
-
-class DeviceRecord(Record):
-    """A unit, its wiring and which certificate it holds now."""
-
-    site: SiteId
-    device: DeviceId
-    created: datetime
-    camera: bool = False
-    pin_factory: PinFactoryName = "lgpio"
-    sensors: list[SensorConfig] = Field(min_length=1)
-    cert_serial: int | None = None
-    key_generated_centrally: bool = False
-    revoked_at: datetime | None = None
-    revoked_reason: str | None = None
-
-
-class OperatorRecord(Record):
-    """Which sites an operator identity may read and command (the broker's ACL, the collector)."""
-
-    sites: list[str] = Field(default_factory=list)
-
-
-class IssuedCert(Record):
-    """One line of the CA's log of issued certificates."""
-
-    serial: int
-    kind: CertKind
-    subject: str
-    not_before: datetime
-    not_after: datetime
-    site: str | None = None
-    device: str | None = None
-    name: str | None = None
-    revoked_at: datetime | None = None
-    reason: str | None = None
-
-
-class CaLog(Record):
-    """The CA's own state: counters and the issued-certificate log."""
-
-    name: str
-    created: datetime
-    next_serial: int = 1
-    crl_number: int = 0
-    crl_next_update: datetime | None = None
-    issued: list[IssuedCert] = Field(default_factory=list)
-
-    def find(self, serial: int) -> IssuedCert | None:
-        return next((c for c in self.issued if c.serial == serial), None)
-
-
-class IssuedLog(Record):
-    """ca/issued.toml: the issued-certificate log, appended to one certificate at a time."""
-
-    issued: list[IssuedCert] = Field(default_factory=list)
-
+from provisioning.records import (
+    CaLog,
+    DeviceRecord,
+    IssuedLog,
+    OperatorRecord,
+    Record,
+    ServiceRole,
+    SiteRecord,
+)
 
 R = TypeVar("R", bound=Record)
 

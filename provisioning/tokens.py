@@ -35,7 +35,8 @@ from pydantic import ValidationError
 from protocol.ids import InvalidIdentifier, check_id
 from provisioning.errors import ProvisioningError
 from provisioning.files import PRIVATE_MODE, replace
-from provisioning.registry import Record, Registry
+from provisioning.records import Record
+from provisioning.registry import Registry
 
 PREFIX = "jet1"
 MAX_TTL = timedelta(hours=24)
