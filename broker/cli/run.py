@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -67,6 +68,19 @@ def _start_web(cfg: CollectorConfig, collector: Collector) -> WebServer | None:
             events=EvidenceEvents(ql),
             live_view=collector.live_view,
             zone_of=lambda site: cfg.alerts.site(site).timezone,  # times as `02:29 WIB`
+            ca_fingerprint=_ca_fingerprint(cfg.registry_dir / "ca" / "ca.crt"),
         )
     except WebError as exc:
         raise fail(str(exc)) from None
+
+
+def _ca_fingerprint(path: Path) -> str | None:
+    """The site CA's fingerprint for the page's footer; None (no footer) if it cannot be read."""
+    from cryptography import x509
+
+    from broker.export_trust import ca_fingerprint
+
+    try:
+        return ca_fingerprint(x509.load_pem_x509_certificate(path.read_bytes()))
+    except (OSError, ValueError):
+        return None

@@ -52,13 +52,21 @@ def create_app(
     hasher: PasswordHasher = DEFAULT_HASHER,
     live_view: LiveView | None = None,
     zone_of: Callable[[str], str] = lambda site: DEFAULT_TZ,
+    ca_fingerprint: str | None = None,
 ) -> Starlette:
     """The page as an ASGI app; serve() runs it, tests may drive it with a TestClient.
 
     logouts: the SQLite file that remembers logged-out sessions across restarts; None keeps
-    them in memory only (tests)."""
+    them in memory only (tests).
+    ca_fingerprint: the site CA's SHA-256 fingerprint, shown in every page's footer."""
     post = GuardPost(
-        state, config, secret=secret, clock=clock, logouts=Logouts(logouts), zone_of=zone_of
+        state,
+        config,
+        secret=secret,
+        clock=clock,
+        logouts=Logouts(logouts),
+        zone_of=zone_of,
+        ca_fingerprint=ca_fingerprint,
     )
     login = Login(post, hasher)
     live = Live(post, keepalive_s=keepalive_s, can_ack=ack is not None)

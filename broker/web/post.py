@@ -48,6 +48,7 @@ class GuardPost:
         clock: Callable[[], float],
         logouts: Logouts,
         zone_of: Callable[[str], str] = lambda site: i18n.DEFAULT_TZ,
+        ca_fingerprint: str | None = None,
     ) -> None:
         self.state = state
         self.zone_of = zone_of  # a site's IANA zone (the alerts config's), for `02:29 WIB`
@@ -62,6 +63,8 @@ class GuardPost:
             env.filters["when"] = _when
             env.globals["alert_text"] = functools.partial(alert_text, lang=lang)
             env.filters["kib"] = lambda n: f"{n / 1024:.1f} KiB" if n else "?"
+            # Every page's footer: the anchor auditors pin, read off the screen and published.
+            env.globals["ca_fingerprint"] = ca_fingerprint
             self.environments[lang] = env
         self.templates = self.environments[i18n.DEFAULT]
 

@@ -87,6 +87,7 @@ def serve(
     hasher: PasswordHasher = DEFAULT_HASHER,
     live_view: LiveView | None = None,
     zone_of: Callable[[str], str] = lambda site: DEFAULT_TZ,
+    ca_fingerprint: str | None = None,
 ) -> WebServer:
     """Start the page on config.bind (port 0: any free port) and return once it listens."""
     tls = _tls_context(config)
@@ -104,6 +105,7 @@ def serve(
             hasher=hasher,
             live_view=live_view,
             zone_of=zone_of,
+            ca_fingerprint=ca_fingerprint,
         )
     except sqlite3.Error as exc:
         raise WebError(f"{logouts}: {exc} (the collector's data_dir must be writable)") from None

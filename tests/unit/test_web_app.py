@@ -114,7 +114,11 @@ class Post:
     """The app on a TestClient, with a LiveState holding one alarm per site."""
 
     def __init__(
-        self, tmp: Path, ack: Callable[[str, str], bool] | None = None, cfg: WebConfig | None = None
+        self,
+        tmp: Path,
+        ack: Callable[[str, str], bool] | None = None,
+        cfg: WebConfig | None = None,
+        ca_fingerprint: str | None = None,
     ) -> None:
         self.clock = Clock()
         self.state = LiveState(clock=lambda: NOW)
@@ -146,6 +150,7 @@ class Post:
             ack=ack or record,
             evidence=self.store,
             clock=self.clock,
+            ca_fingerprint=ca_fingerprint,
         )
         self.app = app
 
@@ -512,3 +517,12 @@ def test_another_units_pictures_under_the_same_event_id_stay_off_that_events_pag
     page = post.logged_in("budi").get("/events/ev-1")
     assert page.status_code == 200
     assert post.shots[0] in page.text and intruder not in page.text
+
+
+def test_every_page_shows_the_site_ca_fingerprint_auditors_pin(tmp_path: Path) -> None:
+    fingerprint = "ab" * 32
+    post = Post(tmp_path, ca_fingerprint=fingerprint)
+    assert fingerprint in post.client().get("/login").text  # before anyone logs in
+    page = post.logged_in("sari").get("/")
+    assert fingerprint in page.text and "Sidik jari CA lokasi" in page.text
+    assert fingerprint not in Post(tmp_path / "none").logged_in("budi").get("/").text
