@@ -5,13 +5,16 @@ it; a window in which the unit was paused (SIGSTOP) names the gap."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 import time
 import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
+from cryptography import x509
 
+from broker.export_trust import ca_fingerprint
 from devstack.stack import DATABASE, Stack, UnitSpec
 from tests.support import eventually
 
@@ -92,6 +95,25 @@ def test_audit_quiet_says_quiet_names_a_door_opening_and_names_a_paused_units_ga
     assert code == 0, out
     assert out.startswith(f"quiet: {stack.site}/{DEVICE} from ")
     assert "every door closed, no motion while armed" in out
+
+    # the proof of that quiet, exported, checks with openssl alone against the pinned CA
+    proof = tmp_path / "quiet-proof"
+    done = stack.collector_cli(
+        "audit", "quiet", "--site", stack.site, "--device", DEVICE,
+        "--from", iso(first + S // 2), "--to", iso(opened - 2 * S), "--export", str(proof),
+    )  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    ca = x509.load_pem_x509_certificate((stack.registry / "ca" / "ca.crt").read_bytes())
+    checked = subprocess.run(
+        ["sh", "verify.sh", ca_fingerprint(ca)],
+        cwd=proof,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(checked.stdout[-600:], checked.stderr[-600:])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
     # the door opening is named
     code, out = quiet(stack, opened - S, opened + 2 * S)
