@@ -49,7 +49,7 @@
       const res = await fetch("/wall/stream", { credentials: "same-origin", cache: "no-store" });
       if (!res.ok) throw new Error("HTTP " + res.status);
       conn.className = "conn conn--ok";
-      conn.textContent = "live";
+      conn.textContent = T("Live");
       const reader = res.body.getReader();
       let buf = new Uint8Array(0);
       for (;;) {
