@@ -463,7 +463,7 @@ def test_the_evidence_viewer_shows_each_pictures_hash_and_that_it_verifies(post:
         assert sha in page.text
     assert page.text.count('data-verifies="yes"') == 2
     assert 'data-verdict="vouched"' in page.text
-    assert page.text.count("signed by the unit in event <code>cam-1</code>") == 2
+    assert page.text.count("ditandatangani unit dalam peristiwa <code>cam-1</code>") == 2
     assert '<a href="/events/cam-1">' in page.text  # the camera event that signed them
     camera = post.logged_in("budi").get("/events/cam-1")
     assert 'data-verdict="vouched"' in camera.text and '<a href="/events/ev-1">' in camera.text
@@ -503,7 +503,7 @@ def test_pictures_the_page_never_saw_are_found_through_the_custody_log(tmp_path:
     assert budi.get(f"/pictures/{sha}.jpg").status_code == 200
     page = budi.get("/events/ev-old")
     assert page.status_code == 200 and sha in page.text and 'data-verdict="intact"' in page.text
-    assert "is not known here" in page.text
+    assert "peristiwanya tidak dikenal di sini" in page.text  # budi reads Indonesian
     assert post.logged_in("sari").get("/events/ev-old").status_code == 404
     assert budi.get("/events/never-heard-of").status_code == 404
 
