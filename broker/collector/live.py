@@ -134,9 +134,11 @@ class LiveCommands:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the lease thread (a collector closed without running never started it)."""
         self._stop.set()
         self.wake.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
 
     def turn(self) -> list[LiveAsk]:
         """Send what is due now (also how tests drive it)."""
