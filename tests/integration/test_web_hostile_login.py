@@ -140,7 +140,7 @@ def test_wrong_logins_from_many_addresses_never_run_more_than_two_argon2_checks_
     assert {a.status for a in answers} <= {401, 503}
     assert busy, "16 logins at once, 2 checks at a time: some must have been told to retry"
     for a in busy:
-        assert "busy checking other logins" in a.body and a.retry_after == "2"
+        assert "sedang memeriksa login lain" in a.body and a.retry_after == "2"  # in Indonesian
     assert page.spy.calls == len(answers) - len(busy)  # a refused login is never hashed
 
 
@@ -151,7 +151,7 @@ def test_an_address_out_of_wrong_guesses_is_refused_before_any_hashing(page: Pag
     assert page.spy.calls == 5
     refused = page.login("127.0.0.31", "sari", "tebak-lagi", form)  # another account: same pause
     assert refused.status == 429 and refused.retry_after is not None
-    assert "Too many wrong passwords" in refused.body
+    assert "Terlalu banyak kata sandi salah" in refused.body  # the login page speaks Indonesian
     also = page.login("127.0.0.32", "budi", "budi-rahasia-1", form)  # budi's own budget is spent
     assert also.status == 429
     assert page.spy.calls == 5
