@@ -1,6 +1,9 @@
 """An export is checked the same by three verifiers that share no code: its own verify.sh
 (openssl and sha256sum, PATH limited to /usr/bin:/bin), `audit verify-export`, and a Node
-verifier written from the format. All pass a genuine export; all refuse each damage."""
+verifier written from the format. All pass a genuine export; all refuse each damage.
+
+Here on a chain made in the test (no servers); every case runs sh, openssl and node, so the
+file lives with the integration tests for its time."""
 
 from __future__ import annotations
 
