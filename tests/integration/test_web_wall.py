@@ -279,3 +279,27 @@ def _screenshot(wall: Wall, tile: str, path: str) -> None:
             timeout=20_000,
         )
         page.screenshot(path=path)
+
+
+@pytest.mark.parametrize(
+    "screen",
+    [
+        {"viewport": {"width": 1920, "height": 1080}},
+        {"viewport": {"width": 1280, "height": 720}},
+        {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
+    ],
+    ids=["kiosk-1080p", "kiosk-720p", "phone"],
+)
+def test_the_wall_fits_kiosk_screens_and_a_phone(wall: Wall, screen: dict[str, Any]) -> None:
+    """Every tile shows a picture without a sideways scroll; on a kiosk all are in view at once."""
+    with wall.context(**screen) as context:
+        page = wall.login(context, "budi")
+        page.wait_for_function("() => window.jagaShown.length >= 2", timeout=20_000)
+        width, height = screen["viewport"]["width"], screen["viewport"]["height"]
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+        for device in CAMERAS:
+            box = page.locator(f'.cam[data-device="{device}"] img').bounding_box()
+            assert box is not None and box["width"] > 100 and box["height"] > 60, (device, box)
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (device, box)
+            if width >= 1280:  # a kiosk: the whole wall at a glance
+                assert box["y"] + box["height"] <= height + 1, (device, box)
