@@ -20,6 +20,17 @@ from devstack.stack import Stack
 T = TypeVar("T")
 
 
+def provision(root: Path, *args: str) -> str:
+    """`jaga-provision ... --dir root` in this process; fails the test unless it exits 0."""
+    from typer.testing import CliRunner
+
+    from provisioning.cli import app
+
+    result = CliRunner().invoke(app, [*args, "--dir", str(root)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def eventually(probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.1) -> T:
     """Poll until probe() returns something truthy; fail with the last value seen."""
     deadline = time.monotonic() + timeout

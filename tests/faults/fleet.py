@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
 import ssl
+import subprocess
 import time
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 import tomli_w
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -211,3 +214,24 @@ class AlertWatch:
 
     def close(self) -> None:
         close(self._client)
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, *, mb: int) -> Iterator[Path]:
+    """A tmpfs of `mb` MB mounted at `where` (made here): a disk a test can fill to the last
+    byte. Skips the test where it cannot be mounted (not root, no tmpfs)."""
+    where.mkdir(parents=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={mb}m,mode=0755", "jaga-test-disk", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

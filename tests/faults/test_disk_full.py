@@ -14,8 +14,6 @@ InfluxDB.
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from tests.faults.fleet import (
     idle,
     produced,
     settle,
+    small_disk,
     start_site,
     write_agent_toml,
 )
@@ -58,26 +57,6 @@ class Episode:
     drained_without_restart: bool
     unit_log: str
     records: dict[str, UnitRecord]
-
-
-@contextlib.contextmanager
-def small_disk(where: Path) -> Iterator[Path]:
-    """A 16 MB tmpfs: a disk the test can fill to the last byte."""
-    where.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs for the unit needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "jaga-test-disk", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def fill(disk: Path, name: str) -> Path:
@@ -117,7 +96,7 @@ def episode(tmp_path_factory: pytest.TempPathFactory, registry: Path) -> Iterato
     unit = next(u for u in DEMO_UNITS if u.device == DEVICE)
     stack = Stack(root, units=(unit,), registry_dir=registry, heartbeat_s=2)
     stack.configure_broker()
-    with small_disk(root / "small-disk") as disk:
+    with small_disk(root / "small-disk", mb=16) as disk:
         try:
             yield run_episode(stack, disk)
         finally:

@@ -9,16 +9,14 @@ simulated camera, opens its door five times a second.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from devstack.stack import DATABASE, DEMO_UNITS, Stack
-from tests.faults.fleet import AlertWatch, busy, start_site
+from tests.faults.fleet import AlertWatch, busy, small_disk, start_site
 from tests.support import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -29,22 +27,8 @@ MB = 1024 * 1024
 
 @pytest.fixture
 def evidence_disk(tmp_path: Path) -> Iterator[Path]:
-    where = tmp_path / "collector" / "data" / "evidence"
-    where.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs for the collector needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "jaga-evidence", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
+    with small_disk(tmp_path / "collector" / "data" / "evidence", mb=64) as disk:
+        yield disk
 
 
 def test_a_full_evidence_disk_raises_an_alert_and_events_are_still_stored(

@@ -28,15 +28,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from typer.testing import CliRunner
 
 from devstack.mosquitto import Mosquitto
 from devstack.ports import free_port
 from provisioning import certs
 from provisioning.ca import CertificateAuthority
-from provisioning.cli import app
 from provisioning.files import write_private_key
 from provisioning.registry import Registry
+from tests.support import provision
 
 pytestmark = pytest.mark.integration
 
@@ -159,12 +158,6 @@ class Site:
             "--user", pwd.getpwuid(os.geteuid()).pw_name,
         )  # fmt: skip
         (self.broker_dir / "data").mkdir(exist_ok=True)
-
-
-def provision(root: Path, *args: str) -> str:
-    result = CliRunner().invoke(app, [*args, "--dir", str(root)])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.fixture(scope="module")

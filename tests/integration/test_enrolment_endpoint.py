@@ -13,34 +13,28 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from typer.testing import CliRunner
 
 from agent.enroll import EnrollError, enroll_with_token
 from agent.est_client import EstError, EstUnavailable
 from agent.renewal import UnitTls, renew, renew_with_retries
 from provisioning.ca import CertificateAuthority, RevokeReason
-from provisioning.cli import app
 from provisioning.est_server import EstServer, make_server, serve_in_thread
 from provisioning.registry import Registry
 from provisioning.tokens import issue_token
+from tests.support import provision
 
 WIRING = shlex.split("--door 17:pintu-utama --tamper 22")
-
-
-def ok(root: Path, *args: str) -> None:
-    result = CliRunner().invoke(app, [*args, "--dir", str(root)])
-    assert result.exit_code == 0, result.output
 
 
 @pytest.fixture
 def reg(tmp_path: Path) -> Registry:
     root = tmp_path / "reg"
-    ok(root, "ca", "init", "--name", "Jaga CA Enrol")
+    provision(root, "ca", "init", "--name", "Jaga CA Enrol")
     for site in ("gudang-1", "gudang-2"):
-        ok(root, "site", "add", site, "--name", site, "--timezone", "Asia/Jakarta",
+        provision(root, "site", "add", site, "--name", site, "--timezone", "Asia/Jakarta",
            "--broker-host", "127.0.0.1")  # fmt: skip
-    ok(root, "device", "add", "gudang-1", "pintu-depan", *WIRING)
-    ok(root, "device", "add", "gudang-2", "pintu-b", *WIRING)
+    provision(root, "device", "add", "gudang-1", "pintu-depan", *WIRING)
+    provision(root, "device", "add", "gudang-2", "pintu-b", *WIRING)
     registry = Registry(root)
     CertificateAuthority(registry).issue_server(["127.0.0.1", "localhost"])
     return registry
@@ -117,7 +111,7 @@ def test_the_unit_refuses_a_server_the_site_ca_did_not_certify(
 ) -> None:
     unit = unit_dir(tmp_path, reg, "gudang-1", "pintu-depan")
     other = tmp_path / "other"
-    ok(other, "ca", "init", "--name", "Someone Else")
+    provision(other, "ca", "init", "--name", "Someone Else")
     shutil.copy(other / "ca" / "ca.crt", unit / "ca.crt")
     token = issue_token(reg, "gudang-1", "pintu-depan").token
     with pytest.raises(EstError, match="not the site's server"):

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from devstack.mosquitto import Mosquitto
 from devstack.ports import free_port
 from provisioning.cli import app
+from tests.support import provision
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +33,6 @@ WAIT_S = 10.0
 KICK_BUDGET_S = 60.0
 NOT_AUTHORIZED = 135
 """PUBACK reason codes: below 128 the broker took the message (16: no subscriber yet)."""
-
-
-def provision(root: Path, *args: str) -> str:
-    result = CliRunner().invoke(app, [*args, "--dir", str(root)])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @dataclass

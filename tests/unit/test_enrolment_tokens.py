@@ -15,23 +15,19 @@ from provisioning.cli import app
 from provisioning.errors import ProvisioningError
 from provisioning.registry import Registry
 from provisioning.tokens import Refusal, TokenRefused, claim_token, issue_token, tokens_dir
+from tests.support import provision
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def ok(root: Path, *args: str) -> None:
-    result = CliRunner().invoke(app, [*args, "--dir", str(root)])
-    assert result.exit_code == 0, result.output
 
 
 @pytest.fixture
 def reg(tmp_path: Path) -> Registry:
     root = tmp_path / "reg"
-    ok(root, "ca", "init", "--name", "Jaga CA Token")
+    provision(root, "ca", "init", "--name", "Jaga CA Token")
     for site in ("gudang-1", "gudang-2"):
-        ok(root, "site", "add", site, "--name", site, "--timezone", "Asia/Jakarta",
+        provision(root, "site", "add", site, "--name", site, "--timezone", "Asia/Jakarta",
            "--broker-host", "127.0.0.1")  # fmt: skip
-    ok(root, "device", "add", "gudang-1", "pintu", *shlex.split("--door 17:pintu-utama"))
+    provision(root, "device", "add", "gudang-1", "pintu", *shlex.split("--door 17:pintu-utama"))
     return Registry(root)
 
 
