@@ -35,7 +35,8 @@ from agent.heartbeat import Reports
 from agent.identity import certificate_not_after, create_private_key, load_private_key, make_signer
 from agent.outbox import NewEvent, Outbox
 from agent.outputs import SirenOutput
-from agent.publisher import Publisher, Will
+from agent.publisher import Publisher
+from kernel.mqtt import Will
 from agent.recorder import Recorder
 from agent.sensors import Edge, SensorBank
 from kernel.units import MB, MS, S

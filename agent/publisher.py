@@ -21,10 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.config import BrokerConfig
 from agent.outbox import Outbox
 
-# agent/app.py (being restructured by another change) imports Will from here; it moves to
-# `from kernel.mqtt import Will` there, and this line goes.
-from kernel.mqtt import Will as Will
-from kernel.mqtt import make_client
+from kernel.mqtt import Will, make_client
 
 log = logging.getLogger("jaga.agent.publisher")
 
@@ -152,6 +149,9 @@ class Publisher:
         if last is not None and not last.is_published():
             return False
         info = self._client.publish(topic, payload, qos=0, retain=False)
+        # paho confirms QoS 0 sends too, and mids wrap: never let a frame's confirmation be
+        # taken for the PUBACK of an outbox row.
+        self._forget(info.mid)
         ok = info.rc == mqtt.MQTT_ERR_SUCCESS
         self._live_last = info if ok else None
         return ok
