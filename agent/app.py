@@ -36,9 +36,9 @@ from agent.identity import certificate_not_after, create_private_key, load_priva
 from agent.outbox import NewEvent, Outbox
 from agent.outputs import SirenOutput
 from agent.publisher import Publisher
-from kernel.mqtt import Will
 from agent.recorder import Recorder
 from agent.sensors import Edge, SensorBank
+from kernel.mqtt import Will
 from kernel.units import MB, MS, S
 from protocol import topics
 from protocol.alerting import ArmingState

@@ -20,7 +20,6 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import BrokerConfig
 from agent.outbox import Outbox
-
 from kernel.mqtt import Will, make_client
 
 log = logging.getLogger("jaga.agent.publisher")
