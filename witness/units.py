@@ -4,7 +4,6 @@ against the CA whose fingerprint it pins. The copy is not trusted; the pinned CA
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from cryptography import x509
@@ -13,11 +12,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
+from kernel.unit_keys import UnitKeyCache
 from protocol.signing import PublicKey
 
 log = logging.getLogger("jaga.witness")
-
-RELOAD_EVERY_S = 30.0
 
 
 class TrustError(Exception):
@@ -46,30 +44,23 @@ def load_pinned_ca(registry_dir: Path, fingerprint: str) -> x509.Certificate:
 
 class UnitKeys:
     """Public keys of every certificate the pinned CA issued to a unit (old ones included,
-    for events signed before a renewal); re-reads the copy for units it did not know."""
+    for events signed before a renewal); a renewal or a newcomer is seen within
+    kernel.unit_keys' interval."""
 
     def __init__(self, registry_dir: Path, ca: x509.Certificate) -> None:
         self.root = registry_dir / "devices"
         self.ca = ca
-        self._keys: dict[tuple[str, str], list[PublicKey]] = {}
-        self._misses: dict[tuple[str, str], float] = {}
+        self._cache: UnitKeyCache[PublicKey] = UnitKeyCache(
+            self._read, lambda site, device: self.root / site / device
+        )
 
     def keys(self, site: str, device: str) -> list[PublicKey]:
-        ident = (site, device)
-        hit = self._keys.get(ident)
-        if hit:
-            return hit
-        if time.monotonic() - self._misses.get(ident, -1e9) < RELOAD_EVERY_S:
-            return []
-        keys = [
+        return self._cache.keys(site, device)
+
+    def _read(self, site: str, device: str) -> list[PublicKey]:
+        return [
             k for c in self._certificates(site, device) if (k := self._accepted(c, site, device))
         ]
-        if keys:
-            self._keys[ident] = keys
-        else:
-            self._misses[ident] = time.monotonic()
-            log.warning("no certificate of the pinned CA for unit %s/%s", site, device)
-        return keys
 
     def _certificates(self, site: str, device: str) -> list[x509.Certificate]:
         folder = self.root / site / device
