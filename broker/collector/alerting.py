@@ -58,10 +58,9 @@ class AlertBridge:
         self._tick_at = 0.0
         self._recovered = False
 
-    def judge(
-        self, settled: Settled, gaps: list[GapChange], site_of: Mapping[str, str], now: int
-    ) -> list[Changes]:
-        """The alert rules over a stored batch and the chain's gap changes."""
+    def judge(self, settled: Settled) -> list[Changes]:
+        """The alert rules over a stored batch (before its chain is committed: a crash after
+        this and before the commit redelivers the batch, and the engine skips what it did)."""
 
         def rules() -> list[Changes]:
             with self.engine.batch() as changes:
@@ -77,16 +76,19 @@ class AlertBridge:
                         self.engine.on_integrity(r, inbound.received_ns)
             return [changes]
 
-        out = self._guarded("rules", rules)
-        if gaps:
-            out += self._guarded(
-                "gaps",
-                lambda: [
-                    self.engine.on_gap(site_of.get(d, "unknown"), d, a, b, c, now)
-                    for d, a, b, c in gaps
-                ],
-            )
-        return out
+        return self._guarded("rules", rules)
+
+    def on_gaps(self, gaps: list[GapChange], site_of: Mapping[str, str], now: int) -> list[Changes]:
+        """The chain book's gap changes, once committed."""
+        if not gaps:
+            return []
+        return self._guarded(
+            "gaps",
+            lambda: [
+                self.engine.on_gap(site_of.get(d, "unknown"), d, a, b, c, now)
+                for d, a, b, c in gaps
+            ],
+        )
 
     def integrity(self, rejected: Sequence[IntegrityLike]) -> list[Changes]:
         """Rejections outside a batch of events (pictures whose hash lies, or not vouched;

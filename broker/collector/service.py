@@ -188,21 +188,26 @@ class Collector:
             self._finish(batch, self.ingest.begin_batch(_pairs(batch), self.verifier), stop)
 
     def _finish(self, batch: list[Inbound], begun: Begun, stop: threading.Event) -> None:
-        """Carry a checked batch out: store → commit the chain → publish → acknowledge."""
+        """Carry a checked batch out: store → vouch and judge → commit the chain → publish →
+        acknowledge. Everything before the commit is done again, harmlessly, if a crash makes
+        the broker redeliver the batch (the vault and the alert engine skip what they did)."""
         settled = settle(list(zip(batch, self.ingest.finish_batch(begun), strict=True)))
         if not self.storage.store(settled.points, stop):
             self.chain.rollback()
             return  # unacknowledged: the broker delivers them again
         now = time.time_ns()
-        gaps = self.chain.commit(now)
         self._sites.update(settled.sites)
         pictures = self._vouch(settled, now)
-        self.storage.store(self._gap_points(gaps, now) + pictures.points, stop)
+        changes = self.alerts.judge(settled)
+        gaps = self.chain.commit(now)
+        changes += self.alerts.on_gaps(gaps, self._sites, now)
+        if not self.storage.store(self._gap_points(gaps, now) + pictures.points, stop):
+            return  # stopping with InfluxDB and the spool full: redelivered after the restart
         for msg in settled.accepted:
             self.live.on_message(msg)
         publishes = self.asks.on_heartbeats(settled.heartbeats, now)
         publishes += [_dead_letter(m.received_ns, r) for m, r in settled.rejected]
-        self._publish(publishes, self.alerts.judge(settled, gaps, self._sites, now), stop)
+        self._publish(publishes, changes, stop)
         self._after_pictures(pictures, stop)
         for m in batch:
             self.session.ack(m)

@@ -1,7 +1,7 @@
 """Settle: what a checked batch comes to, as data. Builds; writes nothing.
 
 The points to store, the events whose pictures they vouch for, the dead letters to publish,
-the heartbeats to plan asks from, and the figures to count: `service.carry_out` does the
+the heartbeats to plan asks from, and the figures to count: `service.Collector._finish` does the
 rest in order.
 """
 
