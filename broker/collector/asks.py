@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -22,7 +22,7 @@ from broker.evidence_gaps import EvidenceAsk, EvidenceGaps
 from broker.refs import UnitRef
 from broker.resend import ResendPlanner
 from protocol import topics
-from protocol.commands import Resend, load_pem_key, sign_command
+from protocol.commands import Resend, UnitCommand, load_pem_key, sign_command
 from protocol.models import Heartbeat
 
 log = logging.getLogger("jaga.collector")
@@ -83,19 +83,40 @@ class Asks:
 
     def resend(self, site: str, device: str, first_seq: int, last_seq: int) -> list[Publish]:
         """A signed `resend` to a unit: events first..last again, and their pictures."""
-        if self._signer is None:
-            log.error("cannot sign a resend command: no [mqtt.tls] key")
+        signed = signed_command(
+            self._signer,
+            site,
+            device,
+            "resend",
+            lambda by: Resend(by=by, ts=time.time_ns(), first_seq=first_seq, last_seq=last_seq),
+        )
+        if signed is None:
             return []
-        key, cert_pem, by = self._signer
-        cmd = Resend(by=by, ts=time.time_ns(), first_seq=first_seq, last_seq=last_seq)
-        topic = topics.DeviceTopics(site, device).cmd("resend")
         self.requests += 1
-        return [Publish(topic, sign_command(cmd, key, cert_pem))]
+        return [Publish(*signed)]
 
 
-def command_signer(
-    config: CollectorConfig,
-) -> tuple[ec.EllipticCurvePrivateKey, bytes, str] | None:
+Signer = tuple[ec.EllipticCurvePrivateKey, bytes, str]
+"""The collector's key, its certificate (PEM) and its name: what signs unit commands."""
+
+
+def signed_command(
+    signer: Signer | None,
+    site: str,
+    device: str,
+    name: str,
+    build: Callable[[str], UnitCommand],
+) -> tuple[str, bytes] | None:
+    """(topic, payload) of a unit command the collector signs, `build(by)` making it; None,
+    logged, without a key (units accept only signed commands)."""
+    if signer is None:
+        log.error("cannot sign a %s command: no [mqtt.tls] key", name)
+        return None
+    key, cert_pem, by = signer
+    return topics.DeviceTopics(site, device).cmd(name), sign_command(build(by), key, cert_pem)
+
+
+def command_signer(config: CollectorConfig) -> Signer | None:
     """The collector's own key and certificate: units accept only signed commands."""
     tls = config.mqtt.tls
     if tls is None:

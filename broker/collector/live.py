@@ -19,17 +19,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from protocol import topics
-from protocol.commands import MIN_LIVE_FPS, Live, Snapshot, sign_command
+from broker.collector.asks import Signer, signed_command
+from kernel.units import S
+from protocol.commands import MIN_LIVE_FPS, Live, Snapshot
 
 log = logging.getLogger("jaga.collector.live")
 
 Camera = tuple[str, str]
 """(site, device)"""
-
-NS = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +84,11 @@ class Leases:
         for camera in sorted(self.watchers):
             fps = self.rate(camera[0])
             asked = self._asked.get(camera)
-            if asked is None or now_ns - asked[0] >= self.renew_s * NS or asked[1] != fps:
+            if asked is None or now_ns - asked[0] >= self.renew_s * S or asked[1] != fps:
                 self._asked[camera] = (now_ns, fps)
                 out.append(LiveAsk(*camera, self.lease_s, fps))
         for camera, left in sorted(self._left.items()):
-            if now_ns - left >= self.linger_s * NS:
+            if now_ns - left >= self.linger_s * S:
                 del self._left[camera]
                 if self._asked.pop(camera, None) is not None:
                     out.append(LiveAsk(*camera, 0.0, self.fps))
@@ -102,8 +99,8 @@ class Leases:
         return set(self._asked)
 
 
-Signer = tuple[ec.EllipticCurvePrivateKey, bytes, str]
-Publish = Callable[[str, bytes], bool]
+Send = Callable[[str, bytes], bool]
+"""Publishes (topic, payload) now; False when it could not."""
 
 
 class LiveCommands:
@@ -114,7 +111,7 @@ class LiveCommands:
         leases: Leases,
         lock: threading.Lock,
         signer: Signer | None,
-        publish: Publish,
+        publish: Send,
         *,
         tick_s: float = 0.5,
         clock: Callable[[], int] = time.time_ns,
@@ -158,21 +155,23 @@ class LiveCommands:
             self.wake.clear()
 
     def _send(self, ask: LiveAsk) -> None:
-        if self.signer is None:
-            log.error("cannot sign a live command: no [mqtt.tls] key")
-            return
-        key, cert_pem, by = self.signer
-        cmd = Live(by=by, ts=self.clock(), lease_s=ask.lease_s, fps=ask.fps)
-        topic = topics.DeviceTopics(ask.site, ask.device).cmd("live")
-        if self.publish(topic, sign_command(cmd, key, cert_pem)):
+        signed = signed_command(
+            self.signer,
+            ask.site,
+            ask.device,
+            "live",
+            lambda by: Live(by=by, ts=self.clock(), lease_s=ask.lease_s, fps=ask.fps),
+        )
+        if signed is not None and self.publish(*signed):
             self.sent += 1
 
     def save(self, site: str, device: str, cause: str) -> bool:
         """A signed snapshot command: a real evidence set, its cause who asked (guard:budi)."""
-        if self.signer is None:
-            log.error("cannot sign a snapshot command: no [mqtt.tls] key")
-            return False
-        key, cert_pem, by = self.signer
-        cmd = Snapshot(by=by, ts=self.clock(), cause=cause)
-        topic = topics.DeviceTopics(site, device).cmd("snapshot")
-        return self.publish(topic, sign_command(cmd, key, cert_pem))
+        signed = signed_command(
+            self.signer,
+            site,
+            device,
+            "snapshot",
+            lambda by: Snapshot(by=by, ts=self.clock(), cause=cause),
+        )
+        return signed is not None and self.publish(*signed)

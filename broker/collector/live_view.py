@@ -12,8 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from broker.collector.asks import command_signer
-from broker.collector.live import Camera, Leases, LiveCommands, Publish, Signer
+from broker.collector.asks import Signer, command_signer
+from broker.collector.live import Camera, Leases, LiveCommands, Send
 from broker.config import CollectorConfig
 from broker.web.relay import Relay
 
@@ -27,7 +27,7 @@ class LiveView:
         self,
         leases: Leases,
         signer: Signer | None,
-        publish: Publish,
+        publish: Send,
         registry_dir: Path | None,
         *,
         max_viewers: int = 1000,
@@ -44,7 +44,7 @@ class LiveView:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_collector(cls, config: CollectorConfig, publish: Publish) -> LiveView:
+    def for_collector(cls, config: CollectorConfig, publish: Send) -> LiveView:
         web = config.web
         budget = web.live_site_uplink_kbit_s if web is not None else None
         leases = Leases(
