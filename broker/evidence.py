@@ -178,11 +178,13 @@ class EvidenceVault:
                         len(hashes),
                     )
                 )
-        with self._lock:
+        with self._lock:  # one commit for the whole check, not one fsync per event
+            self._db.execute("BEGIN")
             self._db.executemany(
                 "UPDATE vouched_event SET missing=? WHERE site=? AND device=? AND event_id=?",
                 counts,
             )
+            self._db.execute("COMMIT")
         return out
 
     def asked(self, event: EventRef, now_ns: int) -> None:
@@ -217,15 +219,6 @@ class EvidenceVault:
         if not rows:
             return None
         return any(r[0] == sha256 for r in rows)
-
-    def unit_bytes(self, unit: UnitRef) -> int:
-        """Bytes of the pictures this unit brought first (what its quota counts)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT coalesce(sum(bytes), 0) FROM stored_picture WHERE site=? AND device=?",
-                (unit.site, unit.device),
-            ).fetchone()
-        return int(row[0])
 
     def close(self) -> None:
         with self._lock:
