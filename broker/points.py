@@ -174,6 +174,41 @@ def deadletter_point(rejected: Rejected, received_ns: int) -> Point:
     )
 
 
+def rejection_points(rejected: Rejected, received_ns: int) -> list[Point]:
+    """What a rejected message leaves in InfluxDB: its dead letter, and an integrity point when
+    it is an integrity violation."""
+    out = [deadletter_point(rejected, received_ns)]
+    if rejected.is_integrity:
+        out.append(integrity_point(rejected, received_ns))
+    return out
+
+
+def witness_report_point(
+    site: str,
+    device: str,
+    reason: str,
+    detail: str,
+    seq: int,
+    witness: str,
+    body: str,
+    sig: str,
+    received_ns: int,
+) -> Point:
+    """A witness's signed fork or rewind report, kept as an integrity point with its proof."""
+    return (
+        Point("integrity")
+        .tag("site", site)
+        .tag("device", device)
+        .tag("reason", reason)
+        .field("detail", detail)
+        .field("seq", seq)
+        .field("witness", witness)
+        .field("body", body)
+        .field("sig", sig)
+        .time(received_ns, WritePrecision.NS)
+    )
+
+
 def gap_point(site: str, device: str, first: int, last: int, change: str, now_ns: int) -> Point:
     return (
         Point("gap")

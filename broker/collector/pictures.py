@@ -58,9 +58,7 @@ class PictureBatch:
 
     def reject(self, m: Inbound | None, r: Rejected, received_ns: int) -> None:
         self.rejected.append((m, r))
-        self.points.append(points.deadletter_point(r, received_ns))
-        if r.is_integrity:
-            self.points.append(points.integrity_point(r, received_ns))
+        self.points += points.rejection_points(r, received_ns)
 
     def extend(self, other: PictureBatch) -> None:
         self.points += other.points

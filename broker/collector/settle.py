@@ -63,9 +63,7 @@ def settle(outcomes: list[tuple[Inbound, Outcome]]) -> Settled:
                 s.points.append(points.status_point(msg, m.received_ns))
         elif isinstance(o, Rejected):
             s.rejected.append((m, o))
-            s.points.append(points.deadletter_point(o, m.received_ns))
-            if o.is_integrity:
-                s.points.append(points.integrity_point(o, m.received_ns))
+            s.points += points.rejection_points(o, m.received_ns)
     return s
 
 

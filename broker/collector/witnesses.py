@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from influxdb_client import Point, WritePrecision
-
+from broker import points
 from broker.cosignatures import cosignature_point
 from broker.influx import Record
 from protocol import topics
@@ -75,16 +74,17 @@ def _one(topic: str, payload: bytes, received_ns: int, out: WitnessBatch) -> Non
     reason = f"witness-{f.kind}"
     out.alarms.append(WitnessAlarm(f.site, f.device, reason, detail, f.seq))
     out.points.append(
-        Point("integrity")
-        .tag("site", f.site)
-        .tag("device", f.device)
-        .tag("reason", reason)
-        .field("detail", detail)
-        .field("seq", f.seq)
-        .field("witness", f.witness)
-        .field("body", signed.body.decode())
-        .field("sig", signed.sig)
-        .time(received_ns, WritePrecision.NS)
+        points.witness_report_point(
+            f.site,
+            f.device,
+            reason,
+            detail,
+            f.seq,
+            f.witness,
+            signed.body.decode(),
+            signed.sig,
+            received_ns,
+        )
     )
     log.error("witness %s reports a %s of %s/%s at seq %d", name, f.kind, site, f.device, f.seq)
 
