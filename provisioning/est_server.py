@@ -102,7 +102,10 @@ class _Handler(BaseHTTPRequestHandler):
         if op not in ("simpleenroll", "simplereenroll") or label is None:
             self._text(404, "POST /.well-known/est/<site>/simpleenroll or simplereenroll")
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1  # not a number: answered 400 below
         if not 0 < length <= MAX_BODY:
             self._text(400, f"the CSR must come as a body of 1 to {MAX_BODY} bytes")
             return

@@ -32,6 +32,7 @@ from typing import Any
 import tomli_w
 from pydantic import ValidationError
 
+from kernel.files import fsync_dir
 from protocol.ids import InvalidIdentifier, check_id
 from provisioning.errors import ProvisioningError
 from provisioning.files import PRIVATE_MODE, replace
@@ -173,6 +174,9 @@ def _claim(registry: Registry, token: str, *, site: str, device: str, now: datet
         raise TokenRefused(Refusal.REUSED, "this enrolment token was already used") from None
     with os.fdopen(fd, "w") as out:
         out.write(now.isoformat() + "\n")
+        out.flush()
+        os.fsync(out.fileno())  # spent for good: a power cut must not make it usable again
+    fsync_dir(used.parent)
 
 
 def record_event(registry: Registry, event: str, **fields: Any) -> None:

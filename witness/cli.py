@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kernel.config import ConfigError
 from witness.config import WitnessConfig, load_config
+
+if TYPE_CHECKING:
+    from witness.log import WitnessLog
 
 app = typer.Typer(
     help="Jaga witness: checks every unit's signed hash chain as it grows and cosigns its "
@@ -82,7 +86,6 @@ def fingerprint(
 def run(config: ConfigOpt) -> None:
     """Watch the sites' units: check, log and cosign their chains; report forks and rewinds."""
     from witness.keys import WitnessKeyError, load_key
-    from witness.log import WitnessLog
     from witness.service import Witness
     from witness.units import TrustError, UnitKeys, load_pinned_ca
 
@@ -91,7 +94,7 @@ def run(config: ConfigOpt) -> None:
     try:
         key = load_key(cfg.key)
         ca = load_pinned_ca(cfg.registry_dir, cfg.ca_fingerprint)
-        book = WitnessLog(cfg.log_path)
+        book = _open_log(cfg.log_path)
         witness = Witness(cfg, key, book, UnitKeys(cfg.registry_dir, ca))
     except (WitnessKeyError, TrustError) as exc:
         raise _fail(str(exc)) from None
@@ -115,15 +118,26 @@ def run(config: ConfigOpt) -> None:
         book.close()
 
 
+def _open_log(path: Path) -> WitnessLog:
+    """The witness's log; a damaged file is one line that says what to do, not a traceback."""
+    from witness.log import WitnessLog
+
+    try:
+        return WitnessLog(path)
+    except sqlite3.DatabaseError as exc:
+        raise _fail(
+            f"{path}: the witness log is damaged ({exc}): restore it from its backup"
+        ) from None
+
+
 @app.command()
 def status(config: ConfigOpt) -> None:
     """One line from the witness's log: cosignatures made, units covered, forks refused."""
-    from witness.log import WitnessLog
 
     cfg = _load(config)
     if not cfg.log_path.exists():
         raise _fail(f"no witness log at {cfg.log_path} yet: start `jaga-witness run` first")
-    book = WitnessLog(cfg.log_path)
+    book = _open_log(cfg.log_path)
     try:
         s = book.summary()
     finally:
@@ -148,12 +162,11 @@ def check(
     """Name every event the witness saw that the server no longer has, or has changed."""
     from broker.influx_reader import InfluxReader, QueryFailed
     from witness.check import check as run_check
-    from witness.log import WitnessLog
 
     cfg = _load(config)
     if not cfg.log_path.exists():
         raise _fail(f"no witness log at {cfg.log_path}: nothing witnessed to check")
-    book = WitnessLog(cfg.log_path)
+    book = _open_log(cfg.log_path)
     try:
         result = run_check(book, InfluxReader(influx, database, token))
     except QueryFailed as exc:
