@@ -1,23 +1,27 @@
 """One reader of "an event and the pictures it caused": the guard-post page's evidence viewer
 and `evidence export` ask broker.evidence_events the same questions and get the same camera
-events, within the one window CAMERA_WINDOW_NS."""
+events, within the one window CAMERA_WINDOW_NS. The events are in a real InfluxDB (devstack's),
+written as the collector writes them; the window's edges are InfluxQL's, not ours."""
 
 from __future__ import annotations
 
-import re
 import time
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from broker.evidence_events import CAMERA_WINDOW_NS, EvidenceEvents
 from broker.export import ExportError, find_evidence_events
-from broker.influx_reader import QueryFailed
+from broker.influx_reader import InfluxReader, QueryFailed
+from broker.points import event_line
 from broker.web import evidence_view
 from broker.web.state import LiveState
+from devstack.influx import InfluxDB
 from protocol.models import Event, EventBody, Kind
-from protocol.signing import GENESIS, sign
+from protocol.signing import GENESIS, event_hash, sign
 from provisioning import certs
+
+pytestmark = pytest.mark.integration
 
 KEY = certs.new_key()
 T0 = time.time_ns()
@@ -41,39 +45,6 @@ def stored(
     return sign(body, KEY)
 
 
-class StoredEvents:
-    """InfluxDB's `event` measurement for the two queries the reader makes, evaluated here
-    (id; device, kind and a time range); any other query fails the test."""
-
-    BY_ID = re.compile(r"""^SELECT "raw" FROM "event" WHERE "id" = '([^']*)'$""")
-    CAUSED = re.compile(
-        r"""^SELECT "raw" FROM "event" WHERE "device" = '([^']*)' AND "kind" = '(\w+)' """
-        r"""AND time >= (\d+)(?: AND time <= (\d+))?$"""
-    )
-
-    def __init__(self, events: list[Event]) -> None:
-        self.events = sorted(events, key=lambda e: e.ts)
-        self.queries: list[str] = []
-
-    def rows(self, query: str) -> list[dict[str, Any]]:
-        self.queries.append(query)
-        if m := self.BY_ID.match(query):
-            found = [e for e in self.events if e.id == m[1]]
-        elif m := self.CAUSED.match(query):
-            device, kind, low, high = m[1], m[2], int(m[3]), m[4]
-            found = [
-                e
-                for e in self.events
-                if e.device == device
-                and e.kind.value == kind
-                and e.ts >= low
-                and (high is None or e.ts <= int(high))
-            ]
-        else:
-            raise AssertionError(f"a query the fake does not know: {query}")
-        return [{"time": e.ts, "raw": e.model_dump_json(exclude_none=True)} for e in found]
-
-
 DOOR = stored("door-1", Kind.DOOR, T0)
 EDGE = T0 + CAMERA_WINDOW_NS
 HISTORY = [
@@ -87,9 +58,28 @@ HISTORY = [
 ]  # fmt: skip
 
 
-def test_the_viewer_and_the_export_find_the_same_camera_events_within_the_one_window() -> None:
-    influx = StoredEvents(HISTORY)
-    reader = EvidenceEvents(influx)  # type: ignore[arg-type]
+@pytest.fixture(scope="module")
+def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
+    db = InfluxDB(tmp_path_factory.mktemp("influx")).start()
+    try:
+        yield db
+    finally:
+        db.stop()
+
+
+def reader_of(influx: InfluxDB, events: list[Event]) -> EvidenceEvents:
+    """The events written as the collector writes them, into a database of their own."""
+    database = f"events{len(events)}{abs(hash(tuple(e.id for e in events))) % 10**6}"
+    influx.create_database(database)
+    lines = [event_line(e, event_hash(e), e.to_json()) for e in events]
+    influx.write_lines("\n".join(lines), db=database)
+    return EvidenceEvents(InfluxReader(influx.url, database))
+
+
+def test_the_viewer_and_the_export_find_the_same_camera_events_within_the_one_window(
+    influx: InfluxDB,
+) -> None:
+    reader = reader_of(influx, HISTORY)
 
     page = evidence_view.build("door-1", LiveState(), None, reader)
     exported = find_evidence_events(reader, "door-1")
@@ -99,16 +89,18 @@ def test_the_viewer_and_the_export_find_the_same_camera_events_within_the_one_wi
     assert [e.id for e in exported] == [e.id for e in page.camera_events]
 
 
-def test_an_event_carrying_its_own_pictures_is_its_own_evidence() -> None:
+def test_an_event_carrying_its_own_pictures_is_its_own_evidence(influx: InfluxDB) -> None:
     snap = stored("snap-alone", Kind.CAMERA, T0, pictures=(SHA,))
-    reader = EvidenceEvents(StoredEvents([snap]))  # type: ignore[arg-type]
+    reader = reader_of(influx, [snap])
 
     assert find_evidence_events(reader, "snap-alone") == [snap]
     assert reader.signing(snap) == [snap]
 
 
-def test_the_export_says_when_the_event_is_unknown_or_caused_no_pictures() -> None:
-    reader = EvidenceEvents(StoredEvents([DOOR]))  # type: ignore[arg-type]
+def test_the_export_says_when_the_event_is_unknown_or_caused_no_pictures(
+    influx: InfluxDB,
+) -> None:
+    reader = reader_of(influx, [DOOR])
 
     with pytest.raises(ExportError, match="no event with id door-9"):
         find_evidence_events(reader, "door-9")
@@ -117,11 +109,7 @@ def test_the_export_says_when_the_event_is_unknown_or_caused_no_pictures() -> No
 
 
 def test_the_viewer_shows_what_it_has_when_influxdb_does_not_answer() -> None:
-    class Down:
-        def rows(self, query: str) -> list[dict[str, Any]]:
-            raise QueryFailed("cannot query InfluxDB at http://127.0.0.1:8086: refused")
-
-    reader = EvidenceEvents(Down())  # type: ignore[arg-type]
+    reader = EvidenceEvents(InfluxReader("http://127.0.0.1:9", "jaga"))  # nothing listens
 
     assert evidence_view.build("door-1", LiveState(), None, reader) is None
     with pytest.raises(QueryFailed):
