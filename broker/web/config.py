@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from broker.i18n import DEFAULT as DEFAULT_LANGUAGE
 from broker.i18n import Language
 from kernel.config import Strict
 from protocol.ids import check_id
 
+PUBLIC_URL = re.compile(r"https?://[^\s/?#@]+(/[^\s?#]*)?")
 ALL_SITES = "*"
 """An operator's `sites = ["*"]`: every site the collector knows."""
 
@@ -100,6 +102,12 @@ class WebConfig(Strict):
         default=12.0, gt=0, le=24 * 7, description="a login lasts this long (a guard's shift)"
     )
     tls: WebTls | None = Field(default=None, description="serve HTTPS with this certificate")
+    public_url: str | None = Field(
+        default=None,
+        description="the page's address as the guards' phones reach it, e.g. "
+        "https://pos.bangka-barat.example:8443; notifications link to each alert under it "
+        "(default: from bind, if that names an address and a port)",
+    )
     allow_plain_http: bool = Field(
         default=False,
         description="serve plain HTTP on a non-loopback address (passwords cross the LAN in clear)",
@@ -165,6 +173,16 @@ class WebConfig(Strict):
         description="open live streams at most (each is also one of max_connections)",
     )
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not PUBLIC_URL.fullmatch(value):
+            raise ValueError(
+                f"public_url {value!r} is not an address a phone can open: write "
+                "https://host[:port][/path], e.g. https://pos.bangka-barat.example:8443"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> WebConfig:
         host, _ = split_bind(self.bind)
@@ -191,6 +209,18 @@ class WebConfig(Strict):
     @property
     def port(self) -> int:
         return split_bind(self.bind)[1]
+
+    @property
+    def page_url(self) -> str | None:
+        """Where notifications link to: public_url, else this page's own bind address (None
+        when that is a wildcard or a port chosen at start)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, port = split_bind(self.bind)
+        if port == 0 or host in ("0.0.0.0", "::"):
+            return None
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     @property
     def session_s(self) -> float:
