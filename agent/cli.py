@@ -136,6 +136,10 @@ def enroll(
         str | None,
         typer.Option(help="one-time token from `jaga-provision device token` (or the bundle)"),
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="read the one-time token from this file (the bundle's enrol.token)"),
+    ] = None,
     server: Annotated[
         str | None,
         typer.Option(help="enrolment endpoint (default https://<broker host>:8443)"),
@@ -143,12 +147,19 @@ def enroll(
 ) -> None:
     """Make this unit's private key (it never leaves the unit) and get it certified.
 
-    With --token the site's enrolment endpoint certifies it at once; without, a certificate
-    request is written to be signed with `jaga-provision device sign`."""
+    With --token (or --token-file) the site's enrolment endpoint certifies it at once;
+    without, a certificate request is written to be signed with `jaga-provision device sign`."""
     from agent.enroll import EnrollError, enroll_with_token
     from agent.enroll import enroll as make_csr
     from agent.est_client import EstError, EstUnavailable
 
+    if token_file is not None:
+        if token is not None:
+            raise _fail("give the token once: --token or --token-file, not both")
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"cannot read the token from {token_file}: {exc}") from None
     if token is not None:
         try:
             cert = enroll_with_token(config, token, server, force=force)

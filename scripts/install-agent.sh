@@ -11,8 +11,11 @@
 #   gpio and video groups, /opt/jaga/venv (--system-site-packages, for lgpio and picamera2 from
 #   apt) with this project in it, the bundle in /etc/jaga (root:jaga, 0750; device.key 0640),
 #   /var/lib/jaga, the systemd unit; then `systemctl enable`, `jaga-agent selftest` and start.
-#   Without a key (field enrolment) it runs `jaga-agent enroll` and stops there: sign the .csr,
-#   make a new bundle and run this again.
+#   Without a key, a bundle with a one-time token (enrol.token, from `jaga-provision device add
+#   --bundle` or `bundle`) enrols the unit in the same run: `jaga-agent enroll --token-file`
+#   makes the key here and the site's enrolment endpoint certifies it. A bundle without a token
+#   (`bundle --no-token`) runs `jaga-agent enroll` and stops there: sign the .csr, make a new
+#   bundle and run this again.
 #
 # --root DIR installs into DIR as if it were /: every file it writes is under DIR, and what it
 # would run outside (apt-get, useradd, chown, the venv, systemctl start, selftest) is printed as
@@ -152,9 +155,27 @@ fi
 if has_member "$UNIT" && ! tar -xzOf "$BUNDLE" "$UNIT" | cmp -s - "$SRC/systemd/$UNIT"; then
     say "note: the bundle's $UNIT differs from this checkout's; installing the checkout's"
 fi
+ENROLLED=""
 if [[ ! -f "$(p "$ETC/device.key")" ]]; then
     # Field enrolment: the key is made here and never leaves the unit.
-    run "$VENV/bin/jaga-agent" enroll --config "$ETC/agent.toml"
+    if has_member enrol.token; then
+        # The bundle's one-time token: the site's enrolment endpoint certifies the key at once.
+        # The token goes through a root-only file that is gone once it is spent.
+        token_file="$(mktemp "$(p "$ETC")/.enrol-token.XXXXXX")"
+        tar -xzOf "$BUNDLE" enrol.token >"$token_file"
+        if ! run "$VENV/bin/jaga-agent" enroll --config "$ETC/agent.toml" --token-file "$token_file"; then
+            rm -f "$token_file"
+            die "enrolment failed (above). A spent or expired token: make a new bundle on the laptop (jaga-provision bundle <site> <device>), update the server's registry copy, and run this again with it. The endpoint unreachable: check the server (jaga-enrol) and the network, and run this again"
+        fi
+        rm -f "$token_file"
+        ENROLLED=token
+        if [[ -z "$ROOT" ]]; then
+            CHANGED=$((CHANGED + 1))
+            say "enrolled: the key was made here, the certificate came from the enrolment endpoint"
+        fi
+    else
+        run "$VENV/bin/jaga-agent" enroll --config "$ETC/agent.toml"
+    fi
 fi
 for file in agent.toml device.key; do
     [[ ! -f "$(p "$ETC/$file")" ]] || {
@@ -172,7 +193,7 @@ before=$CHANGED
 put_file "$SRC/systemd/$UNIT" "$UNIT_DIR/$UNIT" 0644
 [[ $CHANGED -eq $before ]] || run systemctl daemon-reload
 
-if [[ ! -f "$(p "$ETC/device.crt")" ]]; then
+if [[ ! -f "$(p "$ETC/device.crt")" && -z "$ENROLLED" ]]; then
     say "$CHANGED changes; waiting for the certificate, so $UNIT is not enabled yet"
     say "next: copy $ETC/*.csr to the provisioning laptop, run jaga-provision device sign <csr>,"
     say "      make a new bundle (jaga-provision bundle ...) and run this script again with it"

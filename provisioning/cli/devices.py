@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from provisioning.bundle import write_bundle
+from provisioning.bundle import Bundle, write_bundle
 from provisioning.ca import DEFAULT_CERT_DAYS, CertificateAuthority, RevokeReason
 from provisioning.cli.shared import (
     DirOption,
@@ -74,10 +74,23 @@ def device_add(
     days: Annotated[
         int, typer.Option(help="Certificate validity with --generate-key.")
     ] = DEFAULT_CERT_DAYS,
+    bundle_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            metavar="FILE",
+            help="Also write the unit's bundle for the SD card now; without --generate-key it "
+            "carries a one-time enrolment token (24 h), so one install on the unit enrols it.",
+        ),
+    ] = None,
     dir: DirOption = None,
 ) -> None:
     """Register a unit and its wiring; writes device.toml and the unit's agent.toml."""
     registry = open_registry(ctx, dir)
+    if bundle_out is not None and bundle_out.exists():
+        raise ProvisioningError(
+            f"{bundle_out} already exists; remove it or choose another --bundle"
+        )
     sensors = parse_wiring(
         doors=door or (), pirs=pir or (), tampers=tamper or (), buttons=button or ()
     )
@@ -94,11 +107,14 @@ def device_add(
     if generate_key:
         issued = issue_with_new_key(registry, site, device, days=days)
         say(f"wrote {issued.key_path} (made here: keep it secret) and {issued.cert_path}")
+    if bundle_out is not None:
+        _said_bundle(write_bundle(registry, site, device, bundle_out), site, device)
+    elif generate_key:
         say(f"next: jaga-provision bundle {site} {device}")
     else:
         say(
-            f"next: jaga-provision bundle {site} {device}, copy it to the unit, run "
-            "`jaga-agent enroll` there, then `jaga-provision device sign <device>.csr`"
+            f"next: jaga-provision bundle {site} {device} (it carries a one-time enrolment "
+            "token), copy it to the unit and install it there: the unit enrols itself"
         )
 
 
@@ -200,17 +216,37 @@ def bundle(
             metavar="FILE", help="Archive to write (default ./jaga-<site>-<device>.tar.gz)."
         ),
     ] = None,
+    token: Annotated[
+        bool,
+        typer.Option(
+            help="For a unit without certificate: carry a new one-time enrolment token (the "
+            "unit enrols itself at install). --no-token: the unit writes a CSR to sign here.",
+        ),
+    ] = True,
     dir: DirOption = None,
 ) -> None:
-    """Pack agent.toml, ca.crt, the unit's certificate (key if made here) and the systemd unit."""
+    """Pack agent.toml, ca.crt, the unit's certificate (key if made here) or a one-time
+    enrolment token, and the systemd unit."""
     target = out or Path(f"jaga-{site}-{device}.tar.gz")
-    made = write_bundle(open_registry(ctx, dir), site, device, target)
+    made = write_bundle(open_registry(ctx, dir), site, device, target, token=token)
+    _said_bundle(made, site, device)
+
+
+def _said_bundle(made: Bundle, site: str, device: str) -> None:
     say(f"wrote {made.path}: {', '.join(made.members)}")
     say(
         f"on the unit, beside a copy of this checkout: sudo jaga/scripts/install-agent.sh "
         f"{made.path.name}"
     )
-    if not made.has_certificate:
+    if made.token_expires_at is not None:
+        until = f"{made.token_expires_at:%Y-%m-%d %H:%M} UTC"
+        say(
+            f"it carries a one-time enrolment token, valid until {until}: the install makes "
+            "the key on the unit and has the server's enrolment "
+            "endpoint certify it (the server's registry copy must be updated first). The archive "
+            "holds the token: delete it once installed"
+        )
+    elif not made.has_certificate:
         say(
             "no certificate yet: that first run makes the key on the unit and leaves "
             f"/etc/jaga/{device}.csr; bring it back, run `jaga-provision device sign "
