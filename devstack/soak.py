@@ -39,7 +39,6 @@ import json
 import logging
 import random
 import shutil
-import socket
 import sqlite3
 import sys
 import threading
@@ -57,6 +56,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from devstack.forwarder import V2WriteForwarder
 from devstack.influx import InfluxDB
+from devstack.ports import free_port
 from devstack.process import ManagedProcess, StartError
 from devstack.stack import DATABASE, DEMO_UNITS, Stack, UnitSpec, jaga
 from kernel.config import ClientTls
@@ -203,18 +203,13 @@ outgoing connection (nor a TCP self-connect to the dead port) and no other test'
 `free_port()` can take its port, so it can start again on it."""
 
 
-def stable_port(rng: random.Random | None = None) -> int:
-    """A free loopback port outside the ephemeral range."""
-    pick = rng or random.Random()
-    for _ in range(200):
-        port = pick.choice(STABLE_PORTS)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32767")
+def stable_port() -> int:
+    """A free loopback port outside the ephemeral range: devstack.ports.free_port, which
+    gives each pytest-xdist worker its own slice and never offers a port twice in a row."""
+    port = free_port()
+    if port not in STABLE_PORTS:
+        raise RuntimeError("no free port in 20000-32767")
+    return port
 
 
 def start_influx(stack: Stack) -> InfluxDB:
