@@ -107,6 +107,62 @@ class ArmingHow(StrEnum):
     MQTT = "mqtt"
     SENSOR = "sensor"  # an entry door started (or ran out) the entry delay
     STARTUP = "startup"  # first state the collector gave a site it had not seen
+    WEB = "web"  # an operator on the guard-post page
+    TIMER = "timer"  # a bypass or a two-person request ran out
+
+
+DEFAULT_ZONE = "default"
+"""The zone of every sensor that no configured zone lists (a site without zones has only it)."""
+ZoneName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")]
+
+
+class AuditKind(StrEnum):
+    """What an audit record is about: the zone's state, or an operation that left it as it was."""
+
+    ARMING = "arming"  # the zone's arming state changed
+    BYPASS = "bypass"  # a sensor bypassed until `until`
+    BYPASS_END = "bypass-end"  # ... no longer (its deadline, a disarm of its zone)
+    DISARM_REQUEST = "disarm-request"  # the first of two people asked to disarm
+    DISARM_REQUEST_END = "disarm-request-end"  # ... and nobody else asked in time
+
+
+class Bypass(WireModel):
+    """A sensor whose openings raise no forced-door or intrusion until `until` (still stored)."""
+
+    device: DeviceId
+    sensor: SensorName
+    zone: ZoneName = DEFAULT_ZONE
+    by: OperatorName
+    reason: Text
+    since: Ns
+    until: Ns
+
+
+class DisarmRequest(WireModel):
+    """The first of two people asked to disarm a two-person zone; a second must before until."""
+
+    by: OperatorName
+    account: OperatorName = Field(description="the login or certificate name that asked")
+    at: Ns
+    until: Ns
+
+
+class ZoneArming(WireModel):
+    """One zone of a site: its panel state, its pending two-person request, who is in it."""
+
+    zone: ZoneName
+    state: ArmingMode
+    since: Ns
+    by: OperatorName
+    how: ArmingHow
+    until: Ns | None = None
+    two_person: bool = False
+    disarm_request: DisarmRequest | None = None
+    members: tuple[Annotated[str, StringConstraints(max_length=100)], ...] = Field(
+        default=(), max_length=1000, description='"device/sensor" or "device" (all its sensors)'
+    )
+    next_change: Ns | None = None
+    next_state: ArmingMode | None = None
 
 
 class ArmingState(WireModel):
@@ -127,6 +183,18 @@ class ArmingState(WireModel):
     entry_sensor: SensorName | None = None
     next_change: Ns | None = Field(default=None, description="next scheduled transition")
     next_state: ArmingMode | None = None
+    zones: tuple[ZoneArming, ...] | None = Field(
+        default=None,
+        max_length=100,
+        description="every zone of the site; the top level is the default zone when it is the "
+        "only one, else the most guarding zone (armed > pending > arming > disarmed)",
+    )
+    bypassed: tuple[Bypass, ...] | None = Field(
+        default=None, max_length=1000, description="sensors bypassed now"
+    )
+
+    def zone(self, name: str) -> ZoneArming | None:
+        return next((z for z in self.zones or () if z.zone == name), None)
 
 
 class ArmingAudit(WireModel):
@@ -140,6 +208,14 @@ class ArmingAudit(WireModel):
     by: OperatorName
     how: ArmingHow
     reason: Text = ""
+    zone: ZoneName = DEFAULT_ZONE
+    kind: AuditKind = AuditKind.ARMING
+    with_by: OperatorName | None = Field(
+        default=None, description="two-person disarm: the first of the two"
+    )
+    device: DeviceId | None = Field(default=None, description="bypass: the sensor's unit")
+    sensor: SensorName | None = None
+    until: Ns | None = Field(default=None, description="bypass, disarm request: until when")
 
 
 class OperatorCommand(WireModel):

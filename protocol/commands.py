@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import Field, StringConstraints, model_validator
 
-from protocol.alerting import AlertId
-from protocol.ids import SiteId
+from protocol.alerting import AlertId, ZoneName
+from protocol.ids import DeviceId, SensorName, SiteId
 from protocol.models import MAX_TS_NS, Text, Token, WireError, WireModel, parse
 
 MAX_RESEND = 50_000
@@ -96,18 +96,28 @@ class Live(WireModel):
 
 
 class SiteCommand(WireModel):
-    """An operator's arm, disarm, ack or resolve; the site and the command are signed too, so a
-    signed disarm of one site is no disarm of another, nor an arm."""
+    """An operator's arm, disarm, bypass, ack or resolve; the site and the command are signed
+    too, so a signed disarm of one site is no disarm of another, nor an arm."""
 
     v: Literal[1] = 1
     site: SiteId
-    cmd: Literal["arm", "disarm", "ack", "resolve"]
+    cmd: Literal["arm", "disarm", "ack", "resolve", "bypass"]
     by: OperatorBy
     ts: Ns
     nonce: Nonce = Field(default_factory=new_nonce)
     how: Literal["cli", "mqtt"] = "mqtt"
     alert_id: AlertId | None = Field(default=None, description="ack and resolve: which alert")
     note: Text | None = Field(default=None, description="resolve: what it was")
+    zone: ZoneName | None = Field(default=None, description="arm, disarm: one zone (none: all)")
+    code: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="disarm: the operator's PIN (a duress PIN raises duress)"
+    )
+    device: DeviceId | None = Field(default=None, description="bypass: the sensor's unit")
+    sensor: SensorName | None = Field(default=None, description="bypass: the sensor")
+    for_s: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 3600, description="bypass: how long"
+    )
+    reason: Text | None = Field(default=None, description="bypass: why")
 
     @property
     def operator(self) -> str:

@@ -3,8 +3,12 @@
   alert [site, device, sensor, rule, severity, state]   one point per change, at its time:
       id, change (raised|repeated|acknowledged|cleared|resolved), status (= state), open (1/0),
       latched, count, title, detail, by, raised_ns, acked_ns, closed_ns (0 = not yet)
-  arming [site, state, how]                              one point per arming change:
-      by, from, reason, armed (1 while armed or pending, else 0)
+  arming [site, zone, state, how]                        one point per arming change:
+      by, from, reason, armed (1 while armed or pending, else 0), with_by (two-person)
+  bypass [site, zone, device, sensor]                    one point as a bypass starts or ends:
+      by, reason, how, active (1/0), until_ns
+  arming_request [site, zone, kind]                      two-person requests (and their end):
+      by, reason, until_ns
 
 Grafana: a table of open alerts is `SELECT last("status"), last("id"), last("count"),
 last("title"), last("open") FROM "alert" WHERE $timeFilter GROUP BY "site", "device",
@@ -19,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from broker.alerts.lifecycle import Change, ChangeKind
-from protocol.alerting import ArmingAudit
+from protocol.alerting import ArmingAudit, AuditKind
 
 FieldValue = bool | int | float | str
 
@@ -85,14 +89,46 @@ def alert_point(change: Change) -> InfluxPoint:
 
 
 def arming_point(audit: ArmingAudit) -> InfluxPoint:
+    """The audit record as a point: an arming change, a bypass, or a two-person request."""
+    if audit.kind in (AuditKind.BYPASS, AuditKind.BYPASS_END):
+        return InfluxPoint(
+            measurement="bypass",
+            tags={
+                "site": audit.site,
+                "zone": audit.zone,
+                "device": audit.device or "-",
+                "sensor": audit.sensor or "-",
+            },
+            fields={
+                "by": audit.by,
+                "reason": audit.reason,
+                "how": audit.how.value,
+                "active": int(audit.kind is AuditKind.BYPASS),
+                "until_ns": audit.until or 0,
+            },
+            time_ns=audit.at,
+        )
+    if audit.kind is not AuditKind.ARMING:
+        return InfluxPoint(
+            measurement="arming_request",
+            tags={"site": audit.site, "zone": audit.zone, "kind": audit.kind.value},
+            fields={"by": audit.by, "reason": audit.reason, "until_ns": audit.until or 0},
+            time_ns=audit.at,
+        )
     return InfluxPoint(
         measurement="arming",
-        tags={"site": audit.site, "state": audit.to_state.value, "how": audit.how.value},
+        tags={
+            "site": audit.site,
+            "zone": audit.zone,
+            "state": audit.to_state.value,
+            "how": audit.how.value,
+        },
         fields={
             "by": audit.by,
             "from": audit.from_state.value if audit.from_state is not None else "",
             "reason": audit.reason,
             "armed": int(audit.to_state.guarding),
+            "with_by": audit.with_by or "",
         },
         time_ns=audit.at,
     )

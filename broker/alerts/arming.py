@@ -14,6 +14,17 @@ Delays: arming always goes through the exit delay (`arming`), by hand or by sche
 skips it). An entry door opened while armed starts the entry delay (`pending`); a disarm in
 time cancels it, otherwise the step reports `EntryExpired` and the site is `armed` again
 (the forced-door rule turns that into an alert). Other doors alarm at once (sensor_rules.py).
+
+Zones: one panel per (site, zone), each stepped on its own with the zone's schedule (the site's
+unless the zone has one); sensors no zone lists are in zone `default`, so a site without
+zones is one panel as before. `site_wire` folds a site's panels into its one retained message.
+
+Operations on a zone's panel: a *bypass* keeps one sensor from alarming until its deadline
+or the zone's next disarm (a timer like the delays, persisted with the panel, so it holds
+across a restart); a *two-person* zone disarms only when a second, different account asks
+within TWO_PERSON_S of the first (the first request is kept, shown and runs out). Every
+change and operation is an audit record naming who (a person, `schedule`, or the unit and
+sensor for an entry delay).
 """
 
 from __future__ import annotations
@@ -25,9 +36,27 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from broker.alerts.config import SiteAlerts
+from broker.alerts.lifecycle import AlertError
 from broker.alerts.schedule import Edge, WeeklySchedule
 from kernel.units import S
-from protocol.alerting import ArmingAudit, ArmingHow, ArmingMode, ArmingState
+from protocol.alerting import (
+    DEFAULT_ZONE,
+    ArmingAudit,
+    ArmingHow,
+    ArmingMode,
+    ArmingState,
+    AuditKind,
+    Bypass,
+    DisarmRequest,
+    ZoneArming,
+)
+
+TWO_PERSON_S = 60
+"""How long the first of two people's disarm request waits for the second."""
+
+
+class ArmingRefused(AlertError):
+    """An operation on a panel that is not done (the message says why, for the person)."""
 
 
 class SiteArming(BaseModel):
@@ -51,6 +80,32 @@ class SiteArming(BaseModel):
     next_change: int | None = None
     next_state: ArmingMode | None = None
     schedule_key: str = ""  # which schedule next_change was computed from
+    zone: str = DEFAULT_ZONE
+    bypassed: tuple[Bypass, ...] = ()
+    disarm_request: DisarmRequest | None = None
+
+    def bypass_of(self, device: str, sensor: str, at: int) -> Bypass | None:
+        """The bypass that covers this sensor at `at`, if any."""
+        for b in self.bypassed:
+            if (b.device, b.sensor) == (device, sensor) and b.since <= at < b.until:
+                return b
+        return None
+
+    def zone_wire(self, config: SiteAlerts) -> ZoneArming:
+        own = config.zone_config(self.zone)
+        return ZoneArming(
+            zone=self.zone,
+            state=self.state,
+            since=self.since,
+            by=self.by,
+            how=self.how,
+            until=self.until,
+            two_person=own.two_person if own is not None else False,
+            disarm_request=self.disarm_request,
+            members=tuple(own.members) if own is not None else (),
+            next_change=self.next_change,
+            next_state=self.next_state,
+        )
 
     def wire(self) -> ArmingState:
         """The retained payload on jaga/v1/<site>/arming."""
@@ -80,6 +135,19 @@ class Arm:
 class Disarm:
     by: str
     how: ArmingHow
+    account: str | None = None  # who authenticated (login or certificate name); None: by
+
+
+@dataclass(frozen=True, slots=True)
+class BypassSensor:
+    """Keep one sensor of the zone from alarming until `until` (or the zone's next disarm)."""
+
+    device: str
+    sensor: str
+    by: str
+    how: ArmingHow
+    until: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +164,7 @@ class Tick:
     """Time passed: delays, the schedule and re-arming are due."""
 
 
-ArmingInput = Arm | Disarm | EntryOpened | Tick
+ArmingInput = Arm | Disarm | BypassSensor | EntryOpened | Tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +186,18 @@ class Step:
     publish: bool = False  # the retained arming state changed (state, delays or next change)
 
 
-def schedule_of(config: SiteAlerts) -> WeeklySchedule:
-    return WeeklySchedule.of(config.schedule, config.timezone)
+def schedule_of(config: SiteAlerts, zone: str = DEFAULT_ZONE) -> WeeklySchedule:
+    return WeeklySchedule.of(config.zone_schedule(zone), config.timezone)
 
 
-def initial(site: str, config: SiteAlerts, now: int) -> Step:
-    """First state of a site the collector has not seen: what the schedule says, no delay."""
-    sched = schedule_of(config)
+def two_person(config: SiteAlerts, zone: str) -> bool:
+    own = config.zone_config(zone)
+    return own is not None and own.two_person
+
+
+def initial(site: str, config: SiteAlerts, now: int, zone: str = DEFAULT_ZONE) -> Step:
+    """First state of a zone the collector has not seen: what the schedule says, no delay."""
+    sched = schedule_of(config, zone)
     on = sched.is_on(now)
     state = SiteArming(
         site=site,
@@ -135,6 +208,7 @@ def initial(site: str, config: SiteAlerts, now: int) -> Step:
         exit_delay_s=config.exit_delay_s,
         entry_delay_s=config.entry_delay_s,
         schedule_seen=now,
+        zone=zone,
     )
     state = _with_next(state, sched, now)
     reason = "schedule says armed" if on else "no scheduled armed period now"
@@ -142,8 +216,10 @@ def initial(site: str, config: SiteAlerts, now: int) -> Step:
 
 
 def step(state: SiteArming, config: SiteAlerts, inp: ArmingInput, now: int) -> Step:
-    """Advance time to now (delays, schedule edges), then apply the input."""
-    sched = schedule_of(config)
+    """Advance time to now (delays, schedule edges, bypass and request deadlines), then apply
+    the input; ArmingRefused when the input may not be done (one person twice on a two-person
+    zone)."""
+    sched = schedule_of(config, state.zone)
     before = state
     audits: list[ArmingAudit] = []
     expired: EntryExpired | None = None
@@ -159,12 +235,9 @@ def step(state: SiteArming, config: SiteAlerts, inp: ArmingInput, now: int) -> S
             state = state.model_copy(update={"rearm_at": None})
     elif isinstance(inp, Disarm):
         if state.state is not ArmingMode.DISARMED:
-            reason = "disarmed by hand"
-            if state.state is ArmingMode.PENDING:
-                reason = f"disarmed in the entry delay of {state.entry_device}/{state.entry_sensor}"
-            state = _to(state, ArmingMode.DISARMED, now, inp.by, inp.how, audits, reason)
-            if config.rearm_after_min is not None and sched.is_on(now):
-                state = state.model_copy(update={"rearm_at": now + config.rearm_after_min * 60 * S})
+            state = _disarm(state, config, sched, inp, now, audits)
+    elif isinstance(inp, BypassSensor):
+        state = _bypass(state, inp, now, audits)
     elif isinstance(inp, EntryOpened) and state.state is ArmingMode.ARMED:
         if config.entry_delay_s == 0:
             expired = EntryExpired(state.site, inp.device, inp.sensor, inp.at, inp.at)
@@ -183,6 +256,105 @@ def step(state: SiteArming, config: SiteAlerts, inp: ArmingInput, now: int) -> S
     state = _with_next(state, sched, now)
     publish = bool(audits) or _published(state) != _published(before)
     return Step(state, tuple(audits), expired, publish)
+
+
+def _disarm(
+    state: SiteArming,
+    config: SiteAlerts,
+    sched: WeeklySchedule,
+    inp: Disarm,
+    now: int,
+    audits: list[ArmingAudit],
+) -> SiteArming:
+    """A disarm by hand; on a two-person zone, the first of two asks and the second does it."""
+    first: str | None = None
+    if two_person(config, state.zone) and inp.how is not ArmingHow.SCHEDULE:
+        account = inp.account or inp.by
+        request = state.disarm_request
+        if request is None:
+            until = now + TWO_PERSON_S * S
+            asked = DisarmRequest(by=inp.by, account=account, at=now, until=until)
+            state = state.model_copy(update={"disarm_request": asked})
+            reason = (
+                f"first of two asked to disarm; a second operator must ask within {TWO_PERSON_S} s"
+            )
+            audits.append(
+                _note(state, AuditKind.DISARM_REQUEST, inp.by, inp.how, now, reason, until=until)
+            )
+            return state
+        if request.account == account:
+            raise ArmingRefused(
+                f"{inp.by} already asked to disarm zone {state.zone} of {state.site}: "
+                "a second, different operator must ask (two-person zone)"
+            )
+        first = request.by
+    reason = "disarmed by hand" if first is None else f"two-person disarm, first asked by {first}"
+    if state.state is ArmingMode.PENDING:
+        reason += f" in the entry delay of {state.entry_device}/{state.entry_sensor}"
+    state = _to(state, ArmingMode.DISARMED, now, inp.by, inp.how, audits, reason, with_by=first)
+    if config.rearm_after_min is not None and sched.is_on(now):
+        state = state.model_copy(update={"rearm_at": now + config.rearm_after_min * 60 * S})
+    return state
+
+
+def _bypass(
+    state: SiteArming, inp: BypassSensor, now: int, audits: list[ArmingAudit]
+) -> SiteArming:
+    """Bypass a sensor (again: the new deadline and reason replace the old)."""
+    if inp.until <= now:
+        raise ArmingRefused("a bypass must last a while: give a duration above zero")
+    kept = tuple(b for b in state.bypassed if (b.device, b.sensor) != (inp.device, inp.sensor))
+    new = Bypass(
+        device=inp.device,
+        sensor=inp.sensor,
+        zone=state.zone,
+        by=inp.by,
+        reason=inp.reason[:200],
+        since=now,
+        until=inp.until,
+    )
+    state = state.model_copy(update={"bypassed": (*kept, new)})
+    audits.append(
+        _note(
+            state,
+            AuditKind.BYPASS,
+            inp.by,
+            inp.how,
+            now,
+            inp.reason,
+            until=inp.until,
+            device=inp.device,
+            sensor=inp.sensor,
+        )
+    )
+    return state
+
+
+def _note(
+    state: SiteArming,
+    kind: AuditKind,
+    by: str,
+    how: ArmingHow,
+    at: int,
+    reason: str,
+    **fields: object,
+) -> ArmingAudit:
+    """An audit record of an operation that left the zone's state as it was."""
+    return ArmingAudit.model_validate(
+        {
+            "site": state.site,
+            "at": at,
+            "from_state": state.state,
+            "to_state": state.state,
+            "by": by,
+            "how": how,
+            "reason": reason[:200],
+            "zone": state.zone,
+            "kind": kind,
+            **fields,
+        },
+        strict=False,
+    )
 
 
 def _advance(
@@ -207,25 +379,48 @@ def _advance(
             continue
         if timer is None:
             break
-        state, fired = _fire_timer(state, config, sched, audits)
+        state, fired = _fire_timer(state, config, sched, audits, timer)
         expired = fired or expired
     return state.model_copy(update={"schedule_seen": max(state.schedule_seen, now)}), expired
 
 
 def _due_timer(state: SiteArming, now: int) -> int | None:
+    """The earliest timer due by now: a delay, a re-arm, a bypass's or a request's deadline."""
+    due: list[int] = []
     if state.state in (ArmingMode.ARMING, ArmingMode.PENDING):
-        if state.until is not None and state.until <= now:
-            return state.until
-    elif state.rearm_at is not None and state.rearm_at <= now:
-        return state.rearm_at
-    return None
+        if state.until is not None:
+            due.append(state.until)
+    elif state.rearm_at is not None:
+        due.append(state.rearm_at)
+    due.extend(b.until for b in state.bypassed)
+    if state.disarm_request is not None:
+        due.append(state.disarm_request.until)
+    found = min((t for t in due if t <= now), default=None)
+    return found
 
 
 def _fire_timer(
-    state: SiteArming, config: SiteAlerts, sched: WeeklySchedule, audits: list[ArmingAudit]
+    state: SiteArming,
+    config: SiteAlerts,
+    sched: WeeklySchedule,
+    audits: list[ArmingAudit],
+    at: int,
 ) -> tuple[SiteArming, EntryExpired | None]:
-    at = state.until if state.state in (ArmingMode.ARMING, ArmingMode.PENDING) else state.rearm_at
-    assert at is not None
+    for b in state.bypassed:
+        if b.until == at:
+            state = state.model_copy(
+                update={"bypassed": tuple(x for x in state.bypassed if x is not b)}
+            )
+            audits.append(_bypass_end(state, b, at, "bypass ran out"))
+            return state, None
+    request = state.disarm_request
+    if request is not None and request.until == at:
+        state = state.model_copy(update={"disarm_request": None})
+        reason = f"nobody else asked to disarm within {TWO_PERSON_S} s of {request.by}"
+        audits.append(
+            _note(state, AuditKind.DISARM_REQUEST_END, request.by, ArmingHow.TIMER, at, reason)
+        )
+        return state, None
     state = state.model_copy(update={"schedule_seen": max(state.schedule_seen, at)})
     if state.state is ArmingMode.ARMING:
         return _to(
@@ -295,6 +490,7 @@ def _to(
     *,
     until: int | None = None,
     entry: tuple[str, str, int] | None = None,
+    with_by: str | None = None,
 ) -> SiteArming:
     new = state.model_copy(
         update={
@@ -309,11 +505,23 @@ def _to(
             "rearm_at": None,
         }
     )
-    audits.append(_audit(state, new, reason))
+    audits.append(_audit(state, new, reason, with_by))
+    if mode is ArmingMode.DISARMED:  # a disarm ends the zone's bypasses and request
+        for b in new.bypassed:
+            audits.append(_bypass_end(new, b, at, f"the zone was disarmed by {by}"))
+        new = new.model_copy(update={"bypassed": (), "disarm_request": None})
     return new
 
 
-def _audit(before: SiteArming | None, after: SiteArming, reason: str) -> ArmingAudit:
+def _bypass_end(state: SiteArming, b: Bypass, at: int, reason: str) -> ArmingAudit:
+    how = ArmingHow.TIMER if at == b.until else state.how
+    by = b.by if at == b.until else state.by
+    return _note(state, AuditKind.BYPASS_END, by, how, at, reason, device=b.device, sensor=b.sensor)
+
+
+def _audit(
+    before: SiteArming | None, after: SiteArming, reason: str, with_by: str | None = None
+) -> ArmingAudit:
     return ArmingAudit(
         site=after.site,
         at=after.since,
@@ -322,6 +530,8 @@ def _audit(before: SiteArming | None, after: SiteArming, reason: str) -> ArmingA
         by=after.by,
         how=after.how,
         reason=reason[:200],
+        zone=after.zone,
+        with_by=with_by,
     )
 
 
@@ -355,7 +565,26 @@ def _published(state: SiteArming) -> tuple[object, ...]:
         state.entry_sensor,
         state.next_change,
         state.next_state,
+        state.bypassed,
+        state.disarm_request,
     )
+
+
+_GUARD_ORDER = (ArmingMode.DISARMED, ArmingMode.ARMING, ArmingMode.PENDING, ArmingMode.ARMED)
+
+
+def site_wire(site: str, panels: Sequence[SiteArming], config: SiteAlerts) -> ArmingState:
+    """The retained message of a site: its zones, its bypasses, and at the top level the
+    default zone when it is the only one, else the most guarding zone."""
+    if not panels:
+        raise ValueError(f"site {site} has no zone panel")
+    top = panels[0]
+    if len(panels) > 1:
+        top = max(panels, key=lambda p: _GUARD_ORDER.index(p.state))
+    wire = top.wire()
+    bypassed = tuple(b for p in panels for b in p.bypassed)
+    zones = tuple(p.zone_wire(config) for p in panels)
+    return wire.model_copy(update={"zones": zones, "bypassed": bypassed})
 
 
 @functools.lru_cache(maxsize=256)
@@ -365,7 +594,7 @@ def _key(sched: WeeklySchedule) -> str:
 
 
 def state_at(history: Sequence[ArmingAudit], at: int) -> ArmingMode | None:
-    """The arming state at a past moment, from audit records in time order."""
+    """The arming state at a past moment, from one zone's audit records in time order."""
     mode: ArmingMode | None = None
     for record in history:
         if record.at > at:
@@ -376,4 +605,7 @@ def state_at(history: Sequence[ArmingAudit], at: int) -> ArmingMode | None:
 
 def disarmed_between(history: Sequence[ArmingAudit], after: int, upto: int) -> bool:
     """Whether someone disarmed in (after, upto]: an entry delay honoured after the fact."""
-    return any(after < r.at <= upto and r.to_state is ArmingMode.DISARMED for r in history)
+    return any(
+        after < r.at <= upto and r.to_state is ArmingMode.DISARMED and r.from_state != r.to_state
+        for r in history
+    )

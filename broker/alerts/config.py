@@ -16,8 +16,8 @@ from pydantic import Field, field_validator, model_validator
 from broker.i18n import DEFAULT as DEFAULT_LANGUAGE
 from broker.i18n import Language
 from kernel.config import Strict
-from protocol.alerting import Severity
-from protocol.ids import DeviceId, SensorName, SiteId
+from protocol.alerting import DEFAULT_ZONE, Severity, ZoneName
+from protocol.ids import DeviceId, InvalidIdentifier, SensorName, SiteId, check_id
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -102,12 +102,86 @@ class PostConfig(Strict):
     )
 
 
+class ZoneConfig(Strict):
+    """Doors and PIRs armed and disarmed together (`perimeter`, `ruang-surat-suara`)."""
+
+    name: ZoneName = Field(description="lowercase letters, digits, '-', e.g. perimeter")
+    members: Annotated[
+        list[str],
+        Field(
+            min_length=1,
+            description='its sensors: "device/sensor", or "device" for every sensor of a unit',
+        ),
+    ]
+    two_person: bool = Field(
+        default=False,
+        description="disarmed only when two different operators ask within 60 s",
+    )
+    schedule: list[Window] | None = Field(
+        default=None, description="when the zone arms itself; absent = the site's schedule"
+    )
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, value: list[str]) -> list[str]:
+        for member in value:
+            try:
+                for part in member.split("/", 1):
+                    check_id(part, "member", allow_reserved=True)
+            except InvalidIdentifier:
+                raise ValueError(
+                    f"member {member!r} is not a unit or a sensor: write "
+                    '"gudang-01/pintu" (one sensor) or "gudang-01" (all its sensors)'
+                ) from None
+        return value
+
+    def holds(self, device: str, sensor: str) -> int:
+        """2: it names this sensor; 1: it names the whole unit; 0: neither."""
+        if f"{device}/{sensor}" in self.members:
+            return 2
+        return 1 if device in self.members else 0
+
+
+class PersonConfig(Strict):
+    """PINs of one person who disarms (by login name or operator certificate name)."""
+
+    pin_hash: str | None = Field(
+        default=None,
+        description="argon2 hash of their disarm PIN (`jaga-collector web hash-password`); "
+        "when set, their disarms need it",
+    )
+    duress_pin_hash: str | None = Field(
+        default=None,
+        description="argon2 hash of their duress PIN: it disarms as usual and silently "
+        "raises a duress alert to the routes marked duress = true",
+    )
+
+    @model_validator(mode="after")
+    def _argon2(self) -> PersonConfig:
+        for name in ("pin_hash", "duress_pin_hash"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith("$argon2"):
+                raise ValueError(
+                    f"{name} must be an argon2 hash (make one with "
+                    "`jaga-collector web hash-password`), never the PIN itself"
+                )
+        if self.pin_hash is not None and self.pin_hash == self.duress_pin_hash:
+            raise ValueError("pin_hash and duress_pin_hash are the same hash")
+        return self
+
+
 class Thresholds(Strict):
     """Limits of the supervision and health rules."""
 
     offline_after_beats: int = Field(default=3, ge=2, le=20, description="missed heartbeats")
     heartbeat_s: int = Field(
-        default=10, ge=1, le=3600, description="assumed interval until a heartbeat says"
+        default=60, ge=1, le=3600, description="assumed interval until a heartbeat says"
+    )
+    will_grace_s: int = Field(
+        default=4,
+        ge=0,
+        le=600,
+        description="after a unit's last will, seconds it has to come back before it is offline",
     )
     held_open_s: float = Field(default=120.0, gt=0, description="door open this long: warning")
     camera_fault_s: int = Field(default=60, ge=0, description="camera fault not recovered in")
@@ -143,6 +217,13 @@ class SiteAlerts(Strict):
     doors: list[DoorConfig] = Field(default_factory=list)
     posts: list[PostConfig] = Field(default_factory=list)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    zones: list[ZoneConfig] = Field(
+        default_factory=list,
+        description='zones armed on their own; sensors no zone lists are in zone "default"',
+    )
+    bypass_max_min: int = Field(
+        default=12 * 60, ge=1, le=7 * 24 * 60, description="longest bypass an operator may set"
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -165,6 +246,10 @@ class SiteAlerts(Strict):
                 if key in seen:
                     raise ValueError(f"{what}: {item.device}/{item.sensor} is listed twice")
                 seen.add(key)
+        names = [z.name for z in self.zones]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"zones: {name} is listed twice")
         return self
 
     @property
@@ -187,6 +272,26 @@ class SiteAlerts(Strict):
                 return post
         return None
 
+    def zone_names(self) -> list[str]:
+        """Every zone of the site: "default" first, then the configured ones in order."""
+        return [DEFAULT_ZONE] + [z.name for z in self.zones if z.name != DEFAULT_ZONE]
+
+    def zone_config(self, name: str) -> ZoneConfig | None:
+        return next((z for z in self.zones if z.name == name), None)
+
+    def zone_of(self, device: str, sensor: str) -> str:
+        """The zone a sensor belongs to: a zone naming the sensor wins over one naming its unit."""
+        best, found = 0, DEFAULT_ZONE
+        for zone in self.zones:
+            held = zone.holds(device, sensor)
+            if held > best:
+                best, found = held, zone.name
+        return found
+
+    def zone_schedule(self, name: str) -> list[Window]:
+        own = self.zone_config(name)
+        return own.schedule if own is not None and own.schedule is not None else self.schedule
+
 
 class Route(Strict):
     """Where notifications of some sites and severities go (apprise URLs)."""
@@ -199,6 +304,11 @@ class Route(Strict):
     language: Language = Field(
         default=DEFAULT_LANGUAGE,
         description='what its messages are written in: "id" (Bahasa Indonesia) or "en" (English)',
+    )
+    duress: bool = Field(
+        default=False,
+        description="also gets duress alerts (a disarm with a duress PIN); routes without it "
+        "never do",
     )
 
     @field_validator("urls")
@@ -247,6 +357,10 @@ class AlertsConfig(Strict):
         description="after a restart, silence is judged only from the restart plus this",
     )
     keep_days: int = Field(default=30, ge=1, description="closed alerts and audit kept locally")
+    people: dict[str, PersonConfig] = Field(
+        default_factory=dict,
+        description="disarm and duress PINs by login name (web) or operator certificate name",
+    )
     registry_dir: Path | None = Field(
         default=None,
         description="the provisioning registry: the site CA and which operator may command "

@@ -22,19 +22,20 @@ from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter, ValidationError
 
-from broker.alerts import arming, lifecycle, sensor_rules, unit_rules
+from broker.alerts import arming, lifecycle, people, sensor_rules, unit_rules
 from broker.alerts.arming import Tick
 from broker.alerts.changes import Changes
-from broker.alerts.config import AlertsConfig
+from broker.alerts.config import AlertsConfig, SiteAlerts
 from broker.alerts.engine_state import EngineState
 from broker.alerts.lifecycle import AlertClosed, AlertError, Change, ChangeKind, UnknownAlert
-from broker.alerts.rules import AlertKey, Clear, Rule
+from broker.alerts.rules import SILENT, AlertKey, Clear, Raise, Rule, time_params
 from broker.alerts.store import AlertStore, Writes
 from broker.alerts.transaction import Batch, Transaction
 from broker.alerts.unit_rules import GapChange, GapLike, GapWatch, IntegrityLike
 from broker.alerts.watches import FED_BY, GAP, HEALTH, UNIT, WATCHED, WatchKey, WatchKind
+from broker.i18n import N_
 from kernel.units import HOUR, S
-from protocol.alerting import Alert, ArmingHow, ArmingState, OperatorName
+from protocol.alerting import DEFAULT_ZONE, Alert, ArmingHow, ArmingState, OperatorName
 from protocol.ids import InvalidIdentifier, check_id
 from protocol.models import Event, Heartbeat, Kind, Status
 
@@ -65,9 +66,21 @@ class AlertEngine:
         self.gate = gate or _gate_of(config, store)
         self.store = store
         self.watching_since = now + config.resume_grace_s * S
+        self.blind = False  # no broker: no unit is judged offline (link_lost, link_back)
         self._last_prune = 0
         self._batch: Batch | None = None
         self.state = self._load()
+
+    def link_lost(self) -> None:
+        """The collector lost the broker (a broker restart publishes every unit's will as it
+        goes): it hears no unit now, so no unit's silence or will is judged until link_back."""
+        self.blind = True
+
+    def link_back(self, now: int) -> None:
+        """The collector has the broker again: silence and wills count from now plus the
+        resume grace (the units reconnect too), never from earlier than before."""
+        self.blind = False
+        self.watching_since = max(self.watching_since, now + self.config.resume_grace_s * S)
 
     def _owns(self, site: str) -> bool:
         return self.sites is None or site in self.sites
@@ -106,14 +119,15 @@ class AlertEngine:
             return Changes()  # delivered again after a crash: already counted
         txn = self._begin(now)
         config = self.config.site(site)
-        panel = txn.panel(site)
+        zone = config.zone_of(device, sensor) if event.kind in _ZONED else DEFAULT_ZONE
+        panel = txn.panel(site, zone)
         if event.kind is Kind.DOOR:
-            history = self.state.history(site, now)
+            history = self.state.history(site, zone, now)
             step, signals = sensor_rules.forced_door(panel, config, history, event, now)
-            txn.apply(site, step)
+            txn.apply(step)
             txn.signals(signals)
         elif event.kind is Kind.MOTION:
-            history = self.state.history(site, now)
+            history = self.state.history(site, zone, now)
             txn.signals(sensor_rules.intrusion(panel, history, event, config.zone, now))
         elif event.kind in (Kind.TAMPER, Kind.CAMERA):
             txn.signals(sensor_rules.tamper(event, config.zone, now))
@@ -165,11 +179,11 @@ class AlertEngine:
         """Time passed: delays, schedules, held doors, silent units, gaps, patrols, cameras."""
         txn = self._begin(now)
         owned = {s for s in self.config.sites if self._owns(s)}
-        for site in sorted(owned | set(self.state.panels())):
-            txn.panel(site)
+        for site in sorted(owned | {site for site, _ in self.state.panels()}):
+            txn.panels(site)
         tick = Tick()
         for key, _ in self.state.watches():
-            if WATCHED[key.kind].ticks:
+            if WATCHED[key.kind].ticks and not (self.blind and key.kind is WatchKind.UNIT):
                 txn.step(WATCHED[key.kind], key, tick)
         for watched in WATCHED.values():
             for key in watched.configured(self.config) if watched.configured else ():
@@ -182,13 +196,74 @@ class AlertEngine:
 
     # operators -------------------------------------------------------------------------------
 
-    def arm(self, site: str, by: str, how: ArmingHow | str, now: int) -> Changes:
-        """Arm a site by hand (exit delay first); arming an armed site changes nothing."""
-        return self._manual(site, by, how, now, arm=True)
+    def arm(
+        self, site: str, by: str, how: ArmingHow | str, now: int, *, zone: str | None = None
+    ) -> Changes:
+        """Arm a zone by hand (exit delay first), or every zone of the site (zone None);
+        arming an armed zone changes nothing."""
+        return self._manual(site, by, how, now, zone=zone, arm=True)
 
-    def disarm(self, site: str, by: str, how: ArmingHow | str, now: int) -> Changes:
-        """Disarm a site by hand; it holds until the next scheduled transition."""
-        return self._manual(site, by, how, now, arm=False)
+    def disarm(
+        self,
+        site: str,
+        by: str,
+        how: ArmingHow | str,
+        now: int,
+        *,
+        zone: str | None = None,
+        code: str | None = None,
+        account: str | None = None,
+    ) -> Changes:
+        """Disarm a zone by hand, or every zone of the site (zone None); it holds until the
+        next scheduled transition.
+
+        code: the person's PIN; their duress PIN disarms as usual and raises a silent duress
+        alert. account: the login or certificate name the person authenticated as (PINs and
+        two-person zones go by it; default `by`). A two-person zone's first request only
+        waits for a second person; one person twice is refused (AlertError), as is a wrong
+        code."""
+        name = _operator(by)
+        who = _operator(account or by)
+        duress = people.judge(self.config.people, who, code) is people.CodeKind.DURESS
+        return self._manual(site, name, how, now, zone=zone, arm=False, account=who, duress=duress)
+
+    def bypass(
+        self,
+        site: str,
+        device: str,
+        sensor: str,
+        by: str,
+        how: ArmingHow | str,
+        now: int,
+        *,
+        for_s: float,
+        reason: str,
+    ) -> Changes:
+        """Keep one sensor from raising forced-door or intrusion for for_s seconds (at most the
+        site's bypass_max_min) or until its zone is disarmed; its events are still stored."""
+        try:
+            check_id(site, "site")
+            check_id(device, "device")
+            check_id(sensor, "sensor", allow_reserved=True)
+        except InvalidIdentifier as exc:
+            raise AlertError(str(exc)) from None
+        config = self.config.site(site)
+        if not reason.strip():
+            raise AlertError("a bypass needs a reason (what is broken, who fixes it)")
+        if not 0 < for_s <= config.bypass_max_min * 60:
+            raise AlertError(
+                f"a bypass lasts more than 0 and at most {config.bypass_max_min} min at {site} "
+                "(bypass_max_min)"
+            )
+        mode = _how(how)
+        name = _operator(by)
+        zone = config.zone_of(device, sensor)
+        txn = self._begin(now)
+        panel = txn.panel(site, zone)
+        until = now + int(for_s * S)
+        action = arming.BypassSensor(device, sensor, name, mode, until, reason.strip())
+        txn.apply(arming.step(panel, config, action, now))
+        return self._commit(txn)
 
     def ack(self, alert_id: str, by: str, now: int) -> Changes:
         """An operator acknowledges an open alert; again changes nothing."""
@@ -211,16 +286,31 @@ class AlertEngine:
     ) -> Changes:
         """An operator's signed command from jaga/v1/<site>/cmd/<name> (SiteCommand in a
         SignedCommand envelope); the gate refuses unsigned, stale, replayed, retained ones."""
-        if name not in ("arm", "disarm", "ack", "resolve"):
-            raise AlertError(f"unknown command {name!r}: use arm, disarm, ack or resolve")
+        if name not in ("arm", "disarm", "ack", "resolve", "bypass"):
+            raise AlertError(f"unknown command {name!r}: use arm, disarm, bypass, ack or resolve")
         if self.gate is None:
             raise AlertError(
                 f"{name} for {site} refused: this collector cannot check operators' signatures "
                 "(no registry_dir in collector.toml)"
             )
         cmd = self.gate.open(site, name, payload, now, retained=retained)
-        if name in ("arm", "disarm"):
-            return self._manual(site, cmd.operator, cmd.how, now, arm=name == "arm")
+        if name == "arm":
+            return self.arm(site, cmd.operator, cmd.how, now, zone=cmd.zone)
+        if name == "disarm":
+            return self.disarm(site, cmd.operator, cmd.how, now, zone=cmd.zone, code=cmd.code)
+        if name == "bypass":
+            if cmd.device is None or cmd.sensor is None or cmd.for_s is None:
+                raise AlertError("bypass needs device, sensor and for_s")
+            return self.bypass(
+                site,
+                cmd.device,
+                cmd.sensor,
+                cmd.operator,
+                cmd.how,
+                now,
+                for_s=cmd.for_s,
+                reason=cmd.reason or "",
+            )
         if cmd.alert_id is None:
             raise AlertError(f"{name} needs alert_id")
         alert = self.alert(cmd.alert_id)
@@ -241,8 +331,14 @@ class AlertEngine:
         return found[1] if found else None
 
     def arming_state(self, site: str) -> ArmingState | None:
-        state = self.state.panel(site)
-        return state.wire() if state is not None else None
+        """The site's retained message as it stands (None: the engine has not seen the site)."""
+        return self._site_wire(site)
+
+    def _site_wire(self, site: str) -> ArmingState | None:
+        config = self.config.site(site)
+        panels = [self.state.panel(site, z) for z in config.zone_names()]
+        known = [p for p in panels if p is not None]
+        return arming.site_wire(site, known, config) if known else None
 
     def pending(self) -> list[Changes]:
         """Changes decided but not confirmed as published (a crash came in between)."""
@@ -267,12 +363,17 @@ class AlertEngine:
         Only `messages()` of it are meant to be used: it has no points and no notifications.
         """
         kinds = {True: ChangeKind.ACKNOWLEDGED, False: ChangeKind.RAISED}
-        alerts = [Change(alert=a, kind=kinds[a.acked_at is not None]) for a in self.open_alerts()]
+        alerts = [
+            Change(alert=a, kind=kinds[a.acked_at is not None])
+            for a in self.open_alerts()
+            if not _silent(a)
+        ]
         for alert in self.store.alerts(since=now - closed_within_s * S, limit=100_000):
-            if not alert.state.is_open:
+            if not alert.state.is_open and not _silent(alert):
                 kind = ChangeKind.RESOLVED if alert.closed_by else ChangeKind.CLEARED
                 alerts.append(Change(alert=alert, kind=kind))
-        states = [s.wire() for _, s in sorted(self.state.panels().items())]
+        sites = sorted({site for site, _ in self.state.panels()})
+        states = [w for w in map(self._site_wire, sites) if w is not None]
         return Changes(alerts=alerts, arming=states)
 
     def sync_gaps(self, gaps: Iterable[GapLike], site_of: Mapping[str, str], now: int) -> Changes:
@@ -308,19 +409,38 @@ class AlertEngine:
 
     # helpers ---------------------------------------------------------------------------------
 
-    def _manual(self, site: str, by: str, how: ArmingHow | str, now: int, *, arm: bool) -> Changes:
+    def _manual(
+        self,
+        site: str,
+        by: str,
+        how: ArmingHow | str,
+        now: int,
+        *,
+        zone: str | None,
+        arm: bool,
+        account: str | None = None,
+        duress: bool = False,
+    ) -> Changes:
+        """Arm or disarm zones in one transaction (with the silent duress alert, if any)."""
         try:
             check_id(site, "site")
-            mode = ArmingHow(how)
-        except (InvalidIdentifier, ValueError) as exc:
+        except InvalidIdentifier as exc:
             raise AlertError(str(exc)) from None
-        if mode in (ArmingHow.SENSOR, ArmingHow.STARTUP):
-            raise AlertError(f"how must be schedule, cli or mqtt, not {mode.value}")
+        mode = _how(how)
         name = _operator(by)
+        config = self.config.site(site)
+        zones = config.zone_names() if zone is None else [zone]
+        if zone is not None and zone not in config.zone_names():
+            known = ", ".join(config.zone_names())
+            raise AlertError(f"site {site} has no zone {zone!r} (its zones: {known})")
         txn = self._begin(now)
-        panel = txn.panel(site)
-        action: arming.ArmingInput = arming.Arm(name, mode) if arm else arming.Disarm(name, mode)
-        txn.apply(site, arming.step(panel, self.config.site(site), action, now))
+        action: arming.ArmingInput = (
+            arming.Arm(name, mode) if arm else arming.Disarm(name, mode, account)
+        )
+        for z in zones:
+            txn.apply(arming.step(txn.panel(site, z), config, action, now))
+        if duress:
+            txn.signals([_duress(site, zone, name, config, now)])
         return self._commit(txn)
 
     def _find_open(self, alert_id: str) -> tuple[AlertKey, Alert]:
@@ -336,7 +456,7 @@ class AlertEngine:
         return Transaction(self.state, self.config, now, self.watching_since)
 
     def _commit(self, txn: Transaction) -> Changes:
-        changes = txn.changes
+        changes = txn.finish()
         if self._batch is not None:
             self._batch.add(txn)
             return changes
@@ -372,6 +492,34 @@ def _gate_of(config: AlertsConfig, store: AlertStore) -> SiteCommandGate | None:
     from broker.site_commands import SiteCommandGate
 
     return SiteCommandGate.at(config.registry_dir, store.path.parent)
+
+
+_ZONED = (Kind.DOOR, Kind.MOTION)
+"""The events judged against their zone's panel (other kinds alarm whatever the arming)."""
+
+
+def _silent(alert: Alert) -> bool:
+    return alert.rule in {r.value for r in SILENT}
+
+
+def _how(how: ArmingHow | str) -> ArmingHow:
+    try:
+        mode = ArmingHow(how)
+    except ValueError as exc:
+        raise AlertError(str(exc)) from None
+    if mode in (ArmingHow.SENSOR, ArmingHow.STARTUP, ArmingHow.TIMER):
+        raise AlertError(f"how must be schedule, cli, mqtt or web, not {mode.value}")
+    return mode
+
+
+def _duress(site: str, zone: str | None, by: str, config: SiteAlerts, now: int) -> Raise:
+    """The silent alert of a disarm with a duress PIN: only the routes marked duress hear it."""
+    where = f"{site}/{zone}" if zone else site
+    key = AlertKey(Rule.DURESS, site, zone or DEFAULT_ZONE)
+    params = time_params(config.zone, disarmed=now) | {"where": where, "by": by}
+    title = N_("Duress: {by} disarmed {where} under duress")
+    detail = N_("disarmed at {disarmed_at} with the duress PIN of {by}; act as if armed")
+    return Raise.said(key, title, detail, params, now, latched=True)
 
 
 def _operator(by: str) -> str:

@@ -1,6 +1,6 @@
 """What the alert engine knows between calls: its store's content, mirrored in memory.
 
-Open alerts by key, arming by site, rule state by watch key, the highest seq applied per
+Open alerts by key, arming by (site, zone), rule state by watch key, the highest seq applied per
 unit, and the arming history of the sites judged lately. A transaction changes it as it
 stages its writes; when a commit fails, the engine throws it away and loads it again, so
 memory never runs ahead of the disk.
@@ -18,7 +18,7 @@ from broker.alerts.arming import SiteArming
 from broker.alerts.rules import AlertKey
 from broker.alerts.store import AlertStore
 from broker.alerts.watches import WATCHED, WatchKey
-from protocol.alerting import Alert, ArmingAudit
+from protocol.alerting import DEFAULT_ZONE, Alert, ArmingAudit, AuditKind
 
 W = TypeVar("W", bound=BaseModel)
 
@@ -33,8 +33,8 @@ class EngineState:
         self._keep_ns = keep_ns
         self._applied_hi = store.applied_high_water()
         self._open = {AlertKey.parse(key): alert for key, alert in store.open_alerts()}
-        self._arming = {site: s for site, s in store.arming().items() if owns(site)}
-        self._history: dict[str, list[ArmingAudit]] = {}
+        self._arming = {(s.site, s.zone): s for s in store.arming().values() if owns(s.site)}
+        self._history: dict[tuple[str, str], list[ArmingAudit]] = {}
         self._watches: dict[WatchKey, BaseModel] = {}
         for name, body in store.watches().items():
             try:
@@ -66,28 +66,33 @@ class EngineState:
 
     # arming ----------------------------------------------------------------------------------
 
-    def panel(self, site: str) -> SiteArming | None:
-        return self._arming.get(site)
+    def panel(self, site: str, zone: str = DEFAULT_ZONE) -> SiteArming | None:
+        return self._arming.get((site, zone))
 
-    def panels(self) -> dict[str, SiteArming]:
+    def panels(self) -> dict[tuple[str, str], SiteArming]:
+        """Every zone's panel by (site, zone)."""
         return dict(self._arming)
 
-    def keep_panel(self, site: str, state: SiteArming) -> None:
-        self._arming[site] = state
+    def keep_panel(self, state: SiteArming) -> None:
+        self._arming[(state.site, state.zone)] = state
 
-    def history(self, site: str, now: int) -> list[ArmingAudit]:
-        """Arming history of a site over keep_days, for events that arrive late."""
-        history = self._history.get(site)
+    def history(self, site: str, zone: str, now: int) -> list[ArmingAudit]:
+        """A zone's changes of arming state over keep_days, for events that arrive late."""
+        history = self._history.get((site, zone))
         if history is None:
             since = now - self._keep_ns
-            older = self._store.last_audit_before(site, since)
-            history = ([older] if older else []) + self._store.audits(site, since)
-            self._history[site] = history
+            older = self._store.last_audit_before(site, since, zone)
+            history = ([older] if older else []) + [
+                a for a in self._store.audits(site, since) if _changes_state(a, zone)
+            ]
+            self._history[(site, zone)] = history
         return history
 
     def remember(self, audit: ArmingAudit) -> None:
-        """Add a record made in this call (not yet on disk) to the site's history."""
-        history = self.history(audit.site, audit.at)
+        """Add a record made in this call (not yet on disk) to its zone's history."""
+        if not _changes_state(audit, audit.zone):
+            return
+        history = self.history(audit.site, audit.zone, audit.at)
         bisect.insort(history, audit, key=lambda a: a.at)
 
     # rule state ------------------------------------------------------------------------------
@@ -113,3 +118,8 @@ class EngineState:
         """An event of the unit was committed as applied."""
         unit = (site, device)
         self._applied_hi[unit] = max(seq, self._applied_hi.get(unit, seq))
+
+
+def _changes_state(audit: ArmingAudit, zone: str) -> bool:
+    """A record of this zone's arming state (not of a bypass or a request)."""
+    return audit.zone == zone and audit.kind is AuditKind.ARMING

@@ -44,6 +44,7 @@ class Rule(StrEnum):
     CAMERA_FAULT = "camera-fault"
     UNIT_HEALTH = "unit-health"
     EVIDENCE_REFUSED = "evidence-refused"
+    DURESS = "duress"
 
 
 SEVERITY: dict[Rule, Severity] = {
@@ -57,7 +58,12 @@ SEVERITY: dict[Rule, Severity] = {
     Rule.CAMERA_FAULT: Severity.WARNING,
     Rule.UNIT_HEALTH: Severity.WARNING,
     Rule.EVIDENCE_REFUSED: Severity.CRITICAL,
+    Rule.DURESS: Severity.CRITICAL,
 }
+
+SILENT = frozenset({Rule.DURESS})
+"""Rules whose alerts only notify the routes marked for them: never published on MQTT, never
+on the post's page, never in InfluxDB (whoever forced the disarm may be watching those)."""
 
 
 @dataclass(frozen=True, slots=True)

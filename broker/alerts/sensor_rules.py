@@ -35,7 +35,8 @@ def forced_door(
     event: Event,
     now: int,
 ) -> tuple[arming.Step, list[Signal]]:
-    """A door opens while the site guards: at once, or after the entry delay for entry doors.
+    """A door opens while its zone guards: at once, or after the entry delay for entry doors
+    (never while the door is bypassed).
 
     While `pending`, other entry doors follow the first one; non-entry doors alarm at once.
     An event that happened before the current arming state began (it arrived late, or in
@@ -46,6 +47,8 @@ def forced_door(
     if event.kind is not Kind.DOOR or event.state != "open":
         return unchanged, []
     at = event_time(event, now)
+    if panel.bypass_of(event.device, event.sensor, at) is not None:
+        return unchanged, []  # bypassed: stored and shown, but no alarm
     door = config.door(event.device, event.sensor)
     key = AlertKey(Rule.FORCED_DOOR, event.site, event.device, event.sensor)
     zone = config.zone
@@ -155,6 +158,8 @@ def intrusion(
     if event.kind is not Kind.MOTION or event.state != "motion":
         return []
     at = event_time(event, now)
+    if panel.bypass_of(event.device, event.sensor, at) is not None:
+        return []
     mode = state_at(history, at) if at < panel.since else panel.state
     if mode is not ArmingMode.ARMED:
         return []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from broker.alerts.arming import SiteArming
 from kernel.sqlite import open_db
-from protocol.alerting import Alert, ArmingAudit
+from protocol.alerting import DEFAULT_ZONE, Alert, ArmingAudit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert (
@@ -53,13 +53,18 @@ CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
 """
 
 
+def arming_key(site: str, zone: str) -> str:
+    """A zone panel's row: the site's id for the default zone (as before zones), else site/zone."""
+    return site if zone == DEFAULT_ZONE else f"{site}/{zone}"
+
+
 @dataclass
 class Writes:
     """What one engine call changes; committed at once."""
 
     alerts: dict[str, tuple[str, Alert]] = field(default_factory=dict)  # id -> (key, alert)
     watches: dict[str, str | None] = field(default_factory=dict)  # name -> json, None deletes
-    arming: dict[str, SiteArming] = field(default_factory=dict)
+    arming: dict[str, SiteArming] = field(default_factory=dict)  # arming_key -> panel
     audits: list[ArmingAudit] = field(default_factory=list)
     applied: list[tuple[str, str, int, int]] = field(default_factory=list)
     outbox: str | None = None
@@ -109,8 +114,9 @@ class AlertStore:
         return dict(self._db.execute("SELECT name, body FROM watch").fetchall())
 
     def arming(self) -> dict[str, SiteArming]:
+        """Every zone's panel by its key (`arming_key`)."""
         rows = self._db.execute("SELECT site, body FROM arming").fetchall()
-        return {site: SiteArming.model_validate_json(body) for site, body in rows}
+        return {key: SiteArming.model_validate_json(body) for key, body in rows}
 
     def audits(self, site: str | None = None, since: int = 0) -> list[ArmingAudit]:
         query = "SELECT body FROM audit WHERE at >= ?"
@@ -121,10 +127,14 @@ class AlertStore:
         rows = self._db.execute(query + " ORDER BY at, id", args)
         return [ArmingAudit.model_validate_json(body) for (body,) in rows]
 
-    def last_audit_before(self, site: str, at: int) -> ArmingAudit | None:
+    def last_audit_before(self, site: str, at: int, zone: str = DEFAULT_ZONE) -> ArmingAudit | None:
+        """The zone's last change of arming state before `at` (operations left out)."""
         row = self._db.execute(
-            "SELECT body FROM audit WHERE site = ? AND at < ? ORDER BY at DESC, id DESC LIMIT 1",
-            (site, at),
+            "SELECT body FROM audit WHERE site = ? AND at < ? "
+            "AND coalesce(json_extract(body, '$.zone'), ?) = ? "
+            "AND coalesce(json_extract(body, '$.kind'), 'arming') = 'arming' "
+            "ORDER BY at DESC, id DESC LIMIT 1",
+            (site, at, DEFAULT_ZONE, zone),
         ).fetchone()
         return ArmingAudit.model_validate_json(row[0]) if row else None
 

@@ -17,10 +17,11 @@ from broker.alerts.config import AlertsConfig, SiteAlerts
 from broker.alerts.engine_state import EngineState
 from broker.alerts.lifecycle import Change
 from broker.alerts.notifications import NoteWatch
-from broker.alerts.rules import AlertKey, Clear, Raise, Signal
+from broker.alerts.rules import SILENT, AlertKey, Clear, Raise, Signal
 from broker.alerts.sensor_rules import entry_expired
-from broker.alerts.store import Writes
+from broker.alerts.store import Writes, arming_key
 from broker.alerts.watches import Watched, WatchKey
+from protocol.alerting import DEFAULT_ZONE
 
 W = TypeVar("W", bound=BaseModel)
 In = TypeVar("In")
@@ -38,30 +39,36 @@ class Transaction:
         self.watching_since = watching_since
         self.writes = Writes()
         self.changes = Changes()
+        self._republish: set[str] = set()  # sites whose retained arming state changed
 
     def site(self, site: str) -> SiteAlerts:
         return self.config.site(site)
 
     # arming ----------------------------------------------------------------------------------
 
-    def panel(self, site: str) -> SiteArming:
-        """The site's arming state brought up to now (created on first sight)."""
-        state = self.state.panel(site)
+    def panel(self, site: str, zone: str = DEFAULT_ZONE) -> SiteArming:
+        """A zone's arming state brought up to now (created on first sight)."""
+        state = self.state.panel(site, zone)
         config = self.config.site(site)
         if state is None:
-            self.apply(site, arming.initial(site, config, self.now))
+            self.apply(arming.initial(site, config, self.now, zone))
         else:
-            self.apply(site, arming.step(state, config, Tick(), self.now))
-        panel = self.state.panel(site)
+            self.apply(arming.step(state, config, Tick(), self.now))
+        panel = self.state.panel(site, zone)
         assert panel is not None
         return panel
 
-    def apply(self, site: str, step: Step) -> None:
-        self.state.keep_panel(site, step.state)
+    def panels(self, site: str) -> list[SiteArming]:
+        """Every configured zone of the site, brought up to now."""
+        return [self.panel(site, zone) for zone in self.config.site(site).zone_names()]
+
+    def apply(self, step: Step) -> None:
+        site = step.state.site
+        self.state.keep_panel(step.state)
         if step.publish or step.audits or step.expired:
-            self.writes.arming[site] = step.state
+            self.writes.arming[arming_key(site, step.state.zone)] = step.state
         if step.publish:
-            self.changes.arming.append(step.state.wire())
+            self._republish.add(site)
         for audit in step.audits:
             self.writes.audits.append(audit)
             self.changes.audits.append(audit)
@@ -70,6 +77,19 @@ class Transaction:
         if step.expired is not None:
             zone = self.config.site(site).zone
             self.signals([entry_expired(step.expired, zone, self.now)])
+
+    def finish(self) -> Changes:
+        """The call's changes, with the retained arming message of each site that changed."""
+        while self._republish:
+            sites = sorted(self._republish)
+            self._republish.clear()
+            for site in sites:
+                config = self.config.site(site)
+                panels = [
+                    self.state.panel(site, z) or self.panel(site, z) for z in config.zone_names()
+                ]
+                self.changes.arming.append(arming.site_wire(site, panels, config))
+        return self.changes
 
     # alerts ----------------------------------------------------------------------------------
 
@@ -87,8 +107,9 @@ class Transaction:
         alert = change.alert
         self.state.keep_alert(key, alert)
         self.writes.alerts[alert.id] = (key.text, alert)
-        self.changes.alerts.append(change)
-        self.changes.points.append(alert_point(change))
+        if key.rule not in SILENT:  # a silent alert only notifies (its routes)
+            self.changes.alerts.append(change)
+            self.changes.points.append(alert_point(change))
         note_key = WatchKey.note(key)
         before = self.state.watch(note_key, NoteWatch)
         zone = self.config.site(alert.site).zone
