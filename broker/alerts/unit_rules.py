@@ -23,16 +23,17 @@ class UnitWatch(Watch):
     will_at: int | None = None  # a last will not yet followed by a heartbeat or a birth
 
 
-WILL_GRACE_BEATS = 1
-"""Heartbeat intervals a unit has to come back after its last will before it is offline.
-
-Mosquitto publishes the will of every connected unit when it shuts down (a restart,
-SIGTERM), and a network blip drops connections that paho makes again a second later: such
-a unit publishes its birth within seconds. A unit still unheard one interval after its
-will has missed a heartbeat as well, which confirms the will. One interval keeps the will
-path inside the `offline_after_beats` (>= 2) intervals of the silence path, which keeps
-running meanwhile: an outage is raised within those intervals either way.
-"""
+# The grace after a last will is `Thresholds.will_grace_s` (default 4 s):
+#
+# The will is how a silent loss is reported within 20 s: the broker publishes it 1.5
+# keepalives (8 s by default: 12 s) after the last packet it had from the unit, and a unit
+# still unheard `will_grace_s` later is offline. The grace is for a connection that breaks
+# and is made again at once (paho reconnects a second later and publishes its birth).
+# A broker restart publishes every connected unit's will too; the collector loses the broker
+# at the same time, and while it has no link it judges no unit (the engine's watching_since
+# runs from its reconnection plus `resume_grace_s`: broker.alerts.engine.AlertEngine.link_back),
+# so a restart pages nobody. The silence path (`offline_after_beats` heartbeat intervals)
+# keeps running as the backstop for a unit whose connection lives on but says nothing.
 
 
 def unit_offline(
@@ -44,10 +45,11 @@ def unit_offline(
     watching_since: int,
 ) -> tuple[UnitWatch, list[Signal]]:
     """No heartbeat for N intervals, or an LWT `offline` not followed by a heartbeat or a birth
-    within WILL_GRACE_BEATS intervals (both counted from watching_since at least).
+    within `limits.will_grace_s` (both counted from watching_since at least).
 
-    The will itself raises nothing: a broker restart publishes the will of every unit, and
-    they are back a second later. A tick after the grace raises.
+    The will itself raises nothing: a connection made again at once is back within the grace
+    (and a broker restart's wills fall while the collector is blind: see above). A tick after
+    the grace raises.
     """
     if isinstance(item, Heartbeat):
         after = UnitWatch(interval_s=item.interval_s, last_beat=now)
@@ -67,7 +69,7 @@ def unit_offline(
     params = {"where": key.where}
     if watch.will_at is not None:
         params["gone_for"] = str(now - watch.will_at)
-        if now - max(watch.will_at, watching_since) >= WILL_GRACE_BEATS * watch.interval_s * S:
+        if now - max(watch.will_at, watching_since) >= limits.will_grace_s * S:
             detail = N_(
                 "the broker lost the unit's connection (last will) {gone_for} ago; "
                 "no heartbeat or birth since"
