@@ -67,11 +67,13 @@ def main() -> int:
         root, heartbeat_s=5, alerts=demo_alerts(sink.url), web=demo_web(web_port, password)
     )
     stack.checkpoint_s = CHECKPOINT_S  # signed checkpoints within the demo's minute
+    stack.enrol = True  # each unit makes its key and enrols with its bundle's one-time token
     stop_follow = threading.Event()
     watch: SiteWatch | None = None
     try:
         print(f"demo: provisioning site {stack.site} in {stack.registry} with jaga-provision")
         stack.provision()
+        _enrol(stack)
         print(
             f"demo: starting Mosquitto (mutual TLS on 127.0.0.1:{stack.broker_port}), "
             "InfluxDB, the collector"
@@ -115,6 +117,19 @@ def main() -> int:
             watch.stop()
         stack.stop_all()
         sink.stop()
+
+
+def _enrol(stack: Stack) -> None:
+    """The units enrol as on a real site: `jaga-agent enroll --token-file` with the token of
+    their bundle against the running enrolment endpoint; then every file outside the unit
+    folders (registry, bundles, server folders) is searched for a unit's private key."""
+    server = stack.start_enrolment()
+    print(f"demo: enrolment endpoint {server.url}; each unit makes its key and enrols")
+    stack.enrol_units()
+    enrolled, leaked = stack.enrolment_check()
+    print(
+        f"enrolment: {enrolled} units enrolled with one-time tokens, {leaked} keys left their units"
+    )
 
 
 def demo_web(port: int, password: str) -> dict[str, object]:

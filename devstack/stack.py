@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -16,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from devstack.enrolment import EnrolServerProcess, keys_outside_units, token_enrolments
 from devstack.forwarder import V2WriteForwarder
 from devstack.influx import InfluxDB
 from devstack.mosquitto import Mosquitto
@@ -155,6 +159,12 @@ class Stack:
     checkpoint_s: int | None = None
     """The units' signed checkpoint period (agent.toml `checkpoint_s`); None: the bundle's
     own (the agent's default, 300 s)."""
+    enrol: bool = False
+    """True: as on a real site, each unit's bundle carries a one-time token and the unit
+    makes its own key and enrols with `jaga-agent enroll --token-file` against a running
+    enrolment endpoint (start_enrolment, enrol_units). False (tests): keys made centrally by
+    `device add --generate-key`, which is faster."""
+    enrol_server: EnrolServerProcess | None = None
 
     @property
     def registry(self) -> Path:
@@ -162,6 +172,9 @@ class Stack:
 
     def unit_dir(self, device: str) -> Path:
         return self.root / "units" / device
+
+    def bundle_path(self, device: str) -> Path:
+        return self.root / "bundles" / f"jaga-{self.site}-{device}.tar.gz"
 
     # provisioning --------------------------------------------------------------------
 
@@ -190,6 +203,8 @@ class Stack:
             str(self.broker_port),
         )
         for unit in self.units:
+            # enrol: the bundle for the SD card, with its one-time token; else the bench key.
+            how = ("--bundle", self.bundle_path(unit.device)) if self.enrol else ("--generate-key",)
             jaga(
                 "jaga-provision",
                 *reg,
@@ -200,7 +215,7 @@ class Stack:
                 *unit.wiring,
                 "--pin-factory",
                 "mock",
-                "--generate-key",
+                *how,
             )
         jaga("jaga-provision", *reg, "identity", "add", "collector", "main")
         # One certificate, one connection (the broker binds the client id to it): the operator
@@ -257,6 +272,11 @@ class Stack:
         src = self.registry / "devices" / self.site / device
         dst = self.unit_dir(device)
         dst.mkdir(parents=True, exist_ok=True)
+        if self.enrol and self.bundle_path(device).exists():
+            with tarfile.open(self.bundle_path(device)) as tar:
+                tar.extractall(dst, members=[
+                    m for m in tar.getmembers() if m.name in ("ca.crt", "enrol.token")
+                ], filter="data")  # fmt: skip
         config = tomllib.loads((src / "agent.toml").read_text())
         config["data_dir"] = str(dst / "data")
         config["heartbeat_s"] = self.heartbeat_s
@@ -272,7 +292,60 @@ class Stack:
             "cert": str(src / "device.crt"),
             "key": str(src / "device.key"),
         }
+        if self.enrol:  # the key is made on the unit, the certificate comes to it
+            config["broker"]["tls"] = {
+                "ca": str(dst / "ca.crt"),
+                "cert": str(dst / "device.crt"),
+                "key": str(dst / "device.key"),
+            }
         (dst / "agent.toml").write_text(tomli_w.dumps(config))
+
+    # enrolment (enrol=True) ------------------------------------------------------------
+
+    def start_enrolment(self) -> EnrolServerProcess:
+        """The site's enrolment endpoint on loopback, with the broker's certificate."""
+        self.enrol_server = EnrolServerProcess(
+            self.registry, free_port(), self.root / "enrol" / "enrol-server.log", BIN
+        )
+        self.enrol_server.start(timeout=30)
+        return self.enrol_server
+
+    def enrol_units(self) -> dict[str, float]:
+        """Each unit runs `jaga-agent enroll --token-file` with its bundle's token, as the
+        install script does; the spent token file goes. Seconds each took, by unit."""
+        assert self.enrol_server is not None
+        took = {}
+        for unit in self.units:
+            folder = self.unit_dir(unit.device)
+            token = folder / "enrol.token"
+            started = time.monotonic()
+            jaga("jaga-agent", "enroll", "--config", folder / "agent.toml", "--token-file",
+                 token, "--server", self.enrol_server.url)  # fmt: skip
+            took[unit.device] = time.monotonic() - started
+            token.unlink()
+        return took
+
+    def enrolment_check(self) -> tuple[int, int]:
+        """(units enrolled by one-time token whose key is on the unit and whose registry
+        certificate is for that key, unit keys found anywhere outside the unit folders)."""
+        by_token = token_enrolments(self.registry)
+        enrolled = 0
+        for unit in self.units:
+            key_path = self.unit_dir(unit.device) / "device.key"
+            kept = self.registry / "devices" / self.site / unit.device / "device.crt"
+            if not key_path.exists() or not kept.exists():
+                continue
+            key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+            cert = x509.load_pem_x509_certificate(kept.read_bytes())
+            if (self.site, unit.device) in by_token and cert.public_key() == key.public_key():
+                enrolled += 1
+        have_keys = [
+            self.unit_dir(u.device)
+            for u in self.units
+            if (self.unit_dir(u.device) / "device.key").exists()
+        ]
+        check = keys_outside_units(self.root, have_keys, self.registry)
+        return enrolled, len(check.found_elsewhere)
 
     def collector_config(self, client_id: str = "jaga-collector-1", identity: str = "main") -> Path:
         """collector.toml with the identity's certificate (the broker takes the client id from
@@ -385,6 +458,9 @@ class Stack:
 
     def start_all(self, seconds: float = 0) -> None:
         self.provision()
+        if self.enrol:
+            self.start_enrolment()
+            self.enrol_units()
         self.start_broker()
         self.start_influx()
         self.start_collector()
@@ -394,7 +470,7 @@ class Stack:
     def stop_all(self) -> None:
         for agent in self.agents.values():
             agent.stop()
-        for part in (self.witness, self.collector, self.mosquitto, self.influx):
+        for part in (self.witness, self.collector, self.enrol_server, self.mosquitto, self.influx):
             if part is not None:
                 part.stop()
         if self.forwarder is not None:
