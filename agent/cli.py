@@ -65,8 +65,14 @@ def _run(
     drain_s: float = 5.0,
 ) -> None:
     from agent.app import Agent
+    from agent.est_client import finish_install
     from service.units import supervise_agent
 
+    if cfg.broker.tls is not None:  # a renewal a power cut interrupted: finish it first
+        try:
+            finish_install(cfg.broker.tls.key, cfg.broker.tls.cert)
+        except OSError as exc:
+            raise _fail(f"cannot finish the interrupted renewal: {exc}") from None
     try:
         agent = Agent(cfg, factory)
     except (IdentityError, PinFactoryError) as exc:

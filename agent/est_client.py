@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
-from kernel.files import Durability, atomic_write
+from kernel.files import Durability, atomic_write, fsync_dir
 
 ORGANIZATION = "Jaga"
 DEFAULT_PORT = 8443
@@ -46,6 +46,8 @@ class EstUnavailable(Exception):
 class NewCertificate:
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()
+    """The issuing CA between the unit and the root (empty when the root signed it)."""
 
 
 def endpoint(broker_host: str, server: str | None) -> str:
@@ -78,13 +80,15 @@ def request_certificate(
     if token:
         headers["Authorization"] = f"Bearer {token.strip()}"
     answer = _post(f"{base_url}/.well-known/est/{site}/{op}", body, headers, ca, client)
-    cert = _check_answer(answer, key, subject, ca)
-    return NewCertificate(key, cert)
+    cert, chain = _check_answer(answer, key, subject, ca)
+    return NewCertificate(key, cert, chain)
 
 
 def install(new: NewCertificate, key_path: Path, cert_path: Path) -> None:
-    """Write key (0600) and certificate; both land as .new first, so a power cut between the
-    two renames is finished by finish_install() instead of leaving a key without its cert."""
+    """Write key (0600) and certificate (leaf + issuing CA: the chain Mosquitto is shown); both
+    land as .new first, fsynced with their folder, then are renamed key first: a power cut
+    anywhere is finished by finish_install() (run again at every agent start and renewal)
+    instead of leaving a key without its certificate."""
     key_pem = new.key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -93,21 +97,43 @@ def install(new: NewCertificate, key_path: Path, cert_path: Path) -> None:
     key_path.parent.mkdir(parents=True, exist_ok=True)
     durable = Durability.FSYNC_FILE_AND_DIR
     atomic_write(_pending(key_path), key_pem, durability=durable, mode=0o600)
-    cert_pem = new.cert.public_bytes(serialization.Encoding.PEM)
+    cert_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (new.cert, *new.chain))
     atomic_write(_pending(cert_path), cert_pem, durability=durable, mode=0o644)
     finish_install(key_path, cert_path)
 
 
 def finish_install(key_path: Path, cert_path: Path) -> bool:
-    """Complete an install a power cut interrupted; True when something was moved."""
+    """Complete an install a power cut interrupted; True when something was moved.
+
+    The pending certificate is installed only with the key it certifies (the pending key, or
+    the key already moved in before the cut); anything else pending is a leftover and goes."""
     key_new, cert_new = _pending(key_path), _pending(cert_path)
     if not cert_new.exists():
         key_new.unlink(missing_ok=True)  # the certificate never arrived: keep the old pair
         return False
+    key_for_cert = key_new if key_new.exists() else key_path
+    if not _pair(key_for_cert, cert_new):
+        cert_new.unlink(missing_ok=True)
+        key_new.unlink(missing_ok=True)
+        fsync_dir(cert_path.parent)
+        return False
     if key_new.exists():
         key_new.replace(key_path)
+        fsync_dir(key_path.parent)
     cert_new.replace(cert_path)
+    fsync_dir(cert_path.parent)
     return True
+
+
+def _pair(key_path: Path, cert_path: Path) -> bool:
+    """True when the certificate file's first certificate is for the key in key_path."""
+    try:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError, TypeError):
+        return False
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
 
 
 def _pending(path: Path) -> Path:
@@ -151,8 +177,9 @@ def _post(
 
 def _check_answer(
     body: bytes, key: ec.EllipticCurvePrivateKey, subject: x509.Name, ca_path: Path
-) -> x509.Certificate:
-    """The answer's certificate must be for our key and subject, signed by our CA."""
+) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    """The answer's certificate must be for our key and subject, signed by our root CA, or by
+    an issuing CA the answer carries that our root signed; returns it and that issuing CA."""
     try:
         found = pkcs7.load_der_pkcs7_certificates(
             base64.b64decode(b"".join(body.split()), validate=True)
@@ -170,10 +197,24 @@ def _check_answer(
         raise EstError("the endpoint certified another key than ours")
     if cert.subject != subject:
         raise EstError(f"the endpoint certified {cert.subject.rfc4514_string()!r}, not this unit")
+    if cert.issuer == ca.subject:
+        chain: tuple[x509.Certificate, ...] = ()
+        signer = ca
+    else:
+        issuing = next((c for c in found if c.subject == cert.issuer and c != cert), None)
+        if issuing is None:
+            raise EstError("the answer lacks the issuing CA that signed the certificate")
+        try:
+            issuing.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise EstError(
+                f"the issuing CA is not signed by the site CA in {ca_path}: {exc}"
+            ) from None
+        chain, signer = (issuing,), issuing
     try:
-        cert.verify_directly_issued_by(ca)
+        cert.verify_directly_issued_by(signer)
     except (ValueError, TypeError, InvalidSignature) as exc:
         raise EstError(
             f"the certificate is not signed by the site CA in {ca_path}: {exc}"
         ) from None
-    return cert
+    return cert, chain

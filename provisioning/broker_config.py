@@ -95,7 +95,6 @@ def write_broker_config(registry: Registry, options: BrokerOptions) -> BrokerFil
     out.mkdir(parents=True, exist_ok=True)
     copies = {
         "ca.crt": registry.ca_cert_path,
-        "crl.pem": registry.crl_path,
         "server.crt": registry.broker_dir / "server.crt",
         "server.key": registry.broker_dir / "server.key",
     }
@@ -104,6 +103,7 @@ def write_broker_config(registry: Registry, options: BrokerOptions) -> BrokerFil
         if source.resolve() != target.resolve():
             mode = PRIVATE_MODE if name.endswith(".key") else 0o644
             replace(target, source.read_bytes(), mode=mode)
+    replace(out / "crl.pem", broker_crls(registry))
     try:
         settings = MosquittoSettings(
             tls=TlsFiles(
@@ -136,6 +136,20 @@ def write_broker_config(registry: Registry, options: BrokerOptions) -> BrokerFil
     return BrokerFiles(
         out, out / "mosquitto.conf", out / "acl", out / "dynsec.json", who, made, tuple(warnings)
     )
+
+
+def broker_crls(registry: Registry) -> bytes:
+    """The broker's crlfile: the root's CRL, then the CRL of every unrevoked issuing CA.
+
+    Mosquitto 2.0.11 checks only the leaf against a CRL (X509_V_FLAG_CRL_CHECK) and refuses a
+    client whose issuer has no CRL in the file (measured, see /work/coord/CA_API.md): leaving a
+    revoked issuing CA's CRL out is what refuses every unit it signed."""
+    parts = [registry.crl_path.read_bytes()]
+    for generation in registry.issuing_generations():
+        path = registry.issuing_dir(generation) / "crl.pem"
+        if not registry.issuing_revoked(generation) and path.exists():
+            parts.append(path.read_bytes())
+    return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts)
 
 
 def _site_hosts(registry: Registry) -> list[str]:

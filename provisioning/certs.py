@@ -113,8 +113,11 @@ def single_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def make_ca(key: PrivateKey, name: str, validity: Validity, serial: int) -> x509.Certificate:
-    """Self-signed site CA that may sign leaf certificates and CRLs only (pathlen 0)."""
+def make_ca(
+    key: PrivateKey, name: str, validity: Validity, serial: int, *, path_length: int = 1
+) -> x509.Certificate:
+    """Self-signed site root CA; path length 1 leaves room for one issuing CA below it (roots
+    made before #19 have 0: they sign units themselves and can have no issuing CA)."""
     subject = ca_name(name)
     public = key.public_key()
     return (
@@ -125,11 +128,48 @@ def make_ca(key: PrivateKey, name: str, validity: Validity, serial: int) -> x509
         .serial_number(serial)
         .not_valid_before(validity.not_before)
         .not_valid_after(validity.not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
+
+
+def make_issuing(
+    *,
+    public_key: PublicKey,
+    name: str,
+    root_cert: x509.Certificate,
+    root_key: PrivateKey,
+    serial: int,
+    validity: Validity,
+) -> x509.Certificate:
+    """The issuing CA, signed by the root: signs unit certificates and its CRL (path length 0)."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(ca_name(name))
+        .issuer_name(root_cert.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(validity.not_before)
+        .not_valid_after(validity.not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(_ec_public(root_cert)),
+            critical=False,
+        )
+        .sign(root_key, hashes.SHA256())
+    )
+
+
+def path_length(cert: x509.Certificate) -> int | None:
+    """The CA certificate's path length constraint (None: unlimited or not a CA)."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+    except x509.ExtensionNotFound:
+        return None
 
 
 def issue_client(

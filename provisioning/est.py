@@ -17,14 +17,24 @@ as TLS client certificate instead of a token. The answer is application/pkcs7-mi
 (a PKCS#7 SET: the client finds its own by its key). GET /.well-known/est/cacerts gives the
 CA certificate the same way.
 
-Which CA signs: the site CA (ca/ca.key in the registry the server holds). The two-level CA of
-issue #19 (an issuing CA on the server under an offline root, path length 0) is not built yet;
-the authority only calls CertificateAuthority.issue_device, so it moves to the issuing CA
-without changing the wire.
+Which CA signs: the issuing CA (ca/issuing/<gen>/ca.key on the server; the root stays on the
+technician's laptop), or the root in a registry that has no issuing CA (made before #19). The
+answer carries the leaf, the issuing CA and the root: the unit keeps leaf + issuing CA as its
+certificate file, the chain it presents to Mosquitto (whose cafile is the root alone).
 
-Renewal rules: the client certificate must be the unit's current one (the newest of its
-lineage: device.toml's cert_serial), not revoked, of an unrevoked unit, and the CSR must ask
-for the same subject with a new key. Every refusal is recorded in enrolment/log.jsonl.
+Renewal rules (the lineage of a unit is every certificate issued to it):
+- the unit is not revoked: a revoked lineage never renews, whichever of its certificates, old
+  or new, authenticates the request (revocation revokes them all);
+- the client certificate is one the registry issued (same bytes as certs/<serial>.crt), not
+  revoked, from an issuing CA that is not revoked;
+- it is the newest of its lineage (device.toml's cert_serial), or its direct predecessor
+  within RETRY_WINDOW of the newest being issued for it (the answer to a renewal was lost: the
+  unit still holds the older pair and asks again; the newer certificate never reached it);
+- it has not expired, or it expired less than the grace period ago (the unit was cut off
+  through an outage) and it is the newest of its lineage: an expired older one never renews;
+- the CSR asks for the same unit with a key never certified for it before.
+TLS checks the chain to the root but not the time (X509_V_FLAG_NO_CHECK_TIME): expiry and
+grace are judged here. Every renewal, enrolment and refusal is recorded in enrolment/log.jsonl.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ import base64
 import binascii
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs7
@@ -44,9 +54,13 @@ from provisioning.ca import DEFAULT_CERT_DAYS, CertificateAuthority
 from provisioning.enrolment import read_csr
 from provisioning.errors import ProvisioningError
 from provisioning.registry import Registry
-from provisioning.tokens import TokenRefused, claim_token, record_event
+from provisioning.tokens import TokenRefused, check_token, record_event, spend_token
 
 CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
+DEFAULT_GRACE_DAYS = 30
+"""A unit whose certificate expired during an outage may still renew this long after."""
+RETRY_WINDOW = timedelta(hours=24)
+"""How long the predecessor of the newest certificate may ask again (a lost answer)."""
 
 
 class EstRefused(ProvisioningError):
@@ -84,13 +98,24 @@ def encode_csr(csr: x509.CertificateSigningRequest) -> bytes:
 class EnrolmentAuthority:
     """Answers enrolment and renewal requests; one lock serialises the CA's counters."""
 
-    def __init__(self, registry: Registry, *, days: int = DEFAULT_CERT_DAYS) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        days: int = DEFAULT_CERT_DAYS,
+        grace_days: int = DEFAULT_GRACE_DAYS,
+    ) -> None:
         self.registry = registry
         self.days = days
+        self.grace = timedelta(days=grace_days)
         self._lock = threading.Lock()
 
     def cacerts(self) -> bytes:
-        return encode_certs([self.registry.ca_certificate()])
+        """The root and the issuing CA that signs units now (if any)."""
+        found = [self.registry.ca_certificate()]
+        generation = self.registry.current_issuing()
+        issuing = self.registry.issuing_certificate(generation) if generation else None
+        return encode_certs(found + ([issuing] if issuing is not None else []))
 
     def simpleenroll(
         self, label: str, token: str | None, body: bytes, *, now: datetime | None = None
@@ -99,7 +124,7 @@ class EnrolmentAuthority:
         with self._lock:
             try:
                 return self._enroll(label, token, body, now)
-            except TokenRefused as exc:  # recorded by claim_token
+            except TokenRefused as exc:  # recorded by check_token
                 raise EstRefused(403, str(exc)) from None
             except EstRefused as exc:
                 self._refused("enrol-refused", label, exc)
@@ -118,15 +143,21 @@ class EnrolmentAuthority:
         now: datetime | None = None,
     ) -> Enrolled:
         """Certify a new key for the unit whose current certificate authenticated the request."""
+        device = (
+            certs.single_attribute(client_cert.subject, NameOID.COMMON_NAME)
+            if client_cert is not None
+            else None
+        )
+        serial = client_cert.serial_number if client_cert is not None else None
         with self._lock:
             try:
                 return self._reenroll(label, client_cert, body, now)
             except EstRefused as exc:
-                self._refused("renew-refused", label, exc)
+                self._refused("renew-refused", label, exc, device=device, serial=serial)
                 raise
             except ProvisioningError as exc:
                 refused = EstRefused(400, str(exc))
-                self._refused("renew-refused", label, refused)
+                self._refused("renew-refused", label, refused, device=device, serial=serial)
                 raise refused from None
 
     def _enroll(self, label: str, token: str | None, body: bytes, now: datetime | None) -> Enrolled:
@@ -138,15 +169,18 @@ class EnrolmentAuthority:
             raise EstRefused(
                 400, f"the CSR is for site {request.site!r} but was sent to site {label!r}"
             )
-        claim_token(self.registry, token, site=label, device=request.device, now=now)
-        issued = CertificateAuthority(self.registry).issue_device(
-            request.site, request.device, request.public_key, days=self.days, now=now
-        )
+        with self.registry.locked():  # check, issue, spend: one step against every process
+            sha = check_token(self.registry, token, site=label, device=request.device, now=now)
+            issued = CertificateAuthority(self.registry).issue_device(
+                request.site, request.device, request.public_key, days=self.days, now=now,
+                by="token",
+            )  # fmt: skip
+            spend_token(self.registry, request.site, request.device, sha, now=now)
         record_event(
             self.registry, "enrolled", site=request.site, device=request.device,
             serial=issued.cert.serial_number, by="token",
         )  # fmt: skip
-        return self._answer(issued.cert)
+        return self._answer(issued.cert, issued.chain)
 
     def _reenroll(
         self, label: str, client: x509.Certificate | None, body: bytes, now: datetime | None
@@ -159,36 +193,85 @@ class EnrolmentAuthority:
             raise EstRefused(403, "the client certificate is not a unit's")
         if site != label:
             raise EstRefused(403, f"unit of site {site!r} renewing at site {label!r}")
+        when = now or datetime.now(UTC)
+        with self.registry.locked():
+            self._may_renew(site, device, client, when)
+            request = read_csr(_csr_pem(body), self.registry)
+            if (request.site, request.device) != (site, device):
+                raise EstRefused(403, "the CSR asks for another unit than the client certificate")
+            spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            asked = request.public_key.public_bytes(*spki)
+            if any(
+                c.public_key().public_bytes(*spki) == asked
+                for c in self.registry.device_certificates(site, device)
+            ):
+                raise EstRefused(400, "renewal needs a new key; the CSR reuses a certified one")
+            issued = CertificateAuthority(self.registry).issue_device(
+                site, device, request.public_key, days=self.days, now=now,
+                previous=client.serial_number, by="unit",
+            )  # fmt: skip
+        record_event(
+            self.registry, "renewed", site=site, device=device, previous=client.serial_number,
+            serial=issued.cert.serial_number, by="unit",
+            grace=when > client.not_valid_after_utc,
+        )  # fmt: skip
+        return self._answer(issued.cert, issued.chain)
+
+    def _may_renew(self, site: str, device: str, client: x509.Certificate, now: datetime) -> None:
+        """Raise EstRefused unless this certificate may renew its unit now (rules above)."""
         record = self.registry.device(site, device)
         serial = client.serial_number
-        if record.revoked_at is not None or self.registry.is_revoked(serial):
+        if record.revoked_at is not None:
             raise EstRefused(403, f"unit {device!r} of site {site!r} is revoked: it never renews")
-        if record.cert_serial != serial:
+        log = self.registry.ca_log()
+        entry = log.find(serial)
+        stored = self.registry.device_dir(site, device) / "certs" / f"{serial}.crt"
+        if (
+            entry is None
+            or entry.kind != "device"
+            or (entry.site, entry.device) != (site, device)
+            or not stored.is_file()
+            or x509.load_pem_x509_certificate(stored.read_bytes()) != client
+        ):
+            raise EstRefused(403, f"certificate serial {serial} was never issued to {device!r}")
+        if entry.revoked_at is not None:
+            raise EstRefused(403, f"certificate serial {serial} is revoked: it never renews")
+        if entry.issuer is not None and self.registry.issuing_revoked(entry.issuer):
+            raise EstRefused(
+                403,
+                f"certificate serial {serial} comes from a revoked issuing CA: enrol the unit "
+                "again with a new token (jaga-provision device token)",
+            )
+        newest = record.cert_serial
+        latest = log.find(newest) if newest is not None else None
+        retry = (
+            latest is not None
+            and latest.previous == serial
+            and latest.not_before + certs.CLOCK_SKEW + RETRY_WINDOW > now
+        )
+        if serial != newest and not retry:
             raise EstRefused(
                 403,
                 f"certificate serial {serial} is not the newest of unit {device!r} "
-                f"(serial {record.cert_serial}); only the newest renews",
+                f"(serial {newest}); only the newest renews",
             )
-        request = read_csr(_csr_pem(body), self.registry)
-        if (request.site, request.device) != (site, device):
-            raise EstRefused(403, "the CSR asks for another unit than the client certificate")
-        spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        if request.public_key.public_bytes(*spki) == client.public_key().public_bytes(*spki):
-            raise EstRefused(400, "renewal needs a new key; the CSR reuses the current one")
-        issued = CertificateAuthority(self.registry).issue_device(
-            site, device, request.public_key, days=self.days, now=now
-        )
-        record_event(
-            self.registry, "renewed", site=site, device=device, previous=serial,
-            serial=issued.cert.serial_number, by="unit",
-        )  # fmt: skip
-        return self._answer(issued.cert)
+        if now < client.not_valid_before_utc - certs.CLOCK_SKEW:
+            raise EstRefused(403, f"certificate serial {serial} is not valid yet")
+        expired = now > client.not_valid_after_utc
+        if expired and (serial != newest or now > client.not_valid_after_utc + self.grace):
+            raise EstRefused(
+                403,
+                f"certificate serial {serial} expired on {client.not_valid_after_utc:%Y-%m-%d}, "
+                f"beyond the {self.grace.days}-day grace (or not the newest): enrol the unit "
+                "again with a new token",
+            )
 
-    def _answer(self, cert: x509.Certificate) -> Enrolled:
-        return Enrolled(encode_certs([cert, self.registry.ca_certificate()]), cert)
+    def _answer(self, cert: x509.Certificate, chain: tuple[x509.Certificate, ...]) -> Enrolled:
+        return Enrolled(encode_certs([cert, *chain, self.registry.ca_certificate()]), cert)
 
-    def _refused(self, event: str, label: str, exc: EstRefused) -> None:
-        record_event(self.registry, event, site=label, status=exc.status, message=str(exc))
+    def _refused(self, event: str, label: str, exc: EstRefused, **fields: object) -> None:
+        record_event(self.registry, event, site=label, status=exc.status, message=str(exc),
+                     **fields)  # fmt: skip
 
 
 def _csr_pem(body: bytes) -> bytes:

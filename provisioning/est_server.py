@@ -5,7 +5,9 @@ unit by its TLS client certificate, and uvicorn does not hand the verified peer 
 the ASGI app; ssl + http.server does (getpeercert). The server certificate is the broker's
 (broker/server.crt|.key, from the site CA, SANs = the hosts units dial), so a unit checks it
 with the ca.crt its bundle carries. Client certificates are optional at the TLS layer (a unit
-enrolling has none) and checked against the site CA when present.
+enrolling has none) and checked when present against the root (and the issuing CAs, should a
+unit send its leaf alone), without their validity times (X509_V_FLAG_NO_CHECK_TIME): an
+expired certificate may still renew within the grace period, which EnrolmentAuthority judges.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from cryptography import x509
 
 from provisioning.errors import ProvisioningError
-from provisioning.est import CERTS_ONLY, EnrolmentAuthority, EstRefused
+from provisioning.est import CERTS_ONLY, DEFAULT_GRACE_DAYS, EnrolmentAuthority, EstRefused
 from provisioning.registry import Registry
 
 DEFAULT_PORT = 8443
+NO_CHECK_TIME = 0x200000
+"""OpenSSL's X509_V_FLAG_NO_CHECK_TIME (not exported by Python's ssl module)."""
 MAX_BODY = 16 * 1024
 ROUTE = re.compile(r"^/\.well-known/est/(?:(?P<label>[a-z0-9-]{1,48})/)?(?P<op>[a-z]+)$")
 log = logging.getLogger(__name__)
@@ -41,7 +45,12 @@ def server_context(registry: Registry) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
     context.load_verify_locations(cafile=registry.ca_cert_path)
+    for generation in registry.issuing_generations():
+        issuing = registry.issuing_dir(generation) / "ca.crt"
+        if issuing.is_file() and not registry.issuing_revoked(generation):
+            context.load_verify_locations(cafile=issuing)
     context.verify_mode = ssl.CERT_OPTIONAL
+    context.verify_flags |= NO_CHECK_TIME
     return context
 
 
@@ -70,12 +79,16 @@ class EstServer(ThreadingHTTPServer):
 
 
 def make_server(
-    registry: Registry, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, days: int = 365
+    registry: Registry,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    days: int = 365,
+    grace_days: int = DEFAULT_GRACE_DAYS,
 ) -> EstServer:
     """Bind the endpoint (port 0: any free port); serve_forever() runs it."""
-    return EstServer(
-        (host, port), EnrolmentAuthority(registry, days=days), server_context(registry)
-    )
+    authority = EnrolmentAuthority(registry, days=days, grace_days=grace_days)
+    return EstServer((host, port), authority, server_context(registry))
 
 
 def serve_in_thread(server: EstServer) -> threading.Thread:
@@ -147,9 +160,11 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("%s %s", self.address_string(), format % args)
 
 
-def serve(registry: Registry, host: str, port: int, days: int) -> None:
-    """Run the endpoint until interrupted (jaga-provision enrol serve)."""
-    server = make_server(registry, host, port, days=days)
+def serve(
+    registry: Registry, host: str, port: int, days: int, grace_days: int = DEFAULT_GRACE_DAYS
+) -> None:
+    """Run the endpoint until interrupted (jaga-provision enrol-server)."""
+    server = make_server(registry, host, port, days=days, grace_days=grace_days)
     try:
         server.serve_forever()
     finally:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agent.config import PinFactoryName, SensorConfig
 from protocol.ids import DeviceId, SiteId
 
-CertKind = Literal["device", "collector", "operator", "witness", "server"]
+CertKind = Literal["device", "collector", "operator", "witness", "server", "issuing"]
 ServiceRole = Literal["collector", "operator", "witness"]
 
 
@@ -53,6 +53,7 @@ class DeviceRecord(Record):
     key_generated_centrally: bool = False
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    revoked_by: str | None = None
 
 
 class OperatorRecord(Record):
@@ -74,6 +75,12 @@ class IssuedCert(Record):
     name: str | None = None
     revoked_at: datetime | None = None
     reason: str | None = None
+    issuer: int | None = None
+    """Generation of the issuing CA that signed it; None: the root signed it."""
+    previous: int | None = None
+    """The unit's certificate whose renewal asked for this one (its lineage)."""
+    by: str | None = None
+    """Who: a technician's name, "token", "unit" (renewal) or None (older entries)."""
 
 
 class CaLog(Record):
@@ -84,6 +91,8 @@ class CaLog(Record):
     next_serial: int = 1
     crl_number: int = 0
     crl_next_update: datetime | None = None
+    issuing_generation: int = 0
+    """The newest issuing CA generation made (0: none; units are signed by the root)."""
     issued: list[IssuedCert] = Field(default_factory=list)
 
     def find(self, serial: int) -> IssuedCert | None:

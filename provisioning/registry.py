@@ -39,7 +39,12 @@ Serial numbers are decimal integers, counted up by the CA from 1.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,6 +77,30 @@ class Registry:
         self._log_cache: tuple[tuple[tuple[int, int], ...], CaLog] | None = None
         self._log_saved: tuple[int, int] = (-1, -1)
         """(entries in ca/issued.toml, how many of all were revoked) as last read or written."""
+        self._lock = threading.RLock()
+        self._lock_depth = 0
+        self._lock_fd: int | None = None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the CA's file lock (ca/.lock): one issuer at a time across processes (the
+        enrolment server and a technician's CLI), so serials and the log never collide.
+        Re-entrant within this Registry object."""
+        with self._lock:
+            if self._lock_depth == 0:
+                self.ca_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.ca_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._lock_fd = fd
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0 and self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
 
     # paths
     @property
@@ -97,6 +126,41 @@ class Registry:
     @property
     def broker_dir(self) -> Path:
         return self.root / "broker"
+
+    def issuing_dir(self, generation: int) -> Path:
+        """ca/issuing/<generation>/: ca.crt, ca.key (on the server), crl.pem."""
+        return self.ca_dir / "issuing" / str(generation)
+
+    def issuing_certificate(self, generation: int) -> x509.Certificate | None:
+        """The issuing CA certificate of that generation; None when there is none."""
+        path = self.issuing_dir(generation) / "ca.crt"
+        return _load_cert(path) if path.exists() else None
+
+    def issuing_generations(self) -> list[int]:
+        """Every issuing CA generation made, oldest first."""
+        return list(range(1, self.ca_log().issuing_generation + 1))
+
+    def issuing_revoked(self, generation: int) -> bool:
+        """True when the root has revoked that issuing CA generation."""
+        return any(
+            e.kind == "issuing" and e.name == str(generation) and e.revoked_at is not None
+            for e in self.ca_log().issued
+        )
+
+    def current_issuing(self) -> int | None:
+        """The generation that signs units now (the newest); None: none made, the root signs."""
+        generation = self.ca_log().issuing_generation
+        return generation or None
+
+    def unit_chain(self, cert: x509.Certificate) -> list[x509.Certificate]:
+        """The issuing CA certificate a unit presents after its own ([] when the root signed)."""
+        if cert.issuer == self.ca_certificate().subject:
+            return []
+        for generation in reversed(self.issuing_generations()):
+            issuing = self.issuing_certificate(generation)
+            if issuing is not None and issuing.subject == cert.issuer:
+                return [issuing]
+        return []
 
     def site_path(self, site: str) -> Path:
         return self.root / "sites" / f"{check_id(site, 'site')}.toml"

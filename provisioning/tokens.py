@@ -12,6 +12,11 @@ token, never the token::
 
 A token is refused, with the reason said and recorded, when it is malformed or unknown (no such
 unit, or its hash matches no token issued), expired, already used, or shown for another site.
+
+A failure does not burn a token: the enrolment authority checks it (check_token), issues the
+certificate, then spends it (spend_token), all under the registry's file lock, so a request
+that fails before its certificate exists (bad CSR, missing issuing key, full disk) leaves the
+token usable, and two requests with one token can never both win.
 """
 
 from __future__ import annotations
@@ -121,10 +126,25 @@ def claim_token(
     device: str,
     now: datetime | None = None,
 ) -> None:
-    """Spend token for unit device of site, or raise TokenRefused (recorded) saying why."""
+    """Check and spend token at once (for callers that issue nothing in between)."""
+    with registry.locked():
+        sha = check_token(registry, token, site=site, device=device, now=now)
+        spend_token(registry, site, device, sha, now=now)
+
+
+def check_token(
+    registry: Registry,
+    token: str,
+    *,
+    site: str,
+    device: str,
+    now: datetime | None = None,
+) -> str:
+    """The token's hash if it may enrol unit device of site now; else TokenRefused (recorded)
+    saying why. Spends nothing: call spend_token once the certificate exists."""
     now = now or _now()
     try:
-        _claim(registry, token, site=site, device=device, now=now)
+        return _check(registry, token, site=site, device=device, now=now)
     except TokenRefused as refused:
         record_event(
             registry, "enrol-refused", site=site, device=device, reason=refused.reason.value,
@@ -134,7 +154,25 @@ def claim_token(
         raise
 
 
-def _claim(registry: Registry, token: str, *, site: str, device: str, now: datetime) -> None:
+def spend_token(
+    registry: Registry, site: str, device: str, sha256: str, *, now: datetime | None = None
+) -> None:
+    """Mark the token spent for good (O_EXCL marker, fsynced with its folder)."""
+    now = now or _now()
+    used = _used_path(registry, site, device, sha256)
+    used.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(used, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    except FileExistsError:
+        raise TokenRefused(Refusal.REUSED, "this enrolment token was already used") from None
+    with os.fdopen(fd, "w") as out:
+        out.write(now.isoformat() + "\n")
+        out.flush()
+        os.fsync(out.fileno())  # spent for good: a power cut must not make it usable again
+    fsync_dir(used.parent)
+
+
+def _check(registry: Registry, token: str, *, site: str, device: str, now: datetime) -> str:
     parts = token.strip().split(".")
     if len(parts) != 4 or parts[0] != PREFIX or not parts[3]:
         raise TokenRefused(Refusal.MALFORMED, "not a Jaga enrolment token (jet1.<site>.<unit>.…)")
@@ -145,7 +183,7 @@ def _claim(registry: Registry, token: str, *, site: str, device: str, now: datet
     except InvalidIdentifier:
         raise TokenRefused(Refusal.MALFORMED, "the token names no valid site and unit") from None
     kept = _read(registry, t_site, t_device)
-    if kept is None or not hmac.compare_digest(kept.sha256, token_hash(token)):
+    if kept is None or not hmac.compare_digest(kept.sha256, token_hash(token.strip())):
         raise TokenRefused(
             Refusal.UNKNOWN,
             "unknown enrolment token (never issued, or replaced by a newer one): ask for a new "
@@ -167,16 +205,7 @@ def _claim(registry: Registry, token: str, *, site: str, device: str, now: datet
         )
     if registry.device(site, device).revoked_at is not None:
         raise TokenRefused(Refusal.REVOKED, f"unit {device!r} is revoked")
-    used = _used_path(registry, t_site, t_device, kept.sha256)
-    try:
-        fd = os.open(used, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
-    except FileExistsError:
-        raise TokenRefused(Refusal.REUSED, "this enrolment token was already used") from None
-    with os.fdopen(fd, "w") as out:
-        out.write(now.isoformat() + "\n")
-        out.flush()
-        os.fsync(out.fileno())  # spent for good: a power cut must not make it usable again
-    fsync_dir(used.parent)
+    return kept.sha256
 
 
 def record_event(registry: Registry, event: str, **fields: Any) -> None:

@@ -9,7 +9,9 @@ import typer
 from provisioning.ca import (
     DEFAULT_CA_DAYS,
     DEFAULT_CRL_DAYS,
+    DEFAULT_ISSUING_DAYS,
     CertificateAuthority,
+    RevokeReason,
     fingerprint,
 )
 from provisioning.cli.shared import (
@@ -22,6 +24,10 @@ from provisioning.cli.shared import (
 
 ca_app = typer.Typer(help="The site certificate authority (CA) every unit trusts.")
 crl_app = typer.Typer(help="The certificate revocation list the broker checks.")
+issuing_app = typer.Typer(
+    help="The issuing CA: signed by the root (which stays on this laptop), it lives on the "
+    "server and signs unit certificates (token enrolment and renewal)."
+)
 
 
 @ca_app.command("init")
@@ -73,3 +79,54 @@ def crl_refresh(
     log = registry.ca_log()
     say(f"wrote {path} (CRL number {log.crl_number}, valid until {log.crl_next_update:%Y-%m-%d})")
     say("next: jaga-provision broker-config, then systemctl reload mosquitto")
+
+
+@issuing_app.command("create")
+@reports_mistakes
+def issuing_create(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option(help="How long it is valid.")] = DEFAULT_ISSUING_DAYS,
+    dir: DirOption = None,
+) -> None:
+    """Make the issuing CA (ca/issuing/<n>/, path length 0) from the root, with its empty CRL."""
+    registry = open_registry(ctx, dir)
+    issued = CertificateAuthority(registry).create_issuing(days=days)
+    say(f"issuing CA {issued.cert.subject.rfc4514_string()!r} created: {issued.cert_path}")
+    say(f"  valid until {issued.cert.not_valid_after_utc:%Y-%m-%d}")
+    say(f"  key: {issued.key_path} (mode 0600): it goes to the server with the registry copy")
+    say("next: jaga-provision broker-config (the broker's CRL file now holds both CRLs)")
+
+
+@issuing_app.command("renew")
+@reports_mistakes
+def issuing_renew(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option(help="How long it is valid.")] = DEFAULT_ISSUING_DAYS,
+    dir: DirOption = None,
+) -> None:
+    """A new certificate from the root for the same issuing CA key: units need nothing."""
+    registry = open_registry(ctx, dir)
+    issued = CertificateAuthority(registry).renew_issuing(days=days)
+    say(f"issuing CA renewed: serial {issued.cert.serial_number}, valid until "
+        f"{issued.cert.not_valid_after_utc:%Y-%m-%d}")  # fmt: skip
+    say("next: copy ca/issuing/ to the server; units get the new certificate at their renewal")
+
+
+@issuing_app.command("revoke")
+@reports_mistakes
+def issuing_revoke(
+    ctx: typer.Context,
+    reason: Annotated[
+        RevokeReason, typer.Option(help="Why (written into the root's CRL).")
+    ] = RevokeReason.KEY_COMPROMISE,
+    dir: DirOption = None,
+) -> None:
+    """Revoke the issuing CA (its key is stolen): every unit it signed is refused by the broker
+    after broker-config and can no longer renew; they re-enrol with tokens."""
+    registry = open_registry(ctx, dir)
+    generation = CertificateAuthority(registry).revoke_issuing(reason)
+    say(f"issuing CA {generation} revoked; wrote {registry.crl_path}")
+    say(
+        "next: jaga-provision issuing-ca create, broker-config and reload the broker; then a "
+        "token for every unit (jaga-provision device token) to enrol again"
+    )

@@ -10,6 +10,8 @@ import typer
 
 from provisioning.ca import DEFAULT_CERT_DAYS
 from provisioning.cli.shared import DirOption, existing_registry, reports_mistakes, say
+from provisioning.errors import ProvisioningError
+from provisioning.est import DEFAULT_GRACE_DAYS
 from provisioning.est_server import DEFAULT_PORT, serve
 from provisioning.tokens import issue_token
 
@@ -38,10 +40,18 @@ def enrol_server(
     days: Annotated[
         int, typer.Option(help="Validity of the certificates it issues.")
     ] = DEFAULT_CERT_DAYS,
+    grace_days: Annotated[
+        int,
+        typer.Option(
+            help="A unit whose newest certificate expired (an outage) may renew this long after."
+        ),
+    ] = DEFAULT_GRACE_DAYS,
     dir: DirOption = None,
 ) -> None:
     """Serve EST enrolment (one-time tokens) and renewal (current certificate) over HTTPS."""
     registry = existing_registry(ctx, dir)
+    if grace_days < 0:
+        raise ProvisioningError(f"--grace-days must be 0 or more, not {grace_days}")
     typer.echo(f"enrolment endpoint on https://{listen}:{port}/.well-known/est/<site>/", err=True)
     with contextlib.suppress(KeyboardInterrupt):
-        serve(registry, listen, port, days)
+        serve(registry, listen, port, days, grace_days)

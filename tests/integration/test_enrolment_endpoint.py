@@ -30,6 +30,7 @@ WIRING = shlex.split("--door 17:pintu-utama --tamper 22")
 def reg(tmp_path: Path) -> Registry:
     root = tmp_path / "reg"
     provision(root, "ca", "init", "--name", "Jaga CA Enrol")
+    provision(root, "issuing-ca", "create")
     for site in ("gudang-1", "gudang-2"):
         provision(root, "site", "add", site, "--name", site, "--timezone", "Asia/Jakarta",
            "--broker-host", "127.0.0.1")  # fmt: skip
@@ -128,22 +129,43 @@ def enrolled(tmp_path: Path, reg: Registry, server: EstServer) -> UnitTls:
     )  # fmt: skip
 
 
-def test_a_unit_renews_with_a_new_key(tmp_path: Path, reg: Registry, server: EstServer) -> None:
+def keep_pair(tls: UnitTls, folder: Path) -> UnitTls:
+    """A copy of the unit's current key and certificate, as a thief or a lost answer keeps it."""
+    folder.mkdir()
+    (folder / "device.crt").write_bytes(tls.cert.read_bytes())
+    (folder / "device.key").write_bytes(tls.key.read_bytes())
+    (folder / "device.key").chmod(0o600)
+    return UnitTls(tls.base_url, tls.site, tls.device, tls.ca, *(folder / "device.crt",
+                   folder / "device.key"))  # fmt: skip
+
+
+def test_a_unit_renews_with_a_new_key_signed_by_the_issuing_ca(
+    tmp_path: Path, reg: Registry, server: EstServer
+) -> None:
     tls = enrolled(tmp_path, reg, server)
-    old_cert = tls.cert.read_bytes()
-    old_key = tls.key.read_bytes()
+    first = keep_pair(tls, tmp_path / "first")
     cert = renew(tls)
-    assert tls.cert.read_bytes() != old_cert and tls.key.read_bytes() != old_key
+    assert tls.cert.read_bytes() != first.cert.read_bytes()
+    assert tls.key.read_bytes() != first.key.read_bytes()
     assert cert.serial_number == reg.device("gudang-1", "pintu-depan").cert_serial
     assert events(reg)[-1]["event"] == "renewed"
-    old = tmp_path / "old.crt"
-    old.write_bytes(old_cert)
-    old_key_path = tmp_path / "old.key"
-    old_key_path.write_bytes(old_key)
-    old_key_path.chmod(0o600)
-    stale = UnitTls(tls.base_url, tls.site, tls.device, tls.ca, old, old_key_path)
+    chain = x509.load_pem_x509_certificates(tls.cert.read_bytes())
+    issuing = reg.issuing_certificate(1)
+    assert issuing is not None and chain == [cert, issuing]  # the chain Mosquitto is shown
+    renew(tls)  # the newest renews again: the first pair is now two behind
     with pytest.raises(EstError, match="not the newest"):
-        renew(stale)
+        renew(first)
+
+
+def test_a_unit_whose_renewal_answer_was_lost_asks_again_with_its_older_pair(
+    tmp_path: Path, reg: Registry, server: EstServer
+) -> None:
+    tls = enrolled(tmp_path, reg, server)
+    before = keep_pair(tls, tmp_path / "before")
+    lost = renew(tls)  # issued, but say the answer never reached the unit
+    again = renew(before)
+    assert again.serial_number == reg.device("gudang-1", "pintu-depan").cert_serial
+    assert again.serial_number > lost.serial_number
 
 
 def test_a_revoked_unit_never_renews(tmp_path: Path, reg: Registry, server: EstServer) -> None:

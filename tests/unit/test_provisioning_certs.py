@@ -50,11 +50,11 @@ def ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.Extensio
     return cert.extensions.get_extension_for_class(kind).value
 
 
-def test_ca_certificate_may_sign_leaves_only(reg: Registry) -> None:
+def test_root_ca_may_sign_leaves_and_one_issuing_ca_below_it(reg: Registry) -> None:
     ca = reg.ca_certificate()
     basic = ext(ca, x509.BasicConstraints)
     assert isinstance(basic, x509.BasicConstraints)
-    assert basic.ca and basic.path_length == 0
+    assert basic.ca and basic.path_length == 1
     usage = ext(ca, x509.KeyUsage)
     assert isinstance(usage, x509.KeyUsage)
     assert usage.key_cert_sign and usage.crl_sign
