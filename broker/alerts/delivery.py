@@ -7,6 +7,13 @@ endpoint delays only itself; rows that do not fit in the queue wait on disk and 
 up when it drains — nothing is dropped. A failing send is retried with exponential backoff
 (tenacity); after `attempts` tries the row is marked failed and logged. `submit` never
 blocks on the network. Which changes notify is notifications.py's policy.
+
+Each notification is written for its route (its language, and the link to the alert's page
+under the guard post's `page_url`). A notification of an alarm carries the trigger's still
+as an apprise attachment (a Telegram photo, an e-mail attachment, a webhook's base64) when
+the evidence vault has it; when it does not yet, the text goes now and the picture follows
+once the collector stores it (picture_notes.py: `camera_events`, `pictures_stored`). A
+picture is sent only as the vault holds it and only if it still hashes to its name.
 """
 
 from __future__ import annotations
@@ -30,21 +37,28 @@ from tenacity import (
     wait_exponential,
 )
 
+from broker.alerts import picture_notes
 from broker.alerts.config import NotifyConfig
 from broker.alerts.lifecycle import ChangeKind
 from broker.alerts.notifications import Notification
 from broker.i18n import DEFAULT as DEFAULT_LANGUAGE
 from kernel.sqlite import open_db
 from protocol.alerting import Severity
+from protocol.models import Event, Kind
 
 log = logging.getLogger("jaga.alerts.notify")
 
 
-def urls_for(config: NotifyConfig, site: str, severity: Severity) -> list[str]:
-    """The apprise URLs of every route that takes this site and severity, each once."""
+def urls_for(
+    config: NotifyConfig, site: str, severity: Severity, *, duress: bool = False
+) -> list[str]:
+    """The apprise URLs of every route that takes this site and severity, each once; a duress
+    alert goes only to the routes marked `duress = true`, whatever their severities."""
     urls: list[str] = []
     for route in config.routes:
-        if (not route.sites or site in route.sites) and severity in route.severities:
+        if route.sites and site not in route.sites:
+            continue
+        if route.duress if duress else severity in route.severities:
             urls.extend(u for u in route.urls if u not in urls)
     return urls
 
@@ -60,14 +74,30 @@ def target_id(url: str) -> str:
 
 
 Sender = Callable[[str, Notification], bool]
+PicturePath = Callable[[str], Path]
+"""Where the evidence vault keeps a picture, by its SHA-256 (EvidenceVault.path)."""
+
+
+def read_picture(path: Path, sha256: str) -> bytes | None:
+    """A picture's bytes, only if they still hash to the SHA-256 the unit signed."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
 
 class AppriseSender:
-    """Sends through apprise; one Apprise object per URL, each used by one worker."""
+    """Sends through apprise; one Apprise object per URL, each used by one worker.
 
-    def __init__(self) -> None:
+    A notification's picture goes as an attachment, read from the evidence vault and checked
+    against its SHA-256 at each send; one missing or altered is left out (and logged): the
+    words still go."""
+
+    def __init__(self, pictures: PicturePath | None = None) -> None:
         self._clients: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._pictures = pictures
 
     def __call__(self, url: str, note: Notification) -> bool:
         import apprise
@@ -86,10 +116,34 @@ class AppriseSender:
         if kind is None:
             critical = note.severity is Severity.CRITICAL
             kind = apprise.NotifyType.FAILURE if critical else apprise.NotifyType.WARNING
-        return bool(client.notify(body=note.body, title=note.title, notify_type=kind))
+        attach = self._attachment(note)
+        return bool(
+            client.notify(body=note.body, title=note.title, notify_type=kind, attach=attach)
+        )
+
+    def _attachment(self, note: Notification) -> object | None:
+        if note.picture is None or self._pictures is None:
+            return None
+        import apprise
+        from apprise.attachment.memory import AttachMemory
+
+        data = read_picture(self._pictures(note.picture), note.picture)
+        if data is None:
+            log.error(
+                "notification %s: picture %s is not in the evidence vault as signed; "
+                "sent without it",
+                note.id,
+                note.picture,
+            )
+            return None
+        name = f"{note.alert_id}-{note.picture[:12]}.jpg"
+        attach = apprise.AppriseAttachment()
+        attach.add(AttachMemory(content=data, name=name, mimetype="image/jpeg"))  # type: ignore[no-untyped-call]
+        return attach
 
 
-DELIVERY_SCHEMA = """
+DELIVERY_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS delivery (
     id INTEGER PRIMARY KEY,
     note_id TEXT NOT NULL,
@@ -104,6 +158,8 @@ CREATE TABLE IF NOT EXISTS delivery (
 );
 CREATE INDEX IF NOT EXISTS delivery_pending ON delivery(target, state, id);
 """
+    + picture_notes.SCHEMA
+)
 
 
 @dataclass
@@ -113,6 +169,8 @@ class NotifierStats:
     failed: int = 0
     retries: int = 0
     unrouted: int = 0
+    pictures: int = 0
+    """Notifications that carry a picture (with their text, or following it)."""
 
 
 class Notifier:
@@ -125,15 +183,21 @@ class Notifier:
         *,
         sender: Sender | None = None,
         clock: Callable[[], int] = time.time_ns,
+        page_url: str | None = None,
+        pictures: PicturePath | None = None,
     ) -> None:
+        """page_url: the guard post's address as phones reach it (links to alerts; None: no
+        link). pictures: where the evidence vault keeps a picture (None: no pictures)."""
         self.config = config
+        self.page_url = page_url
+        self._with_pictures = pictures is not None
         # FULL: a notification queued is one that will be sent after a crash.
         self._db = open_db(path, synchronous="FULL", what="notification queue")
         self._db.executescript(DELIVERY_SCHEMA)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._stopping = threading.Event()
-        self._send = sender or AppriseSender()
+        self._send = sender or AppriseSender(pictures)
         self._clock = clock
         self.stats = NotifierStats()
         urls = [u for route in config.routes for u in route.urls]
@@ -159,17 +223,76 @@ class Notifier:
             self._db.close()
 
     def submit(self, notes: Iterable[Notification]) -> None:
-        """Record deliveries durably and queue them; returns at once, whatever the endpoints do."""
+        """Record deliveries durably and queue them; returns at once, whatever the endpoints do.
+        An alarm's notification carries its trigger's still if stored, else owes it."""
         for note in notes:
-            urls = urls_for(self.config, note.site, note.severity)
+            duress = note.key.startswith("duress:")  # rules.SILENT: only its routes
+            urls = urls_for(self.config, note.site, note.severity, duress=duress)
             if not urls:
                 self.stats.unrouted += 1
                 continue
             self.stats.submitted += 1
-            for url in urls:
-                row = self._insert(note.in_language(language_of(self.config, url)), target_id(url))
-                if row is not None:
-                    self._channels[target_id(url)].offer(row)
+            self._record(note, urls)
+
+    def camera_events(self, events: Iterable[object]) -> None:
+        """Stored events: the camera events among them say which trigger their pictures show."""
+        causes = [
+            (e.id, e.cause)
+            for e in events
+            if isinstance(e, Event) and e.kind is Kind.CAMERA and e.cause and e.snapshot_sha256
+        ]
+        if not causes or not self._with_pictures:
+            return
+        with self._lock:
+            picture_notes.remember_causes(self._db, causes, self._clock())
+
+    def pictures_stored(self, stored: Iterable[tuple[str, str, str]]) -> None:
+        """(camera event id, SHA-256, role) of pictures now in the evidence vault: the stills
+        among them go to the notifications that owe them."""
+        stills = [(e, sha) for e, sha, role in stored if role == picture_notes.STILL]
+        if not stills or not self._with_pictures:
+            return
+        now = self._clock()
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                notes = picture_notes.stills_stored(self._db, stills, now)
+                picture_notes.expire(self._db, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        self.submit(notes)
+
+    def _record(self, note: Notification, urls: list[str]) -> None:
+        """One delivery per URL and, for an alarm whose still is not stored yet, the wait for
+        it: in one transaction, so a crash keeps both or neither."""
+        rows: list[tuple[str, int]] = []
+        now = self._clock()
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                if self._with_pictures and picture_notes.wants_picture(note):
+                    assert note.alert is not None and note.alert.event_id is not None
+                    still = picture_notes.still_of(self._db, note.alert.event_id)
+                    if still is not None:
+                        note = note.with_picture(still, follow_up=False)
+                    else:
+                        picture_notes.expire(self._db, now)
+                        picture_notes.wait(self._db, note, now)
+                for url in urls:
+                    routed = note.for_route(language_of(self.config, url), self.page_url)
+                    row = self._insert_row(routed, target_id(url), now)
+                    if row is not None:
+                        rows.append((target_id(url), row))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if note.picture is not None and rows:
+            self.stats.pictures += 1
+        for target, row in rows:
+            self._channels[target].offer(row)
 
     def pending(self) -> int:
         with self._lock:
@@ -201,13 +324,12 @@ class Notifier:
 
     # worker side -----------------------------------------------------------------------------
 
-    def _insert(self, note: Notification, target: str) -> int | None:
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO delivery(note_id, target, body, created) VALUES (?,?,?,?)",
-                (note.id, target, note.model_dump_json(), self._clock()),
-            )
-            return cur.lastrowid if cur.rowcount else None
+    def _insert_row(self, note: Notification, target: str, now: int) -> int | None:
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO delivery(note_id, target, body, created) VALUES (?,?,?,?)",
+            (note.id, target, note.model_dump_json(), now),
+        )
+        return cur.lastrowid if cur.rowcount else None
 
     def _pending_rows(self, target: str, exclude: set[int], limit: int) -> list[int]:
         with self._lock:

@@ -7,8 +7,15 @@ alert. Acknowledgements send nothing. The policy's state (`NoteWatch`) is persis
 alerts; delivery.py gets the notifications to people.
 
 Words: a notification carries its alert and the site's zone, and is written in each route's
-`language` (`in_language`, Indonesian unless a route says "en") from the alert's msgids and
-parameters, times as `02:29 WIB`.
+`language` (`for_route`, Indonesian unless a route says "en") from the alert's msgids and
+parameters, times as `02:29 WIB`. It ends with the link to the alert's own page on the guard
+post (`/alerts/<id>`: log in, one tap on "Akui"), when the page's public address is known,
+never with a command to type.
+
+Pictures: a notification of an alarm at a unit with a camera carries the trigger's still
+(`picture`, its SHA-256 in the evidence vault); when the still is not stored yet, the text
+goes at once and `with_picture(..., follow_up=True)` is the message that brings it later
+(broker/alerts/picture_notes.py decides when).
 """
 
 from __future__ import annotations
@@ -41,13 +48,55 @@ class Notification(BaseModel):
     alert: Alert | None = None  # to write it in another language (None: stored before)
     tz: str = DEFAULT_TZ
     language: str = DEFAULT
+    page_url: str | None = None
+    """The guard post's public address; the notification links to `<page_url>/alerts/<id>`."""
+    picture: str | None = None
+    """SHA-256 of the trigger's still in the evidence vault, sent as an attachment."""
+    follow_up: bool = False
+    """The picture of an alert whose text went earlier (its id ends in `.picture`)."""
+
+    @property
+    def link(self) -> str | None:
+        """The alert's own page on the guard post, where one tap acknowledges it."""
+        if not self.page_url:
+            return None
+        return f"{self.page_url.rstrip('/')}/alerts/{self.alert_id}"
+
+    def for_route(self, lang: str, page_url: str | None) -> Notification:
+        """This notification as a route gets it: in lang, with the link to the alert's page
+        under page_url (one stored without its alert stays as it is)."""
+        if self.alert is None:
+            return self
+        return self._rewritten(language=lang, page_url=page_url)
 
     def in_language(self, lang: str) -> Notification:
         """This notification written in lang (one stored without its alert stays as it is)."""
         if self.alert is None or lang == self.language:
             return self
-        title, body = _words(self.alert, self.kind, self.tz, lang)
-        return self.model_copy(update={"title": title, "body": body, "language": lang})
+        return self._rewritten(language=lang)
+
+    def with_picture(self, sha256: str, *, follow_up: bool) -> Notification:
+        """This notification carrying the trigger's still; follow_up: as the message that
+        brings the picture of an alert whose text went earlier (an id of its own)."""
+        update: dict[str, object] = {"picture": sha256, "follow_up": follow_up}
+        if follow_up:
+            update["id"] = f"{self.id}.picture"
+        note = self.model_copy(update=update)
+        return note._rewritten() if note.alert is not None else note
+
+    def _rewritten(self, **update: object) -> Notification:
+        note = self.model_copy(update=update)
+        assert note.alert is not None
+        title, body = _words(
+            note.alert,
+            note.kind,
+            note.tz,
+            note.language,
+            link=note.link,
+            picture=note.picture,
+            follow_up=note.follow_up,
+        )
+        return note.model_copy(update={"title": title, "body": body})
 
 
 class NoteWatch(BaseModel):
@@ -102,8 +151,18 @@ TAGS = {
 }
 
 
-def _words(alert: Alert, kind: ChangeKind, tz: str, lang: str) -> tuple[str, str]:
-    """Title and body of a notification about alert in lang."""
+def _words(
+    alert: Alert,
+    kind: ChangeKind,
+    tz: str,
+    lang: str,
+    *,
+    link: str | None = None,
+    picture: str | None = None,
+    follow_up: bool = False,
+) -> tuple[str, str]:
+    """Title and body of a notification about alert in lang; link: the alert's page on the
+    guard post; picture: the SHA-256 of the trigger's still it carries."""
     text = alert_text(alert, lang)
     closing = kind in (ChangeKind.CLEARED, ChangeKind.RESOLVED)
     params = {
@@ -119,24 +178,31 @@ def _words(alert: Alert, kind: ChangeKind, tz: str, lang: str) -> tuple[str, str
         "closed_at": str(alert.closed_at or alert.last_seen),
         "by": alert.closed_by or "",
         "note": text.note or "",
+        "link": link or "",
+        "sha256": picture or "",
     }
-    if kind is ChangeKind.REPEATED:
+    if follow_up:
+        title = render(N_("[{tag_msg}] {title} (picture)"), params, lang)
+    elif kind is ChangeKind.REPEATED:
         title = render(N_("[{tag_msg}] {title} (again, {count} times)"), params, lang)
     else:
         title = render(N_("[{tag_msg}] {title}"), params, lang)
-    lines = [text.detail] if text.detail else []
+    lines = [text.detail] if text.detail and not follow_up else []
     if alert.sensor:
         lines.append(render(N_("site {site}, unit {device}, {sensor}"), params, lang))
     else:
         lines.append(render(N_("site {site}, unit {device}"), params, lang))
-    lines.append(render(N_("raised {raised_at}, seen {count} time(s)"), params, lang))
+    if not follow_up:
+        lines.append(render(N_("raised {raised_at}, seen {count} time(s)"), params, lang))
+    if picture:
+        lines.append(render(N_("picture of the trigger attached, SHA-256 {sha256}"), params, lang))
     if kind is ChangeKind.RESOLVED:
         said = N_("resolved by {by}: {note}") if text.note else N_("resolved by {by}")
         lines.append(render(said, params, lang))
     elif kind is ChangeKind.CLEARED:
         lines.append(render(N_("cleared {closed_at}: {note}"), params, lang))
+    elif link:
+        lines.append(render(N_("open to acknowledge: {link}"), params, lang))
     else:
-        lines.append(
-            render(N_("alert {id}: jaga-collector alerts ack {id} --by NAME"), params, lang)
-        )
+        lines.append(render(N_("alert {id}"), params, lang))
     return title, "\n".join(lines)

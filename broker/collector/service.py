@@ -19,6 +19,7 @@ from broker import points
 from broker.alerts.changes import Changes
 from broker.alerts.delivery import Notifier
 from broker.alerts.engine import AlertEngine
+from broker.alerts.operations import Operation
 from broker.alerts.store import AlertStore
 from broker.chain import ChainBook
 from broker.collector import witnesses
@@ -97,7 +98,12 @@ class Collector:
             self.evidence, EvidencePlanner(grace_ns=int(config.evidence_grace_s * 1e9))
         )
         self.asks = Asks(config, self.chain, self.evidence_gaps)
-        notifier = Notifier(config.alerts.notify, config.data_dir / "notify.sqlite3")
+        notifier = Notifier(
+            config.alerts.notify,
+            config.data_dir / "notify.sqlite3",
+            page_url=config.web.page_url if config.web is not None else None,
+            pictures=self.evidence.path,  # an alarm's notification carries its still
+        )
         notifier.start()
         engine = AlertEngine(
             config.alerts,
@@ -121,6 +127,10 @@ class Collector:
 
     def ack_from_web(self, alert_id: str, by: str) -> bool:
         return self.alerts.ack_from_web(alert_id, by)
+
+    def operate(self, op: Operation) -> None:
+        """Arm, disarm or bypass for the page (broker.alerts.operations); AlertError if refused."""
+        self.alerts.operate(op)
 
     def _beat(self) -> None:
         self.loop_heartbeat = time.monotonic()
@@ -198,6 +208,7 @@ class Collector:
         now = time.time_ns()
         self._sites.update(settled.sites)
         pictures = self._vouch(settled, now)
+        self._camera_events(settled)
         changes = self.alerts.judge(settled)
         gaps = self.chain.commit(now)
         changes += self.alerts.on_gaps(gaps, self._sites, now)
@@ -236,11 +247,33 @@ class Collector:
         for p in out.stored:
             self.live.on_picture(p.event.event_id, p.sha256, p.event.site, p.event.device, p.role)
         self.stats.pictures += len(out.stored)
+        self._stills_stored(out)
         self.stats.evidence_refused += len(out.refused)
         changes = self.alerts.evidence_refused(out.refused) if out.refused else []
         changes += self.alerts.integrity([r for _, r in out.rejected if r.is_integrity])
         letters = [_dead_letter(m.received_ns if m else time.time_ns(), r) for m, r in out.rejected]
         self._publish(letters, changes, stop)
+
+    def _camera_events(self, settled: Settled) -> None:
+        """Which trigger each stored camera event's pictures show: a notification of an alarm
+        owes its trigger's still (never stops storage)."""
+        try:
+            self.alerts.notifier.camera_events(settled.accepted)
+        except Exception:
+            self.stats.alert_failures += 1
+            log.exception("notification pictures failed; events are stored regardless")
+
+    def _stills_stored(self, out: PictureBatch) -> None:
+        """Stills now in the evidence vault go to the notifications that owe them."""
+        if not out.stored:
+            return
+        try:
+            self.alerts.notifier.pictures_stored(
+                [(p.event.event_id, p.sha256, p.role) for p in out.stored]
+            )
+        except Exception:
+            self.stats.alert_failures += 1
+            log.exception("notification pictures failed; pictures are kept regardless")
 
     def _witnessed(self, stop: threading.Event) -> None:
         """Witnesses' cosignatures and fork reports waiting now: stored, alarmed, acknowledged."""

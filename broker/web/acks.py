@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from broker.i18n import N_
+from broker.web.login import safe_next
 from broker.web.post import GuardPost, Principal, read_form
 from broker.web.sessions import csrf_ok
 
@@ -65,7 +66,8 @@ class Acks:
         log.info("alert %s (%s/%s) acknowledged by %s", alert_id, alert.site, alert.device, by)
         if wants_json:
             return JSONResponse({"ok": True, "id": alert_id, "by": by})
-        return RedirectResponse("/", status_code=303)
+        # Back where the button was: the post page, or the alert's own page (a phone's link).
+        return RedirectResponse(safe_next(str(form.get("next") or "/")), status_code=303)
 
 
 def _answer(

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from broker.i18n import DEFAULT_TZ
 from broker.web.acks import AckCallback, Acks
+from broker.web.alert_page import AlertPage
 from broker.web.config import WebConfig
 from broker.web.evidence_pages import EvidencePages
 from broker.web.evidence_view import EventSource, Evidence
@@ -71,6 +72,7 @@ def create_app(
     login = Login(post, hasher)
     live = Live(post, keepalive_s=keepalive_s, can_ack=ack is not None)
     acks = Acks(post, ack)
+    alert_page = AlertPage(post, can_ack=ack is not None)
     evidence_pages = EvidencePages(post, evidence, events)
     wall = Wall(
         post,
@@ -86,6 +88,7 @@ def create_app(
         Route("/language/{lang}", login.switch_language),
         Route("/api/state", live.api_state),
         Route("/stream", live.stream),
+        Route("/alerts/{alert_id}", alert_page.page),
         Route("/alerts/{alert_id}/ack", acks.ack, methods=["POST"]),
         Route("/events/{event_id}", evidence_pages.event_page),
         Route("/pictures/{name}", evidence_pages.picture),

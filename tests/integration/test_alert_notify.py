@@ -5,11 +5,13 @@ The endpoint is http.server on 127.0.0.1; apprise posts to it with `json://127.0
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -88,7 +90,14 @@ def free_port() -> int:
 class Rig:
     """The engine and a started Notifier, as the collector will wire them."""
 
-    def __init__(self, tmp: Path, url: str, **notify: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        url: str,
+        pictures: Callable[[str], Path] | None = None,
+        page_url: str | None = None,
+        **notify: Any,
+    ) -> None:
         settings: dict[str, Any] = {
             "routes": [Route(severities=[Severity.CRITICAL], urls=[f"{url}?rto=5"])],
             "cooldown_s": 300,
@@ -103,7 +112,9 @@ class Rig:
         )
         self.store = AlertStore(tmp / "alerts.sqlite3")
         self.engine = AlertEngine(config, self.store, NIGHT)
-        self.notifier = Notifier(config.notify, tmp / "notify.sqlite3")
+        self.notifier = Notifier(
+            config.notify, tmp / "notify.sqlite3", pictures=pictures, page_url=page_url
+        )
         self.notifier.start()
 
     def door_opens(self, ts: int, seq: int | None = None) -> None:
@@ -234,3 +245,96 @@ def test_an_endpoint_that_hangs_blocks_no_alert(
     endpoint.hold.set()
     assert rig.notifier.wait_idle(20)
     assert len(endpoint.wait_for(20)) == 20
+
+
+def test_the_text_goes_at_once_and_the_still_follows_byte_for_byte_across_a_restart(
+    tmp_path: Path, endpoints: list[Endpoint], rigs: list[Rig]
+) -> None:
+    """The alarm's text carries the link to the alert's page and no command; the collector
+    stops before the trigger's still is stored; after the restart the still arrives as an
+    attachment, byte for byte the picture the unit signed (the camera event's SHA-256)."""
+    from agent.camera.simulated import SimulatedCamera
+    from broker.evidence import EvidenceVault
+    from broker.refs import EventRef
+
+    endpoint = Endpoint()
+    endpoints.append(endpoint)
+    vault = EvidenceVault(tmp_path / "evidence", min_free_bytes=0)
+    page = "https://pos.bangka-barat.example:8443"
+    rig = Rig(tmp_path, endpoint.url, pictures=vault.path, page_url=page)
+    rigs.append(rig)
+    trigger: Event = event(Kind.DOOR, "open", NIGHT + 5 * S, sensor="pintu-belakang")
+    changes = rig.engine.on_event(trigger, NIGHT + 5 * S)
+    rig.notifier.submit(changes.notifications)
+    rig.engine.confirm(changes)
+    (text,) = endpoint.wait_for(1)
+    (alert,) = rig.engine.open_alerts()
+    assert text["json"]["attachments"] == []
+    assert f"buka untuk mengakui: {page}/alerts/{alert.id}" in text["json"]["message"]
+    assert "jaga-collector" not in text["json"]["message"]
+    rig.notifier.stop(5)  # the collector stops between the text and the picture
+
+    camera = SimulatedCamera("gudang-01", seed=7)
+    camera.start()
+    still = camera.still()
+    camera.stop()
+    sha = hashlib.sha256(still).hexdigest()
+    shot = event(Kind.CAMERA, "snapshot", NIGHT + 5 * S + 1, sensor="camera")
+    shot = shot.model_copy(update={"cause": trigger.id, "snapshot_sha256": (sha,)})
+    again = Notifier(
+        rig.notifier.config, tmp_path / "notify.sqlite3", pictures=vault.path, page_url=page
+    )
+    rig.notifier = again
+    again.start()
+    again.camera_events([shot])  # the camera event is stored ...
+    vault.put(still, EventRef(shot.site, shot.device, shot.id))  # ... then its still
+    again.pictures_stored([(shot.id, sha, "still")])
+    assert again.wait_idle(15)
+    _, picture = endpoint.wait_for(2)
+    body = picture["json"]
+    (attached,) = body["attachments"]
+    data = base64.b64decode(attached["base64"])
+    assert hashlib.sha256(data).hexdigest() == shot.snapshot_sha256[0]  # what the unit signed
+    assert data == vault.path(sha).read_bytes()
+    assert attached["mimetype"] == "image/jpeg"
+    assert body["title"].endswith("(foto)")
+    assert f"{page}/alerts/{alert.id}" in body["message"]
+    assert [d[0] for d in again.deliveries()] == [
+        f"{alert.id}.raised.1",
+        f"{alert.id}.raised.1.picture",
+    ]
+    again.pictures_stored([(shot.id, sha, "still")])  # stored twice (a redelivery): sent once
+    assert again.wait_idle(5)
+    assert len(endpoint.requests) == 2
+    vault.close()
+
+
+def test_a_still_stored_before_the_alarm_notifies_goes_with_its_text(
+    tmp_path: Path, endpoints: list[Endpoint], rigs: list[Rig]
+) -> None:
+    """A unit back online sends its door event, camera event and pictures in one burst: the
+    still is in the vault before the alarm is judged, and the one notification carries it."""
+    from broker.evidence import EvidenceVault
+    from broker.refs import EventRef
+
+    endpoint = Endpoint()
+    endpoints.append(endpoint)
+    vault = EvidenceVault(tmp_path / "evidence", min_free_bytes=0)
+    rig = Rig(tmp_path, endpoint.url, pictures=vault.path)
+    rigs.append(rig)
+    trigger: Event = event(Kind.DOOR, "open", NIGHT + 5 * S, sensor="pintu-belakang")
+    still = b"\xff\xd8 a still \xff\xd9"
+    sha = hashlib.sha256(still).hexdigest()
+    shot = event(Kind.CAMERA, "snapshot", NIGHT + 5 * S + 1, sensor="camera")
+    shot = shot.model_copy(update={"cause": trigger.id, "snapshot_sha256": (sha,)})
+    rig.notifier.camera_events([shot])
+    vault.put(still, EventRef(shot.site, shot.device, shot.id))
+    rig.notifier.pictures_stored([(shot.id, sha, "still")])
+    rig.door_opens(NIGHT + 5 * S, seq=trigger.seq)
+    assert rig.notifier.wait_idle(15)
+    (only,) = endpoint.wait_for(1)
+    (attached,) = only["json"]["attachments"]
+    assert base64.b64decode(attached["base64"]) == still
+    assert f"SHA-256 {sha}" in only["json"]["message"]
+    assert "(foto)" not in only["json"]["title"]
+    vault.close()
