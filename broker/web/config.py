@@ -51,11 +51,6 @@ class Account(Strict):
         description='the page\'s language: "id" (Bahasa Indonesia) or "en" (English); the '
         "page's switch changes it for one browser session",
     )
-    panel_code_hash: str | None = Field(
-        default=None,
-        description="argon2 hash of this person's alarm-panel PIN (digits), typed in Home "
-        "Assistant to arm or disarm their sites; none: they cannot arm from HA",
-    )
 
     @model_validator(mode="after")
     def _check(self) -> Account:
@@ -63,11 +58,6 @@ class Account(Strict):
             raise ValueError(
                 f"account {self.name!r}: password_hash must be an argon2 hash "
                 "(make one with `jaga-collector web hash-password`)"
-            )
-        if self.panel_code_hash is not None and not self.panel_code_hash.startswith("$argon2"):
-            raise ValueError(
-                f"account {self.name!r}: panel_code_hash must be an argon2 hash "
-                "(make one with `jaga-collector web hash-password`, typing the PIN)"
             )
         for site in self.sites:
             if site != ALL_SITES:
