@@ -18,7 +18,11 @@ from protocol import models, topics
 from protocol.alerting import ArmingState
 from protocol.commands import SiteCommand, load_pem_key, sign_command
 
-SiteCommandName = Literal["arm", "disarm", "ack", "resolve"]
+SiteCommandName = Literal["arm", "disarm", "ack", "resolve", "bypass"]
+
+
+ARMING = ("arm", "disarm", "bypass")
+"""Commands that change the site's retained arming state (the answer to wait for)."""
 
 
 class OperatorError(Exception):
@@ -57,13 +61,17 @@ def send(
     alert_id: str | None = None,
     note: str | None = None,
     timeout_s: float = 10.0,
+    **fields: Any,
 ) -> ArmingState | None:
-    """Publish the command signed as operator `by`; for arm/disarm, return the new arming state."""
+    """Publish the command signed as operator `by`; for arm, disarm and bypass, return the
+    site's arming state once it changed (None: no change seen in time).
+
+    fields: zone, code (arm, disarm); device, sensor, for_s, reason (bypass)."""
     cert, key = operator_files(config, by)
     m = config.mqtt
     if m.tls is None:
         raise OperatorError("the collector config has no [mqtt.tls]: operators need mutual TLS")
-    payload = signed(cert, key, site, name, by, how="cli", alert_id=alert_id, note=note)
+    payload = signed(cert, key, site, name, by, how="cli", alert_id=alert_id, note=note, **fields)
     # The broker takes the client id from the certificate (use_username_as_clientid): say it.
     tls = ClientTls(ca=m.tls.ca, cert=cert, key=key)
     client = make_client(tls, f"operator:{by}", field="mqtt.tls (and the operator's identity)")
@@ -85,13 +93,13 @@ def send(
         raise OperatorError(f"cannot reach the broker at {m.host}:{m.port}: {exc}") from None
     client.loop_start()
     try:
-        if name in ("arm", "disarm"):
+        if name in ARMING:
             client.subscribe(topics.arming(site), qos=1)
         info = client.publish(topics.site_cmd(site, name), payload, qos=1)
         info.wait_for_publish(timeout_s)
         if not info.is_published():
             raise OperatorError("the broker did not acknowledge the command (certificate?)")
-        if name in ("arm", "disarm"):
+        if name in ARMING:
             changed.wait(timeout_s)
             return states[-1] if states else None
         return None

@@ -1,43 +1,118 @@
-"""`jaga-collector arm` and `disarm`: an operator's order to a site, signed with their
-certificate and sent through the collector."""
+"""`jaga-collector arm`, `disarm` and `bypass`: an operator's order to a site (or one of its
+zones, or one sensor), signed with their certificate and sent through the collector."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
 from broker.cli.shared import DEFAULT_CONFIG, ByOpt, ConfigOpt, fail, load
+from protocol.alerting import ArmingState
+
+ZoneOpt = Annotated[
+    str | None, typer.Option("--zone", help="one zone of the site (default: every zone)")
+]
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?:in)?)?(?:(\d+)s)?$")
 
 
-def _arming(site: str, by: str, config: Path, name: Literal["arm", "disarm"]) -> None:
+def duration_s(text: str) -> int:
+    """'2h', '90m', '1h30m', '45s' as seconds; ValueError naming the form otherwise."""
+    found = _DURATION.fullmatch(text.strip().lower())
+    if not text.strip() or found is None or not any(found.groups()):
+        raise ValueError(f"--for {text!r} is not a duration: write e.g. 2h, 90m or 1h30m")
+    hours, minutes, seconds = (int(g) if g else 0 for g in found.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _send(
+    site: str, by: str, config: Path, name: Literal["arm", "disarm", "bypass"], **fields: Any
+) -> None:
     from broker.operator import OperatorError, send
 
     cfg = load(config)
     try:
-        state = send(cfg, site, name, by)
+        state = send(cfg, site, name, by, **fields)
     except (OperatorError, ValueError) as exc:
         raise fail(str(exc)) from None
     if state is None:
-        typer.echo(f"{name} sent for {site}; the collector did not answer yet (is it running?)")
+        typer.echo(
+            f"{name} sent for {site}; no change seen yet (refused? the collector's log says "
+            "why; is it running?)"
+        )
         return
-    typer.echo(f"{site}: {state.state.value} (by {state.by}, {state.how.value})")
+    typer.echo(describe(state, fields.get("zone")))
+
+
+def describe(state: ArmingState, zone: str | None = None) -> str:
+    """The site's arming as one line per zone (or the zone asked about), with its bypasses."""
+    zones = [z for z in state.zones or () if zone is None or z.zone == zone]
+    if not zones:
+        return f"{state.site}: {state.state.value} (by {state.by}, {state.how.value})"
+    lines = []
+    for z in zones:
+        line = f"{state.site}/{z.zone}: {z.state.value} (by {z.by}, {z.how.value})"
+        if z.disarm_request is not None:
+            until = _clock(z.disarm_request.until)
+            line += f"; {z.disarm_request.by} asked to disarm, a second operator must by {until}"
+        lines.append(line)
+    for b in state.bypassed or ():
+        if zone is None or b.zone == zone:
+            lines.append(
+                f"  bypassed {b.device}/{b.sensor} until {_clock(b.until)} by {b.by}: {b.reason}"
+            )
+    return "\n".join(lines)
+
+
+def _clock(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9).strftime("%H:%M:%S")
 
 
 def arm(
     site: Annotated[str, typer.Argument(help="site id")],
     by: ByOpt,
+    zone: ZoneOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
-    """Arm a site now (after its exit delay); recorded with who did it."""
-    _arming(site, by, config, "arm")
+    """Arm a site or one zone now (after its exit delay); recorded with who did it."""
+    _send(site, by, config, "arm", zone=zone)
 
 
 def disarm(
     site: Annotated[str, typer.Argument(help="site id")],
     by: ByOpt,
+    zone: ZoneOpt = None,
+    code: Annotated[
+        str | None,
+        typer.Option("--code", help="your PIN, if your account has one", envvar="JAGA_PIN"),
+    ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
-    """Disarm a site now; recorded with who did it."""
-    _arming(site, by, config, "disarm")
+    """Disarm a site or one zone now; recorded with who did it (a two-person zone waits for a
+    second, different operator within 60 s)."""
+    _send(site, by, config, "disarm", zone=zone, code=code)
+
+
+def bypass(
+    site: Annotated[str, typer.Argument(help="site id")],
+    sensor: Annotated[str, typer.Argument(help="device/sensor, e.g. gudang-01/pintu")],
+    for_: Annotated[str, typer.Option("--for", help="how long: 2h, 90m, 1h30m")],
+    reason: Annotated[str, typer.Option("--reason", help="why (what is broken, who fixes it)")],
+    by: ByOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Bypass one sensor for a while: its openings raise no alarm (still stored and shown);
+    it ends at its deadline or when its zone is disarmed."""
+    device, sep, name = sensor.partition("/")
+    if not sep or not device or not name:
+        raise fail(f"{sensor!r} is not device/sensor: write e.g. gudang-01/pintu")
+    try:
+        seconds = duration_s(for_)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if not reason.strip():
+        raise fail("--reason must say why (what is broken, who fixes it)")
+    _send(site, by, config, "bypass", device=device, sensor=name, for_s=seconds, reason=reason)

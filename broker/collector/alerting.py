@@ -19,6 +19,7 @@ from broker.alerts.changes import Changes
 from broker.alerts.delivery import Notifier
 from broker.alerts.engine import AlertEngine
 from broker.alerts.lifecycle import AlertError
+from broker.alerts.operations import Operation
 from broker.alerts.unit_rules import IntegrityLike
 from broker.chain import ChainBook
 from broker.collector.session import BrokerSession
@@ -55,8 +56,11 @@ class AlertBridge:
         self.live = live
         self.stats = stats
         self.web_acks: queue.Queue[tuple[str, str, Future[bool]]] = queue.Queue()
+        self.operations: queue.Queue[tuple[Operation, Future[Changes]]] = queue.Queue()
         self._tick_at = 0.0
         self._recovered = False
+        self._linked = False
+        engine.link_lost()  # until the first connection: no unit is heard yet
 
     def judge(self, settled: Settled) -> list[Changes]:
         """The alert rules over a stored batch (before its chain is committed: a crash after
@@ -153,14 +157,44 @@ class AlertBridge:
             done.set_result(True)
         while True:
             try:
+                op, asked = self.operations.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                changes = op.apply(self.engine, time.time_ns())
+            except AlertError as exc:
+                log.warning("%s of %s by %s refused: %s", op.action, op.site, op.by, exc)
+                asked.set_exception(exc)
+                continue
+            log.info("%s of %s (zone %s) by %s (%s)", op.action, op.site, op.zone, op.by, op.how)
+            self.emit(changes, stop)
+            asked.set_result(changes)
+        while True:
+            try:
                 topic, payload = self.session.commands.get_nowait()
             except queue.Empty:
                 break
             self.command(topic, payload, stop)
+        linked = self.session.stats.connected
+        if linked != self._linked:
+            # A broker restart publishes every unit's will and drops us: judge no unit until
+            # we are back, then from then plus the resume grace (the units reconnect too).
+            self._linked = linked
+            if linked:
+                self.engine.link_back(time.time_ns())
+            else:
+                self.engine.link_lost()
         if now_mono - self._tick_at >= 1.0:
             self._tick_at = now_mono
             for changes in self._guarded("tick", lambda: [self.engine.tick(time.time_ns())]):
                 self.emit(changes, stop)
+
+    def operate(self, op: Operation, timeout: float = 10.0) -> Changes:
+        """Arm, disarm or bypass from another thread (the page, a Home Assistant bridge): done
+        on the collector's own thread; AlertError when refused, TimeoutError without answer."""
+        asked: Future[Changes] = Future()
+        self.operations.put((op, asked))
+        return asked.result(timeout=timeout)
 
     def ack_from_web(self, alert_id: str, by: str) -> bool:
         """The guard post's Acknowledge (a web thread): done on the collector's own thread."""

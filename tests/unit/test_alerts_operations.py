@@ -1,0 +1,269 @@
+"""Operations on a site's panel (#18): zones armed on their own, a bypass that runs out (also
+across a restart), two-person disarm, a duress PIN, and a person named for every action."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+
+from broker.alerts.changes import Changes
+from broker.alerts.config import AlertsConfig, NotifyConfig, PersonConfig, Route, SiteAlerts
+from broker.alerts.config import ZoneConfig as Zone
+from broker.alerts.delivery import urls_for
+from broker.alerts.engine import AlertEngine
+from broker.alerts.lifecycle import AlertError
+from broker.alerts.store import AlertStore
+from kernel.config import ConfigError, load_toml_model
+from protocol.alerting import ArmingMode, ArmingState, AuditKind, Severity
+from protocol.models import Kind
+from tests.unit.test_alerts_support import MON, SITE, S, door, event, jkt
+
+CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+PIN, DURESS = "4711", "9110"
+SITE_ALERTS = SiteAlerts(
+    exit_delay_s=0,
+    entry_delay_s=0,
+    bypass_max_min=240,
+    zones=[
+        Zone(name="perimeter", members=["gudang-01/pintu-utama", "pagar-01"]),
+        Zone(name="ruang-surat-suara", members=["gudang-01/pintu-ruang"], two_person=True),
+    ],
+)
+CONFIG = AlertsConfig(
+    sites={SITE: SITE_ALERTS},
+    notify=NotifyConfig(
+        cooldown_s=0,
+        routes=[
+            Route(urls=["json://localhost:9/post"]),
+            Route(urls=["json://localhost:9/polisi"], severities=[], duress=True),
+        ],
+    ),
+    people={
+        "budi": PersonConfig(duress_pin_hash=CHEAP.hash(DURESS)),
+        "sari": PersonConfig(pin_hash=CHEAP.hash(PIN), duress_pin_hash=CHEAP.hash(DURESS)),
+    },
+)
+T0 = jkt(MON, "22:00")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[AlertStore]:
+    s = AlertStore(tmp_path / "alerts.sqlite3")
+    yield s
+    s.close()
+
+
+def wire(changes: Changes) -> ArmingState:
+    assert changes.arming, "the retained arming message should have changed"
+    return changes.arming[-1]
+
+
+def zone_state(engine: AlertEngine, zone: str) -> ArmingMode:
+    state = engine.arming_state(SITE)
+    assert state is not None
+    found = state.zone(zone)
+    assert found is not None
+    return found.state
+
+
+def rules(changes: Changes) -> list[str]:
+    return [c.alert.rule for c in changes.alerts]
+
+
+def test_the_perimeter_stays_armed_while_staff_open_the_ballot_room(store: AlertStore) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    armed = engine.arm(SITE, "budi", "cli", T0, zone="perimeter")
+    assert [(z.zone, z.state) for z in wire(armed).zones or ()] == [
+        ("default", ArmingMode.DISARMED),
+        ("perimeter", ArmingMode.ARMED),
+        ("ruang-surat-suara", ArmingMode.DISARMED),
+    ]
+    assert wire(armed).state is ArmingMode.ARMED  # the most guarding zone, for the units
+    inside = engine.on_event(door("open", T0 + S, sensor="pintu-ruang"), T0 + S)
+    assert rules(inside) == []
+    fence = engine.on_event(door("open", T0 + 2 * S, device="pagar-01", sensor="p1"), T0 + 2 * S)
+    assert rules(fence) == ["forced-door"]  # a whole unit listed: every sensor of it
+    outside = engine.on_event(door("open", T0 + 3 * S), T0 + 3 * S)
+    assert rules(outside) == ["forced-door"]
+
+
+def test_a_site_without_zones_is_one_default_zone_as_before(store: AlertStore) -> None:
+    engine = AlertEngine(AlertsConfig(), store, T0)
+    armed = wire(engine.arm(SITE, "budi", "cli", T0))
+    assert [z.zone for z in armed.zones or ()] == ["default"]
+    assert (armed.state, armed.by) == (ArmingMode.ARMING, "budi")
+    assert rules(engine.on_event(door("open", T0 + 61 * S), T0 + 61 * S)) == ["forced-door"]
+
+
+def test_arming_a_site_arms_every_zone_and_an_unknown_zone_is_refused(store: AlertStore) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    engine.arm(SITE, "budi", "cli", T0)
+    assert {zone_state(engine, z) for z in SITE_ALERTS.zone_names()} == {ArmingMode.ARMED}
+    with pytest.raises(AlertError, match="no zone 'gudang'"):
+        engine.arm(SITE, "budi", "cli", T0, zone="gudang")
+
+
+def test_a_bypassed_door_opens_without_alarm_until_its_deadline(store: AlertStore) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    engine.arm(SITE, "budi", "cli", T0)
+    by = engine.bypass(
+        SITE, "gudang-01", "pintu-utama", "budi", "cli", T0, for_s=3600, reason="reed rusak"
+    )
+    (bypass,) = wire(by).bypassed or ()
+    assert (bypass.by, bypass.zone, bypass.until) == ("budi", "perimeter", T0 + 3600 * S)
+    assert [(a.kind, a.by, a.reason) for a in by.audits] == [
+        (AuditKind.BYPASS, "budi", "reed rusak")
+    ]
+    assert [p.measurement for p in by.points] == ["bypass"]
+    assert rules(engine.on_event(door("open", T0 + 60 * S), T0 + 60 * S)) == []
+    ended = engine.tick(T0 + 3601 * S)
+    assert [(a.kind, a.how.value) for a in ended.audits] == [(AuditKind.BYPASS_END, "timer")]
+    assert not wire(ended).bypassed
+    late = T0 + 3602 * S
+    assert rules(engine.on_event(door("open", late), late)) == ["forced-door"]
+
+
+def test_a_bypass_holds_its_deadline_across_a_restart(tmp_path: Path) -> None:
+    first = AlertStore(tmp_path / "alerts.sqlite3")
+    engine = AlertEngine(CONFIG, first, T0)
+    engine.arm(SITE, "budi", "cli", T0, zone="perimeter")
+    engine.bypass(SITE, "gudang-01", "pintu-utama", "budi", "cli", T0, for_s=600, reason="rusak")
+    first.close()
+    again = AlertStore(tmp_path / "alerts.sqlite3")
+    try:
+        restarted = AlertEngine(CONFIG, again, T0 + 60 * S)
+        assert rules(restarted.on_event(door("open", T0 + 61 * S), T0 + 61 * S)) == []
+        ended = restarted.tick(T0 + 601 * S)
+        assert [a.kind for a in ended.audits] == [AuditKind.BYPASS_END]
+        at = T0 + 602 * S
+        assert rules(restarted.on_event(door("open", at), at)) == ["forced-door"]
+    finally:
+        again.close()
+
+
+def test_a_disarm_of_its_zone_ends_a_bypass_and_the_longest_bypass_is_capped(
+    store: AlertStore,
+) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    engine.arm(SITE, "budi", "cli", T0, zone="perimeter")
+    with pytest.raises(AlertError, match="at most 240 min"):
+        engine.bypass(
+            SITE, "gudang-01", "pintu-utama", "budi", "cli", T0, for_s=5 * 3600, reason="x"
+        )
+    with pytest.raises(AlertError, match="needs a reason"):
+        engine.bypass(SITE, "gudang-01", "pintu-utama", "budi", "cli", T0, for_s=60, reason=" ")
+    engine.bypass(SITE, "gudang-01", "pintu-utama", "budi", "cli", T0, for_s=3600, reason="rusak")
+    disarmed = engine.disarm(SITE, "budi", "cli", T0 + S, zone="perimeter")
+    assert [(a.kind, a.by) for a in disarmed.audits] == [
+        (AuditKind.ARMING, "budi"),
+        (AuditKind.BYPASS_END, "budi"),
+    ]
+    assert not wire(disarmed).bypassed
+    engine.arm(SITE, "budi", "cli", T0 + 2 * S, zone="perimeter")
+    assert rules(engine.on_event(door("open", T0 + 3 * S), T0 + 3 * S)) == ["forced-door"]
+
+
+def test_a_two_person_zone_disarms_only_when_a_second_person_asks_in_time(
+    store: AlertStore,
+) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    room = "ruang-surat-suara"
+    engine.arm(SITE, "budi", "cli", T0, zone=room)
+    first = engine.disarm(SITE, "Budi (budi)", "web", T0 + S, zone=room, account="budi")
+    asked = wire(first).zone(room)
+    assert asked is not None and asked.state is ArmingMode.ARMED and asked.two_person
+    assert asked.disarm_request is not None and asked.disarm_request.by == "Budi (budi)"
+    with pytest.raises(AlertError, match="a second, different operator"):
+        engine.disarm(SITE, "budi", "cli", T0 + 2 * S, zone=room)  # the same person by the CLI
+    assert zone_state(engine, room) is ArmingMode.ARMED
+    second = engine.disarm(SITE, "dewi", "cli", T0 + 30 * S, zone=room)
+    (audit,) = [a for a in second.audits if a.kind is AuditKind.ARMING]
+    assert (audit.to_state, audit.by, audit.with_by) == (ArmingMode.DISARMED, "dewi", "Budi (budi)")
+
+
+def test_a_two_person_request_runs_out_after_60_s(store: AlertStore) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    room = "ruang-surat-suara"
+    engine.arm(SITE, "budi", "cli", T0, zone=room)
+    engine.disarm(SITE, "budi", "cli", T0, zone=room)
+    ran_out = engine.tick(T0 + 61 * S)
+    assert [(a.kind, a.by) for a in ran_out.audits] == [(AuditKind.DISARM_REQUEST_END, "budi")]
+    late = engine.disarm(SITE, "dewi", "cli", T0 + 62 * S, zone=room)
+    assert zone_state(engine, room) is ArmingMode.ARMED  # dewi is now the first of two
+    assert [a.kind for a in late.audits] == [AuditKind.DISARM_REQUEST]
+
+
+def test_a_duress_pin_disarms_as_usual_and_tells_only_the_duress_routes(
+    store: AlertStore,
+) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    engine.arm(SITE, "budi", "cli", T0, zone="perimeter")
+    forced = engine.disarm(
+        SITE, "Budi (budi)", "web", T0 + S, zone="perimeter", code=DURESS, account="budi"
+    )
+    assert zone_state(engine, "perimeter") is ArmingMode.DISARMED
+    (audit,) = forced.audits
+    assert (audit.by, audit.reason) == ("Budi (budi)", "disarmed by hand")  # as usual
+    assert forced.alerts == [] and all(p.measurement != "alert" for p in forced.points)
+    assert all("/alert/" not in m.topic for m in forced.messages())
+    (note,) = forced.notifications
+    assert note.key.startswith("duress:") and note.severity is Severity.CRITICAL
+    assert urls_for(CONFIG.notify, SITE, note.severity, duress=True) == [
+        "json://localhost:9/polisi"
+    ]
+    assert "json://localhost:9/polisi" not in urls_for(CONFIG.notify, SITE, Severity.CRITICAL)
+    (stored,) = [a for a in store.alerts() if a.rule == "duress"]
+    assert stored.params["by"] == "Budi (budi)" and stored.latched
+    snapshot = engine.snapshot(T0 + 2 * S)
+    assert all(c.alert.rule != "duress" for c in snapshot.alerts)
+
+
+def test_a_wrong_pin_or_a_missing_one_is_refused(store: AlertStore) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    engine.arm(SITE, "sari", "cli", T0, zone="perimeter")
+    with pytest.raises(AlertError, match="must give their PIN"):
+        engine.disarm(SITE, "sari", "cli", T0 + S, zone="perimeter")
+    with pytest.raises(AlertError, match="wrong PIN"):
+        engine.disarm(SITE, "sari", "cli", T0 + S, zone="perimeter", code="0000")
+    with pytest.raises(AlertError, match="wrong PIN"):
+        engine.disarm(SITE, "budi", "cli", T0 + S, zone="perimeter", code=PIN)  # sari's, not his
+    assert zone_state(engine, "perimeter") is ArmingMode.ARMED
+    engine.disarm(SITE, "sari", "cli", T0 + S, zone="perimeter", code=PIN)
+    assert zone_state(engine, "perimeter") is ArmingMode.DISARMED
+    assert [a.rule for a in store.alerts()] == []
+
+
+def test_every_operation_is_recorded_with_who(store: AlertStore) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    room = "ruang-surat-suara"
+    engine.arm(SITE, "budi", "cli", T0)
+    engine.bypass(SITE, "pagar-01", "p1", "budi", "cli", T0, for_s=60, reason="angin")
+    engine.disarm(SITE, "budi", "cli", T0 + S, zone=room)
+    engine.disarm(SITE, "dewi", "web", T0 + 2 * S, zone=room)
+    engine.disarm(SITE, "budi", "cli", T0 + 3 * S, zone="perimeter", code=DURESS)
+    raised = engine.on_event(event(Kind.MOTION, "motion", T0 + 4 * S, sensor="pir"), T0 + 4 * S)
+    engine.ack(raised.alerts[0].alert.id, "dewi", T0 + 5 * S)
+    engine.tick(T0 + 120 * S)
+    people = {"budi", "dewi", "schedule", "collector"}
+    audits = store.audits(SITE)
+    assert {a.kind for a in audits} >= {
+        AuditKind.ARMING,
+        AuditKind.BYPASS,
+        AuditKind.BYPASS_END,
+        AuditKind.DISARM_REQUEST,
+    }
+    assert {a.by for a in audits} <= people, [a for a in audits if a.by not in people]
+    for alert in store.alerts():
+        assert alert.acked_at is None or alert.acked_by in people
+        if alert.rule == "duress":
+            assert alert.params["by"] in people
+
+
+def test_a_zone_member_that_is_no_sensor_is_refused_by_name(tmp_path: Path) -> None:
+    bad = tmp_path / "alerts.toml"
+    bad.write_text('[[sites.s.zones]]\nname = "perimeter"\nmembers = ["gudang 01"]\n')
+    with pytest.raises(ConfigError, match="not a unit or a sensor"):
+        load_toml_model(bad, AlertsConfig)
