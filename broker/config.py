@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field
 
 from broker.alerts.config import AlertsConfig
+from broker.home_assistant.config import HomeAssistantConfig
 from broker.web.config import WebConfig
 from kernel.config import ClientTls, Strict, load_toml_model
 from protocol.ids import SiteId
@@ -116,6 +117,10 @@ class CollectorConfig(Strict):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     web: WebConfig | None = Field(
         default=None, description="the guard-post page; absent: no page is served"
+    )
+    home_assistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig,
+        description="Home Assistant's MQTT discovery, published by the collector",
     )
 
 

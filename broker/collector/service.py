@@ -37,6 +37,7 @@ from broker.collector.storage import Storage
 from broker.config import CollectorConfig
 from broker.evidence import EvidenceVault
 from broker.evidence_gaps import EvidenceGaps, EvidencePlanner
+from broker.home_assistant import wiring as home_assistant
 from broker.influx import InfluxWriter, Record
 from broker.ingest import Begun, Ingest, Keys, Rejected
 from broker.signatures import SignaturePool
@@ -69,7 +70,9 @@ class Collector:
         self.live = live or LiveState()
         """What the guard-post page shows; fed below, never able to stop storage."""
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.session = BrokerSession(config.mqtt, self.stats, link)
+        self.session = BrokerSession(
+            config.mqtt, self.stats, link, will=home_assistant.will_of(config)
+        )
         self.inbox = self.session.inbox
         self.live_view = LiveView.for_collector(
             config, lambda topic, payload: self.session.publish(topic, payload)
@@ -114,6 +117,8 @@ class Collector:
         self.alerts = AlertBridge(
             engine, notifier, self.session, self.storage, self.live, self.stats
         )
+        self.home_assistant = home_assistant.attach(self)
+        """HA's discovery, states and coded panels ([home_assistant]); None when off."""
         self.loop_heartbeat = time.monotonic()
         self._last_stats = time.monotonic()
         self._sites: dict[str, str] = {}
@@ -175,6 +180,8 @@ class Collector:
                     self._keep_pictures(pictures, stop)
             self._sweep_pictures(stop)
             self.alerts.turn(stop, self.chain, self._sites)
+            if self.home_assistant is not None:
+                self.home_assistant.turn(stop)
             self._witnessed(stop)
             self._maybe_stats(stop)
         # Stopping with a batch begun: it is not acknowledged, so the broker delivers it again.
@@ -216,6 +223,8 @@ class Collector:
             return  # stopping with InfluxDB and the spool full: redelivered after the restart
         for msg in settled.accepted:
             self.live.on_message(msg)
+        if self.home_assistant is not None:
+            self.home_assistant.bridge.on_messages(settled.accepted)
         publishes = self.asks.on_heartbeats(settled.heartbeats, now)
         publishes += [_dead_letter(m.received_ns, r) for m, r in settled.rejected]
         self._publish(publishes, changes, stop)
@@ -246,6 +255,8 @@ class Collector:
     def _after_pictures(self, out: PictureBatch, stop: threading.Event) -> None:
         for p in out.stored:
             self.live.on_picture(p.event.event_id, p.sha256, p.event.site, p.event.device, p.role)
+            if self.home_assistant is not None:
+                self.home_assistant.bridge.on_picture(p.event.site, p.event.device, p.sha256)
         self.stats.pictures += len(out.stored)
         self._stills_stored(out)
         self.stats.evidence_refused += len(out.refused)
@@ -349,6 +360,8 @@ class Collector:
 
     def close(self) -> None:
         self.live_view.stop()
+        if self.home_assistant is not None:
+            self.home_assistant.close()
         self.session.close()
         if self.verifier is not None:
             self.verifier.close()

@@ -21,7 +21,7 @@ from broker.collector.inbound import Inbound
 from broker.collector.stats import CollectorStats
 from broker.config import MqttConfig
 from kernel.link import Link, Message
-from kernel.mqtt import PahoLink, Session, make_client
+from kernel.mqtt import PahoLink, Session, Will, make_client
 from protocol import topics
 
 log = logging.getLogger("jaga.collector")
@@ -34,12 +34,13 @@ CHANNELS = (
 )
 
 
-def paho_link(config: MqttConfig) -> PahoLink:
+def paho_link(config: MqttConfig, will: Will | None = None) -> PahoLink:
     """The real link: a kept MQTT 5 session with manual acknowledgement."""
     client = make_client(
         config.tls,
         config.client_id,
         field="mqtt.tls",
+        will=will,
         manual_ack=True,
         reconnect_delay_s=(1, 15),
     )
@@ -56,7 +57,16 @@ def paho_link(config: MqttConfig) -> PahoLink:
 class BrokerSession:
     """Connect, subscribe (this collector's sites), take messages in, acknowledge, publish."""
 
-    def __init__(self, config: MqttConfig, stats: CollectorStats, link: Link | None = None) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        stats: CollectorStats,
+        link: Link | None = None,
+        *,
+        will: Will | None = None,
+    ) -> None:
+        """will: published by the broker if the collector vanishes (Home Assistant's
+        availability); only for the paho link made here."""
         self.config = config
         self.stats = stats
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
@@ -64,9 +74,14 @@ class BrokerSession:
         self.witnessed: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.subscribed = threading.Event()
         self.retained_commands_dropped = 0
-        self.link: Link = link if link is not None else paho_link(config)
+        self.link: Link = link if link is not None else paho_link(config, will)
         self.on_live: Callable[[str, str, bytes], None] | None = None
         """Live frames (site, device, JPEG), handed over on the link's thread; never stored."""
+        self.extra_filters: list[str] = []
+        """More filters (Home Assistant's birth and panel commands), taken by `on_other`."""
+        self.on_other: Callable[[Message], bool] | None = None
+        """Takes what extra_filters bring, on the link's thread (True: taken, acknowledged
+        at once); never events."""
 
     def start(self) -> None:
         self.link.start(self)
@@ -94,6 +109,7 @@ class BrokerSession:
                 *topics.site_command_filters(),
                 *topics.witness_filters(),
                 *topics.live_filters(),
+                *self.extra_filters,
             ]
         sites = tuple(m.sites)
         return [
@@ -101,6 +117,7 @@ class BrokerSession:
             *topics.site_command_filters(sites),
             *topics.witness_filters(sites),
             *topics.live_filters(sites),
+            *self.extra_filters,
         ]
 
     # the link's thread (kernel.link.LinkHandler) ---------------------------------------------
@@ -136,6 +153,10 @@ class BrokerSession:
         if live is not None:  # QoS 0 frames: relayed to viewers if any, never acknowledged
             if self.on_live is not None and not msg.retain:
                 self.on_live(live[0], live[1], msg.payload)
+            return
+        if self.on_other is not None and self.on_other(msg):
+            if msg.qos > 0:
+                self.link.ack(msg.mid, msg.qos)
             return
         if topics.parse_witness_topic(msg.topic) is not None:
             self.witnessed.put(msg)  # acknowledged by the service once stored

@@ -1,0 +1,473 @@
+"""The collector's Home Assistant bridge: discovery, states and coded arming over the
+collector's own broker session (no second MQTT client).
+
+Threads: the link's thread hands over HA's messages (`take`): HA's birth asks for everything
+again, a panel command waits for its code check on the bridge's own thread (argon2 costs
+~50 ms per account, never the collector's time). Everything else — publishing, arming —
+happens in `turn`, on the collector's thread, between batches.
+
+Restarts: discovery, states and pictures are retained, so a restarted HA or broker finds
+them; on top, everything is published again whenever HA says `online`, whenever the
+collector (re)connects, and the collector's own availability is `online` retained with
+`offline` as its will. What the bridge knows (units' last states, what it announced) is kept
+in `<data_dir>/home-assistant.json`, so a restarted collector neither forgets a state nor
+leaves a removed unit's entities behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from broker.home_assistant import topics
+from broker.home_assistant.codes import PanelCodes
+from broker.home_assistant.config import HomeAssistantConfig
+from broker.home_assistant.discovery import Discovery, Panel, Unit, panel_entity, unit_entities
+from broker.home_assistant.state import UnitState, apply, panel_word, wired
+from broker.i18n import translator
+from kernel.files import Durability, atomic_write
+from kernel.link import Message
+from kernel.mqtt import Will
+from protocol.alerting import DEFAULT_ZONE, Alert, ArmingHow, ArmingMode, ArmingState
+from protocol.models import Event, Heartbeat, Status
+
+if TYPE_CHECKING:
+    from broker.alerts.changes import Changes
+    from broker.alerts.config import AlertsConfig
+    from broker.alerts.engine import AlertEngine
+
+log = logging.getLogger("jaga.home_assistant")
+
+ACTIONS = {"ARM_AWAY": "arm", "DISARM": "disarm"}
+PANEL_EVERY_S = 0.25
+SAVE_EVERY_S = 5.0
+UnitKey = tuple[str, str]
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
+        """Queue a publish on the collector's session; False when not connected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A panel command after its code check: whose code (None: refused, and why)."""
+
+    site: str
+    zone: str | None
+    action: str
+    account: str | None
+    reason: str = ""
+    code: str = field(default="", repr=False)
+    """Handed to a disarm, where the engine tells a PIN from a duress PIN; never logged."""
+
+
+class HomeAssistantBridge:
+    """One per collector, for the sites it owns."""
+
+    def __init__(
+        self,
+        config: HomeAssistantConfig,
+        *,
+        client_id: str,
+        registry_dir: Path,
+        data_dir: Path,
+        sites: frozenset[str] | None,
+        alerts: AlertsConfig,
+        codes: PanelCodes,
+        who: Callable[[str], str],
+        publisher: Publisher,
+        connected: Callable[[], bool],
+        picture_path: Callable[[str], Path],
+    ) -> None:
+        self.config = config
+        self.registry_dir = registry_dir
+        self.sites = sites
+        self.alerts = alerts
+        self.codes = codes
+        self.who = who
+        """The person as the audit trail records them, from their name (the page's `who`)."""
+        self.publisher = publisher
+        self.connected = connected
+        self.picture_path = picture_path
+        self.collector_topic = topics.collector_status(client_id)
+        self.refused = 0
+        """Panel commands refused (wrong code, stale, malformed): each one logged."""
+        self._ = translator(config.language).gettext
+        self._path = data_dir / "home-assistant.json"
+        self._units: dict[UnitKey, Unit] = {}
+        self._states: dict[UnitKey, UnitState] = {}
+        self._pictures: dict[UnitKey, str] = {}
+        self._announced: dict[str, list[str]] = {}
+        """Discovery topics published, by unit or panel key: what removal must empty."""
+        self._panels: dict[str, Panel] = {}
+        """By panel_key: one per site, or one per zone of a site that has zones (#18)."""
+        self._panel_words: dict[str, str] = {}
+        self._dirty: set[UnitKey] = set()
+        self._was_connected = False
+        self._again = threading.Event()
+        self._polled_at = float("-inf")
+        self._panel_at = 0.0
+        self._saved_at = 0.0
+        self._unsaved = False
+        self._checks: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=100)
+        self._decided: queue.SimpleQueue[Decision] = queue.SimpleQueue()
+        self._checker = threading.Thread(target=self._check_codes, name="ha-codes", daemon=True)
+        self._load()
+
+    @property
+    def will(self) -> Will:
+        """The collector's will: its entities go unavailable when it vanishes."""
+        return Will(self.collector_topic, b"offline")
+
+    def filters(self) -> list[str]:
+        """What the collector's session subscribes to for HA: its birth and panel commands."""
+        return [topics.status(self.config.prefix), topics.COMMAND_FILTER]
+
+    def start(self) -> None:
+        self._checker.start()
+
+    def close(self) -> None:
+        """Say offline (a clean stop publishes no will) and keep what we know."""
+        self.publisher.publish(self.collector_topic, b"offline", retain=True)
+        self._checks.put(None)
+        self._save()
+
+    # the link's thread ---------------------------------------------------------------------
+
+    def take(self, msg: Message) -> bool:
+        """HA's messages off the collector's session; False: not ours."""
+        if msg.topic == topics.status(self.config.prefix):
+            if msg.payload.strip() == b"online":
+                self._again.set()
+            return True
+        site = topics.parse_command(msg.topic)
+        if site is None:
+            return False
+        if msg.retain:
+            log.warning("retained panel command on %s dropped", msg.topic[:120])
+            return True
+        try:
+            self._checks.put_nowait((site, msg.payload))
+        except queue.Full:
+            self._decided.put(Decision(site, None, "?", None, "too many commands waiting"))
+        return True
+
+    # the bridge's own thread -----------------------------------------------------------------
+
+    def _check_codes(self) -> None:
+        while (item := self._checks.get()) is not None:
+            site, payload = item
+            try:
+                self._decided.put(self.decide(site, payload, time.time()))
+            except Exception:
+                log.exception("panel command for %s failed its check", site)
+
+    def decide(self, site: str, payload: bytes, now_s: float) -> Decision:
+        """Parse and check one panel command; the code goes to PanelCodes."""
+        try:
+            body = json.loads(payload)
+            action = ACTIONS[str(body["action"])]
+            code = body.get("code")
+            zone = body.get("zone")
+            ts = float(body["ts"])
+        except (ValueError, KeyError, TypeError):
+            return Decision(site, None, "?", None, "not a panel command (action, code, ts)")
+        if zone is not None and not isinstance(zone, str):
+            return Decision(site, None, action, None, "zone must be a name")
+        if not isinstance(code, str):
+            code = "" if code is None else str(code)
+        if abs(now_s - ts) > self.config.command_max_age_s:
+            return Decision(site, zone, action, None, f"sent {now_s - ts:.0f} s ago: too old")
+        verdict = self.codes.check(site, code)
+        return Decision(site, zone, action, verdict.account, verdict.reason, code)
+
+    # the collector's thread ------------------------------------------------------------------
+
+    def on_messages(self, accepted: Iterable[Event | Heartbeat | Status]) -> None:
+        """Units' accepted messages (after they are stored): what HA shows of them."""
+        for msg in accepted:
+            key = (msg.site, msg.device)
+            if key not in self._units:
+                continue
+            if apply(self._states.setdefault(key, UnitState()), msg):
+                self._dirty.add(key)
+
+    def on_picture(self, site: str, device: str, sha256: str) -> None:
+        """A stored evidence picture: the unit's image entity shows the latest."""
+        key = (site, device)
+        if key in self._units and self._pictures.get(key) != sha256:
+            self._pictures[key] = sha256
+            self._unsaved = True
+            self._send_picture(key)
+
+    def turn(
+        self,
+        engine: AlertEngine,
+        emit: Callable[[Changes], None],
+        audit: Callable[[Decision, int], None],
+    ) -> None:
+        """Between batches: carry out checked commands, publish what changed, poll the
+        registry, and everything again after HA's birth or a reconnection."""
+        now = time.monotonic()
+        connected = self.connected()
+        if now - self._polled_at >= self.config.registry_poll_s:
+            self._polled_at = now
+            self._poll_registry(connected)
+        if connected and (not self._was_connected or self._again.is_set()):
+            self._again.clear()
+            self._publish_all(engine)
+        self._was_connected = connected
+        while True:
+            try:
+                decision = self._decided.get_nowait()
+            except queue.Empty:
+                break
+            self._carry_out(decision, engine, emit, audit)
+            self._panel_at = 0.0  # show the new state at once
+        if connected and now - self._panel_at >= PANEL_EVERY_S:
+            self._panel_at = now
+            self._publish_panels(engine, force=False)
+        if connected:
+            for key in sorted(self._dirty):
+                self._send_state(key)
+            self._dirty.clear()
+            self._unsaved = True
+        if self._unsaved and now - self._saved_at >= SAVE_EVERY_S:
+            self._save()
+
+    def _carry_out(
+        self,
+        d: Decision,
+        engine: AlertEngine,
+        emit: Callable[[Changes], None],
+        audit: Callable[[Decision, int], None],
+    ) -> None:
+        from broker.alerts.lifecycle import AlertError
+
+        now = time.time_ns()
+        if self.sites is not None and d.site not in self.sites:
+            return  # another collector's site: it carries the command out
+        if d.account is None:
+            self.refused += 1
+            log.warning("Home Assistant %s of %s refused: %s", d.action, d.site, d.reason)
+            audit(d, now)
+            return
+        who = self.who(d.account)
+        try:
+            changes = operate(engine, d, who, now)
+        except AlertError as exc:
+            self.refused += 1
+            log.warning("Home Assistant %s of %s by %s refused: %s", d.action, d.site, who, exc)
+            audit(Decision(d.site, d.zone, d.action, None, f"{who}: {exc}"), now)
+            return
+        log.info("Home Assistant %s of %s (zone %s) by %s", d.action, d.site, d.zone, who)
+        emit(changes)
+
+    # publishing ------------------------------------------------------------------------------
+
+    def _publish_all(self, engine: AlertEngine) -> None:
+        self.publisher.publish(self.collector_topic, b"online", retain=True)
+        for pkey, panel in self._panels.items():
+            self._announce(pkey, [self._panel_entity(panel)])
+        for key, unit in sorted(self._units.items()):
+            self._announce(unit_key(key), self._unit_entities(unit))
+            self._send_state(key)
+            self._send_picture(key)
+        self._publish_panels(engine, force=True)
+        log.info(
+            "Home Assistant: %d units and %d panels published", len(self._units), len(self._panels)
+        )
+
+    def _publish_panels(self, engine: AlertEngine, *, force: bool) -> None:
+        states: dict[str, tuple[ArmingState | None, list[Alert]]] = {}
+        for key, panel in self._panels.items():
+            if panel.site not in states:
+                site = panel.site
+                states[site] = (engine.arming_state(site), engine.open_alerts(site))
+            state, alerts = states[panel.site]
+            word = panel_word(*self._panel_view(panel, state, alerts))
+            if word is None or (not force and self._panel_words.get(key) == word):
+                continue
+            topic = topics.panel_state(panel.site, panel.zone)
+            if self.publisher.publish(topic, word.encode(), retain=True):
+                self._panel_words[key] = word
+
+    def _panel_view(
+        self, panel: Panel, state: ArmingState | None, alerts: list[Alert]
+    ) -> tuple[ArmingMode | None, list[Alert]]:
+        """The panel's arming mode and the alerts of its sensors (all of the site's: no zone)."""
+        if state is None:
+            return None, []
+        if panel.zone is None:
+            return state.state, alerts
+        zone = state.zone(panel.zone)
+        config = self.alerts.site(panel.site)
+        mine = [a for a in alerts if config.zone_of(a.device, a.sensor or "") == panel.zone]
+        return (zone.state if zone is not None else None), mine
+
+    def _send_state(self, key: UnitKey) -> None:
+        state = self._states.get(key)
+        if state is None:
+            return
+        body = json.dumps(state.document(), sort_keys=True).encode()
+        self.publisher.publish(topics.unit_state(*key), body, retain=True)
+
+    def _send_picture(self, key: UnitKey) -> None:
+        sha = self._pictures.get(key)
+        if sha is None:
+            return
+        try:
+            data = self.picture_path(sha).read_bytes()
+        except OSError:
+            return  # pruned from the vault: HA keeps the one it has
+        self.publisher.publish(topics.unit_image(*key), data, retain=True)
+
+    def _announce(self, key: str, entities: Sequence[Discovery]) -> None:
+        wanted = [d.topic for d in entities]
+        for gone in set(self._announced.get(key, [])) - set(wanted):
+            self.publisher.publish(gone, b"", retain=True)
+        for d in entities:
+            self.publisher.publish(d.topic, d.payload(), retain=True)
+        if self._announced.get(key) != wanted:
+            self._announced[key] = wanted
+            self._unsaved = True
+
+    def _panel_entity(self, panel: Panel) -> Discovery:
+        return panel_entity(self.config.prefix, panel, self.collector_topic, self._)
+
+    def _unit_entities(self, unit: Unit) -> list[Discovery]:
+        return unit_entities(self.config.prefix, unit, self.collector_topic, self._)
+
+    # the registry ----------------------------------------------------------------------------
+
+    def _poll_registry(self, connected: bool) -> None:
+        """Units and sites as the registry has them now; removed ones leave HA."""
+        try:
+            units, panels = read_registry(self.registry_dir, self.sites)
+        except Exception:
+            log.exception("Home Assistant: the registry could not be read; trying again later")
+            return
+        for key, unit in units.items():
+            if self._units.get(key) != unit:
+                self._units[key] = unit
+                wired(self._states.setdefault(key, UnitState()), unit.sensors)
+                if connected:
+                    self._announce(unit_key(key), self._unit_entities(unit))
+                    self._send_state(key)
+        for key in sorted(set(self._units) - set(units)):
+            del self._units[key]
+            self._forget(unit_key(key))
+            self._states.pop(key, None)
+            self._pictures.pop(key, None)
+            for topic in (topics.unit_state(*key), topics.unit_image(*key)):
+                self.publisher.publish(topic, b"", retain=True)
+            log.info("Home Assistant: unit %s/%s removed", *key)
+        wanted = {
+            panel_key(p): p
+            for site in panels.values()
+            for p in site_panels(site, self.alerts.site(site.site).zone_names())
+        }
+        for pkey, panel in wanted.items():
+            if self._panels.get(pkey) != panel:
+                self._panels[pkey] = panel
+                self._panel_words.pop(pkey, None)
+                if connected:
+                    self._announce(pkey, [self._panel_entity(panel)])
+        for pkey in sorted(set(self._panels) - set(wanted)):
+            gone = self._panels.pop(pkey)
+            self._forget(pkey)
+            self.publisher.publish(topics.panel_state(gone.site, gone.zone), b"", retain=True)
+        # Announced before a restart and unknown to the registry now: remove them too.
+        live = {unit_key(k) for k in self._units} | set(self._panels)
+        for stale in sorted(set(self._announced) - live):
+            self._forget(stale)
+        self._unsaved = True
+
+    def _forget(self, key: str) -> None:
+        for topic in self._announced.pop(key, []):
+            self.publisher.publish(topic, b"", retain=True)
+
+    # the file --------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        try:
+            raw: dict[str, Any] = json.loads(self._path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            log.warning("%s is unreadable: Home Assistant's states start unknown", self._path)
+            return
+        self._announced = {k: list(v) for k, v in raw.get("announced", {}).items()}
+        for key, state in raw.get("states", {}).items():
+            site, _, device = key.partition("/")
+            self._states[(site, device)] = UnitState.from_json(state)
+        for key, sha in raw.get("pictures", {}).items():
+            site, _, device = key.partition("/")
+            self._pictures[(site, device)] = sha
+
+    def _save(self) -> None:
+        body = {
+            "announced": self._announced,
+            "states": {f"{s}/{d}": st.to_json() for (s, d), st in self._states.items()},
+            "pictures": {f"{s}/{d}": sha for (s, d), sha in self._pictures.items()},
+        }
+        try:
+            atomic_write(self._path, json.dumps(body).encode(), durability=Durability.FSYNC_FILE)
+        except OSError as exc:
+            log.warning("could not keep Home Assistant's states in %s: %s", self._path, exc)
+            return
+        self._saved_at = time.monotonic()
+        self._unsaved = False
+
+
+def operate(engine: AlertEngine, d: Decision, who: str, now: int) -> Changes:
+    """The one call into Jaga's arming: by the person whose code matched, `how` mqtt; a
+    disarm hands the engine the code (their duress PIN raises its silent alert)."""
+    if d.action == "arm":
+        return engine.arm(d.site, who, ArmingHow.MQTT, now, zone=d.zone)
+    return engine.disarm(
+        d.site, who, ArmingHow.MQTT, now, zone=d.zone, code=d.code, account=d.account
+    )
+
+
+def site_panels(site: Panel, zones: list[str]) -> list[Panel]:
+    """One panel for a site without zones (every zone at once), else one per zone (#18)."""
+    if zones == [DEFAULT_ZONE]:
+        return [site]
+    return [Panel(site.site, site.site_name, zone) for zone in zones]
+
+
+def read_registry(
+    registry_dir: Path, sites: frozenset[str] | None
+) -> tuple[dict[UnitKey, Unit], dict[str, Panel]]:
+    """The registry's live units (not revoked, holding a certificate) and sites, of `sites`."""
+    from provisioning.registry import Registry  # as broker.web.registry does
+
+    registry = Registry(registry_dir)
+    panels = {s.id: Panel(s.id, s.name) for s in registry.sites() if sites is None or s.id in sites}
+    units: dict[UnitKey, Unit] = {}
+    for site, device in registry.devices():
+        if site not in panels:
+            continue
+        record = registry.device(site, device)
+        if record.revoked_at is None and record.cert_serial is not None:
+            sensors = tuple((s.name, str(s.kind)) for s in record.sensors)
+            units[(site, device)] = Unit(site, device, sensors, record.camera)
+    return units, panels
+
+
+def unit_key(key: UnitKey) -> str:
+    return f"unit:{key[0]}/{key[1]}"
+
+
+def panel_key(panel: Panel) -> str:
+    """Where a panel's announced topics are kept: by site, and zone when it has one."""
+    return f"panel:{panel.site}" if panel.zone is None else f"panel:{panel.site}/{panel.zone}"

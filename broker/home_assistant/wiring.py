@@ -1,0 +1,128 @@
+"""The bridge wired into a collector: its session, its alert engine, storage for the audit.
+
+The collector calls four things, each one line in service.py: `will_of` (before its session
+exists), `attach` (after), `turn` in its loop, and `close`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from broker.alerts.alert_points import InfluxPoint
+from broker.home_assistant import topics
+from broker.home_assistant.bridge import Decision, HomeAssistantBridge
+from broker.home_assistant.codes import PanelCodes
+from broker.mosquitto import ALL_SITES
+from kernel.mqtt import Will
+from protocol.ids import InvalidIdentifier
+
+if TYPE_CHECKING:
+    from broker.collector.service import Collector
+    from broker.config import CollectorConfig
+
+log = logging.getLogger("jaga.home_assistant")
+
+
+def will_of(config: CollectorConfig) -> Will | None:
+    """The collector's will when HA is on: its entities go unavailable if it vanishes."""
+    if not config.home_assistant.enabled:
+        return None
+    return Will(topics.collector_status(config.mqtt.client_id), b"offline")
+
+
+class Attached:
+    """A bridge and the collector pieces its turn needs."""
+
+    def __init__(self, collector: Collector, bridge: HomeAssistantBridge) -> None:
+        self.collector = collector
+        self.bridge = bridge
+
+    def turn(self, stop: threading.Event) -> None:
+        alerts = self.collector.alerts
+        try:
+            self.bridge.turn(
+                alerts.engine,
+                lambda changes: alerts.emit(changes, stop),
+                lambda d, now: self._audit(d, now, stop),
+            )
+        except Exception:
+            log.exception("Home Assistant bridge failed; events are stored regardless")
+
+    def _audit(self, d: Decision, now: int, stop: threading.Event) -> None:
+        """A refused panel command is kept beside the arming audit (never the code)."""
+        self.collector.stats.commands_refused += 1
+        point = refused_point(d, now)
+        self.collector.storage.store([point.to_point()], stop)
+
+    def close(self) -> None:
+        self.bridge.close()
+
+
+def refused_point(d: Decision, now: int) -> InfluxPoint:
+    """arming_refused [site, how, action]: reason, zone."""
+    return InfluxPoint(
+        measurement="arming_refused",
+        tags={"site": d.site, "how": "home-assistant", "action": d.action},
+        fields={"reason": d.reason[:200], "zone": d.zone or ""},
+        time_ns=now,
+    )
+
+
+def attach(collector: Collector) -> Attached | None:
+    """Wire a bridge into the collector's session when `[home_assistant] enabled`."""
+    config = collector.config
+    if not config.home_assistant.enabled:
+        return None
+    web = config.web
+    accounts = {a.name: a for a in web.accounts} if web is not None else {}
+    registry_dir = config.registry_dir
+
+    def may_act(name: str, site: str) -> bool:
+        account = accounts.get(name)
+        if account is not None and account.can_see(site):
+            return True
+        sites = _operator_sites(registry_dir, name)
+        return site in sites or ALL_SITES in sites
+
+    def who(name: str) -> str:
+        account = accounts.get(name)
+        return account.who if account is not None else name
+
+    ha = config.home_assistant
+    codes = PanelCodes(
+        config.alerts.people,
+        may_act,
+        max_failures=ha.code_max_failures,
+        lockout_s=ha.code_lockout_s,
+    )
+    session = collector.session
+    bridge = HomeAssistantBridge(
+        ha,
+        client_id=config.mqtt.client_id,
+        registry_dir=registry_dir,
+        data_dir=config.data_dir,
+        sites=frozenset(config.mqtt.sites) or None,
+        alerts=config.alerts,
+        codes=codes,
+        who=who,
+        publisher=session,
+        connected=lambda: collector.stats.connected,
+        picture_path=collector.evidence.path,
+    )
+    session.extra_filters = bridge.filters()
+    session.on_other = bridge.take
+    bridge.start()
+    return Attached(collector, bridge)
+
+
+def _operator_sites(registry_dir: Path, name: str) -> tuple[str, ...]:
+    from provisioning.errors import ProvisioningError
+    from provisioning.registry import Registry
+
+    try:
+        return Registry(registry_dir).operator_sites(name)
+    except (ProvisioningError, InvalidIdentifier, OSError):
+        return ()
