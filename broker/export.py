@@ -28,6 +28,7 @@ from broker.export_format import (
     CA_PEM,
     CERTS,
     EVENTS,
+    ISSUING_PEM,
     MANIFEST,
     PICTURES,
     SUBJECT,
@@ -125,12 +126,14 @@ def export(
     ca_cert: bytes,
     dest: Path,
     witness_keys: Mapping[str, bytes] | None = None,
+    issuing_cert: bytes | None = None,
 ) -> None:
     """Write the export into dest, which must be new or an empty folder.
 
     witness_keys: each witness's public key (PEM), by name, as the registry holds it; a
     witness without one has its cosignatures exported without its key (the auditor brings
-    it)."""
+    it).
+    issuing_cert: the issuing CA that signed unit_cert (PEM), when the root did not."""
     events = evidence.stretch.events
     first = events[0]
     with _Folder.open(dest) as folder:
@@ -139,6 +142,8 @@ def export(
         folder.mkdir(CERTS)
         folder.write(CA_PEM, [ca_cert])
         folder.write(UNIT_PEM, [unit_cert])
+        if issuing_cert is not None:
+            folder.write(ISSUING_PEM, [issuing_cert])
         folder.mkdir(EVENTS)
         for event in events:
             folder.write(event_name(event.seq, "body"), [canonical_bytes(event)])

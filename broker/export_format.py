@@ -6,6 +6,10 @@ audit verify-export` and by anyone's own verifier:
   certs/ca.pem            the site CA: one PEM certificate, checked against the pinned
                           fingerprint (SHA-256 of its DER bytes)
   certs/unit.pem          the unit's certificate: OU = site, CN = unit, issued by that CA
+                          or by the issuing CA below it
+  certs/issuing.pem       only when an issuing CA signed the unit's certificate: that issuing
+                          CA (one PEM certificate, path length 0), itself signed by the CA;
+                          never trusted on its own, only as the link between the two
   events/<seq>.body       the exact bytes the unit signed (seq zero-padded to 20 digits,
                           so names sort in chain order)
   events/<seq>.sig        the signature over them: DER (ECDSA P-256, SHA-256) or raw (Ed25519)
@@ -39,6 +43,7 @@ from protocol.models import HEX64, MAX_SEQ, Token
 
 CA_PEM = "certs/ca.pem"
 UNIT_PEM = "certs/unit.pem"
+ISSUING_PEM = "certs/issuing.pem"
 EVENTS = "events"
 PICTURES = "pictures"
 CERTS = "certs"

@@ -130,9 +130,10 @@ def _single(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
     return value if re.fullmatch(r"[a-z0-9-]+", value) else None
 
 
-def verifier(anchor: x509.Certificate, when: datetime) -> ClientVerifier:
+def verifier(anchor: x509.Certificate, when: datetime, depth: int = 0) -> ClientVerifier:
     """RFC 5280 path validation to the anchor alone, as of `when`; unit certificates carry
-    no subjectAltName (their name is CN = unit, OU = site), so it may be absent."""
+    no subjectAltName (their name is CN = unit, OU = site), so it may be absent. depth 1: one
+    issuing CA (given to verify() as the intermediate) may stand between them."""
     leaf = ExtensionPolicy.webpki_defaults_ee().may_be_present(
         x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
     )
@@ -140,7 +141,7 @@ def verifier(anchor: x509.Certificate, when: datetime) -> ClientVerifier:
         PolicyBuilder()
         .store(Store([anchor]))
         .time(when)
-        .max_chain_depth(0)
+        .max_chain_depth(depth)
         .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=leaf)
         .build_client_verifier()
     )

@@ -40,6 +40,7 @@ from broker.export_format import (
     CERTS,
     EVENT_FILE,
     EVENTS,
+    ISSUING_PEM,
     PICTURE_FILE,
     PICTURES,
     SUBJECT,
@@ -114,6 +115,13 @@ def verify_export(folder: Path, pinned: PinnedCA, witnesses: tuple[str, ...] = (
     unit = certificate(folder, UNIT_PEM, report.problems) if ca is not None else None
     site_device = unit_name(unit, report.problems) if unit is not None else None
     key = unit_key(unit, report.problems) if unit is not None and site_device is not None else None
+    issuing = (
+        certificate(folder, ISSUING_PEM, report.problems)
+        if os.path.lexists(folder / ISSUING_PEM)
+        else None
+    )
+    if os.path.lexists(folder / ISSUING_PEM) and issuing is None:
+        return report
     if ca is None or unit is None or site_device is None or key is None:
         return report
     chain = _Chain()
@@ -121,7 +129,7 @@ def verify_export(folder: Path, pinned: PinnedCA, witnesses: tuple[str, ...] = (
         if not EVENT_FILE.fullmatch(name):
             report.problems.append(f"{EVENTS}/{name}: not a file an export holds")
         elif name.endswith(".body"):
-            _check_event(folder, name, ca, unit, key, site_device, chain, report)
+            _check_event(folder, name, (ca, issuing), unit, key, site_device, chain, report)
         elif not os.path.lexists(folder / EVENTS / name.replace(".sig", ".body")):
             report.problems.append(f"{EVENTS}/{name}: no body beside it")
     if report.events == 0:
@@ -151,7 +159,7 @@ def verify_export(folder: Path, pinned: PinnedCA, witnesses: tuple[str, ...] = (
 def _check_event(
     folder: Path,
     name: str,
-    ca: x509.Certificate,
+    cas: tuple[x509.Certificate, x509.Certificate | None],
     unit: x509.Certificate,
     key: PublicKey,
     site_device: tuple[str, str],
@@ -194,7 +202,10 @@ def _check_event(
     secs = ts // 10**9
     if secs != chain.valid_at:
         try:
-            verifier(ca, datetime.fromtimestamp(secs, UTC)).verify(unit, [])
+            ca, issuing = cas  # the pinned CA; the issuing CA between it and the unit, if any
+            depth = 0 if issuing is None else 1
+            between = [] if issuing is None else [issuing]
+            verifier(ca, datetime.fromtimestamp(secs, UTC), depth).verify(unit, between)
             chain.valid_at = secs
         except (VerificationError, OverflowError, OSError, ValueError) as exc:
             report.problems.append(

@@ -50,6 +50,7 @@ class UnitKeys:
     def __init__(self, registry_dir: Path, ca: x509.Certificate) -> None:
         self.root = registry_dir / "devices"
         self.ca = ca
+        self.issuing_dir = registry_dir / "ca" / "issuing"
         self._cache: UnitKeyCache[PublicKey] = UnitKeyCache(
             self._read, lambda site, device: self.root / site / device
         )
@@ -75,10 +76,26 @@ class UnitKeys:
                 log.warning("%s: unreadable certificate, ignored (%s)", path, exc)
         return found
 
+    def _signers(self) -> list[x509.Certificate]:
+        """The pinned CA and every issuing CA in the copy that the pinned CA signed (#19)."""
+        found = [self.ca]
+        for path in sorted(self.issuing_dir.glob("*/ca.crt")):
+            try:
+                issuing = x509.load_pem_x509_certificate(path.read_bytes())
+                issuing.verify_directly_issued_by(self.ca)
+            except (OSError, ValueError, TypeError, InvalidSignature) as exc:
+                log.warning("%s: not an issuing CA of the pinned CA, ignored (%s)", path, exc)
+                continue
+            if _is_ca(issuing):
+                found.append(issuing)
+        return found
+
     def _accepted(self, cert: x509.Certificate, site: str, device: str) -> PublicKey | None:
-        """The certificate's key if the pinned CA signed it for this unit; None otherwise."""
+        """The certificate's key if the pinned CA signed it for this unit, directly or through
+        an issuing CA it signed; None otherwise."""
         try:
-            cert.verify_directly_issued_by(self.ca)
+            signer = next((s for s in self._signers() if s.subject == cert.issuer), self.ca)
+            cert.verify_directly_issued_by(signer)
         except (InvalidSignature, ValueError, TypeError) as exc:
             log.warning(
                 "certificate %s of %s/%s not issued by the pinned CA (%s)",
@@ -98,6 +115,13 @@ class UnitKeys:
         return (
             key if isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey) else None
         )
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
 
 
 def _one(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> str | None:

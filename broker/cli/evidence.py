@@ -52,6 +52,7 @@ def evidence_export(
                 registry.ca_certificate().public_bytes(Encoding.PEM),
                 dest,
                 registry.witness_public_keys(),
+                issuing_cert=_issuing_pem(registry, cert),
             )
         finally:
             store.close()
@@ -129,6 +130,7 @@ def export_window(cfg: CollectorConfig, dest: Path, window: Any, events: list[An
             cert.public_bytes(Encoding.PEM),
             registry.ca_certificate().public_bytes(Encoding.PEM),
             dest,
+            issuing_cert=_issuing_pem(registry, cert),
         )
     except (ChainError, ExportError) as exc:
         raise fail(f"cannot export the window: {exc}") from None
@@ -138,3 +140,11 @@ def export_window(cfg: CollectorConfig, dest: Path, window: Any, events: list[An
         f"exported seq {stretch.events[0].seq}..{stretch.events[-1].seq} "
         f"({stretch.starts_at.value} to {stretch.ends_at.value}) to {dest}"
     )
+
+
+def _issuing_pem(registry: Any, cert: Any) -> bytes | None:
+    """The issuing CA that signed the unit's certificate (PEM); None when the root did (#19)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    chain = registry.unit_chain(cert)
+    return chain[0].public_bytes(Encoding.PEM) if chain else None

@@ -236,3 +236,55 @@ def test_the_readme_states_the_sha256_of_the_verify_sh_every_export_carries() ->
     script = Path(__file__).parents[2] / "broker" / "export_verify.sh.tmpl"
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert f"`sha256sum` = `{hashlib.sha256(script.read_bytes()).hexdigest()}`" in readme
+
+
+# -- a unit signed by the issuing CA (#19) ------------------------------------------------------
+
+
+def two_level(tmp_path: Path, real: Authority, *, forge: bool = False) -> Path:
+    """An export whose unit certificate the issuing CA signed; forge: an issuing CA of the same
+    name whose certificate the pinned root never signed (its own key signs it)."""
+    issuing_key = certs.new_key()
+    signer_cert, signer_key = real.ca, real.ca_key
+    if forge:
+        signer_key = certs.new_key()
+        lifetime = certs.Validity(real.ca.not_valid_before_utc, real.ca.not_valid_after_utc)
+        signer_cert = certs.make_ca(signer_key, "Jaga CA Bangka Barat", lifetime, 9)
+    validity = certs.Validity(real.unit.not_valid_before_utc, real.unit.not_valid_after_utc)
+    issuing = certs.make_issuing(
+        public_key=issuing_key.public_key(), name="Jaga CA Bangka Barat issuing 1",
+        root_cert=signer_cert, root_key=signer_key, serial=3, validity=validity,
+    )  # fmt: skip
+    unit = certs.issue_client(
+        subject=real.unit.subject, public_key=real.unit_key.public_key(), ca_cert=issuing,
+        ca_key=issuing_key, serial=4, validity=validity,
+    )  # fmt: skip
+    chain = a_chain(real.unit_key)
+    evidence = Evidence(
+        "ev-3", (chain[2], chain[3]), ChainStretch(tuple(chain), ChainEnd.GENESIS, ChainEnd.HEAD)
+    )
+    store = store_with(tmp_path / "store", PICTURES)
+    try:
+        export(evidence, store, certs.cert_pem(unit), certs.cert_pem(real.ca), tmp_path / "case",
+               issuing_cert=certs.cert_pem(issuing))  # fmt: skip
+    finally:
+        store.close()
+    return tmp_path / "case"
+
+
+def test_a_unit_signed_by_the_issuing_ca_passes_all_three_verifiers(
+    real: Authority, tmp_path: Path
+) -> None:
+    case = two_level(tmp_path, real)
+    assert (case / "certs" / "issuing.pem").is_file()
+    verdicts = verify_all(case, real.fingerprint)
+    assert verdicts.all_pass(), verdicts
+    (case / "certs" / "issuing.pem").unlink()  # without the link the unit chains to nothing
+    assert verify_all(case, real.fingerprint).all_fail()
+
+
+def test_an_issuing_ca_the_pinned_root_never_signed_fails_all_three_verifiers(
+    real: Authority, tmp_path: Path
+) -> None:
+    verdicts = verify_all(two_level(tmp_path, real, forge=True), real.fingerprint)
+    assert verdicts.all_fail(), verdicts

@@ -36,6 +36,14 @@ function isPlain(name) {
     return false;
   }
 }
+function exists(name) {
+  try {
+    lstatSync(join(folder, name));
+    return true;
+  } catch {
+    return false;
+  }
+}
 function isFolder(name) {
   try {
     return lstatSync(join(folder, name)).isDirectory();
@@ -113,17 +121,29 @@ if (!isEd && !isP256) {
   fail("certs/unit.pem: the key is neither ECDSA P-256 nor Ed25519");
   finish(counts);
 }
+// An issuing CA between them when the export carries one: believed only as the pinned CA's.
+let issuing = null;
+if (exists("certs/issuing.pem")) {
+  issuing = certificate("certs/issuing.pem");
+  if (!issuing) {
+    fail("certs/issuing.pem: not one PEM certificate");
+    finish(counts);
+  }
+}
 const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
+const signer = issuing || ca;
 const issued =
   ca.ca &&
   ca.verify(ca.publicKey) &&
+  (!issuing || (issuing.ca && issuing.checkIssued(ca) && issuing.verify(ca.publicKey))) &&
   !unit.ca &&
-  unit.checkIssued(ca) &&
-  unit.verify(ca.publicKey) &&
+  unit.checkIssued(signer) &&
+  unit.verify(signer.publicKey) &&
   (unit.keyUsage === undefined || unit.keyUsage.includes(CLIENT_AUTH));
 const within = (cert, secs) =>
   Date.parse(cert.validFrom) / 1000 <= secs && secs <= Date.parse(cert.validTo) / 1000;
-const validAt = (secs) => issued && within(ca, secs) && within(unit, secs);
+const validAt = (secs) =>
+  issued && within(ca, secs) && (!issuing || within(issuing, secs)) && within(unit, secs);
 
 // 3. The events: the exact signed bytes, in one fixed form; fields are read as text.
 const ID = "[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?";
