@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from broker.home_assistant import topics as ha_topics
 from protocol.ids import check_id
 from protocol.topics import (
     ALL_TOPICS,
@@ -61,6 +62,7 @@ KICK_IDENTITY = "kick"
 plugin: it cuts revoked units' and identities' live sessions (provisioning/kick.py)."""
 KICK_ROLE = "kick-revoked"
 REVOKED_ROLE = "revoked"
+HA_PREFIX = ha_topics.DEFAULT_PREFIX
 """Given by collector:kick to each revoked username: denies every publish, read and subscribe."""
 
 
@@ -245,7 +247,25 @@ class WitnessIdentity:
         return f"witness:{self.name}"
 
 
-Identity = UnitIdentity | CollectorIdentity | OperatorIdentity | WitnessIdentity
+@dataclass(frozen=True, slots=True)
+class HomeAssistantIdentity:
+    """A Home Assistant that reads the collector's discovery and states (#20) and writes only
+    its panels' coded commands (and its own birth and will, on `homeassistant/status`)."""
+
+    name: str
+    role: Literal["home-assistant"] = field(default="home-assistant", init=False)
+
+    def __post_init__(self) -> None:
+        check_id(self.name, "Home Assistant name", allow_reserved=True)
+
+    @property
+    def username(self) -> str:
+        return f"home-assistant:{self.name}"
+
+
+Identity = (
+    UnitIdentity | CollectorIdentity | OperatorIdentity | WitnessIdentity | HomeAssistantIdentity
+)
 
 
 def acl_rules(identity: Identity) -> list[AclRule]:
@@ -271,6 +291,20 @@ def acl_rules(identity: Identity) -> list[AclRule]:
             ("write", arming_filter()),
             ("write", alert_tree()),
             ("write", device_filter(Channel.CMD)),
+            # Home Assistant (#20): discovery under its prefix, states under jaga/ha; its
+            # birth and its panels' commands, which only the collector reads.
+            ("write", f"{HA_PREFIX}/#"),
+            ("write", ha_topics.TREE),
+            ("read", f"{HA_PREFIX}/status"),
+            ("read", ha_topics.COMMAND_FILTER),
+        ]
+    if isinstance(identity, HomeAssistantIdentity):
+        return [
+            ("read", f"{HA_PREFIX}/#"),
+            *(("read", topic) for topic in ha_topics.READ_FILTERS),
+            ("read", device_filter(Channel.STATUS)),  # units' availability (birth and will)
+            ("write", f"{HA_PREFIX}/status"),
+            ("write", ha_topics.COMMAND_FILTER),
         ]
     if isinstance(identity, WitnessIdentity):
         # Units' chained events (checkpoints are events too) of its sites, and its own topic.

@@ -13,6 +13,7 @@ from broker.mosquitto import (
     DEFAULT_PERSISTENCE_DIR,
     DYNSEC_PLUGIN,
     CollectorIdentity,
+    HomeAssistantIdentity,
     Identity,
     MosquittoSettings,
     OperatorIdentity,
@@ -74,6 +75,7 @@ def identities(registry: Registry) -> list[Identity]:
         OperatorIdentity(n, registry.operator_sites(n)) for n in registry.identities("operator")
     ]
     found += [WitnessIdentity(n, registry.witness_sites(n)) for n in registry.identities("witness")]
+    found += [HomeAssistantIdentity(n) for n in registry.identities("home-assistant")]
     return found
 
 

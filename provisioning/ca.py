@@ -22,7 +22,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from broker.mosquitto import CollectorIdentity, OperatorIdentity, WitnessIdentity
+from broker.mosquitto import (
+    CollectorIdentity,
+    HomeAssistantIdentity,
+    Identity,
+    OperatorIdentity,
+    WitnessIdentity,
+)
 from provisioning import certs
 from provisioning.certs import PrivateKey, PublicKey, Validity
 from provisioning.errors import ProvisioningError
@@ -278,11 +284,13 @@ class CertificateAuthority:
         now: datetime | None = None,
     ) -> Issued:
         """Key and certificate for the collector or an operator (CN collector:<name> etc.)."""
-        identity: CollectorIdentity | OperatorIdentity | WitnessIdentity
+        identity: Identity
         if role == "collector":
             identity = CollectorIdentity(name)
         elif role == "witness":
             identity = WitnessIdentity(name)
+        elif role == "home-assistant":
+            identity = HomeAssistantIdentity(name)
         else:
             identity = OperatorIdentity(name)
         cert_path = self.registry.identity_path(role, name, ".crt")

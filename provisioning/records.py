@@ -11,8 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agent.config import PinFactoryName, SensorConfig
 from protocol.ids import DeviceId, SiteId
 
-CertKind = Literal["device", "collector", "operator", "witness", "server", "issuing"]
-ServiceRole = Literal["collector", "operator", "witness"]
+CertKind = Literal[
+    "device", "collector", "operator", "witness", "home-assistant", "server", "issuing"
+]
+ServiceRole = Literal["collector", "operator", "witness", "home-assistant"]
 
 
 class Record(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from broker.home_assistant.topics import DEFAULT_PREFIX
 from broker.i18n import DEFAULT as DEFAULT_LANGUAGE
 from broker.i18n import Language
 from kernel.config import Strict
@@ -18,11 +19,11 @@ class HomeAssistantConfig(Strict):
         default=False, description="publish discovery, states and the alarm panel for HA"
     )
     prefix: str = Field(
-        default="homeassistant",
+        default=DEFAULT_PREFIX,
         pattern=TOPIC_LEVEL,
-        description="HA's discovery prefix (its MQTT integration's setting; the broker ACL "
-        "grants `homeassistant`: another prefix needs `jaga-provision broker-config "
-        "--home-assistant-prefix`)",
+        description="HA's discovery prefix, as its MQTT integration is set (the broker ACL "
+        "that `jaga-provision broker-config` writes grants `homeassistant`; another prefix "
+        "must be granted in the acl file by hand)",
     )
     language: Language = Field(
         default=DEFAULT_LANGUAGE, description='entity names in "id" (Bahasa Indonesia) or "en"'

@@ -14,6 +14,16 @@ ROOT = "jaga/ha"
 COMMAND_FILTER = f"{ROOT}/+/cmd"
 """What Home Assistant may write and the collector reads: its panels' coded commands."""
 TREE = f"{ROOT}/#"
+DEFAULT_PREFIX = "homeassistant"
+"""HA's MQTT integration's default discovery prefix (the one the broker ACL grants)."""
+READ_FILTERS = (
+    f"{ROOT}/+/+/state",
+    f"{ROOT}/+/+/evidence",
+    f"{ROOT}/+/arming",
+    f"{ROOT}/+/arming/+",
+    f"{ROOT}/collector/+/status",
+)
+"""What Home Assistant reads under jaga/ha: never another Home Assistant's coded commands."""
 
 
 def status(prefix: str) -> str:

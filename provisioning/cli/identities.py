@@ -15,7 +15,8 @@ from provisioning.errors import ProvisioningError
 from provisioning.identities import operator_sites, revoke_identity
 
 identity_app = typer.Typer(
-    help="Certificates for the collector, control-room operators and independent witnesses."
+    help="Certificates for the collector, control-room operators, independent witnesses and "
+    "Home Assistant."
 )
 
 
@@ -23,13 +24,14 @@ class Role(StrEnum):
     collector = "collector"
     operator = "operator"
     witness = "witness"
+    home_assistant = "home-assistant"
 
 
 @identity_app.command("add")
 @reports_mistakes
 def identity_add(
     ctx: typer.Context,
-    role: Annotated[Role, typer.Argument(help="collector, operator or witness.")],
+    role: Annotated[Role, typer.Argument(help="collector, operator, witness or home-assistant.")],
     name: Annotated[str, typer.Argument(help="Name, e.g. main or budi (letters, digits, '-').")],
     site: Annotated[
         list[str] | None,
@@ -46,7 +48,8 @@ def identity_add(
     ] = DEFAULT_CERT_DAYS,
     dir: DirOption = None,
 ) -> None:
-    """Make a key and certificate for a collector, an operator or a witness (and its sites).
+    """Make a key and certificate for a collector, an operator, a witness (and its sites) or a
+    Home Assistant (it reads what the collector publishes for it, writes its panels' codes).
 
     A witness's certificate only lets it read its sites' events and publish its cosignatures;
     the key it signs them with is its own (`jaga-witness init`), never made here."""
@@ -63,8 +66,9 @@ def identity_add(
         sites = operator_sites(registry, site, every_site=False)
     elif site or all_sites:
         raise ProvisioningError(
-            "--site and --all-sites are for operators; a collector takes "
-            "its sites from collector.toml (mqtt.sites)"
+            "--site and --all-sites are for operators and witnesses; a collector takes "
+            "its sites from collector.toml (mqtt.sites), a Home Assistant sees what the "
+            "collector publishes for it"
         )
     issued = CertificateAuthority(registry).issue_service(role.value, name, days=days)
     say(f"{role.value} {name!r}: certificate CN {role.value}:{name}")
