@@ -64,6 +64,7 @@ def _start_web(cfg: CollectorConfig, collector: Collector) -> WebServer | None:
             cfg.web,
             data_dir=cfg.data_dir,
             ack=collector.ack_from_web,
+            operate=collector.operate,
             evidence=collector.evidence,
             events=EvidenceEvents(ql),
             live_view=collector.live_view,

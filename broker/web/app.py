@@ -28,6 +28,7 @@ from broker.web.headers import GuardPostApp
 from broker.web.live import Live
 from broker.web.login import Login
 from broker.web.logouts import Logouts
+from broker.web.operations import OperateCallback, Operations
 from broker.web.passwords import DEFAULT_HASHER
 from broker.web.post import GuardPost
 from broker.web.state import LiveState
@@ -45,6 +46,7 @@ def create_app(
     *,
     secret: bytes,
     ack: AckCallback | None = None,
+    operate: OperateCallback | None = None,
     evidence: Evidence | None = None,
     events: EventSource | None = None,
     clock: Callable[[], float] = time.time,
@@ -70,7 +72,10 @@ def create_app(
         ca_fingerprint=ca_fingerprint,
     )
     login = Login(post, hasher)
-    live = Live(post, keepalive_s=keepalive_s, can_ack=ack is not None)
+    live = Live(
+        post, keepalive_s=keepalive_s, can_ack=ack is not None, can_operate=operate is not None
+    )
+    operations = Operations(post, operate)
     acks = Acks(post, ack)
     alert_page = AlertPage(post, can_ack=ack is not None)
     evidence_pages = EvidencePages(post, evidence, events)
@@ -90,6 +95,8 @@ def create_app(
         Route("/stream", live.stream),
         Route("/alerts/{alert_id}", alert_page.page),
         Route("/alerts/{alert_id}/ack", acks.ack, methods=["POST"]),
+        Route("/sites/{site}/arming", operations.arming, methods=["POST"]),
+        Route("/sites/{site}/bypass", operations.bypass, methods=["POST"]),
         Route("/events/{event_id}", evidence_pages.event_page),
         Route("/pictures/{name}", evidence_pages.picture),
         Route("/wall", wall.page),

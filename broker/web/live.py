@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from broker.web.config import Role
 from broker.web.page_words import localize_alert, localize_site, page_words, zone_name
 from broker.web.post import GuardPost
 from broker.web.subscriptions import Signal
@@ -43,10 +44,13 @@ def sse(kind: str, data: object) -> str:
 class Live:
     """`/`, `/api/state` and `/stream`."""
 
-    def __init__(self, post: GuardPost, *, keepalive_s: float, can_ack: bool) -> None:
+    def __init__(
+        self, post: GuardPost, *, keepalive_s: float, can_ack: bool, can_operate: bool = False
+    ) -> None:
         self.post = post
         self.keepalive_s = keepalive_s
         self.can_ack = can_ack
+        self.can_operate = can_operate  # arm, disarm, bypass: for operators (operations.py)
 
     async def page(self, request: Request) -> Response:
         me = self.post.principal(request)
@@ -60,6 +64,7 @@ class Live:
             lang=lang,
             me=me,
             can_ack=self.can_ack,
+            can_operate=self.can_operate and me.account.role is Role.OPERATOR,
             words=page_words(lang),
             tz=tz,
             zone=zone_name(tz, time.time_ns()),

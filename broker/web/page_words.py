@@ -80,6 +80,26 @@ PAGE_WORDS = (
     N_("patrol"),
     N_("camera"),
     N_("Sound is off — tap to enable"),
+    # zones, bypasses and the operators' controls (#18)
+    N_("{zone}: {state}"),
+    N_("{zone}: waiting for a second operator ({by}, {n} s)"),
+    N_("bypassed {sensor} until {at} — {by}: {reason}"),
+    N_("Arming (operators)"),
+    N_("Site"),
+    N_("Zone"),
+    N_("every zone"),
+    N_("PIN (if you have one)"),
+    N_("Arm"),
+    N_("Disarm"),
+    N_("Bypass a sensor"),
+    N_("Sensor (unit/sensor)"),
+    N_("For"),
+    N_("{n} min"),
+    N_("{n} h"),
+    N_("Reason"),
+    N_("Bypass"),
+    N_("done"),
+    N_("not done"),
 )
 
 

@@ -20,6 +20,7 @@ from broker.web.app import create_app
 from broker.web.config import WebConfig
 from broker.web.connections import ConnectionGuard, guarded_h11
 from broker.web.evidence_view import EventSource, Evidence
+from broker.web.operations import OperateCallback
 from broker.web.passwords import DEFAULT_HASHER
 from broker.web.sessions import load_or_create_secret
 from broker.web.state import LiveState
@@ -81,6 +82,7 @@ def serve(
     *,
     data_dir: Path,
     ack: AckCallback | None = None,
+    operate: OperateCallback | None = None,
     evidence: Evidence | None = None,
     events: EventSource | None = None,
     start_timeout: float = 10.0,
@@ -99,6 +101,7 @@ def serve(
             config,
             secret=secret,
             ack=ack,
+            operate=operate,
             evidence=evidence,
             events=events,
             logouts=logouts,

@@ -194,4 +194,23 @@ def arming_view(state: object, now: int) -> dict[str, Any]:
         "entry": f"{data['entry_device']}/{data['entry_sensor']}"
         if data.get("entry_device") and data.get("entry_sensor")
         else None,
+        "zones": [_zone_view(z) for z in data.get("zones") or ()],
+        "bypassed": [
+            {k: b.get(k) for k in ("device", "sensor", "zone", "by", "reason", "until")}
+            for b in data.get("bypassed") or ()
+        ],
+    }
+
+
+def _zone_view(zone: Mapping[str, Any]) -> dict[str, Any]:
+    """One zone of a site (#18): its state, and the first of two people's request, if any."""
+    request = zone.get("disarm_request") or {}
+    return {
+        "zone": zone.get("zone"),
+        "state": zone.get("state"),
+        "by": zone.get("by"),
+        "until": zone.get("until"),
+        "two_person": bool(zone.get("two_person")),
+        "request_by": request.get("by"),
+        "request_until": request.get("until"),
     }

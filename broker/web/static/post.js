@@ -7,6 +7,8 @@
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const layout = document.getElementById("layout");
   const canAck = layout.dataset.canAck === "yes";
+  const canOperate = layout.dataset.canOperate === "yes";
+  const operateEl = document.getElementById("operate");
   const sitesEl = document.getElementById("sites");
   const alarmsEl = document.getElementById("alarms");
   const connEl = document.getElementById("conn");
@@ -246,6 +248,7 @@
         ? shown.map(renderSite)
         : [el("p", { class: "empty", "data-key": "empty" }, t("No site to show for this account yet."))],
     );
+    renderOperate();
   }
 
   function where(a) {
@@ -354,6 +357,95 @@
     return el("span", { class: `arming arming--${st}`, "data-arming": st, title: arming.by ? t("by {by}", { by: arming.by }) : "" }, text);
   }
 
+  // Zones, two-person requests and bypasses (#18): one line each under the site's name.
+  function zoneLines(arming, site) {
+    const lines = [];
+    const zones = (arming && arming.zones) || [];
+    if (zones.length > 1) {
+      for (const z of zones) {
+        lines.push(el("li", { class: `zone zone--${z.state}`, "data-zone": z.zone, title: z.by ? t("by {by}", { by: z.by }) : "" },
+          t("{zone}: {state}", { zone: z.zone, state: t(String(z.state).toUpperCase()) })));
+      }
+    }
+    for (const z of zones) {
+      if (!z.request_by || !z.request_until) continue;
+      const left = Math.max(0, Math.round((z.request_until - nowNs()) / 1e9));
+      lines.push(el("li", { class: "zone-request", "data-request": z.zone },
+        t("{zone}: waiting for a second operator ({by}, {n} s)", { zone: z.zone, by: z.request_by, n: left })));
+    }
+    for (const b of (arming && arming.bypassed) || []) {
+      lines.push(el("li", { class: "bypass", "data-bypass": `${b.device}/${b.sensor}` },
+        t("bypassed {sensor} until {at} — {by}: {reason}", { sensor: `${b.device}/${b.sensor}`, at: hm(b.until, site), by: b.by, reason: b.reason })));
+    }
+    return lines.length ? el("ul", { class: "zones", "data-key": "zones" }, lines) : null;
+  }
+
+  // Operators' controls: drawn again only when the sites or zones change (typing is kept).
+  let operateShape = "";
+  function renderOperate() {
+    if (!canOperate || !operateEl) return;
+    const shown = [...sites.values()].sort((a, b) => a.site.localeCompare(b.site));
+    const shape = JSON.stringify(shown.map((s) => [s.site, ((s.arming && s.arming.zones) || []).map((z) => z.zone)]));
+    if (shape === operateShape) return;
+    operateShape = shape;
+    operateEl.hidden = !shown.length;
+    const siteSelect = (name) => el("select", { name: "site", class: "op-site", "aria-label": t("Site") }, shown.map((s) => el("option", { value: s.site }, s.site)));
+    const zones = [...new Set(shown.flatMap((s) => ((s.arming && s.arming.zones) || []).map((z) => z.zone)))];
+    const sensors = shown.flatMap((s) => [...s.units.values()].flatMap((u) => (u.sensors || []).filter((x) => x.kind === "door" || x.kind === "motion").map((x) => `${u.device}/${x.name}`)));
+    const armForm = el("form", { class: "op-form op-arming", "data-op": "arming" },
+      el("input", { type: "hidden", name: "csrf", value: csrf }),
+      el("label", {}, t("Site"), " ", siteSelect()),
+      el("label", {}, t("Zone"), " ", el("select", { name: "zone" }, el("option", { value: "" }, t("every zone")), zones.map((z) => el("option", { value: z }, z)))),
+      el("label", {}, t("PIN (if you have one)"), " ", el("input", { type: "password", name: "code", inputmode: "numeric", autocomplete: "off", size: "6" })),
+      el("button", { type: "submit", name: "action", value: "arm" }, t("Arm")),
+      el("button", { type: "submit", name: "action", value: "disarm" }, t("Disarm")),
+      el("output", { class: "op-result" }),
+    );
+    const minutes = [30, 60, 120, 240, 480, 720];
+    const bypassForm = el("form", { class: "op-form op-bypass", "data-op": "bypass" },
+      el("input", { type: "hidden", name: "csrf", value: csrf }),
+      el("label", {}, t("Site"), " ", siteSelect()),
+      el("label", {}, t("Sensor (unit/sensor)"), " ", el("input", { name: "sensor", list: "op-sensors", required: true, size: "22" })),
+      el("datalist", { id: "op-sensors" }, sensors.map((x) => el("option", { value: x }))),
+      el("label", {}, t("For"), " ", el("select", { name: "minutes" }, minutes.map((m) => el("option", { value: m }, m < 60 ? t("{n} min", { n: m }) : t("{n} h", { n: m / 60 }))))),
+      el("label", {}, t("Reason"), " ", el("input", { name: "reason", required: true, maxlength: "200", size: "24" })),
+      el("button", { type: "submit" }, t("Bypass")),
+      el("output", { class: "op-result" }),
+    );
+    operateEl.replaceChildren(el("h2", {}, t("Arming (operators)")), armForm, el("h3", {}, t("Bypass a sensor")), bypassForm);
+  }
+
+  if (operateEl) {
+    operateEl.addEventListener("submit", (e) => {
+      const form = e.target;
+      if (!(form instanceof HTMLFormElement) || !form.dataset.op) return;
+      e.preventDefault();
+      const data = new FormData(form);
+      if (e.submitter && e.submitter.name) data.set(e.submitter.name, e.submitter.value);
+      const site = data.get("site");
+      const out = form.querySelector(".op-result");
+      out.textContent = "…";
+      fetch(`/sites/${encodeURIComponent(site)}/${form.dataset.op}`, {
+        method: "POST",
+        body: data,
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      })
+        .then((r) => r.json().then((body) => ({ ok: r.ok, status: r.status, body })))
+        .then(({ ok, status, body }) => {
+          if (status === 401) location.assign("/login?expired=1");
+          out.textContent = ok ? t("done") : body.error || t("not done");
+          out.className = "op-result " + (ok ? "op-ok" : "op-error");
+          const code = form.querySelector('input[name="code"]');
+          if (code) code.value = "";
+        })
+        .catch(() => {
+          out.textContent = t("no answer from the server");
+          out.className = "op-result op-error";
+        });
+    });
+  }
+
   function renderSite(s) {
     const alertsByDevice = new Map();
     for (const a of s.alerts.values()) {
@@ -371,6 +463,7 @@
         { class: "site-head", "data-key": "head" },
         el("h2", {}, s.name || s.site, s.name ? el("small", {}, s.site) : null),
         armingBadge(s.arming),
+        zoneLines(s.arming, s.site),
       ),
       el(
         "div",
