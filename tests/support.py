@@ -83,8 +83,16 @@ def no_autosave(stack: Stack) -> None:
     conf.write_text(text)
 
 
+SAID = pytest.StashKey[list[str]]()
+"""Lines `say` keeps in a pytest-xdist worker; tests/conftest.py prints them at the end."""
+
+
 def say(request: pytest.FixtureRequest, line: str) -> None:
-    """Print past pytest's capture, so the count shows in a plain `pytest -q` run."""
+    """Print past pytest's capture, so the count shows in a plain `pytest -q` run (in a
+    parallel run, a worker cannot print: the line shows in the summary at the end)."""
+    if hasattr(request.config, "workerinput"):
+        request.config.stash.setdefault(SAID, []).append(line)
+        return
     capture = request.config.pluginmanager.getplugin("capturemanager")
     if capture is None:
         print(line)
