@@ -33,6 +33,7 @@ from provisioning import certs
 from provisioning.certs import PrivateKey, PublicKey, Validity
 from provisioning.errors import ProvisioningError
 from provisioning.files import replace, write_new, write_private_key
+from provisioning.lifecycle import record_event, technician
 from provisioning.records import CaLog, CertKind, IssuedCert, ServiceRole
 from provisioning.registry import Registry
 
@@ -373,13 +374,18 @@ class CertificateAuthority:
                     serials.append(entry.serial)
                     issuers.add(entry.issuer)
             self._check_keys(issuers)
+            who = by or technician()
             self.registry.save_ca_log(log)
             self.registry.save_device(
                 record.model_copy(
-                    update={"revoked_at": now, "revoked_reason": reason.value, "revoked_by": by}
+                    update={"revoked_at": now, "revoked_reason": reason.value, "revoked_by": who}
                 )
             )
             self.refresh_crl(now=now, only=issuers or {None})
+            record_event(
+                self.registry, "revoked", site=site, device=device, serials=serials,
+                reason=reason.value, by=who,
+            )  # fmt: skip
             return serials
 
     def refresh_crl(

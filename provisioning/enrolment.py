@@ -15,6 +15,7 @@ from provisioning import certs
 from provisioning.ca import DEFAULT_CERT_DAYS, CertificateAuthority, Issued
 from provisioning.errors import ProvisioningError
 from provisioning.files import write_private_key
+from provisioning.lifecycle import record_event, technician
 from provisioning.registry import Registry
 
 
@@ -68,7 +69,13 @@ def sign_csr(
     """Issue the certificate a registered unit asked for in its CSR."""
     request = read_csr(pem, registry)
     ca = CertificateAuthority(registry)
-    return ca.issue_device(request.site, request.device, request.public_key, days=days, now=now)
+    who = technician()
+    issued = ca.issue_device(
+        request.site, request.device, request.public_key, days=days, now=now, by=who
+    )
+    record_event(registry, "issued", site=request.site, device=request.device,
+                 serial=issued.cert.serial_number, by=who, how="csr")  # fmt: skip
+    return issued
 
 
 def issue_with_new_key(
@@ -86,13 +93,16 @@ def issue_with_new_key(
     if key_path.exists() and not overwrite:
         raise ProvisioningError(f"{key_path} already exists; refusing to replace the unit's key")
     key = certs.new_key()
+    who = technician()
     issued = CertificateAuthority(registry).issue_device(
-        site, device, key.public_key(), days=days, now=now
+        site, device, key.public_key(), days=days, now=now, by=who
     )
     write_private_key(key_path, certs.key_pem(key), overwrite=True)
     record = registry.device(site, device)
     registry.save_device(record.model_copy(update={"key_generated_centrally": True}))
-    return Issued(issued.cert, issued.cert_path, key_path)
+    record_event(registry, "issued", site=site, device=device,
+                 serial=issued.cert.serial_number, by=who, how="key made here")  # fmt: skip
+    return Issued(issued.cert, issued.cert_path, key_path, issued.chain)
 
 
 def csr_path_hint(path: Path) -> str:

@@ -53,8 +53,9 @@ from provisioning import certs
 from provisioning.ca import DEFAULT_CERT_DAYS, CertificateAuthority
 from provisioning.enrolment import read_csr
 from provisioning.errors import ProvisioningError
+from provisioning.lifecycle import record_event
 from provisioning.registry import Registry
-from provisioning.tokens import TokenRefused, check_token, record_event, spend_token
+from provisioning.tokens import TokenRefused, check_token, spend_token
 
 CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
 DEFAULT_GRACE_DAYS = 30
@@ -170,15 +171,15 @@ class EnrolmentAuthority:
                 400, f"the CSR is for site {request.site!r} but was sent to site {label!r}"
             )
         with self.registry.locked():  # check, issue, spend: one step against every process
-            sha = check_token(self.registry, token, site=label, device=request.device, now=now)
+            kept = check_token(self.registry, token, site=label, device=request.device, now=now)
             issued = CertificateAuthority(self.registry).issue_device(
                 request.site, request.device, request.public_key, days=self.days, now=now,
                 by="token",
             )  # fmt: skip
-            spend_token(self.registry, request.site, request.device, sha, now=now)
+            spend_token(self.registry, request.site, request.device, kept.sha256, now=now)
         record_event(
             self.registry, "enrolled", site=request.site, device=request.device,
-            serial=issued.cert.serial_number, by="token",
+            serial=issued.cert.serial_number, by="token", technician=kept.by,
         )  # fmt: skip
         return self._answer(issued.cert, issued.chain)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import os
 import secrets
@@ -41,6 +40,7 @@ from kernel.files import fsync_dir
 from protocol.ids import InvalidIdentifier, check_id
 from provisioning.errors import ProvisioningError
 from provisioning.files import PRIVATE_MODE, replace
+from provisioning.lifecycle import record_event, technician
 from provisioning.records import Record
 from provisioning.registry import Registry
 
@@ -76,6 +76,8 @@ class TokenRecord(Record):
     sha256: str
     issued_at: datetime
     expires_at: datetime
+    by: str | None = None
+    """The technician who asked for it (the enrolment's record names them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +103,10 @@ def issue_token(
     *,
     ttl: timedelta = DEFAULT_TTL,
     now: datetime | None = None,
+    by: str | None = None,
 ) -> IssuedToken:
-    """A new token for a registered, unrevoked unit; replaces any older unused one."""
+    """A new token for a registered, unrevoked unit; replaces any older unused one.
+    by: the technician (default: technician())."""
     if not timedelta(0) < ttl <= MAX_TTL:
         raise ProvisioningError("a token lives more than 0 and at most 24 hours")
     record = registry.device(site, device)
@@ -110,11 +114,14 @@ def issue_token(
         raise ProvisioningError(f"device {device!r} is revoked; it gets no enrolment token")
     now = now or _now()
     token = f"{PREFIX}.{site}.{device}.{secrets.token_urlsafe(32)}"
-    kept = TokenRecord(sha256=token_hash(token), issued_at=now, expires_at=now + ttl)
-    data = kept.model_dump(mode="python")
+    who = by or technician()
+    kept = TokenRecord(sha256=token_hash(token), issued_at=now, expires_at=now + ttl, by=who)
+    data = kept.model_dump(mode="python", exclude_none=True)
     path = _record_path(registry, site, device)
     replace(path, _toml(data), mode=PRIVATE_MODE)
-    record_event(registry, "token-issued", site=site, device=device, expires_at=kept.expires_at)
+    record_event(
+        registry, "token-issued", site=site, device=device, expires_at=kept.expires_at, by=who
+    )
     return IssuedToken(token, site, device, kept.expires_at)
 
 
@@ -128,8 +135,8 @@ def claim_token(
 ) -> None:
     """Check and spend token at once (for callers that issue nothing in between)."""
     with registry.locked():
-        sha = check_token(registry, token, site=site, device=device, now=now)
-        spend_token(registry, site, device, sha, now=now)
+        kept = check_token(registry, token, site=site, device=device, now=now)
+        spend_token(registry, site, device, kept.sha256, now=now)
 
 
 def check_token(
@@ -139,9 +146,10 @@ def check_token(
     site: str,
     device: str,
     now: datetime | None = None,
-) -> str:
-    """The token's hash if it may enrol unit device of site now; else TokenRefused (recorded)
-    saying why. Spends nothing: call spend_token once the certificate exists."""
+) -> TokenRecord:
+    """What the registry keeps of the token if it may enrol unit device of site now; else
+    TokenRefused (recorded) saying why. Spends nothing: spend_token once the certificate
+    exists."""
     now = now or _now()
     try:
         return _check(registry, token, site=site, device=device, now=now)
@@ -172,7 +180,7 @@ def spend_token(
     fsync_dir(used.parent)
 
 
-def _check(registry: Registry, token: str, *, site: str, device: str, now: datetime) -> str:
+def _check(registry: Registry, token: str, *, site: str, device: str, now: datetime) -> TokenRecord:
     parts = token.strip().split(".")
     if len(parts) != 4 or parts[0] != PREFIX or not parts[3]:
         raise TokenRefused(Refusal.MALFORMED, "not a Jaga enrolment token (jet1.<site>.<unit>.…)")
@@ -205,18 +213,7 @@ def _check(registry: Registry, token: str, *, site: str, device: str, now: datet
         )
     if registry.device(site, device).revoked_at is not None:
         raise TokenRefused(Refusal.REVOKED, f"unit {device!r} is revoked")
-    return kept.sha256
-
-
-def record_event(registry: Registry, event: str, **fields: Any) -> None:
-    """Append one line to enrolment/log.jsonl: the lifecycle's record (who, what, when)."""
-    path = registry.root / "enrolment" / "log.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = {"at": _now().isoformat(), "event": event, **fields}
-    with path.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(line, default=str, sort_keys=True) + "\n")
-        out.flush()
-        os.fsync(out.fileno())
+    return kept
 
 
 def _record_path(registry: Registry, site: str, device: str) -> Path:

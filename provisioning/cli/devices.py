@@ -19,6 +19,7 @@ from provisioning.cli.shared import (
 )
 from provisioning.enrolment import csr_path_hint, issue_with_new_key, sign_csr
 from provisioning.errors import ProvisioningError
+from provisioning.lifecycle import by_unit, describe, read_log
 from provisioning.register import add_device
 from provisioning.wiring import parse_wiring
 
@@ -190,19 +191,36 @@ def device_revoke(
 
 @device_app.command("list")
 @reports_mistakes
-def device_list(ctx: typer.Context, dir: DirOption = None) -> None:
-    """Show every unit with its certificate state."""
+def device_list(
+    ctx: typer.Context,
+    history: Annotated[
+        bool,
+        typer.Option(
+            help="Under each unit, every record of its lifecycle (tokens, enrolment, renewals, "
+            "revocation, refusals): when, what, by whom."
+        ),
+    ] = False,
+    dir: DirOption = None,
+) -> None:
+    """Show every unit with its certificate state and the last record of its lifecycle."""
     registry = existing_registry(ctx, dir)
+    records = by_unit(read_log(registry.root))
     for site, device in registry.devices():
         record = registry.device(site, device)
         cert = registry.device_certificate(site, device)
         if record.revoked_at is not None:
-            state = f"revoked {record.revoked_at:%Y-%m-%d}"
+            by = f" by {record.revoked_by}" if record.revoked_by else ""
+            state = f"revoked {record.revoked_at:%Y-%m-%d}{by}"
         elif cert is None:
             state = "no certificate yet"
         else:
             state = f"serial {cert.serial_number}, valid until {cert.not_valid_after_utc:%Y-%m-%d}"
-        say(f"{site}\t{device}\t{state}")
+        mine = records.get((site, device), [])
+        last = f"\tlast: {describe(mine[-1])}" if mine else ""
+        say(f"{site}\t{device}\t{state}{last}")
+        if history:
+            for item in mine:
+                say(f"    {describe(item)}")
 
 
 @reports_mistakes
