@@ -3,6 +3,7 @@ site's events and alerts, and a local endpoint that receives the alert notificat
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -102,12 +103,14 @@ class SiteWatch:
 class _Sink(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+        arrived = time.time_ns()
         server: Any = self.server
         with server.lock:
             try:
                 server.received.append(json.loads(body or b"{}"))
             except ValueError:
                 server.received.append({"raw": body.decode(errors="replace")})
+            server.arrived.append(arrived)
         self.send_response(200)
         self.end_headers()
 
@@ -116,11 +119,13 @@ class _Sink(BaseHTTPRequestHandler):
 
 
 class NotificationSink:
-    """A webhook on 127.0.0.1 that apprise's json:// sends alert notifications to."""
+    """A webhook on 127.0.0.1 that apprise's json:// sends alert notifications to (a phone's
+    stand-in: the payload has title, message and attachments, each base64 with its name)."""
 
     def __init__(self) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
         self._server.received = []  # type: ignore[attr-defined]
+        self._server.arrived = []  # type: ignore[attr-defined]
         self._server.lock = threading.Lock()  # type: ignore[attr-defined]
         self.url = f"json://127.0.0.1:{self._server.server_address[1]}/jaga"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -129,6 +134,23 @@ class NotificationSink:
     def received(self) -> list[dict[str, Any]]:
         with self._server.lock:  # type: ignore[attr-defined]
             return list(self._server.received)  # type: ignore[attr-defined]
+
+    @property
+    def arrivals(self) -> list[tuple[int, dict[str, Any]]]:
+        """(ns since the epoch it arrived, payload) of every notification, in order."""
+        with self._server.lock:  # type: ignore[attr-defined]
+            return list(zip(self._server.arrived, self._server.received, strict=True))  # type: ignore[attr-defined]
+
+    def pictures(self) -> list[tuple[int, str, bytes]]:
+        """(arrived ns, alert id, bytes) of every picture attached, the alert id read from the
+        attachment's name (`<alert id>-<sha256 prefix>.jpg`, broker.alerts.delivery)."""
+        out: list[tuple[int, str, bytes]] = []
+        for at, body in self.arrivals:
+            for a in body.get("attachments") or []:
+                name = str(a.get("filename", ""))
+                alert_id = name.rsplit("-", 1)[0] if name.endswith(".jpg") else name
+                out.append((at, alert_id, base64.b64decode(a.get("base64", ""))))
+        return out
 
     def stop(self) -> None:
         self._server.shutdown()
