@@ -64,11 +64,15 @@ class BrokerFiles:
 
 
 def identities(registry: Registry) -> list[Identity]:
-    """Everyone the broker lets in: units not revoked and holding a certificate, then services."""
+    """Everyone the broker lets in: units not revoked, then services.
+
+    A unit without a certificate yet gets its ACL block too: it enrols with its one-time token
+    whenever it is installed, long after this config was made, and must then be let publish
+    (the block is harmless until then: only a certificate from the site CA gets in)."""
     found: list[Identity] = []
     for site, device in registry.devices():
         record = registry.device(site, device)
-        if record.revoked_at is None and record.cert_serial is not None:
+        if record.revoked_at is None:
             found.append(UnitIdentity(site, device))
     found += [CollectorIdentity(n) for n in registry.identities("collector")]
     found += [

@@ -33,6 +33,16 @@ topic write jaga/v1/gudang-1/pintu-a/live
 topic read jaga/v1/gudang-1/pintu-a/cmd/+
 topic read jaga/v1/gudang-1/arming
 
+user pintu-c
+topic write jaga/v1/gudang-1/pintu-c/status
+topic write jaga/v1/gudang-1/pintu-c/event
+topic write jaga/v1/gudang-1/pintu-c/heartbeat
+topic write jaga/v1/gudang-1/pintu-c/snapshot/+
+topic write jaga/v1/gudang-1/pintu-c/cmd-result
+topic write jaga/v1/gudang-1/pintu-c/live
+topic read jaga/v1/gudang-1/pintu-c/cmd/+
+topic read jaga/v1/gudang-1/arming
+
 user collector:main
 topic read jaga/v1/#
 topic write jaga/v1/deadletter
@@ -83,7 +93,8 @@ def test_acl_for_a_small_registry_is_exactly_the_policy(tmp_path: Path) -> None:
         add_device(reg, "gudang-1", device, parse_wiring(doors=["17"]))
     issue_with_new_key(reg, "gudang-1", "pintu-a")
     issue_with_new_key(reg, "gudang-1", "pintu-b")  # revoked below
-    ca.revoke_device("gudang-1", "pintu-b")  # pintu-c never got a certificate
+    ca.revoke_device("gudang-1", "pintu-b")
+    # pintu-c has no certificate yet: its block is there for when it enrols with its token
     ca.issue_service("collector", "main")
     ca.issue_service("operator", "budi")
     reg.save_operator_sites("budi", ["gudang-1"])
