@@ -164,6 +164,17 @@ class AlertEngine:
         txn.signals([unit_rules.evidence_refused(site, device, detail, disk_full, now)])
         return self._commit(txn)
 
+    def on_enrolment_refused(
+        self, site: str, device: str | None, renewal: bool, reason: str, detail: str, now: int
+    ) -> Changes:
+        """The enrolment endpoint refused a token or a renewal (the registry's lifecycle log,
+        read by the collector: broker/collector/lifecycle.py)."""
+        if not self._owns(site):
+            return Changes()
+        txn = self._begin(now)
+        txn.signals([unit_rules.enrolment_refused(site, device, renewal, reason, detail, now)])
+        return self._commit(txn)
+
     def on_gap(
         self, site: str, device: str, first: int, last: int, change: str, now: int
     ) -> Changes:

@@ -67,4 +67,5 @@ RULES = {
     "camera-fault": N_("Camera fault"),
     "unit-health": N_("Unit health"),
     "evidence-refused": N_("Evidence not kept"),
+    "enrolment-refused": N_("Enrolment refused"),
 }

@@ -45,6 +45,7 @@ class Rule(StrEnum):
     UNIT_HEALTH = "unit-health"
     EVIDENCE_REFUSED = "evidence-refused"
     DURESS = "duress"
+    ENROLMENT_REFUSED = "enrolment-refused"
 
 
 SEVERITY: dict[Rule, Severity] = {
@@ -59,6 +60,7 @@ SEVERITY: dict[Rule, Severity] = {
     Rule.UNIT_HEALTH: Severity.WARNING,
     Rule.EVIDENCE_REFUSED: Severity.CRITICAL,
     Rule.DURESS: Severity.CRITICAL,
+    Rule.ENROLMENT_REFUSED: Severity.WARNING,
 }
 
 SILENT = frozenset({Rule.DURESS})

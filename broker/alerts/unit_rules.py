@@ -320,3 +320,23 @@ def evidence_refused(site: str, device: str, detail: str, disk_full: bool, now: 
     )
     params = {"where": f"{site}/{device}"}
     return Raise.said(key, title, None, params, now, latched=True, detail=detail[:200])
+
+
+# enrolment and renewal refused (#19) ---------------------------------------------------------
+
+
+def enrolment_refused(
+    site: str, device: str | None, renewal: bool, reason: str, detail: str, now: int
+) -> Raise:
+    """The enrolment endpoint refused a one-time token (reused, expired, unknown, another
+    site's) or a certificate renewal (revoked, superseded, expired past the grace): a stolen
+    token or key is one cause. Latched, one alert per unit and reason: someone must look."""
+    kind = "renewal" if renewal else "token"
+    key = AlertKey(Rule.ENROLMENT_REFUSED, site, device or "unknown", f"{kind}-{reason}")
+    title = (
+        N_("Certificate renewal refused: {where}")
+        if renewal
+        else N_("Enrolment token refused: {where}")
+    )
+    params = {"where": f"{site}/{device or '?'}"}
+    return Raise.said(key, title, None, params, now, latched=True, detail=detail[:200])

@@ -27,6 +27,7 @@ from broker.collector.alerting import AlertBridge
 from broker.collector.asks import Asks, Publish
 from broker.collector.inbound import Inbound
 from broker.collector.intake import Intake
+from broker.collector.lifecycle import LifecycleFeed
 from broker.collector.live_view import LiveView
 from broker.collector.partials import PictureLimits
 from broker.collector.pictures import PictureBatch, Pictures
@@ -117,6 +118,10 @@ class Collector:
         self.alerts = AlertBridge(
             engine, notifier, self.session, self.storage, self.live, self.stats
         )
+        self.lifecycle = LifecycleFeed.for_registry(
+            config.registry_dir, config.data_dir, frozenset(config.mqtt.sites) or None
+        )
+        """Enrolments, renewals, revocations into InfluxDB; refusals raise alerts (#19)."""
         self.home_assistant = home_assistant.attach(self)
         """HA's discovery, states and coded panels ([home_assistant]); None when off."""
         self.loop_heartbeat = time.monotonic()
@@ -166,7 +171,7 @@ class Collector:
                 # Parse it and start its signature checks; then finish the batch ahead (if
                 # any) while they run. Batches are still finished — checked against the chain
                 # book, stored, acknowledged, judged — one after the other, in order.
-                begun = _Ahead(admitted, self.ingest.begin_batch(_pairs(admitted), self.verifier))
+                begun = _Ahead(admitted, self._begin(admitted))
                 if ahead is not None:
                     self._finish(ahead.batch, ahead.begun, stop)
                 ahead = begun
@@ -183,6 +188,7 @@ class Collector:
             if self.home_assistant is not None:
                 self.home_assistant.turn(stop)
             self._witnessed(stop)
+            self.lifecycle.turn(self.storage, self.alerts, stop)
             self._maybe_stats(stop)
         # Stopping with a batch begun: it is not acknowledged, so the broker delivers it again.
 
@@ -194,15 +200,19 @@ class Collector:
     def _admit(self, batch: list[Inbound]) -> list[Inbound]:
         """Units within their budget go now; the rest wait on disk (acknowledged)."""
         admitted, deferred = self.intake.admit(batch)
-        for m in deferred:
-            self.session.ack(m)
+        self.session.ack_all(deferred)
         self.stats.deferred += len(deferred)
         return admitted
 
     def process(self, batch: list[Inbound], stop: threading.Event) -> None:
         """Check, store and acknowledge a batch of events, heartbeats and status messages."""
         if batch:
-            self._finish(batch, self.ingest.begin_batch(_pairs(batch), self.verifier), stop)
+            self._finish(batch, self._begin(batch), stop)
+
+    def _begin(self, batch: list[Inbound]) -> Begun:
+        """Parse a batch and start checking its signatures (topics were taken apart on arrival)."""
+        pairs = [(m.topic, m.payload) for m in batch]
+        return self.ingest.begin_batch(pairs, self.verifier, [m.where for m in batch])
 
     def _finish(self, batch: list[Inbound], begun: Begun, stop: threading.Event) -> None:
         """Carry a checked batch out: store → vouch and judge → commit the chain → publish →
@@ -229,8 +239,7 @@ class Collector:
         publishes += [_dead_letter(m.received_ns, r) for m, r in settled.rejected]
         self._publish(publishes, changes, stop)
         self._after_pictures(pictures, stop)
-        for m in batch:
-            self.session.ack(m)
+        self.session.ack_all(batch)
         self.intake.done(batch)
         count(self.stats, settled.outcomes)
 
@@ -248,8 +257,7 @@ class Collector:
         if not self.storage.store(out.points, stop):
             return  # stopping: the chunks are kept; acknowledged after the restart's redelivery
         self._after_pictures(out, stop)
-        for m in msgs:
-            self.session.ack(m)
+        self.session.ack_all(msgs)
         self.intake.done(msgs)
 
     def _after_pictures(self, out: PictureBatch, stop: threading.Event) -> None:
@@ -378,10 +386,6 @@ class Collector:
 class _Ahead:
     batch: list[Inbound]
     begun: Begun
-
-
-def _pairs(batch: list[Inbound]) -> list[tuple[str, bytes]]:
-    return [(m.topic, m.payload) for m in batch]
 
 
 def _dead_letter(received_ns: int, r: Rejected) -> Publish:
