@@ -201,8 +201,14 @@ class Agent:
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
         """Until stop is set: wait for an edge or the next deadline, store what it means."""
         next_beat = self.clock.mono_ns()
+        connects = 0
         while not stop.is_set():
             now = self.clock.mono_ns()
+            if self.publisher.stats.connects != connects and self.publisher.stats.connected:
+                # A heartbeat right after each connect: the collector learns the interval and
+                # the last seq at once, not one (long) interval later.
+                connects = self.publisher.stats.connects
+                next_beat = now
             if now >= next_beat:
                 self.publisher.publish_transient(self.topics.heartbeat, self.heartbeat().to_json())
                 next_beat = now + self.config.heartbeat_s * S

@@ -32,7 +32,13 @@ class BrokerConfig(Strict):
 
     host: str = Field(min_length=1, description="broker host name or address")
     port: int = Field(default=8883, ge=1, le=65535)
-    keepalive_s: int = Field(default=15, ge=5, le=600, description="MQTT keepalive")
+    keepalive_s: int = Field(
+        default=8,
+        ge=5,
+        le=600,
+        description="MQTT keepalive: the broker publishes the unit's will 1.5 x this after the "
+        "last packet it had (8 s: a lost unit is reported within 20 s)",
+    )
     tls: ClientTls | None = Field(default=None, description="omit only on a loopback test broker")
 
 
@@ -124,7 +130,12 @@ class AgentConfig(Strict):
     device: DeviceId
     broker: BrokerConfig
     sensors: Annotated[list[SensorConfig], Field(min_length=1)]
-    heartbeat_s: int = Field(default=10, ge=1, le=3600)
+    heartbeat_s: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="health and last seq this often (liveness is the keepalive's: see broker)",
+    )
     checkpoint_s: int = Field(
         default=300,
         description="seconds between the signed checkpoints that prove a quiet window "
