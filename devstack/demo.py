@@ -4,6 +4,7 @@ collector and InfluxDB, with the events shown live and a summary read back from 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -271,6 +272,40 @@ def _summary(
     lost = sum(max(0, n - stored.get(d, 0)) for d, n in produced.items())
     units = sum(1 for d in produced if stored.get(d, 0))
     print(f"demo: {total} events stored in InfluxDB from {units} units, {lost} lost")
+    _phone(stack, watch, sink)
+
+
+def _phone(stack: Stack, watch: SiteWatch, sink: NotificationSink) -> None:
+    """What a guard's phone got: the camera alarms (forced door, intrusion at a unit with a
+    camera) whose notification brought the trigger's still, and how long after the trigger
+    (the unit's clock) the picture reached the phone's webhook."""
+    cameras = {u.device for u in stack.units if "--camera" in u.wiring}
+    alarms = [
+        a.id
+        for a in watch.raised().values()
+        if a.rule in ("forced-door", "intrusion") and a.device in cameras
+    ]
+    first: dict[str, int] = {}
+    deadline = time.monotonic() + 15  # the last alarm's still may be on its way
+    while time.monotonic() < deadline:
+        first = {}
+        for at, alert_id, _ in sink.pictures():
+            first.setdefault(alert_id, at)
+        if all(a in first for a in alarms):
+            break
+        time.sleep(0.5)
+    delays = []
+    for alert_id in alarms:
+        trigger = watch.trigger_ts(alert_id)
+        if alert_id in first and trigger is not None:
+            delays.append((first[alert_id] - trigger) / 1e9)
+    delays.sort()
+    p95 = f"{delays[max(0, math.ceil(len(delays) * 0.95) - 1)]:.1f}" if delays else "n/a"
+    pictured = sum(1 for a in alarms if a in first)
+    print(
+        f"phone: {pictured} of {len(alarms)} camera alarms notified with their picture, "
+        f"trigger->picture p95 {p95} s"
+    )
 
 
 def _witness(stack: Stack) -> None:

@@ -85,6 +85,14 @@ class SiteWatch:
         with self._lock:
             return {a.id: a for _, a in self.alerts if rule is None or a.rule == rule}
 
+    def trigger_ts(self, alert_id: str) -> int | None:
+        """The unit's time of the event that first raised the alert (None if not seen)."""
+        with self._lock:
+            first = next((a for _, a in self.alerts if a.id == alert_id), None)
+            if first is None or first.event_id is None:
+                return None
+            return self.event_ts.get(first.event_id)
+
     def latencies_ms(self, rules: tuple[str, ...]) -> list[float]:
         """Pin change (the event's own time) -> alert message received, for each trigger."""
         out: list[float] = []
