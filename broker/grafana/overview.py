@@ -21,7 +21,19 @@ DOORS = (
     f'SELECT last("active") FROM "event" WHERE {SITE_REGEX} AND "kind" = \'door\' '
     'GROUP BY "device", "sensor"'
 )
-ARMED = f'SELECT last("armed") FROM "{alerts.ARMING}" WHERE {SITE_REGEX}'
+# One tile per zone (#18); points from before zones have no zone tag and are left out.
+ARMED = (
+    f'SELECT last("armed") FROM "{alerts.ARMING}" WHERE {SITE_REGEX} AND "zone" != \'\' '
+    'GROUP BY "zone"'
+)
+# A sensor's latest bypass point says whether it is bypassed now (a bypass's end is a point).
+BYPASSED = (
+    'SELECT "by", "reason", "until_ns" / 1000000 AS "until" FROM ('
+    'SELECT last("active") AS "active", last("by") AS "by", last("reason") AS "reason", '
+    f'last("until_ns") AS "until_ns" FROM "{alerts.BYPASS}" WHERE {SITE_REGEX} '
+    'GROUP BY "zone", "device", "sensor"'
+    ') WHERE "active" = 1 GROUP BY "zone", "device", "sensor"'
+)
 _KEY = ", ".join(f'"{tag}"' for tag in alerts.ALERT_KEY)
 # The latest point of each alert key says whether it is open; count the open ones.
 ACTIVE_ALERTS = (
@@ -50,12 +62,23 @@ def build(evidence_url: str = p.EVIDENCE_URL) -> dashboard.Dashboard:
     doors = doors.mappings(p.value_map({"1": ("OPEN", RED), "0": ("closed", GREEN)})).description(
         "Each door's last state; held-open counts as open."
     )
-    # TODO(#5): arming points come with the arming work; the panel shows "no data" until then.
     armed = (
-        p.tiles("Armed", q(ARMED).alias("armed"), span=4, height=5)
+        p.tiles("Armed", q(ARMED).alias("$tag_zone"), span=4, height=5)
         .mappings(p.value_map({"1": ("ARMED", BLUE), "0": ("disarmed", GREY)}))
         .no_value("arming state unknown")
-        .description("Armed, or in its entry delay: doors and motion now raise alarms.")
+        .description("Each zone: armed, or in its entry delay (doors and motion now raise alarms).")
+    )
+    bypassed = (
+        p.sorted_table("Bypassed now", q(BYPASSED).table(), sort_by="until", desc=False, height=5)
+        .with_override(
+            dashboard.MatcherConfig(id_val="byName", options="until"),
+            [dashboard.DynamicConfigValue(id_val="unit", value="dateTimeAsIso")],
+        )
+        .no_value("no sensor bypassed")
+        .description(
+            "Sensors whose openings raise no alarm until the time shown (or their zone's "
+            "disarm), who bypassed them and why; their events are still stored."
+        )
     )
     # TODO(#5): alert points come with the alert work.
     active = (
@@ -96,6 +119,7 @@ def build(evidence_url: str = p.EVIDENCE_URL) -> dashboard.Dashboard:
         .with_panel(doors)
         .with_panel(armed)
         .with_panel(active)
+        .with_panel(bypassed)
         .with_panel(motion)
         .with_panel(checkin)
     )
