@@ -197,6 +197,13 @@ def renew(
         bool, typer.Option(help="keep running: renew at 2/3 of each certificate's lifetime")
     ] = False,
     now: Annotated[bool, typer.Option(help="renew at once, due or not")] = False,
+    restart_unit: Annotated[
+        str | None,
+        typer.Option(
+            help="after a renewal, `systemctl try-restart` this unit (the agent then connects "
+            "and signs with the new key); the systemd timer passes jaga-agent.service"
+        ),
+    ] = None,
 ) -> None:
     """Renew this unit's certificate with a new key, authenticated by the current one."""
     from datetime import UTC, datetime
@@ -207,7 +214,7 @@ def renew(
     try:
         tls = unit_tls(_load(config), server)
         if daemon:
-            run_forever(tls)
+            run_forever(tls, on_renewed=lambda _cert: _restart(restart_unit))
             return
         due, when = due_for(tls, datetime.now(UTC))
         if not (due or now):
@@ -221,6 +228,25 @@ def renew(
     except OSError as exc:
         raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}", 1) from None
     typer.echo(f"renewed: serial {cert.serial_number}, valid until {cert.not_valid_after_utc}")
+    _restart(restart_unit)
+
+
+def _restart(unit: str | None) -> None:
+    """Have systemd restart the agent so it uses the renewed pair (a failure only warns: the
+    pair is installed and the agent takes it at its next start)."""
+    import subprocess
+
+    if unit is None:
+        return
+    try:
+        done = subprocess.run(
+            ["systemctl", "try-restart", unit], capture_output=True, text=True, timeout=120
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        typer.echo(f"warning: could not restart {unit}: {exc}", err=True)
+        return
+    if done.returncode != 0:
+        typer.echo(f"warning: systemctl try-restart {unit}: {done.stderr.strip()}", err=True)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import http.client
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +97,32 @@ def install(new: NewCertificate, key_path: Path, cert_path: Path) -> None:
     )
     key_path.parent.mkdir(parents=True, exist_ok=True)
     durable = Durability.FSYNC_FILE_AND_DIR
-    atomic_write(_pending(key_path), key_pem, durability=durable, mode=0o600)
+    key_mode, key_owner = _like(key_path, 0o600, 0o640)
+    atomic_write(_pending(key_path), key_pem, durability=durable, mode=key_mode)
+    _own(_pending(key_path), key_owner)
     cert_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (new.cert, *new.chain))
-    atomic_write(_pending(cert_path), cert_pem, durability=durable, mode=0o644)
+    cert_mode, cert_owner = _like(cert_path, 0o644, 0o644)
+    atomic_write(_pending(cert_path), cert_pem, durability=durable, mode=cert_mode)
+    _own(_pending(cert_path), cert_owner)
     finish_install(key_path, cert_path)
+
+
+def _like(path: Path, default: int, most: int) -> tuple[int, tuple[int, int] | None]:
+    """The mode (within most) and owner the file has now, so a renewal run as root by its
+    systemd unit leaves /etc/jaga as the install made it (root:jaga, key 0640)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return default, None
+    return st.st_mode & most, (st.st_uid, st.st_gid)
+
+
+def _own(path: Path, owner: tuple[int, int] | None) -> None:
+    if owner is None:
+        return
+    st = path.stat()
+    if (st.st_uid, st.st_gid) != owner:
+        os.chown(path, *owner)  # root only: the renewal unit runs as root with CAP_CHOWN
 
 
 def finish_install(key_path: Path, cert_path: Path) -> bool:

@@ -26,6 +26,7 @@ VENV=/opt/jaga/venv
 ETC=/etc/jaga
 STATE=/var/lib/jaga
 UNIT=jaga-agent.service
+RENEW=jaga-agent-renew # .service + .timer: the certificate renews itself (#19)
 UNIT_DIR=/etc/systemd/system
 SERVICE_USER=jaga
 APT_PACKAGES=(python3 python3-venv python3-lgpio)
@@ -191,6 +192,8 @@ done
 ensure_dir "$STATE" 0750 "$SERVICE_USER:$SERVICE_USER"
 before=$CHANGED
 put_file "$SRC/systemd/$UNIT" "$UNIT_DIR/$UNIT" 0644
+put_file "$SRC/systemd/$RENEW.service" "$UNIT_DIR/$RENEW.service" 0644
+put_file "$SRC/systemd/$RENEW.timer" "$UNIT_DIR/$RENEW.timer" 0644
 [[ $CHANGED -eq $before ]] || run systemctl daemon-reload
 
 if [[ ! -f "$(p "$ETC/device.crt")" && -z "$ENROLLED" ]]; then
@@ -202,12 +205,14 @@ fi
 
 if [[ -n "$ROOT" ]]; then
     if command -v systemctl >/dev/null; then
-        systemctl --root="$ROOT" --quiet enable "$UNIT"
+        systemctl --root="$ROOT" --quiet enable "$UNIT" "$RENEW.timer"
     else
-        echo "would run: systemctl enable $UNIT"
+        echo "would run: systemctl enable $UNIT $RENEW.timer"
     fi
+    echo "would run: systemctl start $RENEW.timer"
 else
-    systemctl --quiet enable "$UNIT"
+    systemctl --quiet enable "$UNIT" "$RENEW.timer"
+    systemctl start "$RENEW.timer"
 fi
 
 # --- selftest, then run -------------------------------------------------------------------------

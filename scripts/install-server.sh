@@ -6,9 +6,11 @@
 #   scripts/install-server.sh --root /tmp/srv --registry ./jaga-provision
 #
 # --registry DIR  a copy of the provisioning folder. Its private keys stay out of the server,
-#                 except the collector's (identities/collector-<name>.key) and the broker's;
-#                 the broker certificate must already exist (broker-config on the laptop makes
-#                 it, as the CA key never comes here).
+#                 except the collector's (identities/collector-<name>.key), the broker's, the
+#                 revocation kick's (identities/collector-kick.key) and the issuing CA's
+#                 (ca/issuing/<n>/ca.key, which signs units at enrolment and renewal); the
+#                 broker certificate must already exist (broker-config on the laptop makes
+#                 it, as the root CA key never comes here).
 # --collector NAME        collector identity to use (default: main)
 # --port PORT             Mosquitto's TLS port (default 8883)
 # --influx-url URL        InfluxDB 1.8+, 2.x or 3 (default http://127.0.0.1:8086)
@@ -30,6 +32,8 @@ REGISTRY=/etc/jaga/registry
 STATE=/var/lib/jaga-collector
 MOSQ=/etc/mosquitto/jaga
 UNIT=jaga-collector.service
+ENROL=jaga-enrol.service # the EST enrolment endpoint (#19)
+KICK=jaga-broker-kick    # .service + .timer: revoked sessions cut every 30 s (#19)
 UNIT_DIR=/etc/systemd/system
 DROPIN=/etc/systemd/system/mosquitto.service.d/jaga.conf
 GRAFANA=/etc/grafana/provisioning
@@ -132,7 +136,8 @@ mkdir -p "$STAGE/registry"
 (
     cd "$SOURCE_REGISTRY"
     find . -type f ! -name '.*' \( ! -name '*.key' -o -path "./identities/collector-$COLLECTOR.key" \
-        -o -path ./broker/server.key \) -print0 | xargs -0 -r cp --parents -t "$STAGE/registry"
+        -o -path ./broker/server.key -o -path ./identities/collector-kick.key \
+        -o -path './ca/issuing/*/ca.key' \) -print0 | xargs -0 -r cp --parents -t "$STAGE/registry"
 )
 
 # Mosquitto's files, made from the registry by the project's own tool.
@@ -142,11 +147,13 @@ mkdir -p "$STAGE/registry"
     die "jaga-provision broker-config failed"
 }
 grep '^warning:' "$STAGE/broker-config.log" || true
-rm -f "$STAGE/registry/broker/server.key" # Mosquitto's own copy is enough
+# Mosquitto's own copy is enough, unless the enrolment endpoint serves TLS with it (#19).
+[[ -d "$STAGE/registry/ca/issuing" ]] || rm -f "$STAGE/registry/broker/server.key"
 
 before=$CHANGED
 ensure_dir "$ETC" 0750 "root:$SERVICE_USER"
-put_tree "$STAGE/registry" "$REGISTRY" 0750 0640 "root:$SERVICE_USER"
+# Owned by the service user: the enrolment endpoint writes it (#19); still unreadable to others.
+put_tree "$STAGE/registry" "$REGISTRY" 0750 0640 "$SERVICE_USER:$SERVICE_USER"
 registry_changed=$((CHANGED - before))
 
 # --- Mosquitto ----------------------------------------------------------------------------------
@@ -197,6 +204,16 @@ ensure_dir "$STATE" 0750 "$SERVICE_USER:$SERVICE_USER"
 put_file "$SRC/systemd/$UNIT" "$UNIT_DIR/$UNIT" 0644
 collector_changed=$((CHANGED - before + registry_changed))
 
+# --- the certificate lifecycle (#19): enrolment endpoint, revocation kick ------------------------
+# The endpoint writes the registry (issued log, units' certificates, spent tokens, the audit
+# log the collector reads): put_tree above gave it to the service user.
+put_file "$SRC/systemd/$ENROL" "$UNIT_DIR/$ENROL" 0644
+put_file "$SRC/systemd/$KICK.service" "$UNIT_DIR/$KICK.service" 0644
+put_file "$SRC/systemd/$KICK.timer" "$UNIT_DIR/$KICK.timer" 0644
+LIFECYCLE=()
+[[ ! -d "$(p "$REGISTRY/ca/issuing")" ]] || LIFECYCLE+=("$ENROL")
+[[ ! -f "$(p "$REGISTRY/identities/collector-kick.key")" ]] || LIFECYCLE+=("$KICK.timer")
+
 # --- Grafana ------------------------------------------------------------------------------------
 # Grafana itself comes from Grafana's own packages; its provisioning folder is filled either way.
 before=$CHANGED
@@ -210,11 +227,12 @@ grafana_changed=$((CHANGED - before))
 # --- run ----------------------------------------------------------------------------------------
 if [[ -n "$ROOT" ]]; then
     if command -v systemctl >/dev/null; then
-        systemctl --root="$ROOT" --quiet enable "$UNIT"
+        systemctl --root="$ROOT" --quiet enable "$UNIT" "${LIFECYCLE[@]}"
     else
-        echo "would run: systemctl enable $UNIT"
+        echo "would run: systemctl enable $UNIT ${LIFECYCLE[*]}"
     fi
     say "$CHANGED changes"
+    ((${#LIFECYCLE[@]} == 0)) || echo "would run: systemctl restart ${LIFECYCLE[*]}"
     echo "would run: systemctl daemon-reload; systemctl enable mosquitto; systemctl restart mosquitto"
     echo "would run: curl $INFLUX_URL/ping, create the database on InfluxDB 1.x"
     echo "would run: systemctl restart $UNIT; systemctl is-active mosquitto $UNIT"
@@ -256,6 +274,12 @@ esac
 if ((collector_changed > 0)) || ! systemctl --quiet is-active "$UNIT"; then
     # Type=notify: this returns once the collector has subscribed (READY=1), or fails.
     systemctl restart "$UNIT"
+fi
+if ((${#LIFECYCLE[@]} > 0)); then
+    systemctl --quiet enable "${LIFECYCLE[@]}"
+    systemctl restart "${LIFECYCLE[@]}" # the endpoint reads the issuing CA at start
+else
+    say "note: no issuing CA (jaga-provision issuing-ca create) or no collector-kick identity in the registry: $ENROL / $KICK.timer not enabled"
 fi
 systemctl --quiet is-active mosquitto.service "$UNIT"
 systemctl status --no-pager --lines=0 "$UNIT" | sed -n '1,4p'

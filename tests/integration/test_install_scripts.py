@@ -281,3 +281,46 @@ def test_what_the_server_install_puts_down_is_what_its_units_read(
         assert (root / str(path).lstrip("/")).is_file(), path
     port = tomllib.loads(config_path.read_text())["mqtt"]["port"]
     assert f"listener {port} " in conf.read_text()
+
+
+def test_a_two_level_registry_brings_the_issuing_key_the_enrolment_endpoint_and_the_kick(
+    server_registry: Path, tmp_path: Path
+) -> None:
+    """#19: the issuing CA's key (not the root's) and the kick identity come to the server, the
+    enrolment endpoint and the 30 s kick timer are installed and enabled; the unit gets its
+    renewal timer."""
+    for args in (("issuing-ca", "create"), ("identity", "add", "collector", "kick")):
+        done = subprocess.run([*PROVISION, server_registry, *args], capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    root = tmp_path / "root"
+    first, _ = twice("install-server.sh", root, "--registry", server_registry)
+    keys = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.key"))
+    assert keys == [
+        "etc/jaga/registry/broker/server.key",  # the endpoint's TLS (the broker's certificate)
+        "etc/jaga/registry/ca/issuing/1/ca.key",
+        "etc/jaga/registry/identities/collector-kick.key",
+        "etc/jaga/registry/identities/collector-main.key",
+        "etc/mosquitto/jaga/server.key",
+    ]
+    for name in ("jaga-enrol.service", "jaga-broker-kick.service", "jaga-broker-kick.timer"):
+        installed = root / "etc/systemd/system" / name
+        assert installed.read_bytes() == (REPO / "systemd" / name).read_bytes()
+    assert "chown -R jaga:jaga /etc/jaga/registry" in first
+    if shutil.which("systemctl"):
+        wants = root / "etc/systemd/system"
+        assert (wants / "multi-user.target.wants/jaga-enrol.service").is_symlink()
+        assert (wants / "timers.target.wants/jaga-broker-kick.timer").is_symlink()
+    else:
+        assert "jaga-enrol.service jaga-broker-kick.timer" in first
+
+
+def test_the_unit_install_enables_the_renewal_timer(bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    first, _ = twice("install-agent.sh", root, bundle)
+    for name in ("jaga-agent-renew.service", "jaga-agent-renew.timer"):
+        installed = root / "etc/systemd/system" / name
+        assert installed.read_bytes() == (REPO / "systemd" / name).read_bytes()
+    if shutil.which("systemctl"):
+        assert (root / "etc/systemd/system/timers.target.wants/jaga-agent-renew.timer").is_symlink()
+    assert "would run: systemctl start jaga-agent-renew.timer" in first

@@ -55,12 +55,57 @@ def exposure(unit: Path, *extra: str) -> tuple[float, str, str]:
 
 
 @pytest.mark.parametrize(
-    "unit", ["jaga-agent.service", "jaga-collector.service", "jaga-witness.service"]
+    "unit",
+    [
+        "jaga-agent.service",
+        "jaga-collector.service",
+        "jaga-witness.service",
+        "jaga-agent-renew.service",
+        "jaga-enrol.service",
+        "jaga-broker-kick.service",
+    ],
 )
 def test_each_unit_scores_two_or_lower_and_parses_cleanly(unit: str) -> None:
     score, report, warnings = exposure(SYSTEMD / unit)
     assert score <= MAX_EXPOSURE, report
     assert warnings == "", f"systemd did not understand part of {unit}:\n{warnings}"
+
+
+@pytest.mark.parametrize(
+    ("timer", "every"),
+    [("jaga-agent-renew.timer", "OnUnitInactiveSec=6h"), ("jaga-broker-kick.timer", "30s")],
+)
+def test_the_lifecycle_timers_parse_and_start_their_service_on_time(
+    timer: str, every: str, tmp_path: Path
+) -> None:
+    """The renewal looks every 6 hours on the unit, the kick runs every 30 s on the server."""
+    assert ANALYZE
+    units = tmp_path / "units"
+    units.mkdir()
+    for name in (timer, timer.replace(".timer", ".service")):
+        text = (SYSTEMD / name).read_text()
+        # verify resolves ExecStart=: point it at a program that exists here
+        text = re.sub(r"^ExecStart=\S+", "ExecStart=/bin/true", text, flags=re.MULTILINE)
+        (units / name).write_text(text)
+    done = subprocess.run(
+        [ANALYZE, "verify", "--man=no", str(units / timer)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    problems = [
+        line for line in done.stderr.splitlines()
+        if line.strip() and "not found" not in line and "mosquitto" not in line
+    ]  # fmt: skip
+    assert not problems, done.stderr
+    assert every in (SYSTEMD / timer).read_text()
+    assert "Persistent=true" in (SYSTEMD / "jaga-agent-renew.timer").read_text()
+
+
+def test_the_renewal_restarts_the_agent_and_may_write_only_its_identity() -> None:
+    unit = (SYSTEMD / "jaga-agent-renew.service").read_text()
+    assert "--restart-unit jaga-agent.service" in unit
+    assert re.findall(r"^ReadWritePaths=(.*)$", unit, flags=re.MULTILINE) == ["/etc/jaga"]
+    assert re.findall(r"^CapabilityBoundingSet=(.*)$", unit, flags=re.MULTILINE) == ["CAP_CHOWN"]
+    assert "TimeoutStartSec=infinity" in unit  # an endpoint outage is waited out
 
 
 def test_the_score_is_read_from_the_unit_so_a_weakened_unit_fails(tmp_path: Path) -> None:
