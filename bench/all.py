@@ -26,10 +26,12 @@ BENCHMARKS = (
     "stages",
     "fleet",
     "offline",
+    "mobile",
     "drain",
     "footprint",
     "custody",
     "live",
+    "lifecycle",
 )
 README = REPO / "README.md"
 BEGIN = "<!-- bench:begin"

@@ -7,8 +7,9 @@ debootstrap and booted under systemd-nspawn, sharing this machine's network: `gu
 `git clone` of HEAD, this venv on PATH).
 
 The README's command blocks are read from README.md and run unchanged, in the order a
-technician follows them (the Pi section says to update the server before the unit's second
-install), each where its paragraph says: laptop, Pi or server. What differs, and how:
+technician follows them (the Pi section says to update the server before the unit is
+installed: the unit enrols there with its bundle's one-time token), each where its paragraph
+says: laptop, Pi or server. What differs, and how:
 
 - `ssh` and `scp` to pi@gudang-01.local and admin@jaga.example.internal are shell functions
   that enter the containers; the unit finds jaga.example.internal in /etc/hosts;
@@ -20,11 +21,13 @@ install), each where its paragraph says: laptop, Pi or server. What differs, and
   Debian's 1.6 on this machine behind devstack's forwarder, which adds 1.8's /api/v2/write;
 - this machine's clock is not NTP-synchronised, so the selftest's clock row fails (expected).
 
-Then it checks what a technician would: both services active and saying so, the unit's
-events in InfluxDB, second runs that change nothing, systemd's watchdog restarting a hung
+Then it checks what a technician would: the unit enrolled in its one install (key made on the
+unit, certificate and chain from the server's enrolment endpoint, the token spent, the unit's
+key in no file of the laptop's or the server's registry), both services active and saying so,
+the unit's events in InfluxDB, second runs that change nothing, systemd's watchdog restarting a hung
 agent, a SIGKILLed agent back with its outbox intact, journal levels, and the hardening
 scores on the booted machines. Needs root, debootstrap and systemd-container (installed when
-missing), the Debian mirror and PyPI, and ports 8883 and 8086 free. About 4 minutes.
+missing), the Debian mirror and PyPI, and ports 8883, 8443 and 8086 free. About 4 minutes.
 Exit status: 0 as written, 1 a step failed, 3 this machine cannot host the rehearsal.
 """
 
@@ -44,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.enrolment import keys_outside_units
 from devstack.forwarder import V2WriteForwarder
 from devstack.influx import InfluxDB
 from devstack.process import StartError
@@ -339,10 +343,10 @@ class Rehearsal:
         pi_blocks = section_blocks(README.read_text(), PI_SECTION)
         server_blocks = section_blocks(README.read_text(), SERVER_SECTION)
         shape = [b.where for b in pi_blocks], [b.where for b in server_blocks]
-        if shape != (["laptop", "pi", "laptop", "pi"], ["laptop", "server"]):
+        if shape != (["laptop", "pi"], ["laptop", "server"]):
             raise RehearsalFailed(f"README's sections changed shape: {shape}")
-        # The Pi section's order, with "update the server too" before the unit's second run.
-        self.blocks = [*pi_blocks[:3], *server_blocks, pi_blocks[3]]
+        # The Pi section's order: the server is updated before the unit's install.
+        self.blocks = [pi_blocks[0], *server_blocks, pi_blocks[1]]
         self.influx: InfluxDB | None = None
         self.forwarder: V2WriteForwarder | None = None
         self.machines: dict[str, Machine] = {}
@@ -354,7 +358,7 @@ class Rehearsal:
         return int(rows[0]["count"]) if rows else 0
 
     def run(self) -> list[str]:
-        for port in (8883, 8086):
+        for port in (8883, 8443, 8086):
             if not port_free(port):
                 raise RehearsalUnavailable(f"port {port} is taken on this machine")
         home = self.root / "laptop"
@@ -363,6 +367,7 @@ class Rehearsal:
         registry = home / "jaga-provision"
         # The README's Provisioning section before these: the CA and the site, as written there.
         jaga("jaga-provision", "--dir", registry, "ca", "init", "--name", "Jaga Bangka Barat")
+        jaga("jaga-provision", "--dir", registry, "issuing-ca", "create")
         jaga(
             "jaga-provision", "--dir", registry, "site", "add", SITE, "--name",
             "Gudang logistik pemilu Bangka Barat", "--timezone", "Asia/Jakarta",
@@ -380,20 +385,15 @@ class Rehearsal:
         pi.boot()
         server.boot()
         prelude = laptop_prelude(home, pi, server)
-        pi_runs = 0
         for block in self.blocks:
-            pi_runs += block.where == "pi"
             try:
                 run_block(block, prelude, self.machines, self.transcript)
             except BlockExit as exc:
-                # The unit's second install ends with the selftest, and exits with its status.
-                if not (block.where == "pi" and pi_runs == 2 and only_the_clock_failed(exc.output)):
+                # The unit's install ends with the selftest, and exits with its status.
+                if not (block.where == "pi" and only_the_clock_failed(exc.output)):
                     raise
                 self.results.append("selftest: every row PASS but the clock (no NTP here)")
-            if block.where == "pi" and pi_runs == 1:
-                if not (pi.rootfs / f"etc/jaga/{DEVICE}.csr").exists():
-                    raise RehearsalFailed(f"the first install made no {DEVICE}.csr")
-                self.results.append(f"unit, first install: key made there, {DEVICE}.csr waiting")
+        self.check_enrolment(home, pi, server)
         self.check_server(server)
         self.check_unit(pi)
         self.check_watchdog(pi)
@@ -406,8 +406,31 @@ class Rehearsal:
         )
         return self.results
 
+    def check_enrolment(self, laptop: Path, pi: Machine, server: Machine) -> None:
+        """One install enrolled the unit: its key made there and nowhere else, certificate and
+        chain from the server's endpoint, the token spent and the enrolment recorded."""
+        etc = pi.rootfs / "etc/jaga"
+        if not (etc / "device.key").exists() or not (etc / "device.crt").exists():
+            raise RehearsalFailed("the unit's install left no key and certificate in /etc/jaga")
+        chain = etc.joinpath("device.crt").read_text().count("BEGIN CERTIFICATE")
+        if chain < 2:
+            raise RehearsalFailed(f"the unit's device.crt holds {chain} certificate, no chain")
+        registry = server.rootfs / "etc/jaga/registry"
+        log = (registry / "enrolment/log.jsonl").read_text().splitlines()
+        enrolled = [line for line in log if '"event": "enrolled"' in line and f'"{DEVICE}"' in line]
+        spent = list((registry / "enrolment/tokens" / SITE).glob(f"{DEVICE}.*.used"))
+        if not enrolled or '"by": "token"' not in enrolled[-1] or not spent:
+            raise RehearsalFailed(f"the server recorded no token enrolment of {DEVICE}:\n{log}")
+        leaked = keys_outside_units(laptop, [etc], registry, server.rootfs / "home/admin")
+        if leaked.found_elsewhere:
+            raise RehearsalFailed(f"the unit's key is also in {leaked.found_elsewhere}")
+        self.results.append(
+            f"unit, one install: enrolled with its bundle's token at jaga-enrol (chain of {chain}"
+            "), the token spent, its key on the unit and in no file of laptop or server"
+        )
+
     def check_server(self, server: Machine) -> None:
-        for unit in ("mosquitto.service", "jaga-collector.service"):
+        for unit in ("mosquitto.service", "jaga-collector.service", "jaga-enrol.service"):
             if server.unit_property(unit, "ActiveState") != "active":
                 raise RehearsalFailed(f"{unit} is not active on the server")
         status = server.unit_property("jaga-collector.service", "StatusText")
@@ -445,7 +468,7 @@ class Rehearsal:
 
     def check_unit(self, pi: Machine) -> None:
         if pi.unit_property("jaga-agent", "ActiveState") != "active":
-            raise RehearsalFailed("jaga-agent.service is not active after the second run")
+            raise RehearsalFailed("jaga-agent.service is not active after the install")
         wait_for(
             "the unit's status says connected",
             lambda: "connected" in pi.unit_property("jaga-agent", "StatusText"),
@@ -466,9 +489,9 @@ class Rehearsal:
         changes = re.search(r"install-agent: (\d+) changes", again.stdout)
         if changes is None or changes[1] != "0":
             raise RehearsalFailed(
-                f"the unit's third run changed things:\n{again.stdout}{again.stderr}"
+                f"the unit's second run changed things:\n{again.stdout}{again.stderr}"
             )
-        self.results.append("unit, install script run a third time: 0 changes")
+        self.results.append("unit, install script run a second time: 0 changes")
 
     def check_watchdog(self, pi: Machine) -> None:
         """A hung main loop (the agent's test hook) stops the pings; systemd restarts it."""

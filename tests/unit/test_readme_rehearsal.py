@@ -15,14 +15,14 @@ from devstack.rehearse import (
 )
 
 
-def test_the_pi_section_alternates_laptop_and_pi_in_the_order_a_technician_follows() -> None:
+def test_the_pi_section_is_one_laptop_block_then_one_install_on_the_pi() -> None:
     blocks = section_blocks(README.read_text(), PI_SECTION)
-    assert [b.where for b in blocks] == ["laptop", "pi", "laptop", "pi"]
-    laptop, first, sign, second = blocks
-    assert "jaga-provision bundle" in laptop.text and "scp " in laptop.text
-    assert "scripts/install-agent.sh" in first.text
-    assert "jaga-provision device sign" in sign.text
-    assert second.text.strip() == first.text.strip().splitlines()[-1]
+    assert [b.where for b in blocks] == ["laptop", "pi"]
+    laptop, install = blocks
+    assert "jaga-provision device add" in laptop.text and "--bundle" in laptop.text
+    assert "scp " in laptop.text
+    assert "device sign" not in README.read_text().split(PI_SECTION[0])[1].split(PI_SECTION[1])[0]
+    assert install.text.strip().splitlines()[-1].startswith("sudo jaga/scripts/install-agent.sh")
 
 
 def test_the_server_section_is_a_laptop_block_then_a_server_block_unindented() -> None:
