@@ -126,9 +126,12 @@ class CertificateAuthority:
         now: datetime | None = None,
         previous: int | None = None,
         by: str | None = None,
+        key_generated_centrally: bool = False,
     ) -> Issued:
         """Certificate for a registered unit, signed by the issuing CA (the root when the
-        registry has none); kept as device.crt (leaf + issuing CA) and certs/<serial>.crt."""
+        registry has none); kept as device.crt (leaf + issuing CA) and certs/<serial>.crt.
+        key_generated_centrally: the bench shortcut made the key here (said in device.toml,
+        in the same write as the new serial)."""
         with self.registry.locked():
             record = self.registry.device(site, device)
             if record.revoked_at is not None:
@@ -156,7 +159,10 @@ class CertificateAuthority:
                 log, cert, "device", site=site, device=device, issuer=generation,
                 previous=previous, by=by,
             )  # fmt: skip
-            self.registry.save_device(record.model_copy(update={"cert_serial": serial}))
+            update: dict[str, object] = {"cert_serial": serial}
+            if key_generated_centrally:
+                update["key_generated_centrally"] = True
+            self.registry.save_device(record.model_copy(update=update))
             return issued
 
     # the issuing CA ------------------------------------------------------------------------
@@ -236,6 +242,7 @@ class CertificateAuthority:
                 if ours and entry.revoked_at is None:
                     entry.revoked_at = now
                     entry.reason = reason.value
+            log.issuing_revoked.append(generation)
             self.registry.save_ca_log(log)
             self.refresh_crl(now=now, only={None})
             return generation

@@ -95,11 +95,9 @@ def issue_with_new_key(
     key = certs.new_key()
     who = technician()
     issued = CertificateAuthority(registry).issue_device(
-        site, device, key.public_key(), days=days, now=now, by=who
+        site, device, key.public_key(), days=days, now=now, by=who, key_generated_centrally=True
     )
     write_private_key(key_path, certs.key_pem(key), overwrite=True)
-    record = registry.device(site, device)
-    registry.save_device(record.model_copy(update={"key_generated_centrally": True}))
     record_event(registry, "issued", site=site, device=device,
                  serial=issued.cert.serial_number, by=who, how="key made here")  # fmt: skip
     return Issued(issued.cert, issued.cert_path, key_path, issued.chain)

@@ -95,6 +95,8 @@ class CaLog(Record):
     crl_next_update: datetime | None = None
     issuing_generation: int = 0
     """The newest issuing CA generation made (0: none; units are signed by the root)."""
+    issuing_revoked: list[int] = Field(default_factory=list)
+    """Issuing CA generations the root revoked (kept here: asked on every issue, O(1))."""
     issued: list[IssuedCert] = Field(default_factory=list)
 
     def find(self, serial: int) -> IssuedCert | None:

@@ -142,10 +142,7 @@ class Registry:
 
     def issuing_revoked(self, generation: int) -> bool:
         """True when the root has revoked that issuing CA generation."""
-        return any(
-            e.kind == "issuing" and e.name == str(generation) and e.revoked_at is not None
-            for e in self.ca_log().issued
-        )
+        return generation in self.ca_log().issuing_revoked
 
     def current_issuing(self) -> int | None:
         """The generation that signs units now (the newest); None: none made, the root signs."""
