@@ -114,7 +114,7 @@ class Agent:
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         """Messages the link received (commands, the site's arming), for the main loop."""
         siren = Siren(int(config.siren.seconds * S)) if config.siren else None
-        self.guard = Guard(siren, frozenset(config.entry_doors))
+        self.guard = Guard(siren, frozenset(config.entry_doors), config.device)
         self._arming_path = config.data_dir / arming_file.NAME
         self._guard_state = GuardState(arming_file.load(self._arming_path))
         self.siren = SirenOutput(config.siren, pin_factory) if config.siren else None

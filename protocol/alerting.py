@@ -196,6 +196,20 @@ class ArmingState(WireModel):
     def zone(self, name: str) -> ZoneArming | None:
         return next((z for z in self.zones or () if z.zone == name), None)
 
+    def mode_for(self, device: str, sensor: str, at_ns: int) -> ArmingMode | None:
+        """The mode a unit applies to one of its sensors: its zone's (a zone naming the sensor
+        wins over one naming its unit; unlisted: the default zone; no zones: the top level);
+        None while the sensor is bypassed."""
+        for b in self.bypassed or ():
+            if (b.device, b.sensor) == (device, sensor) and b.since <= at_ns < b.until:
+                return None
+        best, found = 0, self.zone(DEFAULT_ZONE)
+        for z in self.zones or ():
+            held = 2 if f"{device}/{sensor}" in z.members else 1 if device in z.members else 0
+            if held > best:
+                best, found = held, z
+        return found.state if found is not None else self.state
+
 
 class ArmingAudit(WireModel):
     """One change of a site's arming state: who, when, how and why."""

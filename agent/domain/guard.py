@@ -24,11 +24,22 @@ def guarding(arming: ArmingState | None) -> bool:
 
 
 def intrusion_delay_ns(
-    kind: Kind, sensor: str, state: str, arming: ArmingState | None, entry_doors: Collection[str]
+    kind: Kind,
+    sensor: str,
+    state: str,
+    arming: ArmingState | None,
+    entry_doors: Collection[str],
+    device: str = "",
+    at_ns: int = 0,
 ) -> int | None:
-    """How long the siren waits for this event: None when it is no intrusion, 0 for at once,
-    the site's entry delay for an entry door (time to disarm on the way in)."""
-    if arming is None or not guarding(arming) or (kind, state) not in INTRUSIONS:
+    """How long the siren waits for this event: None when it is no intrusion (its zone is not
+    guarding, or the sensor is bypassed), 0 for at once, the site's entry delay for an entry
+    door (time to disarm on the way in). device: this unit (its sensors' zones); "": the
+    site's top-level state."""
+    if arming is None or (kind, state) not in INTRUSIONS:
+        return None
+    mode = arming.mode_for(device, sensor, at_ns) if device else arming.state
+    if mode is None or not mode.guarding:
         return None
     if kind is Kind.DOOR and sensor in entry_doors:
         return arming.entry_delay_s * S
@@ -69,6 +80,7 @@ class Guard:
 
     siren: Siren | None
     entry_doors: frozenset[str] = frozenset()
+    device: str = ""  # this unit: its sensors follow their zones' arming (#18)
 
     def heard(self, state: GuardState, arming: ArmingState) -> GuardState:
         """A new arming state of this site; a disarm silences the siren and any entry delay."""
@@ -81,10 +93,15 @@ class Guard:
         self, state: GuardState, kind: Kind, sensor: str, value: str, at_ns: int
     ) -> Reaction:
         """An event is in the outbox: sound the siren for an intrusion, keep its pictures."""
-        delay = intrusion_delay_ns(kind, sensor, value, state.arming, self.entry_doors)
+        arming = state.arming
+        delay = intrusion_delay_ns(
+            kind, sensor, value, arming, self.entry_doors, self.device, at_ns
+        )
         if self.siren is not None and delay is not None:
             state = replace(state, siren=self.siren.intrusion(state.siren, at_ns, delay))
-        return Reaction(state, triggers_camera(kind, value, state.guarding))
+        mode = arming.mode_for(self.device, sensor, at_ns) if arming and self.device else None
+        guarded = mode.guarding if mode is not None else state.guarding
+        return Reaction(state, triggers_camera(kind, value, guarded))
 
     def tick(self, state: GuardState, now_ns: int) -> GuardState:
         """An entry delay runs out (the siren sounds) or the siren's time is up."""

@@ -1,0 +1,56 @@
+"""The unit's siren by zone (#18): a sensor follows its own zone's arming, and a bypassed
+sensor sounds nothing, even with the network down (the last arming state heard says so)."""
+
+from __future__ import annotations
+
+from agent.domain.guard import Guard, GuardState
+from agent.domain.siren import Siren
+from protocol.alerting import ArmingHow, ArmingMode, ArmingState, Bypass, ZoneArming
+from protocol.models import Kind
+
+S = 1_000_000_000
+UNIT = "gudang-01"
+GUARD = Guard(Siren(180 * S), frozenset(), UNIT)
+
+
+def zone(name: str, mode: ArmingMode, *members: str) -> ZoneArming:
+    return ZoneArming(zone=name, state=mode, since=0, by="demo", how=ArmingHow.CLI, members=members)
+
+
+def heard(*bypassed: Bypass) -> GuardState:
+    """The perimeter armed, the ballot room (its corridor's PIR) disarmed, the rest disarmed."""
+    return GuardState(
+        ArmingState(
+            site="bangka-barat",
+            state=ArmingMode.ARMED,  # the most guarding zone, for units that know no zones
+            since=0,
+            by="demo",
+            how=ArmingHow.CLI,
+            exit_delay_s=0,
+            entry_delay_s=0,
+            zones=(
+                zone("default", ArmingMode.DISARMED),
+                zone("perimeter", ArmingMode.ARMED, UNIT),
+                zone("ruang-surat-suara", ArmingMode.DISARMED, f"{UNIT}/lorong"),
+            ),
+            bypassed=bypassed,
+        )
+    )
+
+
+def test_the_ballot_rooms_corridor_sounds_nothing_while_the_perimeter_is_armed() -> None:
+    inside = GUARD.stored(heard(), Kind.MOTION, "lorong", "motion", 10 * S)
+    assert not GUARD.sounding(inside.state) and not inside.camera
+    door = GUARD.stored(heard(), Kind.DOOR, "pintu-utama", "open", 10 * S)
+    assert GUARD.sounding(door.state)  # the unit's other sensors are the perimeter's
+
+
+def test_a_bypassed_door_sounds_nothing_until_its_bypass_ends() -> None:
+    bypass = Bypass(
+        device=UNIT, sensor="pintu-utama", zone="perimeter", by="demo", reason="rusak",
+        since=5 * S, until=60 * S,
+    )  # fmt: skip
+    during = GUARD.stored(heard(bypass), Kind.DOOR, "pintu-utama", "open", 10 * S)
+    assert not GUARD.sounding(during.state) and during.camera  # its pictures are still kept
+    after = GUARD.stored(heard(bypass), Kind.DOOR, "pintu-utama", "open", 61 * S)
+    assert GUARD.sounding(after.state)
