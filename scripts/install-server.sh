@@ -150,6 +150,17 @@ grep '^warning:' "$STAGE/broker-config.log" || true
 # Mosquitto's own copy is enough, unless the enrolment endpoint serves TLS with it (#19).
 [[ -d "$STAGE/registry/ca/issuing" ]] || rm -f "$STAGE/registry/broker/server.key"
 
+# The server issues unit certificates itself (enrolment, renewal: #19): a copy that lacks some
+# of them is older than the server's record and must not replace it (serials would repeat).
+live="$(p "$REGISTRY/ca/issued.toml")"
+if [[ -f "$live" ]]; then
+    serials() { grep -o '^serial = [0-9]*' "$1" 2>/dev/null | sort -u || true; }
+    lacking="$(comm -23 <(serials "$live") <(serials "$STAGE/registry/ca/issued.toml") | wc -l)"
+    if ((lacking > 0)); then
+        die "the server's registry holds $lacking certificate(s) your copy lacks (enrolments and renewals made here since): copy $REGISTRY back over your provisioning folder first (keep your *.key files), make your change there, and run this again with it"
+    fi
+fi
+
 before=$CHANGED
 ensure_dir "$ETC" 0750 "root:$SERVICE_USER"
 # Owned by the service user: the enrolment endpoint writes it (#19); still unreadable to others.

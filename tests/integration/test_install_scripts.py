@@ -313,6 +313,12 @@ def test_a_two_level_registry_brings_the_issuing_key_the_enrolment_endpoint_and_
         assert (wants / "timers.target.wants/jaga-broker-kick.timer").is_symlink()
     else:
         assert "jaga-enrol.service jaga-broker-kick.timer" in first
+    # The server renewed a unit since: an older copy must not replace its record.
+    live = root / "etc/jaga/registry/ca/issued.toml"
+    live.write_text(live.read_text() + '\n[[issued]]\nserial = 99999\nkind = "device"\n')
+    again = install("install-server.sh", "--root", root, "--registry", server_registry)
+    assert again.returncode != 0
+    assert "holds 1 certificate(s) your copy lacks" in again.stderr + again.stdout
 
 
 def test_the_unit_install_enables_the_renewal_timer(bundle: Path, tmp_path: Path) -> None:
