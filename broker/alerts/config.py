@@ -178,7 +178,7 @@ class Thresholds(Strict):
         default=60, ge=1, le=3600, description="assumed interval until a heartbeat says"
     )
     will_grace_s: int = Field(
-        default=4,
+        default=3,
         ge=0,
         le=600,
         description="after a unit's last will, seconds it has to come back before it is offline",

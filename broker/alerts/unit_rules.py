@@ -23,12 +23,13 @@ class UnitWatch(Watch):
     will_at: int | None = None  # a last will not yet followed by a heartbeat or a birth
 
 
-# The grace after a last will is `Thresholds.will_grace_s` (default 4 s):
+# The grace after a last will is `Thresholds.will_grace_s` (default 3 s):
 #
 # The will is how a silent loss is reported within 20 s: the broker publishes it 1.5
-# keepalives (8 s by default: 12 s) after the last packet it had from the unit, and a unit
-# still unheard `will_grace_s` later is offline. The grace is for a connection that breaks
-# and is made again at once (paho reconnects a second later and publishes its birth).
+# keepalives (6 s by default: 9 s; Mosquitto 2.0.11 looks every 5 s) after the last packet it
+# had from the unit, and a unit still unheard `will_grace_s` later is offline. The grace is
+# for a connection that breaks and is made again at once (paho reconnects a second later and
+# publishes its birth).
 # A broker restart publishes every connected unit's will too; the collector loses the broker
 # at the same time, and while it has no link it judges no unit (the engine's watching_since
 # runs from its reconnection plus `resume_grace_s`: broker.alerts.engine.AlertEngine.link_back),

@@ -111,7 +111,7 @@ pin = 4
 """
     config = load_config(write(tmp_path, text))
     assert config.broker.port == 8883
-    assert config.broker.keepalive_s == 8  # the will 12 s after the last packet (#21)
+    assert config.broker.keepalive_s == 6  # the will 9 s after the last packet (#21)
     assert config.heartbeat_s == 60
     assert config.pin_factory == "lgpio"
     assert config.data_dir == Path("/var/lib/jaga")

@@ -360,8 +360,8 @@ def test_a_silent_unit_goes_offline_and_its_return_clears_then_a_new_outage_is_n
     assert [c.kind for c in back.alerts] == [ChangeKind.CLEARED]
     assert retained(back)[topics.alert(SITE, alert.id)] == b""
     assert engine.on_status(status("offline"), t + 50 * S).alerts == []  # a grace to come back
-    assert engine.tick(t + 54 * S - 1).alerts == []  # will_grace_s: 4 s
-    (again,) = raised(engine.tick(t + 54 * S))
+    assert engine.tick(t + 53 * S - 1).alerts == []  # will_grace_s: 3 s
+    (again,) = raised(engine.tick(t + 53 * S))
     assert again.id != alert.id and "last will" in again.detail
 
 
@@ -374,9 +374,10 @@ def test_a_connection_made_again_at_once_raises_nothing(engines: Engines) -> Non
         engine.on_heartbeat(heartbeat(t, device=unit), t)
     for unit in units:
         assert not engine.on_status(status("offline", device=unit), t + S)
-    for n, unit in enumerate(units):
-        assert engine.tick(t + (2 + n) * S).alerts == []
-        assert engine.on_status(status("online", device=unit), t + (2 + n) * S).alerts == []
+    for n, unit in enumerate(units):  # back 1.5 to 3.5 s after its will: grace 3 s
+        back = t + S + S // 2 + n * S
+        assert engine.tick(back).alerts == []
+        assert engine.on_status(status("online", device=unit), back).alerts == []
     for n in range(5, 31):
         changes = engine.tick(t + n * S)
         assert changes.alerts == [] and changes.notifications == [], n
@@ -400,8 +401,8 @@ def test_a_broker_restart_raises_nothing_while_the_units_reconnect(engines: Engi
     engine.link_back(t + 60 * S)
     for n, unit in enumerate(units[:2]):  # these two are back within the resume grace
         assert engine.on_status(status("online", device=unit), t + (70 + n) * S).alerts == []
-    assert engine.tick(t + 94 * S - 1).alerts == []
-    (alert,) = raised(engine.tick(t + 94 * S))  # the third never came back: 30 s + 4 s
+    assert engine.tick(t + 93 * S - 1).alerts == []
+    (alert,) = raised(engine.tick(t + 93 * S))  # the third never came back: 30 s + 3 s
     assert alert.device == "pos-jaga-01" and "last will" in alert.detail
 
 
@@ -414,10 +415,10 @@ def test_a_will_waits_out_its_grace_across_a_collector_restart(engines: Engines)
     stored = json.loads(engines.store.watches()["unit:bangka-barat:gudang-01"])
     assert stored["will_at"] == t + S
     restart = t + 5 * S
-    engine = engines.open(restart)  # its resume grace: 30 s, then will_grace_s: 4 s
-    assert engine.tick(restart + 34 * S - 1).alerts == []
-    (alert,) = raised(engine.tick(restart + 34 * S))
-    assert "the broker lost the unit's connection (last will) 38 s ago" in alert.detail
+    engine = engines.open(restart)  # its resume grace: 30 s, then will_grace_s: 3 s
+    assert engine.tick(restart + 33 * S - 1).alerts == []
+    (alert,) = raised(engine.tick(restart + 33 * S))
+    assert "the broker lost the unit's connection (last will) 37 s ago" in alert.detail
 
 
 def test_a_unit_row_stored_before_wills_were_remembered_still_loads(engines: Engines) -> None:
@@ -428,8 +429,8 @@ def test_a_unit_row_stored_before_wills_were_remembered_still_loads(engines: Eng
     engine = engines.open(NOON + 60 * S)
     t = NOON + 120 * S  # past the resume grace
     assert engine.on_status(status("offline"), t).alerts == []
-    assert engine.tick(t + 4 * S - 1).alerts == []  # will_grace_s: 4 s
-    (alert,) = raised(engine.tick(t + 4 * S))
+    assert engine.tick(t + 3 * S - 1).alerts == []  # will_grace_s: 3 s
+    (alert,) = raised(engine.tick(t + 3 * S))
     assert alert.rule == "unit-offline" and "last will" in alert.detail
 
 

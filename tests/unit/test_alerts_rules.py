@@ -308,12 +308,12 @@ def test_a_last_will_raises_nothing_at_once_and_after_its_grace_raises_once() ->
     assert signals == [] and not w.offline and w.will_at == T0 + S
     w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + 3 * S, 0)
     assert signals == [] and w.will_at == T0 + S  # the retained will again: the grace runs on
-    w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 5 * S - 1, 0)
-    assert signals == []  # will_grace_s: 4 s
-    w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 5 * S, 0)
+    w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 4 * S - 1, 0)
+    assert signals == []  # will_grace_s: 3 s
+    w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 4 * S, 0)
     alert = only(signals)
-    assert alert.severity is Severity.CRITICAL and not alert.latched and alert.at == T0 + 5 * S
-    assert "the broker lost the unit's connection (last will) 4 s ago" in alert.detail
+    assert alert.severity is Severity.CRITICAL and not alert.latched and alert.at == T0 + 4 * S
+    assert "the broker lost the unit's connection (last will) 3 s ago" in alert.detail
     for item in (Tick(), status("offline"), Tick()):
         w, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, item, T0 + 40 * S, 0)
         assert signals == [] and w.offline
@@ -335,13 +335,13 @@ def test_a_unit_back_within_the_grace_after_its_will_raises_nothing_ever() -> No
     for back in (status("online"), heartbeat(T0)):
         w = UnitWatch(interval_s=10, last_beat=T0)
         w = never_raised(w, [(status("offline"), T0 + S)])
-        w = never_raised(w, [(Tick(), T0 + n * S) for n in range(2, 5)])
+        w = never_raised(w, [(Tick(), T0 + n * S) for n in range(2, 4)])
         assert w.will_at == T0 + S
-        w = never_raised(w, [(back, T0 + 5 * S - 1)])
+        w = never_raised(w, [(back, T0 + 4 * S - 1)])
         assert w.will_at is None and not w.offline
-        w = never_raised(w, [(Tick(), T0 + n * S) for n in range(5, 35)])
+        w = never_raised(w, [(Tick(), T0 + n * S) for n in range(4, 34)])
         # From then on it is watched as before: 3 silent intervals after it came back.
-        _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 35 * S, 0)
+        _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 34 * S, 0)
         assert "no heartbeat for 30 s" in only(signals).detail
 
 
@@ -350,8 +350,8 @@ def test_the_grace_after_a_will_is_the_sites_will_grace_not_the_heartbeat_interv
         UnitWatch(interval_s=10), OFFLINE, LIMITS, heartbeat(T0, interval_s=60), T0, 0
     )
     w, _ = unit_rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), T0 + S, 0)
-    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 5 * S, 0)
-    assert "(last will) 4 s ago" in only(signals).detail
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 4 * S, 0)
+    assert "(last will) 3 s ago" in only(signals).detail
     patient = Thresholds(will_grace_s=30)
     _, signals = unit_rules.unit_offline(w, OFFLINE, patient, Tick(), T0 + 31 * S - 1, 0)
     assert signals == []
@@ -364,9 +364,9 @@ def test_a_will_from_a_unit_never_heard_from_still_raises_after_the_grace() -> N
         UnitWatch(interval_s=10), OFFLINE, LIMITS, status("offline"), T0, 0
     )
     assert signals == [] and w.last_beat is None
-    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 4 * S - 1, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 3 * S - 1, 0)
     assert signals == []
-    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 4 * S, 0)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), T0 + 3 * S, 0)
     assert "last will" in only(signals).detail
 
 
@@ -375,10 +375,10 @@ def test_after_a_collector_restart_the_grace_after_a_will_counts_from_the_restar
     restart = T0 + 3600 * S
     w = UnitWatch(interval_s=10, last_beat=T0)
     w, _ = unit_rules.unit_offline(w, OFFLINE, LIMITS, status("offline"), restart - 5 * S, restart)
-    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 4 * S - 1, restart)
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 3 * S - 1, restart)
     assert signals == []
-    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 4 * S, restart)
-    assert "(last will) 9 s ago" in only(signals).detail
+    _, signals = unit_rules.unit_offline(w, OFFLINE, LIMITS, Tick(), restart + 3 * S, restart)
+    assert "(last will) 8 s ago" in only(signals).detail
 
 
 def test_a_late_will_does_not_delay_the_silence_past_three_intervals() -> None:
