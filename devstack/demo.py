@@ -162,12 +162,19 @@ def demo_alerts(notify_url: str) -> dict[str, object]:
                     {"device": "pos-jaga-01", "sensor": "patroli", "every_min": 0.5, "grace_min": 0}
                 ],
                 "thresholds": {"heartbeat_s": 5, "offline_after_beats": 3},
+                # The night's armed zone (#18): every door and PIR of the three units.
+                "zones": [
+                    {"name": "perimeter", "members": ["gudang-01", "gudang-02", "pos-jaga-01"]}
+                ],
             }
         },
         "notify": {"routes": [{"urls": [notify_url]}], "cooldown_s": 300},
         "resume_grace_s": 0,
     }
 
+
+BYPASSED = "pos-jaga-01/pintu-pos"
+"""The sensor the demo's operator bypasses for the night (the guards' own door)."""
 
 # The narration speaks Indonesian unless DEMO_LANGUAGE=en (the guard post's two languages).
 LANG = i18n.language(os.environ.get("DEMO_LANGUAGE"))
@@ -186,11 +193,23 @@ def _night(stack: Stack, watch: SiteWatch, started: float, seconds: float) -> Ni
     time.sleep(min(3.0, seconds / 10))
     config = stack.root / "collector" / "collector.toml"
     armed = jaga(
-        "jaga-collector", "arm", stack.site, "--by", "demo", "--config", config, check=False
-    )
+        "jaga-collector", "arm", stack.site, "--zone", "perimeter", "--by", "demo",
+        "--config", config, check=False,
+    )  # fmt: skip
     night.armed_ns = time.time_ns() if armed.returncode == 0 else None
     said = armed.stdout.strip() or armed.stderr.strip()
     _say(N_("operator demo arms the site: {said}"), said=said)
+    # The guards come and go by the post's door all night: bypassed for the demo's length.
+    bypassed = jaga(
+        "jaga-collector", "bypass", stack.site, BYPASSED, "--for", f"{int(seconds) + 60}s",
+        "--reason", "pintu pos dipakai penjaga", "--by", "demo", "--config", config, check=False,
+    )  # fmt: skip
+    said = bypassed.stdout.strip().splitlines()[-1].strip() if bypassed.returncode == 0 else ""
+    _say(
+        N_("operator demo bypasses {sensor}: {said}"),
+        sensor=BYPASSED,
+        said=said or bypassed.stderr.strip(),
+    )
     cut_at = started + seconds * 0.35
     victim = stack.agents.get(night.paused_device)
     deadline = started + seconds + 30
