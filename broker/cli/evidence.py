@@ -40,7 +40,7 @@ def evidence_export(
         evidence = gather(EvidenceEvents(ql), event_id)
         unit = evidence.subject[0]
         registry = Registry(cfg.registry_dir)
-        cert = registry.device_certificate(unit.site, unit.device)
+        cert = _signing_certificate(registry, unit)
         if cert is None:
             raise ExportError(f"no certificate for {unit.site}/{unit.device} in the registry")
         store = EvidenceVault(cfg.data_dir / "evidence")
@@ -119,7 +119,7 @@ def export_window(cfg: CollectorConfig, dest: Path, window: Any, events: list[An
     if not subject:
         raise fail("nothing to export: no event of the unit is stored around the window")
     registry = Registry(cfg.registry_dir)
-    cert = registry.device_certificate(window.site, window.device)
+    cert = _signing_certificate(registry, subject[0])
     if cert is None:
         raise fail(f"no certificate for {window.site}/{window.device} in the registry")
     try:
@@ -148,3 +148,18 @@ def _issuing_pem(registry: Any, cert: Any) -> bytes | None:
 
     chain = registry.unit_chain(cert)
     return chain[0].public_bytes(Encoding.PEM) if chain else None
+
+
+def _signing_certificate(registry: Any, event: Any) -> Any:
+    """The unit's certificate whose key signed event: after a renewal (#19) the unit signs with
+    a new key, so an older event is exported with the certificate of its own time. The current
+    one when none verifies (the verifiers then say so)."""
+    from protocol.signing import SignatureError, verify
+
+    for cert in reversed(registry.device_certificates(event.site, event.device)):
+        try:
+            verify(event, cert.public_key())
+        except (SignatureError, TypeError, ValueError):
+            continue
+        return cert
+    return registry.device_certificate(event.site, event.device)

@@ -161,3 +161,27 @@ def test_a_failure_to_issue_does_not_spend_the_token(reg: Registry, tmp_path: Pa
     assert done.cert.serial_number == reg.device("s1", "u-1").cert_serial
     with pytest.raises(EstRefused, match="already used"):
         authority.simpleenroll("s1", token, csr_for("s1", "u-1"))
+
+
+def test_an_event_signed_before_a_renewal_is_exported_with_its_own_certificate(
+    reg: Registry,
+) -> None:
+    """After a renewal the unit signs with its new key: an older event's export must carry the
+    certificate of the key that signed it, or no verifier could check it."""
+    import time
+
+    from broker.cli.evidence import _signing_certificate
+    from protocol.models import EventBody, Kind
+    from protocol.signing import GENESIS, sign
+    from provisioning.ca import CertificateAuthority
+
+    provision(reg.root, "device", "add", "s1", "u-1", *WIRING)
+    ca = CertificateAuthority(reg)
+    old_key, new_key = certs.new_key(), certs.new_key()
+    before = ca.issue_device("s1", "u-1", old_key.public_key())
+    after = ca.issue_device("s1", "u-1", new_key.public_key(), previous=before.cert.serial_number)
+    body = EventBody(id="ev-1", site="s1", device="u-1", sensor="pintu", kind=Kind.DOOR,
+                     state="open", seq=1, boot_id="b", ts=time.time_ns(), mono_ns=1,
+                     clock_synced=True, prev=GENESIS)  # fmt: skip
+    assert _signing_certificate(reg, sign(body, old_key)) == before.cert
+    assert _signing_certificate(reg, sign(body, new_key)) == after.cert
