@@ -218,10 +218,11 @@ class HomeAssistantBridge:
         registry, and everything again after HA's birth or a reconnection."""
         now = time.monotonic()
         connected = self.connected()
+        everything = connected and (not self._was_connected or self._again.is_set())
         if now - self._polled_at >= self.config.registry_poll_s:
             self._polled_at = now
-            self._poll_registry(connected)
-        if connected and (not self._was_connected or self._again.is_set()):
+            self._poll_registry(connected and not everything)
+        if everything:
             self._again.clear()
             self._publish_all(engine)
         self._was_connected = connected
@@ -348,8 +349,9 @@ class HomeAssistantBridge:
 
     # the registry ----------------------------------------------------------------------------
 
-    def _poll_registry(self, connected: bool) -> None:
-        """Units and sites as the registry has them now; removed ones leave HA."""
+    def _poll_registry(self, announce: bool) -> None:
+        """Units and sites as the registry has them now; removed ones leave HA (announce: publish
+        what is new at once, else the full publish that follows does)."""
         try:
             units, panels = read_registry(self.registry_dir, self.sites)
         except Exception:
@@ -359,7 +361,7 @@ class HomeAssistantBridge:
             if self._units.get(key) != unit:
                 self._units[key] = unit
                 wired(self._states.setdefault(key, UnitState()), unit.sensors)
-                if connected:
+                if announce:
                     self._announce(unit_key(key), self._unit_entities(unit))
                     self._send_state(key)
         for key in sorted(set(self._units) - set(units)):
@@ -379,7 +381,7 @@ class HomeAssistantBridge:
             if self._panels.get(pkey) != panel:
                 self._panels[pkey] = panel
                 self._panel_words.pop(pkey, None)
-                if connected:
+                if announce:
                     self._announce(pkey, [self._panel_entity(panel)])
         for pkey in sorted(set(self._panels) - set(wanted)):
             gone = self._panels.pop(pkey)

@@ -1,0 +1,112 @@
+"""Home Assistant's discovery payloads, state mapping and panel codes (#20), without HA."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+
+from broker.alerts.config import PersonConfig
+from broker.home_assistant.codes import PanelCodes
+from broker.home_assistant.discovery import Panel, Unit, panel_entity, unit_entities
+from broker.home_assistant.state import UnitState, apply, panel_word
+from protocol.alerting import ArmingMode
+
+COLLECTOR = "jaga/ha/collector/c1/status"
+FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+def _unit(camera: bool = True) -> Unit:
+    sensors = (("pintu", "door"), ("lorong", "motion"), ("tamper", "tamper"), ("ronda", "patrol"))
+    return Unit("bangka-barat", "gudang-01", sensors, camera)
+
+
+def test_every_unit_entity_names_its_device_class_device_and_both_availabilities() -> None:
+    entities = {d.topic: d.config for d in unit_entities("homeassistant", _unit(), COLLECTOR, str)}
+    door = entities["homeassistant/binary_sensor/jaga_bangka-barat_gudang-01/pintu/config"]
+    assert door["device_class"] == "door"
+    assert door["device"]["identifiers"] == ["jaga_bangka-barat_gudang-01"]
+    assert door["device"]["via_device"] == "jaga_bangka-barat"
+    assert [a["topic"] for a in door["availability"]] == [
+        COLLECTOR,
+        "jaga/v1/bangka-barat/gudang-01/status",
+    ]
+    assert door["availability_mode"] == "all"
+    classes = sorted(str(c.get("device_class")) for c in entities.values())
+    assert classes == sorted(
+        ["door", "motion", "tamper", "connectivity", "problem", "None", "data_size",
+         "temperature", "duration", "None"]
+    )  # fmt: skip
+    assert not any("ronda" in t for t in entities)  # a patrol button is no binary sensor
+    connectivity = next(c for c in entities.values() if c.get("device_class") == "connectivity")
+    assert connectivity["availability"] == [{"topic": COLLECTOR}]  # says offline itself
+    assert len({c["unique_id"] for c in entities.values()}) == len(entities)
+    no_camera = unit_entities("homeassistant", _unit(camera=False), COLLECTOR, str)
+    assert not any(d.topic.startswith("homeassistant/image/") for d in no_camera)
+
+
+def test_the_panel_asks_for_a_code_the_collector_checks_and_sends_when() -> None:
+    d = panel_entity("homeassistant", Panel("bangka-barat", "Gudang"), COLLECTOR, str)
+    assert d.topic == "homeassistant/alarm_control_panel/jaga_bangka-barat/panel/config"
+    assert d.config["code"] == "REMOTE_CODE"
+    assert d.config["command_topic"] == "jaga/ha/bangka-barat/cmd"
+    assert d.config["supported_features"] == ["arm_away"]
+    assert '"zone": null' in d.config["command_template"]
+    assert "as_timestamp(now())" in d.config["command_template"]
+    zoned = panel_entity("homeassistant", Panel("bangka-barat", "G", "perimeter"), COLLECTOR, str)
+    assert zoned.config["state_topic"] == "jaga/ha/bangka-barat/arming/perimeter"
+    assert '"zone": "perimeter"' in zoned.config["command_template"]
+
+
+def _event(kind: str, sensor: str, state: str, seq: int) -> object:
+    from protocol.models import Event
+
+    return Event.model_construct(
+        site="bangka-barat", device="gudang-01", sensor=sensor, kind=kind, state=state, seq=seq
+    )
+
+
+def test_a_late_event_never_undoes_a_newer_state() -> None:
+    from protocol.models import Kind
+
+    unit = UnitState()
+    assert apply(unit, _event(Kind.DOOR, "pintu", "open", 7))  # type: ignore[arg-type]
+    assert unit.document()["sensors"]["pintu"] == "ON"
+    assert not apply(unit, _event(Kind.DOOR, "pintu", "closed", 5))  # type: ignore[arg-type]
+    assert unit.document()["sensors"]["pintu"] == "ON"
+    assert apply(unit, _event(Kind.CAMERA, "camera", "fault", 8))  # type: ignore[arg-type]
+    assert unit.document()["problem"] == "ON" and unit.problems() == ["camera"]
+
+
+def test_the_panel_is_triggered_only_while_an_unacknowledged_intrusion_is_open() -> None:
+    from protocol.alerting import Alert
+
+    intrusion = Alert.model_construct(rule="intrusion", state=_open(), acked_at=None)
+    acked = Alert.model_construct(rule="intrusion", state=_open(), acked_at=1)
+    assert panel_word(ArmingMode.ARMED, [intrusion]) == "triggered"
+    assert panel_word(ArmingMode.ARMED, [acked]) == "armed_away"
+    assert panel_word(ArmingMode.DISARMED, [intrusion]) == "disarmed"
+    assert panel_word(None, []) is None
+
+
+def _open() -> object:
+    from protocol.alerting import AlertState
+
+    return next(s for s in AlertState if s.is_open)
+
+
+def test_a_code_names_the_person_who_may_act_and_wrong_codes_lock_the_site() -> None:
+    people = {
+        "demo": PersonConfig(pin_hash=FAST.hash("482613")),
+        "sari": PersonConfig(pin_hash=FAST.hash("111222"), duress_pin_hash=FAST.hash("999000")),
+    }
+    codes = PanelCodes(
+        people, lambda name, site: site == "bangka-barat" or name == "sari", max_failures=3
+    )
+    assert codes.check("bangka-barat", "482613").account == "demo"
+    assert codes.check("bangka-barat", "999000").account == "sari"  # duress: the engine knows
+    assert codes.check("pangkal-pinang", "482613").account is None  # demo may not act there
+    assert codes.check("bangka-barat", "000000").reason == "wrong code"
+    assert codes.check("bangka-barat", "").account is None
+    assert codes.check("bangka-barat", "482613").account == "demo"  # two failures: not yet
+    assert codes.check("bangka-barat", "000001").account is None
+    locked = codes.check("bangka-barat", "482613")
+    assert locked.account is None and "too many" in locked.reason
