@@ -22,6 +22,7 @@ import httpx2
 import paho.mqtt.client as mqtt
 import pytest
 from argon2 import PasswordHasher
+from playwright.sync_api import expect, sync_playwright
 
 from broker.influx_reader import InfluxReader
 from devstack.ports import free_port
@@ -30,6 +31,7 @@ from devstack.watch import NotificationSink
 from protocol import topics
 from protocol.alerting import Alert, ArmingAudit, ArmingState
 from tests.faults.fleet import close, mqtt_client
+from tests.integration.test_web_guard_post import CHROMIUM, CHROMIUM_ARGS
 from tests.support import LiveAgent, eventually
 
 pytestmark = pytest.mark.integration
@@ -224,6 +226,8 @@ def test_a_bypass_holds_its_deadline_across_a_collector_restart(site: Site) -> N
         eventually(lambda: door(site, ops) == "closed")
         (bypass,) = eventually(lambda: site.arming[-1].bypassed)
         assert (bypass.by, bypass.reason, bypass.zone) == ("demo", "reed rusak", "perimeter")
+        (shown,) = [b for s in ops.state()["sites"] for b in s["arming"]["bypassed"]]
+        assert (shown["device"], shown["sensor"], shown["by"]) == (UNIT, "pintu-utama", "demo")
         site.stack.collector.stop()
         site.stack.collector.start(timeout=30)
         assert site.raised("forced-door") == []
@@ -342,6 +346,38 @@ def test_a_duress_disarm_is_silent_on_the_post_page_and_its_stream(site: Site) -
             listener.join(10)
     (stored,) = [a for a in site.stored_alerts() if a.rule == "duress"]
     assert stored.params["by"] == "Rina Kendali (rina)" and stored.severity.value == "critical"
+
+
+def test_an_operator_arms_and_bypasses_with_the_pages_controls(site: Site) -> None:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{site.url}/")
+            page.fill('input[name="name"]', "ops")
+            page.fill('input[name="password"]', PASSWORDS["ops"])
+            page.click('button[type="submit"]')
+            arming = page.locator("form.op-arming")
+            expect(arming).to_be_visible()
+            arming.locator('select[name="zone"]').select_option("perimeter")
+            arming.locator('button[value="arm"]').click()
+            expect(page.locator('.site [data-zone="perimeter"].zone--armed')).to_be_visible()
+            bypass = page.locator("form.op-bypass")
+            bypass.locator('input[name="sensor"]').fill(f"{UNIT}/pintu-utama")
+            bypass.locator('select[name="minutes"]').select_option("30")
+            bypass.locator('input[name="reason"]').fill("engsel longgar")
+            bypass.locator('button[type="submit"]').click()
+            shown = page.locator(f'.site [data-bypass="{UNIT}/pintu-utama"]')
+            expect(shown).to_contain_text("Ops Satu (ops): engsel longgar")
+            too_long = bypass.locator('select[name="minutes"]')
+            too_long.select_option("60")  # above this site's bypass_max_min (30)
+            bypass.locator('button[type="submit"]').click()
+            expect(bypass.locator(".op-result.op-error")).to_contain_text("at most 30 min")
+        finally:
+            browser.close()
+    assert site.zone("perimeter") == "armed"
+    (b,) = site.arming[-1].bypassed or ()
+    assert (b.by, b.reason) == ("Ops Satu (ops)", "engsel longgar")
 
 
 def test_every_action_names_a_person(site: Site) -> None:
