@@ -4,16 +4,19 @@ with TLS and its own certificate, with no false `unit offline` and stored p99 < 
     .venv/bin/python -m bench.fleet [--quick]
 
 Units are enrolled through the provisioning API (own key and certificate each) and run by
-bench.fleetworker processes, 500 units per process on one selector loop (2,000 units = 4
-processes). Each unit: will `offline` and birth `online` (retained), heartbeat every 10 s,
-keepalive 15 s, a signed door event every 30 s on average (Poisson) — a busy site.
+bench.fleetworker processes, 500 units per process on one selector loop (10,000 units = 20
+processes). Each unit, at the agent's defaults: will `offline` and birth `online` (retained),
+a heartbeat at connect and every 60 s, keepalive 6 s (a PINGREQ whenever it sent nothing for
+6 s: the broker gives up on it, and publishes its will, 9 s after its last packet), and a
+signed door event every 30 s on average (Poisson) — a busy site.
 
-The fleet grows in steps (500, 1,000, 2,000); each step is watched for a window longer than
-three heartbeat intervals. A step holds when, in its window: no unit's will (`offline`) was
-published or stored, no session was dropped, no unit went 3 intervals without a stored
-heartbeat (what the offline rule would alert on), no event was lost, and pin-to-stored p99 of
-the events (event time -> the collector's `stored` line) is under 1 s. Growth stops at the
-first step that does not hold.
+The fleet grows in steps (2,000, 5,000, 10,000); each step is watched for a window longer than
+a heartbeat interval (many keepalives). A step holds when, in its window: no unit's will
+(`offline`) was published or stored, no `unit-offline` alert was raised, no session was
+dropped, no unit went 3 intervals without a stored heartbeat, no event was lost, and
+pin-to-stored p99 of the events (event time -> the collector's `stored` line) is under 1 s.
+Growth stops at the first step that does not hold. The broker's and the collector's resident
+memory is read at each step: the slope between steps is their memory per unit.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -34,7 +38,7 @@ from typing import IO, Any
 
 from bench.alerts import ALERT_FILTER, parse_alert
 from bench.collectorlog import StoredLog
-from bench.cpu import CpuMeter
+from bench.cpu import CpuMeter, _children, rss_mb
 from bench.ingest import server_pids
 from bench.mqttclients import Session
 from bench.report import Report, Row, parse_args, workdir
@@ -42,11 +46,11 @@ from bench.site import BenchSite
 from bench.stats import summary
 from protocol import topics
 
-HEARTBEAT_S = 10
-KEEPALIVE_S = 15
+HEARTBEAT_S = 60
+KEEPALIVE_S = 6
 EVENT_EVERY_S = 30.0
 P99_TARGET_MS = 1000.0
-TARGET_UNITS = 2000
+TARGET_UNITS = 10000
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Sizes:
     window_s: float
 
 
-FULL = Sizes(steps=(500, 1000, 2000), per_worker=500, window_s=32.0)
+FULL = Sizes(steps=(2000, 5000, 10000), per_worker=500, window_s=65.0)
 QUICK = Sizes(steps=(100, 200), per_worker=100, window_s=25.0)
 
 
@@ -184,6 +188,23 @@ def offline_stored(site: BenchSite, t0: int, t1: int) -> int:
     return int(sum(int(r.get("count", 0)) for r in rows))
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the collector's signature workers)."""
+    total = (rss_mb(pid) or (0.0, 0.0))[0]
+    for child in _children(pid):
+        total += tree_rss_mb(child)
+    return total
+
+
+def memory(site: BenchSite) -> dict[str, float]:
+    pids = server_pids(site)
+    return {
+        name: round(tree_rss_mb(pid), 1)
+        for name, pid in pids.items()
+        if name.startswith(("collector", "mosquitto", "influxd"))
+    }
+
+
 def run_step(
     site: BenchSite,
     n: int,
@@ -240,6 +261,22 @@ def run_step(
         "silent_examples": silent[:5],
         "heartbeat_gap_max_s": round(max(gaps.values()), 1) if gaps else None,
         "cpu": asdict(cpu),
+        "rss_mb": memory(site),
+        "load_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+def memory_per_unit(steps: list[dict[str, Any]]) -> dict[str, float]:
+    """kB of resident memory each added unit costs a server process: the slope between the
+    smallest and the largest step watched."""
+    if len(steps) < 2:
+        return {}
+    a, b = steps[0], steps[-1]
+    units = b["units"] - a["units"]
+    return {
+        name: round((b["rss_mb"][name] - a["rss_mb"].get(name, 0.0)) * 1024 / units, 1)
+        for name in b["rss_mb"]
+        if name in a["rss_mb"]
     }
 
 
@@ -249,7 +286,7 @@ def main() -> int:
             "--steps",
             type=int,
             nargs="+",
-            help="fleet sizes to try, e.g. --steps 2000 4000 8000 (default 500 1000 2000)",
+            help="fleet sizes to try, e.g. --steps 1000 2000 (default 2000 5000 10000)",
         )
 
     args = parse_args(__doc__ or "", steps_option)
@@ -329,6 +366,9 @@ def main() -> int:
     report.figure("units_per_process", sizes.per_worker)
     report.figure("stored_p50_ms", last.get("stored_ms", {}).get("p50"))
     report.figure("stored_p99_ms", last.get("stored_ms", {}).get("p99"))
+    per_unit = memory_per_unit(steps)
+    report.figure("memory_kb_per_unit", per_unit)
+    report.figure("rss_mb_at_largest", last.get("rss_mb"))
     for s in steps:
         st = s["stored_ms"]
         report.row(
@@ -360,11 +400,19 @@ def main() -> int:
             met=largest >= TARGET_UNITS,
         )
     )
+    for name, kb in per_unit.items():
+        report.row(Row(f"{name}: memory per unit", kb, "kB"))
+    if per_unit:
+        report.note(
+            "memory per unit: the slope of each server's resident memory (with its child "
+            f"processes) from {steps[0]['units']:,} to {steps[-1]['units']:,} units"
+        )
     report.extra["steps"] = steps
     report.extra["workers"] = summaries
     report.note(
         f"{len(workers)} worker processes, {sizes.per_worker} units each on one selector loop; "
-        "each unit its own TLS session and certificate"
+        "each unit its own TLS session and certificate; the workers, Mosquitto, the collector "
+        "and InfluxDB share this machine's cores with whatever else runs (load_1min per step)"
     )
     report.finish()
     del soft

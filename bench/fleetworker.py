@@ -4,11 +4,13 @@ all sharing one selector loop (no thread per client).
     python -m bench.fleetworker SPEC.json     (started by bench.fleet)
 
 Each unit behaves like an agent on the wire: last will `offline` (retained), birth `online`
-(retained) on connect, a subscription to its cmd/+ topics, a heartbeat every `heartbeat_s`
-(first one at a random phase), and signed, hash-chained door events at random (Poisson)
-intervals of mean `event_every_s`. It writes one line per event it publishes to `events_out`
-(device, seq, event time in ns) and prints `ready N` once its units are connected. SIGTERM
-ends it: every unit disconnects cleanly (no will), and a summary goes to `summary_out`.
+(retained) and a heartbeat on connect, a subscription to its cmd/+ topics, a heartbeat every
+`heartbeat_s` (the next one at a random phase), a PINGREQ when it sent nothing for
+`keepalive_s` (paho's loop_misc, once a second), and signed, hash-chained door events at
+random (Poisson) intervals of mean `event_every_s`. It writes one line per event it publishes
+to `events_out` (device, seq, event time in ns) and prints `ready N` once its units are
+connected. SIGTERM ends it: every unit disconnects cleanly (no will), and a summary goes to
+`summary_out`.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ class Worker:
         self.heartbeats = 0
         self.events = 0
         self.max_lag_ms = 0.0
+        self.next_misc = 0.0
         self.out = Path(spec["events_out"]).open("w", buffering=1)  # noqa: SIM115 (closed in close())
 
     def connect_all(self) -> None:
@@ -149,10 +152,22 @@ class Worker:
             self.sel.register(unit.sock, selectors.EVENT_READ, unit)
             self.units.append(unit)
             self._pump(0)  # CONNACKs as they come, so no session waits on a slow start
+            self._keepalive()  # pings for those already in: the broker drops them at 1.5 x
         deadline = time.monotonic() + 60
         while not all(u.connected for u in self.units) and time.monotonic() < deadline:
             self._pump(0.1)
+            self._keepalive()
         print(f"ready {sum(u.connected for u in self.units)}", flush=True)
+
+    def _keepalive(self) -> None:
+        """paho's keepalive (PINGREQ when nothing was sent for keepalive_s), once a second."""
+        now = time.monotonic()
+        if now < self.next_misc:
+            return
+        self.next_misc = now + 1.0
+        for unit in self.units:
+            if unit.connected:
+                unit.client.loop_misc()
 
     def _on_connect(self, c: mqtt.Client, unit: Unit, _f: Any, rc: ReasonCode, _p: Any) -> None:
         if rc.is_failure:
@@ -161,6 +176,9 @@ class Worker:
         unit.connected = True
         c.publish(unit.topics.status, unit.status("online"), qos=1, retain=True)
         c.subscribe(unit.topics.cmd_filter, qos=1)
+        hb = int(self.spec["heartbeat_s"])
+        c.publish(unit.topics.heartbeat, unit.heartbeat(hb), qos=1)  # as the agent does
+        self.heartbeats += 1
 
     def _on_disconnect(self, _c: mqtt.Client, unit: Unit, _f: Any, rc: ReasonCode, _p: Any) -> None:
         unit.connected = False
@@ -193,7 +211,6 @@ class Worker:
             plan.append((now + self.rng.uniform(0, hb), i, "hb"))
             plan.append((now + self.rng.expovariate(1 / every), i, "ev"))
         heapq.heapify(plan)
-        next_misc = now + 1.0
         while not self.stop:
             now = time.monotonic()
             while plan and plan[0][0] <= now:
@@ -212,11 +229,7 @@ class Worker:
                         unit.client.publish(unit.topics.event, payload, qos=1)
                         self.out.write(f"{unit.device} {unit.seq} {ts}\n")
                         self.events += 1
-            if now >= next_misc:
-                for unit in self.units:
-                    if unit.connected:
-                        unit.client.loop_misc()
-                next_misc = now + 1.0
+            self._keepalive()
             wait = min(0.2, max(0.0, (plan[0][0] if plan else now + 0.2) - time.monotonic()))
             self._pump(wait)
 
