@@ -147,7 +147,7 @@ class PersonConfig(Strict):
 
     pin_hash: str | None = Field(
         default=None,
-        description="argon2 hash of their disarm PIN (`jaga-collector web hash-password`); "
+        description="argon2 hash of their disarm PIN (`jaga-collector pin-hash`); "
         "when set, their disarms need it",
     )
     duress_pin_hash: str | None = Field(
@@ -163,7 +163,7 @@ class PersonConfig(Strict):
             if value is not None and not value.startswith("$argon2"):
                 raise ValueError(
                     f"{name} must be an argon2 hash (make one with "
-                    "`jaga-collector web hash-password`), never the PIN itself"
+                    "`jaga-collector pin-hash --name <name>`), never the PIN itself"
                 )
         if self.pin_hash is not None and self.pin_hash == self.duress_pin_hash:
             raise ValueError("pin_hash and duress_pin_hash are the same hash")

@@ -1,17 +1,21 @@
 """`jaga-collector arm`, `disarm` and `bypass`: an operator's order to a site (or one of its
-zones, or one sensor), signed with their certificate and sent through the collector."""
+zones, or one sensor), signed with their certificate and sent through the collector; and
+`pin-hash`, a person's disarm or duress PIN for [alerts.people]."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 
 from broker.cli.shared import DEFAULT_CONFIG, ByOpt, ConfigOpt, fail, load
+from broker.config import CollectorConfig
 from protocol.alerting import ArmingState
+from protocol.ids import InvalidIdentifier, check_id
 
 ZoneOpt = Annotated[
     str | None, typer.Option("--zone", help="one zone of the site (default: every zone)")
@@ -34,6 +38,7 @@ def _send(
     from broker.operator import OperatorError, send
 
     cfg = load(config)
+    _check(cfg, site, fields)
     try:
         state = send(cfg, site, name, by, **fields)
     except (OperatorError, ValueError) as exc:
@@ -45,6 +50,26 @@ def _send(
         )
         return
     typer.echo(describe(state, fields.get("zone")))
+
+
+def _check(cfg: CollectorConfig, site: str, fields: dict[str, Any]) -> None:
+    """What the collector would refuse, said here in one line (it only logs a refusal)."""
+    alerts = cfg.alerts.site(site)
+    zone = fields.get("zone")
+    if zone is not None and zone not in alerts.zone_names():
+        raise fail(
+            f"site {site} has no zone {zone!r} (its zones: {', '.join(alerts.zone_names())})"
+        )
+    for_s = fields.get("for_s")
+    if for_s is not None and for_s > alerts.bypass_max_min * 60:
+        raise fail(f"a bypass at {site} lasts at most {alerts.bypass_max_min} min (bypass_max_min)")
+    try:
+        check_id(site, "site")
+        if "device" in fields:
+            check_id(fields["device"], "device")
+            check_id(fields["sensor"], "sensor", allow_reserved=True)
+    except InvalidIdentifier as exc:
+        raise fail(str(exc)) from None
 
 
 def describe(state: ArmingState, zone: str | None = None) -> str:
@@ -116,3 +141,27 @@ def bypass(
     if not reason.strip():
         raise fail("--reason must say why (what is broken, who fixes it)")
     _send(site, by, config, "bypass", device=device, sensor=name, for_s=seconds, reason=reason)
+
+
+def pin_hash(
+    name: Annotated[str, typer.Option("--name", help="their login or certificate name")],
+    duress: Annotated[
+        bool, typer.Option("--duress", help="their duress PIN (disarms, tells the police)")
+    ] = False,
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="read the PIN from standard input")
+    ] = False,
+) -> None:
+    """Print an argon2 hash of a disarm or duress PIN for [alerts.people.<name>] of
+    collector.toml (the PIN itself is kept nowhere)."""
+    from broker.web.passwords import hash_password
+
+    if stdin:
+        pin = sys.stdin.readline().rstrip("\n")
+    else:
+        pin = typer.prompt("PIN", hide_input=True, confirmation_prompt=True)
+    if not re.fullmatch(r"\d{4,12}", pin):
+        raise fail("a PIN is 4 to 12 digits")
+    field = "duress_pin_hash" if duress else "pin_hash"
+    typer.echo(f"[alerts.people.{name}]")
+    typer.echo(f'{field} = "{hash_password(pin)}"')
