@@ -250,6 +250,20 @@ class SiteAlerts(Strict):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"zones: {name} is listed twice")
+        if DEFAULT_ZONE in names:
+            raise ValueError(
+                f'zones: "{DEFAULT_ZONE}" is the zone of every sensor no zone lists; '
+                "give yours another name"
+            )
+        owner: dict[str, str] = {}
+        for zone in self.zones:
+            for member in zone.members:
+                if member in owner and owner[member] != zone.name:
+                    raise ValueError(
+                        f"zones: {member} is in both {owner[member]} and {zone.name}; "
+                        "a sensor belongs to one zone"
+                    )
+                owner[member] = zone.name
         return self
 
     @property

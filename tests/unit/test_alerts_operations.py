@@ -10,7 +10,14 @@ import pytest
 from argon2 import PasswordHasher
 
 from broker.alerts.changes import Changes
-from broker.alerts.config import AlertsConfig, NotifyConfig, PersonConfig, Route, SiteAlerts
+from broker.alerts.config import (
+    AlertsConfig,
+    NotifyConfig,
+    PersonConfig,
+    Route,
+    SiteAlerts,
+    Window,
+)
 from broker.alerts.config import ZoneConfig as Zone
 from broker.alerts.delivery import urls_for
 from broker.alerts.engine import AlertEngine
@@ -19,7 +26,7 @@ from broker.alerts.store import AlertStore
 from kernel.config import ConfigError, load_toml_model
 from protocol.alerting import ArmingMode, ArmingState, AuditKind, Severity
 from protocol.models import Kind
-from tests.unit.test_alerts_support import MON, SITE, S, door, event, jkt
+from tests.unit.test_alerts_support import MON, NIGHTS_AND_SUNDAY, SITE, TUE, S, door, event, jkt
 
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 PIN, DURESS = "4711", "9110"
@@ -266,4 +273,45 @@ def test_a_zone_member_that_is_no_sensor_is_refused_by_name(tmp_path: Path) -> N
     bad = tmp_path / "alerts.toml"
     bad.write_text('[[sites.s.zones]]\nname = "perimeter"\nmembers = ["gudang 01"]\n')
     with pytest.raises(ConfigError, match="not a unit or a sensor"):
+        load_toml_model(bad, AlertsConfig)
+
+
+def test_a_zone_follows_its_own_schedule_and_the_others_the_sites(store: AlertStore) -> None:
+    office = [Window(days=["mon", "tue", "wed", "thu", "fri"], start="20:00", end="06:00")]
+    zoned = SiteAlerts(
+        exit_delay_s=0,
+        schedule=NIGHTS_AND_SUNDAY,  # 18:00-07:00
+        zones=[Zone(name="kantor", members=["kantor-01"], schedule=office)],
+    )
+    engine = AlertEngine(AlertsConfig(sites={SITE: zoned}), store, jkt(MON, "12:00"))
+    engine.tick(jkt(MON, "18:00:01"))
+    assert (zone_state(engine, "default"), zone_state(engine, "kantor")) == (
+        ArmingMode.ARMED,
+        ArmingMode.DISARMED,
+    )
+    engine.tick(jkt(MON, "20:00:01"))
+    assert zone_state(engine, "kantor") is ArmingMode.ARMED
+    engine.tick(jkt(TUE, "06:30"))
+    assert (zone_state(engine, "default"), zone_state(engine, "kantor")) == (
+        ArmingMode.ARMED,
+        ArmingMode.DISARMED,
+    )
+
+
+@pytest.mark.parametrize(
+    ("zones", "said"),
+    [
+        ('[{ name = "default", members = ["a"] }]', "is the zone of every sensor no zone lists"),
+        (
+            '[{ name = "x", members = ["a/b"] }, { name = "y", members = ["a/b"] }]',
+            "a/b is in both x and y",
+        ),
+    ],
+)
+def test_zones_that_would_be_ambiguous_are_refused_by_name(
+    tmp_path: Path, zones: str, said: str
+) -> None:
+    bad = tmp_path / "alerts.toml"
+    bad.write_text(f"[sites.s]\nzones = {zones}\n")
+    with pytest.raises(ConfigError, match=said):
         load_toml_model(bad, AlertsConfig)
