@@ -272,6 +272,15 @@ def test_the_perimeter_stays_armed_while_the_ballot_room_is_open(site: Site) -> 
             assert refused.status_code == 403, refused.text  # a guard watches; operators arm
         finally:
             guard.close()
+        path, form = f"/sites/{SITE}/arming", {"action": "disarm", "zone": "perimeter"}
+        json_ = {"Accept": "application/json"}
+        forged = ops.http.post(path, data={"csrf": "x" * 43, **form}, headers=json_)
+        elsewhere = ops.http.post(
+            path, data={"csrf": ops.csrf, **form}, headers={**json_, "Origin": "http://evil"}
+        )
+        other = ops.post("/sites/pangkal-pinang/arming", **form)
+        assert (forged.status_code, elsewhere.status_code, other.status_code) == (403, 403, 404)
+        assert site.zone("perimeter") == "armed"
     finally:
         ops.close()
 
