@@ -238,6 +238,19 @@ def read_alerts(
         db.close()
 
 
+def read_audits(path: Path, *, site: str | None = None, since: int = 0) -> list[ArmingAudit]:
+    """For `jaga-collector trail` while the collector runs: the audit trail, read-only."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        query, args = "SELECT body FROM audit WHERE at >= ?", [since]
+        if site is not None:
+            query, args = query + " AND site = ?", [*args, site]
+        rows = db.execute(query + " ORDER BY at, id", args).fetchall()
+    finally:
+        db.close()
+    return [ArmingAudit.model_validate_json(body) for (body,) in rows]
+
+
 def _alerts(
     db: sqlite3.Connection, *, site: str | None, since: int, limit: int, open_only: bool
 ) -> list[Alert]:

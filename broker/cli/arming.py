@@ -1,6 +1,7 @@
 """`jaga-collector arm`, `disarm` and `bypass`: an operator's order to a site (or one of its
-zones, or one sensor), signed with their certificate and sent through the collector; and
-`pin-hash`, a person's disarm or duress PIN for [alerts.people]."""
+zones, or one sensor), signed with their certificate and sent through the collector;
+`trail`, who armed, disarmed and bypassed what; and `pin-hash`, a person's disarm or duress
+PIN for [alerts.people]."""
 
 from __future__ import annotations
 
@@ -152,7 +153,7 @@ def pin_hash(
         bool, typer.Option("--stdin", help="read the PIN from standard input")
     ] = False,
 ) -> None:
-    """Print an argon2 hash of a disarm or duress PIN for [alerts.people.<name>] of
+    """Print an argon2 hash of a disarm or duress PIN: the person's alerts.people entry of
     collector.toml (the PIN itself is kept nowhere)."""
     from broker.web.passwords import hash_password
 
@@ -165,3 +166,36 @@ def pin_hash(
     field = "duress_pin_hash" if duress else "pin_hash"
     typer.echo(f"[alerts.people.{name}]")
     typer.echo(f'{field} = "{hash_password(pin)}"')
+
+
+def trail(
+    site: Annotated[str | None, typer.Option(help="only this site")] = None,
+    since: Annotated[str, typer.Option(help="how far back: 24h, 90m, 7d is 168h")] = "24h",
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """The audit trail: every arming change, bypass and two-person request, with who did it."""
+    import sqlite3
+    import time
+
+    from broker.alerts.store import read_audits
+
+    cfg = load(config)
+    try:
+        back = duration_s(since)
+    except ValueError as exc:
+        raise fail(str(exc).replace("--for", "--since")) from None
+    path = cfg.data_dir / "alerts.sqlite3"
+    try:
+        records = read_audits(path, site=site, since=time.time_ns() - back * 10**9)
+    except sqlite3.Error as exc:
+        raise fail(f"cannot read the alert store {path}: {exc}") from None
+    if not records:
+        typer.echo("nothing in the audit trail in that time")
+        return
+    for a in records:
+        when = dt.datetime.fromtimestamp(a.at / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+        what = a.to_state.value if a.kind.value == "arming" else a.kind.value
+        if a.device:
+            what += f" {a.device}/{a.sensor}"
+        who = f"{a.by} (after {a.with_by})" if a.with_by else a.by
+        typer.echo(f"{when} {a.site}/{a.zone} {what} by {who}, {a.how.value}: {a.reason}")

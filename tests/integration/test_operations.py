@@ -395,6 +395,10 @@ def test_every_action_names_a_person(site: Site) -> None:
     assert {a.kind.value for a in trail} >= {"arming", "bypass", "bypass-end", "disarm-request"}
     nameless = [a for a in trail if a.by not in people or (a.with_by or "demo") not in people]
     assert not nameless, nameless
+    shown = site.cli("trail", "--site", SITE).splitlines()  # the trail as people read it
+    assert len(shown) == len(trail) and all(" by " in line for line in shown), shown
+    assert any(f"bypass {UNIT}/pintu-utama by demo, cli: reed rusak" in line for line in shown)
+    assert any("disarmed by demo (after Ops Satu (ops)), cli" in line for line in shown)
     alerts = site.stored_alerts()
     assert any(a.acked_by for a in alerts) and any(a.rule == "duress" for a in alerts)
     for a in alerts:
