@@ -242,9 +242,11 @@ def read_audits(path: Path, *, site: str | None = None, since: int = 0) -> list[
     """For `jaga-collector trail` while the collector runs: the audit trail, read-only."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        query, args = "SELECT body FROM audit WHERE at >= ?", [since]
+        query = "SELECT body FROM audit WHERE at >= ?"
+        args: list[object] = [since]
         if site is not None:
-            query, args = query + " AND site = ?", [*args, site]
+            query += " AND site = ?"
+            args.append(site)
         rows = db.execute(query + " ORDER BY at, id", args).fetchall()
     finally:
         db.close()
