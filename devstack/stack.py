@@ -187,6 +187,8 @@ class Stack:
         """CA, site, units and service identities, made with `jaga-provision`."""
         reg = ("--dir", self.registry)
         jaga("jaga-provision", *reg, "ca", "init", "--name", "Jaga demo CA")
+        if self.enrol:  # as on a real site: the issuing CA signs units, the root stays aside
+            jaga("jaga-provision", *reg, "issuing-ca", "create")
         jaga(
             "jaga-provision",
             *reg,
