@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -69,10 +70,14 @@ def _run(
     from service.units import supervise_agent
 
     if cfg.broker.tls is not None:  # a renewal a power cut interrupted: finish it first
-        try:
+        try:  # (under systemd, ExecStartPre=+... renew --finish has done it with write access)
             finish_install(cfg.broker.tls.key, cfg.broker.tls.cert)
         except OSError as exc:
-            raise _fail(f"cannot finish the interrupted renewal: {exc}") from None
+            logging.getLogger("jaga.agent").warning(
+                "cannot finish an interrupted renewal here (%s): `jaga-agent renew --finish` "
+                "as root does; starting with the pair in place",
+                exc,
+            )
     try:
         agent = Agent(cfg, factory)
     except (IdentityError, PinFactoryError) as exc:
@@ -204,15 +209,30 @@ def renew(
             "and signs with the new key); the systemd timer passes jaga-agent.service"
         ),
     ] = None,
+    finish: Annotated[
+        bool,
+        typer.Option(
+            help="only finish a renewal a power cut interrupted (jaga-agent.service runs this "
+            "as root before the agent starts: the agent's own sandbox cannot write /etc/jaga)"
+        ),
+    ] = False,
 ) -> None:
     """Renew this unit's certificate with a new key, authenticated by the current one."""
     from datetime import UTC, datetime
 
-    from agent.est_client import EstError, EstUnavailable
+    from agent.est_client import EstError, EstUnavailable, finish_install
     from agent.renewal import due_for, renew_with_retries, run_forever, unit_tls
 
+    cfg = _load(config)
     try:
-        tls = unit_tls(_load(config), server)
+        if cfg.broker.tls is not None and finish_install(cfg.broker.tls.key, cfg.broker.tls.cert):
+            typer.echo(f"finished an interrupted renewal: {cfg.broker.tls.cert} is in place")
+    except OSError as exc:
+        raise _fail(f"cannot finish the interrupted renewal: {exc}", 1) from None
+    if finish:
+        return
+    try:
+        tls = unit_tls(cfg, server)
         if daemon:
             run_forever(tls, on_renewed=lambda _cert: _restart(restart_unit))
             return

@@ -401,13 +401,15 @@ class CertificateAuthority:
         days: int = DEFAULT_CRL_DAYS,
         now: datetime | None = None,
         only: set[int | None] | None = None,
-    ) -> Path:
+    ) -> list[Path]:
         """Re-sign the CRLs with every revoked serial and a new nextUpdate: the root's
         (ca/crl.pem) and each live issuing CA's (ca/issuing/<gen>/crl.pem). only: just these
-        (None in it: the root); without it, every CRL whose CA key is on this machine."""
+        (None in it: the root); without it, every CRL whose CA key is on this machine.
+        Returns the CRL files written."""
         if days < 1:
             raise ProvisioningError(f"--days must be at least 1, not {days}")
         now = now or _now()
+        written: list[Path] = []
         with self.registry.locked():
             log = self.registry.ca_log()
             targets = only if only is not None else self._signable()
@@ -440,8 +442,9 @@ class CertificateAuthority:
                     next_update=next_update,
                 )
                 replace(path, crl.public_bytes(Encoding.PEM))
+                written.append(path)
             self.registry.save_ca_log(log)
-        return self.registry.crl_path
+        return written
 
     def _signable(self) -> set[int | None]:
         """The CAs whose key this machine holds (the root on the laptop, issuing on the server)."""
@@ -510,6 +513,16 @@ class CertificateAuthority:
             )
         )
         self.registry.save_ca_log(log)
+
+
+def crl_paths(registry: Registry) -> list[Path]:
+    """The root's CRL and every unrevoked issuing CA's, as broker-config concatenates them."""
+    found = [registry.crl_path]
+    for generation in registry.issuing_generations():
+        path = registry.issuing_dir(generation) / "crl.pem"
+        if path.exists() and not registry.issuing_revoked(generation):
+            found.append(path)
+    return found
 
 
 def fingerprint(cert: x509.Certificate) -> str:

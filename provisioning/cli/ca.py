@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from provisioning.ca import (
     DEFAULT_ISSUING_DAYS,
     CertificateAuthority,
     RevokeReason,
+    crl_paths,
     fingerprint,
 )
 from provisioning.cli.shared import (
@@ -75,9 +77,13 @@ def crl_refresh(
 ) -> None:
     """Re-sign the CRL with a new expiry. An expired CRL makes the broker refuse every client."""
     registry = open_registry(ctx, dir)
-    path = CertificateAuthority(registry).refresh_crl(days=days)
+    written = CertificateAuthority(registry).refresh_crl(days=days)
     log = registry.ca_log()
-    say(f"wrote {path} (CRL number {log.crl_number}, valid until {log.crl_next_update:%Y-%m-%d})")
+    for path in written:
+        until = datetime.now(UTC) + timedelta(days=days)
+        say(f"wrote {path} (CRL number up to {log.crl_number}, valid until {until:%Y-%m-%d})")
+    for path in set(crl_paths(registry)) - set(written):
+        say(f"kept {path}: its CA's key is not on this machine (refresh it where the key is)")
     say("next: jaga-provision broker-config, then systemctl reload mosquitto")
 
 

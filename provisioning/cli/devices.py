@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from provisioning.bundle import Bundle, write_bundle
-from provisioning.ca import DEFAULT_CERT_DAYS, CertificateAuthority, RevokeReason
+from provisioning.ca import DEFAULT_CERT_DAYS, CertificateAuthority, RevokeReason, crl_paths
 from provisioning.cli.shared import (
     DirOption,
     existing_registry,
@@ -182,7 +182,8 @@ def device_revoke(
     serials = CertificateAuthority(registry).revoke_device(site, device, reason)
     listed = ", ".join(str(s) for s in serials) or "none (no certificate had been issued)"
     say(f"revoked {device!r} in site {site!r}: serial(s) {listed}")
-    say(f"wrote {registry.crl_path}")
+    for path in crl_paths(registry):
+        say(f"wrote {path}")
     say(
         "next: jaga-provision broker-config (copies the CRL, drops the unit from the ACL), then "
         "reload the broker: systemctl reload mosquitto (SIGHUP). Until then it still lets it in."

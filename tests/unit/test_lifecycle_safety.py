@@ -185,3 +185,28 @@ def test_an_event_signed_before_a_renewal_is_exported_with_its_own_certificate(
                      clock_synced=True, prev=GENESIS)  # fmt: skip
     assert _signing_certificate(reg, sign(body, old_key)) == before.cert
     assert _signing_certificate(reg, sign(body, new_key)) == after.cert
+
+
+def test_the_agents_unit_finishes_an_interrupted_renewal_before_the_agent_starts(
+    reg: Registry, tmp_path: Path
+) -> None:
+    """jaga-agent.service runs `jaga-agent renew --finish` as root first (ExecStartPre=+)."""
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    provision(reg.root, "device", "add", "s1", "u-1", *WIRING)
+    folder = tmp_path / "etc-jaga"
+    folder.mkdir()
+    shutil.copy(reg.device_dir("s1", "u-1") / "agent.toml", folder / "agent.toml")
+    old, new = pair(folder, "old"), pair(folder, "new")
+    install(old, folder / "device.key", folder / "device.crt")
+    key_pem, cert_pem = pem(new)
+    (folder / "device.key").write_bytes(key_pem)  # cut between the two renames
+    (folder / "device.crt.new").write_bytes(cert_pem)
+    done = CliRunner().invoke(app, ["renew", "--finish", "--config", str(folder / "agent.toml")])
+    assert done.exit_code == 0, done.output
+    assert "finished an interrupted renewal" in done.output
+    assert installed(folder) == (key_pem, cert_pem)
+    unit = (Path(__file__).resolve().parents[2] / "systemd" / "jaga-agent.service").read_text()
+    assert "ExecStartPre=+/opt/jaga/venv/bin/jaga-agent renew --finish" in unit
