@@ -350,6 +350,7 @@ class Rehearsal:
         self.influx: InfluxDB | None = None
         self.forwarder: V2WriteForwarder | None = None
         self.machines: dict[str, Machine] = {}
+        self.prelude = ""
 
     def stored(self, kind: str = "") -> int:
         assert self.influx is not None
@@ -384,7 +385,7 @@ class Rehearsal:
         self.machines = {"pi": pi, "server": server}
         pi.boot()
         server.boot()
-        prelude = laptop_prelude(home, pi, server)
+        prelude = self.prelude = laptop_prelude(home, pi, server)
         for block in self.blocks:
             try:
                 run_block(block, prelude, self.machines, self.transcript)
@@ -438,15 +439,35 @@ class Rehearsal:
         if errors.strip() or "UNHEALTHY" in status:
             raise RehearsalFailed(f"the collector is not healthy: {status}\n{errors}")
         self.results.append(f"server: mosquitto, jaga-collector active, no error logged: {status}")
-        again = server.run(
-            "cd ~ && sudo jaga/scripts/install-server.sh --registry jaga-provision",
-            as_user=True,
-            check=False,
+        install = "cd ~ && sudo jaga/scripts/install-server.sh --registry jaga-provision"
+        stale = server.run(install, as_user=True, check=False)
+        if stale.returncode != 1 or "your copy lacks" not in stale.stderr:
+            raise RehearsalFailed(
+                f"the server took a registry copy older than its own:\n{stale.stdout}{stale.stderr}"
+            )
+        self.results.append("server, run again with the copy made before the enrolment: refused")
+        # As the README says: bring the server's registry back, copy it again, run again.
+        pull = re.search(
+            r"`(ssh admin@jaga\.example\.internal sudo tar [^`]+)`", README.read_text()
         )
+        if pull is None:
+            raise RehearsalFailed("README: the command that brings the server's registry back")
+        again_copy = (
+            f"{pull[1]}\n"
+            'tar -czf registry.tar.gz -C "$JAGA_PROVISION_DIR" --exclude=./ca/ca.key '
+            "--exclude=device.key --exclude='operator-*.key' .\n"
+            f"scp registry.tar.gz admin@{BROKER_HOST}:\n"
+        )
+        run_block(Block("laptop", again_copy), self.prelude, self.machines, self.transcript)
+        server.run("cd ~ && rm -rf jaga-provision && mkdir jaga-provision && tar -xzf "
+                   "registry.tar.gz -C jaga-provision", as_user=True)  # fmt: skip
+        again = server.run(install, as_user=True, check=False)
         changes = re.search(r"install-server: (\d+) changes", again.stdout)
         if again.returncode != 0 or changes is None or changes[1] != "0":
             raise RehearsalFailed(f"the server's second run:\n{again.stdout}{again.stderr}")
-        self.results.append("server, install script run again: 0 changes")
+        self.results.append(
+            "server, with its registry brought back and copied again: install run again, 0 changes"
+        )
 
     def check_pool_in_sandbox(self, server: Machine) -> None:
         """The collector checks signatures in spawned worker processes under load: the unit's
