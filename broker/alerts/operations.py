@@ -4,10 +4,12 @@ alert engine's thread (`AlertBridge.operate`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
+from broker.alerts import people
 from broker.alerts.changes import Changes
+from broker.alerts.config import PersonConfig
 from protocol.alerting import ArmingHow
 
 
@@ -27,6 +29,7 @@ class Engine(Protocol):
         zone: str | None = ...,
         code: str | None = ...,
         account: str | None = ...,
+        judged: people.CodeKind | None = ...,
     ) -> Changes: ...
     def bypass(
         self,
@@ -65,6 +68,14 @@ class Operation:
     sensor: str | None = None
     for_s: float = 0.0
     reason: str = ""
+    judged: people.CodeKind | None = None  # the code, once checked (`judge`)
+
+    def judge(self, pins: dict[str, PersonConfig]) -> Operation:
+        """The code checked now, on the caller's thread (argon2 is slow on purpose), and
+        forgotten: the engine's thread gets only what it was. WrongCode if it may not."""
+        if self.action != "disarm" or self.judged is not None:
+            return self
+        return replace(self, code=None, judged=people.judge(pins, self.account, self.code))
 
     def apply(self, engine: Engine, now: int) -> Changes:
         """Carry it out (AlertError when it is refused, with a message for the person)."""
@@ -79,6 +90,7 @@ class Operation:
                 zone=self.zone,
                 code=self.code,
                 account=self.account,
+                judged=self.judged,
             )
         from broker.alerts.lifecycle import AlertError
 

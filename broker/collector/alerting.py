@@ -192,6 +192,7 @@ class AlertBridge:
     def operate(self, op: Operation, timeout: float = 10.0) -> Changes:
         """Arm, disarm or bypass from another thread (the page, a Home Assistant bridge): done
         on the collector's own thread; AlertError when refused, TimeoutError without answer."""
+        op = op.judge(self.engine.config.people)  # here, not on the collector's thread
         asked: Future[Changes] = Future()
         self.operations.put((op, asked))
         return asked.result(timeout=timeout)

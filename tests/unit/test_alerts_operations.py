@@ -4,6 +4,7 @@ across a restart), two-person disarm, a duress PIN, and a person named for every
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from broker.alerts.config import ZoneConfig as Zone
 from broker.alerts.delivery import urls_for
 from broker.alerts.engine import AlertEngine
 from broker.alerts.lifecycle import AlertError
+from broker.alerts.operations import Operation
+from broker.alerts.people import CodeKind
 from broker.alerts.store import AlertStore
 from kernel.config import ConfigError, load_toml_model
 from protocol.alerting import ArmingMode, ArmingState, AuditKind, Severity
@@ -315,3 +318,18 @@ def test_zones_that_would_be_ambiguous_are_refused_by_name(
     bad.write_text(f"[sites.s]\nzones = {zones}\n")
     with pytest.raises(ConfigError, match=said):
         load_toml_model(bad, AlertsConfig)
+
+
+def test_a_pages_code_is_checked_on_its_own_thread_and_the_engine_gets_only_its_kind(
+    store: AlertStore,
+) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    engine.arm(SITE, "budi", "cli", T0, zone="perimeter")
+    op = Operation("disarm", SITE, "Budi (budi)", "budi", zone="perimeter", code=DURESS)
+    judged = op.judge(CONFIG.people)
+    assert (judged.code, judged.judged) == (None, CodeKind.DURESS)
+    with pytest.raises(AlertError, match="wrong PIN"):
+        replace(op, code="0000").judge(CONFIG.people)
+    done = judged.apply(engine, T0 + S)
+    assert zone_state(engine, "perimeter") is ArmingMode.DISARMED
+    assert [n.key.split(":")[0] for n in done.notifications] == ["duress"]
