@@ -113,6 +113,8 @@ class Unverified:
     topic: str
     payload: bytes
     event: Event
+    body: bytes
+    """`canonical_bytes(event)`: what the unit signed, and what its chain hash is of."""
     keys: list[PublicKey]
     checked: SignatureCheck | None = None
 
@@ -142,7 +144,10 @@ class Ingest:
         return self.handle_batch([(topic, payload)])[0]
 
     def handle_batch(
-        self, messages: Sequence[tuple[str, bytes]], verifier: SignaturePool | None = None
+        self,
+        messages: Sequence[tuple[str, bytes]],
+        verifier: SignaturePool | None = None,
+        parsed: Sequence[topics.ParsedTopic | None] | None = None,
     ) -> list[Outcome]:
         """The outcome of each message, as if each were handled in turn.
 
@@ -153,15 +158,27 @@ class Ingest:
         before it: nothing is staged before its turn, and a signature is never skipped except
         for an event the book already holds (the same seq with the same hash).
         """
-        return self.finish_batch(self.begin_batch(messages, verifier))
+        return self.finish_batch(self.begin_batch(messages, verifier, parsed))
 
     def begin_batch(
-        self, messages: Sequence[tuple[str, bytes]], verifier: SignaturePool | None = None
+        self,
+        messages: Sequence[tuple[str, bytes]],
+        verifier: SignaturePool | None = None,
+        parsed: Sequence[topics.ParsedTopic | None] | None = None,
     ) -> Begun:
         """The first two passes of `handle_batch`: parse, and start checking signatures (in
         the pool's workers while the caller goes on). Reads the chain book, stages nothing:
-        a batch may begin before the one ahead of it is finished."""
-        staged = [self._prepare(topic, payload) for topic, payload in messages]
+        a batch may begin before the one ahead of it is finished.
+
+        `parsed`: each message's topic already taken apart (`parse_device_topic`; None where
+        it failed, and is taken apart again here for the reason)."""
+        if parsed is None:
+            staged = [self._prepare(topic, payload) for topic, payload in messages]
+        else:
+            staged = [
+                self._prepare(topic, payload, where)
+                for (topic, payload), where in zip(messages, parsed, strict=True)
+            ]
         todo = [s for s in staged if isinstance(s, Unverified) and s.checked is None]
         if verifier is not None and todo:
             return Begun(staged, verifier.start(todo))
@@ -182,11 +199,14 @@ class Ingest:
             outcomes.append(outcome)
         return outcomes
 
-    def _prepare(self, topic: str, payload: bytes) -> Outcome | Unverified:
-        try:
-            where = topics.parse_device_topic(topic)
-        except topics.TopicError as exc:
-            return Rejected(topic, Reason.TOPIC, str(exc), payload)
+    def _prepare(
+        self, topic: str, payload: bytes, where: topics.ParsedTopic | None = None
+    ) -> Outcome | Unverified:
+        if where is None:
+            try:
+                where = topics.parse_device_topic(topic)
+            except topics.TopicError as exc:
+                return Rejected(topic, Reason.TOPIC, str(exc), payload)
         if len(payload) > MAX_PAYLOAD:
             return Rejected(
                 topic,
@@ -225,13 +245,22 @@ class Ingest:
             return Accepted(where.site, where.device, message)
         site, device = message.site, message.device
         keys = self.keys.keys(site, device)
-        job = Unverified(topic, payload, message, keys)
         if not keys:
-            return job.reject(Reason.UNKNOWN_UNIT, f"no certificate for {site}/{device}")
+            return Rejected(
+                topic,
+                Reason.UNKNOWN_UNIT,
+                f"no certificate for {site}/{device}",
+                payload,
+                site,
+                device,
+                message.seq,
+                message.id,
+            )
+        body = canonical_bytes(message)
+        job = Unverified(topic, payload, message, body, keys)
         held = self.chain.held(device, message.seq)
         if held is None:
             return job
-        body = canonical_bytes(message)
         digest = hashlib.sha256(body).hexdigest()  # = event_hash(message), from the same bytes
         if digest == held:
             # A redelivery of what is held: its body verified when it was stored, so it is not

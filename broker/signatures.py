@@ -1,5 +1,6 @@
 """Checking events' signatures: in this process, or in a pool of worker processes (pure work:
-the payload bytes and the unit's public keys in, the chain hash and a verdict out)."""
+the event's canonical bytes, its signature and the unit's public keys in, the chain hash and a
+verdict out)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_der_public_key,
 )
 
-from protocol import models
-from protocol.models import Event, WireError
+from protocol.models import Event
 from protocol.signing import PublicKey, SignatureError, canonical_bytes, verify_bytes
 
 log = logging.getLogger("jaga.collector.ingest")
@@ -31,13 +31,15 @@ signature failed (None: one of the unit's keys signed it)."""
 
 
 class SignatureJob(Protocol):
-    """An event to check: as received, parsed, and the unit's keys (ingest.Unverified)."""
-
-    @property
-    def payload(self) -> bytes: ...
+    """An event to check: parsed, its canonical bytes, and the unit's keys (ingest.Unverified)."""
 
     @property
     def event(self) -> Event: ...
+
+    @property
+    def body(self) -> bytes:
+        """`canonical_bytes(event)`: what the unit signed."""
+        ...
 
     @property
     def keys(self) -> list[PublicKey]: ...
@@ -45,8 +47,12 @@ class SignatureJob(Protocol):
 
 def check_signature(event: Event, keys: Sequence[PublicKey]) -> SignatureCheck:
     """The event's chain hash, and None if one of keys signed it (else why not)."""
-    body = canonical_bytes(event)
-    return hashlib.sha256(body).hexdigest(), signature_error(event.sig, body, keys)
+    return check_body(canonical_bytes(event), event.sig, keys)
+
+
+def check_body(body: bytes, sig: str, keys: Sequence[PublicKey]) -> SignatureCheck:
+    """`check_signature` of an event whose canonical bytes are `body` and signature `sig`."""
+    return hashlib.sha256(body).hexdigest(), signature_error(sig, body, keys)
 
 
 def signature_error(sig: str, body: bytes, keys: Sequence[PublicKey]) -> str | None:
@@ -63,14 +69,15 @@ def signature_error(sig: str, body: bytes, keys: Sequence[PublicKey]) -> str | N
 
 def verify_inline(jobs: Sequence[SignatureJob]) -> list[SignatureCheck]:
     """Check each job's signature here, in this process."""
-    return [check_signature(j.event, j.keys) for j in jobs]
+    return [check_body(j.body, j.event.sig, j.keys) for j in jobs]
 
 
 class SignaturePool:
     """Checks a batch's signatures in worker processes, while the collector's thread goes on
     (with the batch before) or waits with the GIL released (its MQTT thread reads on).
 
-    Pure work (the payload bytes and the unit's public keys in, the hash and a verdict out),
+    Pure work (the canonical bytes, the signature and the unit's public keys in, the hash and
+    a verdict out),
     so it changes no guarantee: the chain book, storage and acknowledgements stay on the
     collector's thread, in order. Batches under `min_batch` events are checked in process (a
     lone alarm does not pay the trip); the workers are started at the first big batch; if the
@@ -108,7 +115,7 @@ class SignaturePool:
         for j in jobs:
             if id(j.keys) not in ders:
                 ders[id(j.keys)] = tuple(self._der_of(k) for k in j.keys)
-        work = [(j.payload, ders[id(j.keys)]) for j in jobs]
+        work = [(j.body, j.event.sig, ders[id(j.keys)]) for j in jobs]
         size = -(-len(work) // self.workers)
         try:
             if self._pool is None:
@@ -164,18 +171,9 @@ class SignaturePool:
 _WORKER_KEYS: dict[bytes, PublicKey] = {}
 
 
-def _check_in_worker(work: Sequence[tuple[bytes, tuple[bytes, ...]]]) -> list[SignatureCheck]:
-    """In a pool worker: parse each payload again and check its signature."""
-    out: list[SignatureCheck] = []
-    for payload, ders in work:
-        keys = [_worker_key(d) for d in ders]
-        try:
-            event = models.parse(Event, payload)
-        except WireError as exc:  # parsed on the collector's side already: cannot happen
-            out.append(("", f"the verifier could not parse it: {exc}"))
-            continue
-        out.append(check_signature(event, keys))
-    return out
+def _check_in_worker(work: Sequence[tuple[bytes, str, tuple[bytes, ...]]]) -> list[SignatureCheck]:
+    """In a pool worker: hash each event's canonical bytes and check its signature."""
+    return [check_body(body, sig, [_worker_key(d) for d in ders]) for body, sig, ders in work]
 
 
 def _worker_key(der: bytes) -> PublicKey:

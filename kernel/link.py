@@ -62,6 +62,9 @@ class Link(Protocol):
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge an inbound message: the broker may forget it now."""
 
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """`ack(mid, 1)` for each of a batch's QoS 1 messages, in order (one write)."""
+
     def close(self) -> None:
         """Disconnect cleanly (the will stays unpublished) and stop the link's thread."""
 
@@ -207,6 +210,10 @@ class MemoryLink:
             session = self.broker._sessions.get(self.client_id)
             if session is not None and session.pending.pop(mid, None) is not None:
                 self.acked.append(mid)
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        for mid in mids:
+            self.ack(mid, 1)
 
     def close(self) -> None:
         with self.broker._lock:

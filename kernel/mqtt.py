@@ -21,6 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from kernel.config import ClientTls
 from kernel.link import LinkHandler, Message
+from kernel.mqtt_stream import StreamClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ def make_client(
     max_inflight: int | None = None,
     max_queued: int | None = None,
     logger: logging.Logger | None = None,
+    client_class: type[mqtt.Client] = mqtt.Client,
 ) -> mqtt.Client:
     """An MQTT 5 client with mutual TLS (CA, certificate, key), not yet connected.
 
@@ -54,8 +56,9 @@ def make_client(
         max_inflight: QoS 1 publishes in flight before paho queues.
         max_queued: messages paho queues beyond those (0: unlimited).
         logger: where paho's own log goes.
+        client_class: mqtt.Client or a subclass (kernel.mqtt_stream.StreamClient).
     """
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     if will is not None:
         client.will_set(will.topic, will.payload, qos=1, retain=True)
     if manual_ack:
@@ -108,6 +111,8 @@ class PahoLink:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
+        if isinstance(c, StreamClient):
+            c.sink = self._on_publish
         s = self.session
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = s.session_expiry_s
@@ -129,6 +134,14 @@ class PahoLink:
 
     def ack(self, mid: int, qos: int) -> None:
         self.client.ack(mid, qos)
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """Acknowledge QoS 1 messages, in order; one write with a StreamClient."""
+        if isinstance(self.client, StreamClient):
+            self.client.ack_many(mids)
+        else:
+            for mid in mids:
+                self.client.ack(mid, 1)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -156,6 +169,11 @@ class PahoLink:
     ) -> None:
         assert self._handler is not None
         self._handler.on_disconnected(str(reason))
+
+    def _on_publish(self, topic: str, payload: bytes, qos: int, retain: bool, mid: int) -> None:
+        """A StreamClient's plain QoS 1 PUBLISH (no MQTTMessage made for it)."""
+        assert self._handler is not None
+        self._handler.on_message(Message(topic, payload, qos, retain, mid))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         assert self._handler is not None

@@ -26,9 +26,51 @@ class SignatureError(ValueError):
 
 def canonical_bytes(body: EventBody | dict[str, Any]) -> bytes:
     """Deterministic bytes of an event without its signature: sorted keys, no spaces, UTF-8."""
+    if (type(body) is Event or type(body) is EventBody) and body.checkpoint is None and _FAST:
+        fast = _plain_event_bytes(body)
+        if fast is not None:
+            return fast
     data = body.model_dump(mode="json", exclude_none=True) if isinstance(body, EventBody) else body
     data = {k: v for k, v in data.items() if k != "sig" and v is not None}
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_PLAIN_FIELDS = frozenset(
+    {"v", "id", "site", "device", "sensor", "kind", "state", "seq", "boot_id", "ts", "mono_ns"}
+    | {"clock_synced", "snapshot_sha256", "cause", "checkpoint", "prev"}
+)
+_FAST = set(EventBody.model_fields) == _PLAIN_FIELDS
+"""The fields `_plain_event_bytes` writes are all the body's (a new field turns it off)."""
+
+
+def _plain_event_bytes(e: EventBody) -> bytes | None:
+    """`canonical_bytes` of an event without a checkpoint, written straight from its fields:
+    the same bytes as json.dumps makes of its model_dump (tests/unit/test_protocol_signing.py
+    checks it), at a fifth of the cost — every event is hashed and verified. None when a text
+    would need JSON escaping (the models' patterns allow none): the caller does it the long way.
+    """
+    texts = [e.id, e.site, e.device, e.sensor, e.state, e.boot_id, e.prev]
+    if e.cause is not None:
+        texts.append(e.cause)
+    if e.snapshot_sha256 is not None:
+        texts.extend(e.snapshot_sha256)
+    text = "".join(texts)
+    if not (text.isascii() and text.isprintable()) or '"' in text or "\\" in text:
+        return None
+    cause = f'"cause":"{e.cause}",' if e.cause is not None else ""
+    snaps = (
+        '"snapshot_sha256":[' + ",".join(f'"{h}"' for h in e.snapshot_sha256) + "],"
+        if e.snapshot_sha256 is not None
+        else ""
+    )
+    return (
+        f'{{"boot_id":"{e.boot_id}",{cause}'
+        f'"clock_synced":{"true" if e.clock_synced else "false"},'
+        f'"device":"{e.device}","id":"{e.id}","kind":"{e.kind.value}",'
+        f'"mono_ns":{int(e.mono_ns)},"prev":"{e.prev}","sensor":"{e.sensor}",'
+        f'"seq":{int(e.seq)},"site":"{e.site}",{snaps}"state":"{e.state}",'
+        f'"ts":{int(e.ts)},"v":{int(e.v)}}}'
+    ).encode()
 
 
 def event_hash(event: EventBody) -> str:

@@ -22,8 +22,17 @@ class Inbound:
     """The topic taken apart; None when it is outside the contract (ingest rejects it)."""
 
     @classmethod
-    def arrived(cls, topic: str, payload: bytes, mid: int, qos: int, received_ns: int) -> Inbound:
-        return cls(topic, payload, mid, qos, received_ns, None, parse(topic))
+    def arrived(
+        cls,
+        topic: str,
+        payload: bytes,
+        mid: int,
+        qos: int,
+        received_ns: int,
+        where: topics.ParsedTopic | None = None,
+    ) -> Inbound:
+        """`where`: the topic already taken apart by `parse` (else it is taken apart here)."""
+        return cls(topic, payload, mid, qos, received_ns, None, where or parse(topic))
 
     @classmethod
     def from_backlog(cls, item: Item) -> Inbound:
@@ -43,8 +52,23 @@ class Inbound:
         return self.qos > 0 and self.backlog is None
 
 
+_PARSED: dict[str, topics.ParsedTopic | None] = {}
+"""Topics taken apart so far: a unit publishes on a handful of topics, thousands of times."""
+_PARSED_MAX = 50_000
+"""Picture chunks' topics name their event: the memory is emptied when it holds this many."""
+
+
 def parse(topic: str) -> topics.ParsedTopic | None:
+    """The unit's topic taken apart; None for any other topic."""
     try:
-        return topics.parse_device_topic(topic)
+        return _PARSED[topic]
+    except KeyError:
+        pass
+    try:
+        where: topics.ParsedTopic | None = topics.parse_device_topic(topic)
     except topics.TopicError:
-        return None
+        where = None
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[topic] = where
+    return where

@@ -15,13 +15,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from broker.collector import inbound
 from broker.collector.inbound import Inbound
 from broker.collector.stats import CollectorStats
 from broker.config import MqttConfig
 from kernel.link import Link, Message
 from kernel.mqtt import PahoLink, Session, Will, make_client
+from kernel.mqtt_stream import StreamClient
 from protocol import topics
 
 log = logging.getLogger("jaga.collector")
@@ -43,6 +45,7 @@ def paho_link(config: MqttConfig, will: Will | None = None) -> PahoLink:
         will=will,
         manual_ack=True,
         reconnect_delay_s=(1, 15),
+        client_class=StreamClient,
     )
     session = Session(
         config.host,
@@ -90,6 +93,16 @@ class BrokerSession:
         """Tell the broker a message is ours now (stored, spooled, backlogged or kept)."""
         if m.needs_ack:
             self.link.ack(m.mid, m.qos)
+
+    def ack_all(self, batch: Sequence[Inbound]) -> None:
+        """`ack` each of a batch's messages, in order, as one write to the broker."""
+        mids = [m.mid for m in batch if m.needs_ack and m.qos == 1]
+        if len(mids) == sum(1 for m in batch if m.needs_ack):
+            if mids:
+                self.link.ack_many(mids)
+            return
+        for m in batch:  # QoS 2 among them (never subscribed so): one by one
+            self.ack(m)
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
         """Queue a publish; False when the link refused it at once (e.g. not connected)."""
@@ -149,14 +162,20 @@ class BrokerSession:
         self.stats.connected = False
 
     def on_message(self, msg: Message) -> None:
-        live = topics.parse_live_topic(msg.topic)
-        if live is not None:  # QoS 0 frames: relayed to viewers if any, never acknowledged
+        where = inbound.parse(msg.topic)  # a unit's topic, taken apart once (None: another)
+        if where is not None and where.channel is topics.Channel.LIVE:
+            # QoS 0 frames: relayed to viewers if any, never acknowledged
             if self.on_live is not None and not msg.retain:
-                self.on_live(live[0], live[1], msg.payload)
+                self.on_live(where.site, where.device, msg.payload)
             return
         if self.on_other is not None and self.on_other(msg):
             if msg.qos > 0:
                 self.link.ack(msg.mid, msg.qos)
+            return
+        if where is not None:  # witness and command topics are never a unit's
+            self.inbox.put(
+                Inbound.arrived(msg.topic, msg.payload, msg.mid, msg.qos, time.time_ns(), where)
+            )
             return
         if topics.parse_witness_topic(msg.topic) is not None:
             self.witnessed.put(msg)  # acknowledged by the service once stored

@@ -289,7 +289,8 @@ class LiveState:
             unit.picture = ref
 
     def _send_unit(self, unit: UnitTile) -> None:
-        self._send(Update(unit.site, "unit", unit_view(unit)))
+        if self._pages:  # a tile's view costs as much as checking an event: none for no page
+            self._send(Update(unit.site, "unit", unit_view(unit)))
 
     def _send_alerts_of_event(self, site: str, event_id: str) -> None:
         ids = {event_id, self._index.cause_of(event_id)}

@@ -117,17 +117,23 @@ def collector(tmp_path: Path, influx_url: str) -> Iterator[tuple[Collector, Jour
     journal = Journal()
     writer = RecordingWriter(config.influx, journal)
     c = Collector(config, Keys(), writer=writer, verify_workers=2)
-    ack, publish = c.session.link.ack, c.session.link.publish
+    ack, ack_many, publish = c.session.link.ack, c.session.link.ack_many, c.session.link.publish
 
     def recorded_ack(mid: int, qos: int) -> Any:
         journal.add("ack", mid)
         return ack(mid, qos)  # no broker here: paho answers "not connected"
+
+    def recorded_ack_many(mids: Sequence[int]) -> Any:
+        for mid in mids:
+            journal.add("ack", mid)
+        return ack_many(mids)
 
     def recorded_publish(topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> Any:
         journal.add("publish", (topic, payload))
         return publish(topic, payload, qos=qos, retain=retain)
 
     c.session.link.ack = recorded_ack  # type: ignore[method-assign]
+    c.session.link.ack_many = recorded_ack_many  # type: ignore[method-assign]
     c.session.link.publish = recorded_publish  # type: ignore[method-assign]
     try:
         yield c, journal

@@ -5,7 +5,7 @@ from __future__ import annotations
 from broker.collector.session import BrokerSession
 from broker.collector.stats import CollectorStats
 from broker.config import MqttConfig
-from kernel.link import MemoryBroker, MemoryLink, matches
+from kernel.link import MemoryBroker, MemoryLink, Message, matches
 from protocol import topics
 from protocol.topics import DeviceTopics
 
@@ -29,6 +29,40 @@ def test_a_message_is_acknowledged_only_when_the_service_says_it_is_stored() -> 
     assert link.acked == []
     s.ack(m)
     assert link.acked == [m.mid]
+
+
+def test_a_batch_is_acknowledged_in_order_and_only_what_it_holds() -> None:
+    broker = MemoryBroker()
+    s, link = session(broker)
+    for i in range(5):
+        broker.publish(PINTU.event, b"%d" % i, qos=1)
+    got = [s.inbox.get_nowait() for _ in range(5)]
+    s.ack_all(got[:3])
+    assert link.acked == [m.mid for m in got[:3]]
+    s.ack_all([])
+    s.ack_all(got[3:])
+    assert link.acked == [m.mid for m in got]
+
+
+def test_each_topic_goes_where_it_belongs() -> None:
+    """A unit's topics are taken apart once: live frames go to the wall (never queued nor
+    acknowledged), witnesses' and operators' topics to their queues, the rest to the inbox
+    (a topic outside the contract too: ingest refuses it with its reason)."""
+    broker = MemoryBroker()
+    s, link = session(broker)
+    frames: list[tuple[str, str, bytes]] = []
+    s.on_live = lambda site, device, jpeg: frames.append((site, device, jpeg))
+    broker.publish(PINTU.live, b"jpeg", qos=0)
+    broker.publish(f"{topics.ROOT}/gudang-3/witness/saksi-1", b"cosign", qos=1)
+    broker.publish(PINTU.heartbeat, b"{}", qos=1)
+    assert frames == [("gudang-3", "pintu-1", b"jpeg")]
+    assert s.witnessed.get_nowait().payload == b"cosign"
+    m = s.inbox.get_nowait()
+    assert m.where == topics.ParsedTopic("gudang-3", "pintu-1", topics.Channel.HEARTBEAT)
+    assert s.inbox.empty() and link.acked == []
+    s.on_message(Message(f"{topics.ROOT}/gudang-3/pintu-1/nonsense", b"{}", 1, mid=7))
+    odd = s.inbox.get_nowait()
+    assert odd.where is None and odd.unit is None
 
 
 def test_an_unacknowledged_message_comes_again_when_the_kept_session_resumes() -> None:

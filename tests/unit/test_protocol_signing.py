@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from protocol import models
+from protocol import models, signing
 from protocol.models import Event, EventBody, Kind, WireError
 from protocol.signing import (
     GENESIS,
@@ -179,6 +179,58 @@ def test_canonical_bytes_leave_out_the_signature_and_absent_fields() -> None:
     assert "snapshot_sha256" not in decoded
     assert canonical_bytes({**decoded, "snapshot_sha256": None}) == canonical_bytes(body())
     assert b" " not in canonical_bytes(body())
+
+
+def _long_way(event: EventBody) -> bytes:
+    """canonical_bytes as its definition reads: json.dumps of the model's dump."""
+    data = event.model_dump(mode="json", exclude_none=True)
+    data = {k: v for k, v in data.items() if k != "sig"}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"cause": "ev.cause:1_a-B"},
+        {"snapshot_sha256": ("0a" * 32, "0b" * 32)},
+        {"snapshot_sha256": ()},
+        {"clock_synced": False, "seq": 2**63 - 1, "ts": 0, "mono_ns": 0},
+        {"kind": Kind.MOTION, "state": "still", "sensor": "lorong", "id": "A.b:c_d-9" * 7},
+        {
+            "kind": Kind.CHECKPOINT,
+            "state": "armed",
+            "sensor": "unit",
+            "checkpoint": {"interval_s": 300, "uptime_s": 7, "sensors": {"pintu-utama": "closed"}},
+        },
+    ],
+    ids=["plain", "cause", "pictures", "no-pictures", "bounds", "motion", "checkpoint"],
+)
+def test_canonical_bytes_made_straight_from_the_fields_equal_the_long_way(
+    changes: dict[str, Any],
+) -> None:
+    """Every event is hashed and verified by the collector: its canonical bytes are written
+    straight from the fields (protocol.signing._plain_event_bytes), and must be the same bytes
+    as json.dumps of the model; a new field turns the short way off until it writes it too."""
+    plain = body(**changes)
+    event = sign(plain, EC_KEY)
+    assert signing._FAST, "EventBody has fields _plain_event_bytes does not write"
+    for e in (plain, event, models.parse(Event, event.to_json())):
+        assert canonical_bytes(e) == _long_way(e)
+    if plain.checkpoint is None:
+        assert signing._plain_event_bytes(plain) == _long_way(plain)
+
+
+def test_every_text_of_an_event_is_plain_ascii_so_needs_no_json_escaping() -> None:
+    """_plain_event_bytes writes texts between quotes as they are: the models' patterns
+    refuse what JSON would escape (and it falls back to json.dumps if one ever slipped by)."""
+    for field in ("id", "site", "device", "sensor", "state", "boot_id", "prev", "cause"):
+        for bad in ('a"b', "a\\b", "a\nb", "a\u00e9b", "a\x7fb", "a\tb"):
+            with pytest.raises(ValueError):
+                body(**{field: bad})
+    slipped = body().model_copy(update={"boot_id": 'boot"1\u00e9'})
+    assert signing._plain_event_bytes(slipped) is None
+    assert canonical_bytes(slipped) == _long_way(slipped)
 
 
 def test_event_hash_is_a_sha256_hex_digest_and_stable() -> None:
