@@ -27,8 +27,15 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	@DEMO_SECONDS=$(DEMO_SECONDS) $(PY) -m devstack.demo
 
+# The suite on TEST_WORKERS pytest-xdist workers, a test module at a time per worker (its
+# module-scoped servers stay on one worker; tests/conftest.py, devstack/ports.py), then the
+# tests marked `serial` alone. TEST_WORKERS=0: the first part too in this one process.
+TEST_WORKERS ?= 4
 test: setup
-	@$(PY) -m pytest -q tests
+	@status=0; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial" tests || status=$$?; \
+	$(PY) -m pytest -q -m serial tests || status=$$?; \
+	exit $$status
 
 # `make soak SOAK_MINUTES=N` (default 10): the demo fleet under random faults, ending with
 # `soak: <produced> produced, <stored> stored, <lost> lost, <dup> duplicated` (devstack/soak.py).
