@@ -427,6 +427,7 @@ def flood(site: Site) -> Flood:
     return Flood(seq, handled, flood_stored(site))
 
 
+@pytest.mark.serial  # the flood must outrun the collector: no other test's load meanwhile
 def test_a_flood_from_one_unit_does_not_hold_up_the_others(flood: Flood) -> None:
     """Bound: the good unit's event, published after the whole flood is queued in the broker
     for the collector, is stored while at least a quarter of the flood still waits. Counted
@@ -434,6 +435,7 @@ def test_a_flood_from_one_unit_does_not_hold_up_the_others(flood: Flood) -> None
     assert flood.handled_when_good_stored <= 0.75 * FLOOD
 
 
+@pytest.mark.serial
 def test_every_message_of_a_flooding_unit_is_stored_in_the_end(flood: Flood) -> None:
     """Deferred is not dropped: each flood heartbeat is its own InfluxDB point at the end."""
     print(f"{flood.stored_in_the_end} of {FLOOD} flood heartbeats stored in the end")
