@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -288,6 +289,12 @@ def main() -> int:
             nargs="+",
             help="fleet sizes to try, e.g. --steps 1000 2000 (default 2000 5000 10000)",
         )
+        parser.add_argument(
+            "--registry",
+            type=Path,
+            help="a registry an earlier run enrolled (a copy of run/bench/fleet/registry, "
+            "u-0001... in site fleet): copied instead of enrolling every unit again",
+        )
 
     args = parse_args(__doc__ or "", steps_option)
     sizes = QUICK if args.quick else FULL
@@ -310,8 +317,13 @@ def main() -> int:
     summaries: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
-        print(f"  enrolling {len(devices)} units (own key and certificate each)", flush=True)
-        site.provision(bulk_units=devices)
+        if args.registry:
+            print(f"  units from {args.registry} (enrolled by an earlier run)", flush=True)
+            shutil.copytree(args.registry, site.registry)
+            site.stack.configure_broker()
+        else:
+            print(f"  enrolling {len(devices)} units (own key and certificate each)", flush=True)
+            site.provision(bulk_units=devices)
         report.figure("provision_s", round(time.monotonic() - started, 1))
         site.start_servers()
         site.start_collector("1")
@@ -333,7 +345,7 @@ def main() -> int:
                 workers.append(WorkerProc(root, len(workers), site, chunk))
                 have += len(chunk)
             for wp in workers:
-                if not wp.ready.wait(180):
+                if not wp.ready.wait(900):  # TLS handshakes on a loaded machine
                     raise RuntimeError(f"fleet worker {wp.index} did not connect its units")
             connected = sum(wp.connected for wp in workers)
             connect_s = round(time.monotonic() - t, 1)

@@ -153,7 +153,7 @@ class Worker:
             self.units.append(unit)
             self._pump(0)  # CONNACKs as they come, so no session waits on a slow start
             self._keepalive()  # pings for those already in: the broker drops them at 1.5 x
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while not all(u.connected for u in self.units) and time.monotonic() < deadline:
             self._pump(0.1)
             self._keepalive()
