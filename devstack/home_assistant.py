@@ -142,9 +142,12 @@ class HomeAssistant(ManagedProcess):
             onboarding.write_text(json.dumps(body))
 
     def is_ready(self) -> bool:
+        """Its API answers (401 without a token: HA's http server is up)."""
         try:
-            with urllib.request.urlopen(f"{self.url}/api/onboarding", timeout=1) as r:
+            with urllib.request.urlopen(f"{self.url}/api/", timeout=1) as r:
                 return bool(r.status == 200)
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401
         except (urllib.error.URLError, OSError):
             return False
 
