@@ -37,7 +37,7 @@ COLLECTOR_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("InfluxDB write: line protocol + HTTP", ("InfluxWriter.write",)),
     ("'stored' log line per event", ("Collector._count",)),
-    ("MQTT acks (paho, main thread)", ("Client.ack",)),
+    ("MQTT acks (paho, main thread)", ("Client.ack", "ack_many")),
     ("per-unit budget (ratelimit)", ("Collector._admit",)),
     ("paho network thread (TLS read, parse, queue)", ("Client.loop_forever",)),
 )

@@ -82,10 +82,16 @@ class Intake:
         now = time.time_ns()
         admitted: list[Inbound] = []
         deferred: list[Inbound] = []
+        units: dict[str, tuple[UnitRef, str]] = {}  # by topic: a batch has few units
         for m in batch:
-            unit = _unit(m)
+            known = units.get(m.topic)
+            if known is None:
+                unit = _unit(m)
+                known = units[m.topic] = (unit, str(unit))
+            unit, name = known
             if m.backlog is not None or (
-                self._waiting.get(unit, 0) == 0 and self.budget.take(str(unit), now)
+                (not self._waiting or self._waiting.get(unit, 0) == 0)
+                and self.budget.take(name, now)
             ):
                 admitted.append(m)
             else:  # over budget, or behind its own earlier messages: keep the unit in order
