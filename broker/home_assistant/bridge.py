@@ -288,12 +288,14 @@ class HomeAssistantBridge:
         )
 
     def _publish_panels(self, engine: AlertEngine, *, force: bool) -> None:
-        states: dict[str, tuple[ArmingState | None, list[Alert]]] = {}
+        alerts_of: dict[str, list[Alert]] = {}
+        for alert in engine.open_alerts():  # once for every site: this runs four times a second
+            alerts_of.setdefault(alert.site, []).append(alert)
+        states: dict[str, ArmingState | None] = {}
         for key, panel in self._panels.items():
             if panel.site not in states:
-                site = panel.site
-                states[site] = (engine.arming_state(site), engine.open_alerts(site))
-            state, alerts = states[panel.site]
+                states[panel.site] = engine.arming_state(panel.site)
+            state, alerts = states[panel.site], alerts_of.get(panel.site, [])
             word = panel_word(*self._panel_view(panel, state, alerts))
             if word is None or (not force and self._panel_words.get(key) == word):
                 continue

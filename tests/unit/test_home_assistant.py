@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
+import pytest
 from argon2 import PasswordHasher
 
-from broker.alerts.config import PersonConfig
+from broker.alerts.config import AlertsConfig, PersonConfig
+from broker.home_assistant.bridge import Decision, HomeAssistantBridge
 from broker.home_assistant.codes import PanelCodes
+from broker.home_assistant.config import HomeAssistantConfig
 from broker.home_assistant.discovery import Panel, Unit, panel_entity, unit_entities
 from broker.home_assistant.state import UnitState, apply, panel_word
+from kernel.link import Message
 from protocol.alerting import ArmingMode
 
 COLLECTOR = "jaga/ha/collector/c1/status"
@@ -110,3 +118,135 @@ def test_a_code_names_the_person_who_may_act_and_wrong_codes_lock_the_site() -> 
     assert codes.check("bangka-barat", "000001").account is None
     locked = codes.check("bangka-barat", "482613")
     assert locked.account is None and "too many" in locked.reason
+
+
+# the bridge, with a recording publisher, a recording engine and a registry of two units -------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bool]] = []
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
+        self.sent.append((topic, payload, retain))
+        return True
+
+    def topics(self) -> list[str]:
+        return [t for t, _, _ in self.sent]
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, str, str | None]] = []
+
+    def arming_state(self, site: str) -> None:
+        return None
+
+    def open_alerts(self, site: str | None = None) -> list[object]:
+        return []
+
+    def arm(self, site: str, by: str, how: str, now: int, *, zone: str | None = None) -> object:
+        from broker.alerts.changes import Changes
+
+        self.calls.append(("arm", site, by, str(how), zone))
+        return Changes()
+
+    def disarm(self, site: str, by: str, how: str, now: int, **kw: object) -> object:
+        from broker.alerts.changes import Changes
+
+        self.calls.append(("disarm", site, by, str(how), kw.get("zone")))  # type: ignore[arg-type]
+        return Changes()
+
+
+def _bridge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, units: list[Unit]
+) -> tuple[HomeAssistantBridge, Recorder]:
+    from broker.home_assistant import bridge as module
+
+    monkeypatch.setattr(
+        module,
+        "read_registry",
+        lambda _dir, _sites: (
+            {(u.site, u.device): u for u in units},
+            {"bangka-barat": Panel("bangka-barat", "Gudang")},
+        ),
+    )
+    people = {"demo": PersonConfig(pin_hash=FAST.hash("482613"))}
+    sent = Recorder()
+    b = HomeAssistantBridge(
+        HomeAssistantConfig(enabled=True, registry_poll_s=0.01),
+        client_id="c1",
+        registry_dir=tmp_path,
+        data_dir=tmp_path,
+        sites=None,
+        alerts=AlertsConfig(),
+        codes=PanelCodes(people, lambda name, site: True),
+        who=lambda name: f"Demo ({name})",
+        publisher=sent,
+        connected=lambda: True,
+        picture_path=lambda sha: tmp_path / sha,
+    )
+    return b, sent
+
+
+def _turn(b: HomeAssistantBridge, engine: Engine, audits: list[Decision] | None = None) -> None:
+    kept = audits if audits is not None else []
+    b.turn(engine, lambda _c: None, lambda d, _now: kept.append(d))  # type: ignore[arg-type]
+
+
+def test_home_assistants_birth_brings_every_entity_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b, sent = _bridge(tmp_path, monkeypatch, [_unit()])
+    engine = Engine()
+    _turn(b, engine)
+    first = sorted(t for t in sent.topics() if t.endswith("/config"))
+    assert len(first) == 11  # 10 of the unit, 1 panel
+    sent.sent.clear()
+    _turn(b, engine)
+    assert not [t for t in sent.topics() if t.endswith("/config")]  # nothing changed
+    b.take(Message("homeassistant/status", b"offline", 0))
+    _turn(b, engine)
+    assert not [t for t in sent.topics() if t.endswith("/config")]
+    b.take(Message("homeassistant/status", b"online", 0))
+    _turn(b, engine)
+    assert sorted(t for t in sent.topics() if t.endswith("/config")) == first
+
+
+def test_a_removed_unit_has_every_entity_and_state_emptied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = Unit("bangka-barat", "gudang-02", (("pintu", "door"),), False)
+    units = [_unit(), other]
+    b, sent = _bridge(tmp_path, monkeypatch, units)
+    _turn(b, Engine())
+    announced = [t for t in sent.topics() if "gudang-02" in t and t.endswith("/config")]
+    sent.sent.clear()
+    units.remove(other)
+    time.sleep(0.02)
+    _turn(b, Engine())
+    emptied = {t for t, payload, retain in sent.sent if payload == b"" and retain}
+    assert set(announced) <= emptied
+    assert "jaga/ha/bangka-barat/gudang-02/state" in emptied
+    assert not any("gudang-01" in t for t in emptied)
+
+
+def test_the_right_code_arms_in_the_persons_name_and_a_wrong_or_stale_one_is_audited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b, _ = _bridge(tmp_path, monkeypatch, [_unit()])
+    engine, audits = Engine(), list[Decision]()
+    now = time.time()
+
+    def command(code: str, ts: float, action: str = "ARM_AWAY") -> bytes:
+        return json.dumps({"action": action, "code": code, "zone": None, "ts": ts}).encode()
+
+    for payload in (command("000000", now), command("482613", now - 3600), b"{not json"):
+        b._decided.put(b.decide("bangka-barat", payload, now))
+    b._decided.put(b.decide("bangka-barat", command("482613", now), now))
+    _turn(b, engine, audits)
+    assert audits[0].reason == "wrong code"
+    assert "too old" in audits[1].reason and "not a panel command" in audits[2].reason
+    assert engine.calls == [("arm", "bangka-barat", "Demo (demo)", "mqtt", None)]
+    assert b.take(Message("jaga/ha/bangka-barat/cmd", command("1", now), 1, retain=True))
+    assert b._checks.empty()  # a retained command is never carried out
