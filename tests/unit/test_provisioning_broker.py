@@ -49,6 +49,10 @@ topic write jaga/v1/deadletter
 topic write jaga/v1/+/arming
 topic write jaga/v1/+/alert/#
 topic write jaga/v1/+/+/cmd/+
+topic write homeassistant/#
+topic write jaga/ha/#
+topic read homeassistant/status
+topic read jaga/ha/+/cmd
 
 user operator:budi
 topic read jaga/v1/deadletter
@@ -64,6 +68,17 @@ topic read jaga/v1/gudang-1/cmd/+
 topic read jaga/v1/gudang-1/witness/+
 topic write jaga/v1/gudang-1/cmd/+
 topic write jaga/v1/gudang-1/+/cmd/+
+
+user home-assistant:ha
+topic read homeassistant/#
+topic read jaga/ha/+/+/state
+topic read jaga/ha/+/+/evidence
+topic read jaga/ha/+/arming
+topic read jaga/ha/+/arming/+
+topic read jaga/ha/collector/+/status
+topic read jaga/v1/+/+/status
+topic write homeassistant/status
+topic write jaga/ha/+/cmd
 """
 
 
@@ -98,6 +113,7 @@ def test_acl_for_a_small_registry_is_exactly_the_policy(tmp_path: Path) -> None:
     ca.issue_service("collector", "main")
     ca.issue_service("operator", "budi")
     reg.save_operator_sites("budi", ["gudang-1"])
+    ca.issue_service("home-assistant", "ha")
     assert body(render_acl(identities(reg))) == EXPECTED_ACL
 
 
