@@ -159,7 +159,10 @@ class Engine:
 
 
 def _bridge(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, units: list[Unit]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    units: list[Unit],
+    alerts: AlertsConfig | None = None,
 ) -> tuple[HomeAssistantBridge, Recorder]:
     from broker.home_assistant import bridge as module
 
@@ -179,7 +182,7 @@ def _bridge(
         registry_dir=tmp_path,
         data_dir=tmp_path,
         sites=None,
-        alerts=AlertsConfig(),
+        alerts=alerts or AlertsConfig(),
         codes=PanelCodes(people, lambda name, site: True),
         who=lambda name: f"Demo ({name})",
         publisher=sent,
@@ -250,3 +253,17 @@ def test_the_right_code_arms_in_the_persons_name_and_a_wrong_or_stale_one_is_aud
     assert engine.calls == [("arm", "bangka-barat", "Demo (demo)", "mqtt", None)]
     assert b.take(Message("jaga/ha/bangka-barat/cmd", command("1", now), 1, retain=True))
     assert b._checks.empty()  # a retained command is never carried out
+
+
+def test_a_site_with_zones_has_one_panel_per_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zones = [{"name": "perimeter", "members": ["gudang-01/pintu"]}]
+    alerts = AlertsConfig.model_validate({"sites": {"bangka-barat": {"zones": zones}}})
+    b, sent = _bridge(tmp_path, monkeypatch, [_unit()], alerts)
+    _turn(b, Engine())
+    panels = sorted(t for t in sent.topics() if "alarm_control_panel" in t)
+    assert panels == [
+        "homeassistant/alarm_control_panel/jaga_bangka-barat/panel_default/config",
+        "homeassistant/alarm_control_panel/jaga_bangka-barat/panel_perimeter/config",
+    ]
