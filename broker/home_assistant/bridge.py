@@ -192,21 +192,26 @@ class HomeAssistantBridge:
     # the collector's thread ------------------------------------------------------------------
 
     def on_messages(self, accepted: Iterable[Event | Heartbeat | Status]) -> None:
-        """Units' accepted messages (after they are stored): what HA shows of them."""
-        for msg in accepted:
-            key = (msg.site, msg.device)
-            if key not in self._units:
-                continue
-            if apply(self._states.setdefault(key, UnitState()), msg):
-                self._dirty.add(key)
+        """Units' accepted messages (after they are stored): what HA shows of them. Never
+        raises: a fault here must not stop the collector's batch."""
+        try:
+            for msg in accepted:
+                key = (msg.site, msg.device)
+                if key in self._units and apply(self._states.setdefault(key, UnitState()), msg):
+                    self._dirty.add(key)
+        except Exception:
+            log.exception("Home Assistant: a unit's state failed; events are stored regardless")
 
     def on_picture(self, site: str, device: str, sha256: str) -> None:
-        """A stored evidence picture: the unit's image entity shows the latest."""
+        """A stored evidence picture: the unit's image entity shows the latest. Never raises."""
         key = (site, device)
-        if key in self._units and self._pictures.get(key) != sha256:
-            self._pictures[key] = sha256
-            self._unsaved = True
-            self._send_picture(key)
+        try:
+            if key in self._units and self._pictures.get(key) != sha256:
+                self._pictures[key] = sha256
+                self._unsaved = True
+                self._send_picture(key)
+        except Exception:
+            log.exception("Home Assistant: a picture failed; it is kept regardless")
 
     def turn(
         self,

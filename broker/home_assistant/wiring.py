@@ -58,7 +58,10 @@ class Attached:
         self.collector.storage.store([point.to_point()], stop)
 
     def close(self) -> None:
-        self.bridge.close()
+        try:
+            self.bridge.close()
+        except Exception:
+            log.exception("Home Assistant bridge failed to close; the collector closes regardless")
 
 
 def refused_point(d: Decision, now: int) -> InfluxPoint:
