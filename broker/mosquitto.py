@@ -27,6 +27,7 @@ rendered file is started by the integration tests. Quirks of that version worth 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ DEFAULT_PERSISTENCE_DIR = Path("/var/lib/mosquitto")
 DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
 """Shipped in Debian's mosquitto package under /usr/lib/<multiarch triplet>/."""
 ALL_SITES = "*"
+HA_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """An operator identity whose sites are ("*",) may act on every site."""
 NO_SHARED = "no-shared-subscriptions"
 KICK_IDENTITY = "kick"
@@ -62,7 +64,6 @@ KICK_IDENTITY = "kick"
 plugin: it cuts revoked units' and identities' live sessions (provisioning/kick.py)."""
 KICK_ROLE = "kick-revoked"
 REVOKED_ROLE = "revoked"
-HA_PREFIX = ha_topics.DEFAULT_PREFIX
 """Given by collector:kick to each revoked username: denies every publish, read and subscribe."""
 
 
@@ -197,10 +198,14 @@ class CollectorIdentity:
     """The central collector; the colon in its CN can never appear in a device id."""
 
     name: str
+    ha_prefixes: tuple[str, ...] = (ha_topics.DEFAULT_PREFIX,)
+    """Home Assistant's discovery prefixes it publishes under (every HA identity's)."""
     role: Literal["collector"] = field(default="collector", init=False)
 
     def __post_init__(self) -> None:
         check_id(self.name, "collector name", allow_reserved=True)
+        for prefix in self.ha_prefixes:
+            _prefix(prefix)
 
     @property
     def username(self) -> str:
@@ -253,10 +258,13 @@ class HomeAssistantIdentity:
     its panels' coded commands (and its own birth and will, on `homeassistant/status`)."""
 
     name: str
+    prefix: str = ha_topics.DEFAULT_PREFIX
+    """Its MQTT integration's discovery prefix."""
     role: Literal["home-assistant"] = field(default="home-assistant", init=False)
 
     def __post_init__(self) -> None:
         check_id(self.name, "Home Assistant name", allow_reserved=True)
+        _prefix(self.prefix)
 
     @property
     def username(self) -> str:
@@ -293,17 +301,17 @@ def acl_rules(identity: Identity) -> list[AclRule]:
             ("write", device_filter(Channel.CMD)),
             # Home Assistant (#20): discovery under its prefix, states under jaga/ha; its
             # birth and its panels' commands, which only the collector reads.
-            ("write", f"{HA_PREFIX}/#"),
+            *(("write", f"{prefix}/#") for prefix in identity.ha_prefixes),
             ("write", ha_topics.TREE),
-            ("read", f"{HA_PREFIX}/status"),
+            *(("read", ha_topics.status(prefix)) for prefix in identity.ha_prefixes),
             ("read", ha_topics.COMMAND_FILTER),
         ]
     if isinstance(identity, HomeAssistantIdentity):
         return [
-            ("read", f"{HA_PREFIX}/#"),
+            ("read", f"{identity.prefix}/#"),
             *(("read", topic) for topic in ha_topics.READ_FILTERS),
             ("read", device_filter(Channel.STATUS)),  # units' availability (birth and will)
-            ("write", f"{HA_PREFIX}/status"),
+            ("write", ha_topics.status(identity.prefix)),
             ("write", ha_topics.COMMAND_FILTER),
         ]
     if isinstance(identity, WitnessIdentity):
@@ -340,6 +348,12 @@ def operator_reads(where: str) -> list[str]:
         site_command_filter(where),
         *witnesses,
     ]
+
+
+def _prefix(value: str) -> str:
+    if not HA_PREFIX_PATTERN.fullmatch(value):
+        raise ValueError(f"Home Assistant prefix {value!r}: use letters, digits, '_' or '-'")
+    return value
 
 
 def render_acl(identities: Iterable[Identity]) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from broker.home_assistant.topics import DEFAULT_PREFIX as HA_PREFIX
 from broker.mosquitto import (
     DEFAULT_PERSISTENCE_DIR,
     DYNSEC_PLUGIN,
@@ -74,12 +75,17 @@ def identities(registry: Registry) -> list[Identity]:
         record = registry.device(site, device)
         if record.revoked_at is None:
             found.append(UnitIdentity(site, device))
-    found += [CollectorIdentity(n) for n in registry.identities("collector")]
+    assistants = [
+        HomeAssistantIdentity(n, registry.home_assistant_prefix(n))
+        for n in registry.identities("home-assistant")
+    ]
+    prefixes = tuple(sorted({a.prefix for a in assistants} | {HA_PREFIX}))
+    found += [CollectorIdentity(n, prefixes) for n in registry.identities("collector")]
     found += [
         OperatorIdentity(n, registry.operator_sites(n)) for n in registry.identities("operator")
     ]
     found += [WitnessIdentity(n, registry.witness_sites(n)) for n in registry.identities("witness")]
-    found += [HomeAssistantIdentity(n) for n in registry.identities("home-assistant")]
+    found += assistants
     return found
 
 

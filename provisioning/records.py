@@ -64,6 +64,12 @@ class OperatorRecord(Record):
     sites: list[str] = Field(default_factory=list)
 
 
+class HomeAssistantRecord(Record):
+    """A Home Assistant identity's discovery prefix (the broker's ACL grants it)."""
+
+    prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
 class IssuedCert(Record):
     """One line of the CA's log of issued certificates."""
 

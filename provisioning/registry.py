@@ -59,6 +59,7 @@ from provisioning.issued_log import append, revoked_count, stamp, table, whole_l
 from provisioning.records import (
     CaLog,
     DeviceRecord,
+    HomeAssistantRecord,
     IssuedLog,
     OperatorRecord,
     Record,
@@ -292,6 +293,18 @@ class Registry:
         if not path.exists():
             return ()
         return tuple(self._read(path, OperatorRecord).sites)
+
+    def home_assistant_prefix(self, name: str) -> str:
+        """The discovery prefix a Home Assistant identity was made for (default homeassistant)."""
+        path = self.identity_path("home-assistant", name, ".toml")
+        if not path.exists():
+            return HomeAssistantRecord().prefix
+        return self._read(path, HomeAssistantRecord).prefix
+
+    def save_home_assistant_prefix(self, name: str, prefix: str) -> Path:
+        path = self.identity_path("home-assistant", name, ".toml")
+        self._write(path, HomeAssistantRecord(prefix=prefix))
+        return path
 
     def witness_public_key(self, name: str) -> bytes | None:
         """The witness's public key (PEM) as it handed it over; None when it has not."""

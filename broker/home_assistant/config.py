@@ -21,9 +21,9 @@ class HomeAssistantConfig(Strict):
     prefix: str = Field(
         default=DEFAULT_PREFIX,
         pattern=TOPIC_LEVEL,
-        description="HA's discovery prefix, as its MQTT integration is set (the broker ACL "
-        "that `jaga-provision broker-config` writes grants `homeassistant`; another prefix "
-        "must be granted in the acl file by hand)",
+        description="HA's discovery prefix, as its MQTT integration is set (another than "
+        "homeassistant: give it to `jaga-provision identity add home-assistant <name> "
+        "--prefix`, so the broker's ACL grants it)",
     )
     language: Language = Field(
         default=DEFAULT_LANGUAGE, description='entity names in "id" (Bahasa Indonesia) or "en"'

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from broker.mosquitto import HA_PREFIX_PATTERN
 from provisioning.ca import DEFAULT_CERT_DAYS, CertificateAuthority, RevokeReason
 from provisioning.cli.shared import DirOption, open_registry, reports_mistakes, say
 from provisioning.errors import ProvisioningError
@@ -43,6 +44,13 @@ def identity_add(
     all_sites: Annotated[
         bool, typer.Option(help="Operator: every site (a central control room).")
     ] = False,
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Home Assistant: its discovery prefix, as [home_assistant] prefix in "
+            "collector.toml (default homeassistant)."
+        ),
+    ] = None,
     days: Annotated[
         int, typer.Option(help="How long the certificate is valid.")
     ] = DEFAULT_CERT_DAYS,
@@ -55,6 +63,12 @@ def identity_add(
     the key it signs them with is its own (`jaga-witness init`), never made here."""
     registry = open_registry(ctx, dir)
     registry.identity_path(role.value, name, ".crt")  # a bad name is the first thing to say
+    if prefix is not None and role is not Role.home_assistant:
+        raise ProvisioningError("--prefix is for a Home Assistant identity")
+    if prefix is not None and not HA_PREFIX_PATTERN.fullmatch(prefix):
+        raise ProvisioningError(
+            f"--prefix {prefix!r}: HA's discovery prefix is letters, digits, '_' or '-'"
+        )
     sites: list[str] = []
     if role is Role.operator:
         sites = operator_sites(registry, site or [], every_site=all_sites)
@@ -80,6 +94,9 @@ def identity_add(
     elif role is Role.witness:
         path = registry.save_witness_sites(name, sites)
         say(f"wrote {path} (sites: {', '.join(sites)})")
+    elif role is Role.home_assistant and prefix is not None:
+        path = registry.save_home_assistant_prefix(name, prefix)
+        say(f"wrote {path} (discovery prefix: {prefix})")
     say(
         "next: jaga-provision broker-config, so the broker's ACL knows it; then restart the "
         "broker (systemctl restart mosquitto: a reload does not re-read dynsec.json)"
