@@ -305,6 +305,7 @@ def acl_rules(identity: Identity) -> list[AclRule]:
             ("write", ha_topics.TREE),
             *(("read", ha_topics.status(prefix)) for prefix in identity.ha_prefixes),
             ("read", ha_topics.COMMAND_FILTER),
+            ("read", ha_topics.COLLECTOR_STATUS_FILTER),  # its own will, if it comes late
         ]
     if isinstance(identity, HomeAssistantIdentity):
         return [

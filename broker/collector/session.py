@@ -80,6 +80,8 @@ class BrokerSession:
         self.link: Link = link if link is not None else paho_link(config, will)
         self.on_live: Callable[[str, str, bytes], None] | None = None
         """Live frames (site, device, JPEG), handed over on the link's thread; never stored."""
+        self.connections = 0
+        """Connections made so far: a reconnection between two looks is seen all the same."""
         self.extra_filters: list[str] = []
         """More filters (Home Assistant's birth and panel commands), taken by `on_other`."""
         self.on_other: Callable[[Message], bool] | None = None
@@ -136,6 +138,7 @@ class BrokerSession:
     # the link's thread (kernel.link.LinkHandler) ---------------------------------------------
 
     def on_connected(self, resumed: bool) -> None:
+        self.connections += 1
         self.stats.connected = True
         log.info("connected to broker (session %s)", "resumed" if resumed else "new")
         wanted = self.filters()

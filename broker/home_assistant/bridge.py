@@ -85,6 +85,7 @@ class HomeAssistantBridge:
         who: Callable[[str], str],
         publisher: Publisher,
         connected: Callable[[], bool],
+        connections: Callable[[], int],
         picture_path: Callable[[str], Path],
     ) -> None:
         self.config = config
@@ -96,6 +97,8 @@ class HomeAssistantBridge:
         """The person as the audit trail records them, from their name (the page's `who`)."""
         self.publisher = publisher
         self.connected = connected
+        self.connections = connections
+        """How many times the session has connected: each new one publishes everything."""
         self.picture_path = picture_path
         self.collector_topic = topics.collector_status(client_id)
         self.refused = 0
@@ -111,7 +114,8 @@ class HomeAssistantBridge:
         """By panel_key: one per site, or one per zone of a site that has zones (#18)."""
         self._panel_words: dict[str, str] = {}
         self._dirty: set[UnitKey] = set()
-        self._was_connected = False
+        self._published_on = 0
+        """The connection everything was last published on."""
         self._again = threading.Event()
         self._polled_at = float("-inf")
         self._panel_at = 0.0
@@ -128,8 +132,9 @@ class HomeAssistantBridge:
         return Will(self.collector_topic, b"offline")
 
     def filters(self) -> list[str]:
-        """What the collector's session subscribes to for HA: its birth and panel commands."""
-        return [topics.status(self.config.prefix), topics.COMMAND_FILTER]
+        """What the collector's session subscribes to for HA: its birth, panel commands, and
+        the collector's own status (a will the broker publishes late is answered at once)."""
+        return [topics.status(self.config.prefix), topics.COMMAND_FILTER, self.collector_topic]
 
     def start(self) -> None:
         self._checker.start()
@@ -146,6 +151,10 @@ class HomeAssistantBridge:
         """HA's messages off the collector's session; False: not ours."""
         if msg.topic == topics.status(self.config.prefix):
             if msg.payload.strip() == b"online":
+                self._again.set()
+            return True
+        if msg.topic == self.collector_topic:
+            if msg.payload == b"offline":  # our will, published after we came back: not so
                 self._again.set()
             return True
         site = topics.parse_command(msg.topic)
@@ -223,14 +232,15 @@ class HomeAssistantBridge:
         registry, and everything again after HA's birth or a reconnection."""
         now = time.monotonic()
         connected = self.connected()
-        everything = connected and (not self._was_connected or self._again.is_set())
+        connection = self.connections()
+        everything = connected and (connection != self._published_on or self._again.is_set())
         if now - self._polled_at >= self.config.registry_poll_s:
             self._polled_at = now
             self._poll_registry(connected and not everything)
         if everything:
             self._again.clear()
+            self._published_on = connection
             self._publish_all(engine)
-        self._was_connected = connected
         while True:
             try:
                 decision = self._decided.get_nowait()

@@ -14,6 +14,7 @@ ROOT = "jaga/ha"
 COMMAND_FILTER = f"{ROOT}/+/cmd"
 """What Home Assistant may write and the collector reads: its panels' coded commands."""
 TREE = f"{ROOT}/#"
+COLLECTOR_STATUS_FILTER = f"{ROOT}/collector/+/status"
 DEFAULT_PREFIX = "homeassistant"
 """HA's MQTT integration's default discovery prefix (the one the broker ACL grants)."""
 READ_FILTERS = (
@@ -21,7 +22,7 @@ READ_FILTERS = (
     f"{ROOT}/+/+/evidence",
     f"{ROOT}/+/arming",
     f"{ROOT}/+/arming/+",
-    f"{ROOT}/collector/+/status",
+    COLLECTOR_STATUS_FILTER,
 )
 """What Home Assistant reads under jaga/ha: never another Home Assistant's coded commands."""
 

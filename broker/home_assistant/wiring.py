@@ -113,6 +113,7 @@ def attach(collector: Collector) -> Attached | None:
         who=who,
         publisher=session,
         connected=lambda: collector.stats.connected,
+        connections=lambda: session.connections,
         picture_path=collector.evidence.path,
     )
     session.extra_filters = bridge.filters()

@@ -187,6 +187,7 @@ def _bridge(
         who=lambda name: f"Demo ({name})",
         publisher=sent,
         connected=lambda: True,
+        connections=lambda: 1,
         picture_path=lambda sha: tmp_path / sha,
     )
     return b, sent

@@ -53,6 +53,7 @@ topic write homeassistant/#
 topic write jaga/ha/#
 topic read homeassistant/status
 topic read jaga/ha/+/cmd
+topic read jaga/ha/collector/+/status
 
 user operator:budi
 topic read jaga/v1/deadletter
