@@ -21,6 +21,7 @@ from broker.collector import inbound
 from broker.collector.inbound import Inbound
 from broker.collector.stats import CollectorStats
 from broker.config import MqttConfig
+from broker.home_assistant import topics as ha_topics
 from kernel.link import Link, Message
 from kernel.mqtt import PahoLink, Session, Will, make_client
 from kernel.mqtt_stream import StreamClient
@@ -124,6 +125,7 @@ class BrokerSession:
                 *topics.site_command_filters(),
                 *topics.witness_filters(),
                 *topics.live_filters(),
+                *ha_topics.LEFT_FILTERS,  # Home Assistant's, were it turned off since
                 *self.extra_filters,
             ]
         sites = tuple(m.sites)

@@ -25,6 +25,8 @@ READ_FILTERS = (
     COLLECTOR_STATUS_FILTER,
 )
 """What Home Assistant reads under jaga/ha: never another Home Assistant's coded commands."""
+LEFT_FILTERS = (f"{DEFAULT_PREFIX}/status", COMMAND_FILTER, COLLECTOR_STATUS_FILTER)
+"""What a kept session may still hold from when the bridge was on (default prefix)."""
 
 
 def status(prefix: str) -> str:
