@@ -25,6 +25,7 @@ from broker.chain import ChainBook
 from broker.collector import witnesses
 from broker.collector.alerting import AlertBridge
 from broker.collector.asks import Asks, Publish
+from broker.collector.gc_tuning import collector_gc
 from broker.collector.inbound import Inbound
 from broker.collector.intake import Intake
 from broker.collector.lifecycle import LifecycleFeed
@@ -152,7 +153,8 @@ class Collector:
         drainer = threading.Thread(target=self.storage.drain, args=(stop,), name="spool-drain")
         drainer.start()
         try:
-            self._loop(stop, on_tick)
+            with collector_gc():  # fewer garbage-collector passes: see gc_tuning.py
+                self._loop(stop, on_tick)
         finally:
             stop.set()
             drainer.join(15)

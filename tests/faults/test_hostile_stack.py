@@ -391,7 +391,12 @@ def backlog_empty(site: Site) -> bool:
 @pytest.fixture(scope="module")
 def flood(site: Site) -> Flood:
     """gudang-02 sends FLOOD heartbeats as fast as the broker takes them (all QoS 1, all
-    acknowledged, so all queued for the collector); then gudang-01's door opens."""
+    acknowledged, so all queued for the collector); then gudang-01's door opens. The collector
+    is held (SIGSTOP) meanwhile, so the whole flood waits for it ahead of the door's event
+    however fast it is beside the flooding client on a busy machine."""
+    collector = site.stack.collector
+    assert collector is not None
+    collector.pause()
     rogue = mqtt_client(site.stack, ROGUE, connect=False)
     rogue.max_inflight_messages_set(1000)
     rogue.connect("127.0.0.1", site.stack.broker_port)
@@ -419,6 +424,8 @@ def flood(site: Site) -> Flood:
     site.good.set("pintu-utama", True)
     seq = eventually(lambda: site._find("open", before), interval=0.01)
     assert seq is not None
+    eventually(lambda: site.good.agent.outbox.depth() == 0)  # the broker holds it, behind
+    collector.resume()
     handled = handled_when_stored(site, seq)
     site.good.set("pintu-utama", False)
     print(f"good event seq {seq} stored when {handled} of {FLOOD} flood messages were")
