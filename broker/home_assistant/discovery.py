@@ -30,6 +30,12 @@ PANEL_COMMAND_TEMPLATE = (
 the collector, REMOTE_CODE), the zone, and when (a command that waited is refused)."""
 
 Translate = Callable[[str], str]
+STATE_QOS = 0
+"""HA subscribes to units' states at QoS 0: every state is retained and published again on
+each reconnection, so nothing is lost, and HA writes no PUBACK per state. Fewer writes matter:
+HA 2024.3's paho-mqtt 1.6.1 lets an SSLEOFError from a write during a broker restart kill its
+network thread, and HA then never reconnects (seen in tests/integration/test_home_assistant.py
+with QoS 1, where HA acknowledged every heartbeat's state)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +99,7 @@ def unit_entities(prefix: str, unit: Unit, collector: str, _: Translate) -> list
             "device": device,
             "availability": availability,
             "availability_mode": "all",
-            "qos": 1,
+            "qos": STATE_QOS,
             "origin": {"name": MANUFACTURER},
             **extra,
         }

@@ -150,7 +150,11 @@ def back_as(ha: HomeAssistant, before: dict[str, str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while (now := snapshot(ha, set(before))) != before and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert now == before, {i: (before[i], now.get(i)) for i in before if now.get(i) != before[i]}
+    differ = {i: (before[i], now.get(i)) for i in before if now.get(i) != before[i]}
+    log = ha.config_dir / "home-assistant.log"
+    if differ and "SSLEOFError" in (log.read_text() if log.exists() else ""):
+        differ["why"] = ("HA's paho-mqtt 1.6.1 network thread died (SSLEOFError)", str(log))
+    assert not differ, differ
 
 
 def arming(stack: Stack) -> dict[str, Any]:
