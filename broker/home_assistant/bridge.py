@@ -22,10 +22,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from broker.alerts.people import CodeKind
 from broker.home_assistant import topics
 from broker.home_assistant.codes import PanelCodes
 from broker.home_assistant.config import HomeAssistantConfig
@@ -65,8 +66,8 @@ class Decision:
     action: str
     account: str | None
     reason: str = ""
-    code: str = field(default="", repr=False)
-    """Handed to a disarm, where the engine tells a PIN from a duress PIN; never logged."""
+    duress: bool = False
+    """The code was the person's duress PIN (a disarm raises its silent alert)."""
 
 
 class HomeAssistantBridge:
@@ -196,7 +197,7 @@ class HomeAssistantBridge:
         if abs(now_s - ts) > self.config.command_max_age_s:
             return Decision(site, zone, action, None, f"sent {now_s - ts:.0f} s ago: too old")
         verdict = self.codes.check(site, code)
-        return Decision(site, zone, action, verdict.account, verdict.reason, code)
+        return Decision(site, zone, action, verdict.account, verdict.reason, verdict.duress)
 
     # the collector's thread ------------------------------------------------------------------
 
@@ -449,11 +450,12 @@ class HomeAssistantBridge:
 
 def operate(engine: AlertEngine, d: Decision, who: str, now: int) -> Changes:
     """The one call into Jaga's arming: by the person whose code matched, `how` mqtt; a
-    disarm hands the engine the code (their duress PIN raises its silent alert)."""
+    disarm tells the engine which PIN it was (already checked: no argon2 on its thread)."""
     if d.action == "arm":
         return engine.arm(d.site, who, ArmingHow.MQTT, now, zone=d.zone)
+    judged = CodeKind.DURESS if d.duress else CodeKind.PIN
     return engine.disarm(
-        d.site, who, ArmingHow.MQTT, now, zone=d.zone, code=d.code, account=d.account
+        d.site, who, ArmingHow.MQTT, now, zone=d.zone, account=d.account, judged=judged
     )
 
 

@@ -2,9 +2,10 @@
 
 The codes are the people's PINs of `[alerts.people.<name>]` (#18: argon2 hashes, <name> a
 login on the guard-post page or an operator certificate's name), so a person has one PIN
-wherever they arm or disarm, and their duress PIN works from HA too (the engine judges it
-again on disarm). A code matches only a person who may act on the site: a page account that
-sees it, or an operator identity that names it. The person recorded is that person.
+wherever they arm or disarm, and their duress PIN works from HA too (the engine is told which
+it was, never handed the code). A code matches only a person who may act on the site: a
+page account that sees it, or an operator identity that names it. The person recorded is
+that person.
 
 Each check costs an argon2 verify (~50 ms) per candidate, so it runs on the bridge's own
 thread, never the collector's; after `max_failures` wrong codes for a site within
@@ -29,6 +30,8 @@ class Verdict:
 
     account: str | None
     reason: str = ""
+    duress: bool = False
+    """The person's duress PIN: the disarm goes on as usual and raises its silent alert."""
 
 
 class PanelCodes:
@@ -59,17 +62,18 @@ class PanelCodes:
         if not code:
             return self._failed(site, "no code given")
         candidates = [
-            (name, hashes)
+            (name, person)
             for name, person in sorted(self.people.items())
-            if (hashes := [h for h in (person.pin_hash, person.duress_pin_hash) if h])
-            and self.may_act(name, site)
+            if (person.pin_hash or person.duress_pin_hash) and self.may_act(name, site)
         ]
         if not candidates:
             burn_time(code)  # as slow as a real check: the answer tells nothing by its time
             return self._failed(site, f"nobody with a PIN may act on {site}")
-        for name, hashes in candidates:
-            if any(verify_password(h, code) for h in hashes):
+        for name, person in candidates:
+            if person.pin_hash and verify_password(person.pin_hash, code):
                 return Verdict(name)
+            if person.duress_pin_hash and verify_password(person.duress_pin_hash, code):
+                return Verdict(name, duress=True)
         return self._failed(site, "wrong code")
 
     def _locked(self, site: str) -> bool:

@@ -110,7 +110,8 @@ def test_a_code_names_the_person_who_may_act_and_wrong_codes_lock_the_site() -> 
         people, lambda name, site: site == "bangka-barat" or name == "sari", max_failures=3
     )
     assert codes.check("bangka-barat", "482613").account == "demo"
-    assert codes.check("bangka-barat", "999000").account == "sari"  # duress: the engine knows
+    duress = codes.check("bangka-barat", "999000")
+    assert (duress.account, duress.duress) == ("sari", True)  # the engine is told, silently
     assert codes.check("pangkal-pinang", "482613").account is None  # demo may not act there
     assert codes.check("bangka-barat", "000000").reason == "wrong code"
     assert codes.check("bangka-barat", "").account is None
@@ -155,6 +156,8 @@ class Engine:
         from broker.alerts.changes import Changes
 
         self.calls.append(("disarm", site, by, str(how), kw.get("zone")))  # type: ignore[arg-type]
+        self.judged = kw.get("judged")
+        assert "code" not in kw  # the engine is told which PIN it was, never the PIN
         return Changes()
 
 
@@ -174,7 +177,9 @@ def _bridge(
             {"bangka-barat": Panel("bangka-barat", "Gudang")},
         ),
     )
-    people = {"demo": PersonConfig(pin_hash=FAST.hash("482613"))}
+    people = {
+        "demo": PersonConfig(pin_hash=FAST.hash("482613"), duress_pin_hash=FAST.hash("700700"))
+    }
     sent = Recorder()
     b = HomeAssistantBridge(
         HomeAssistantConfig(enabled=True, registry_poll_s=0.01),
@@ -268,3 +273,17 @@ def test_a_site_with_zones_has_one_panel_per_zone(
         "homeassistant/alarm_control_panel/jaga_bangka-barat/panel_default/config",
         "homeassistant/alarm_control_panel/jaga_bangka-barat/panel_perimeter/config",
     ]
+
+
+def test_a_duress_pin_from_home_assistant_disarms_and_tells_the_engine_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broker.alerts.people import CodeKind
+
+    b, _ = _bridge(tmp_path, monkeypatch, [_unit()])
+    engine, now = Engine(), time.time()
+    body = {"action": "DISARM", "code": "700700", "zone": None, "ts": now}
+    b._decided.put(b.decide("bangka-barat", json.dumps(body).encode(), now))
+    _turn(b, engine)
+    assert engine.calls == [("disarm", "bangka-barat", "Demo (demo)", "mqtt", None)]
+    assert engine.judged is CodeKind.DURESS
