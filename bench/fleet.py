@@ -290,6 +290,11 @@ def main() -> int:
             help="fleet sizes to try, e.g. --steps 1000 2000 (default 2000 5000 10000)",
         )
         parser.add_argument(
+            "--all-steps",
+            action="store_true",
+            help="watch every step even after one did not hold (to measure past it)",
+        )
+        parser.add_argument(
             "--registry",
             type=Path,
             help="a registry an earlier run enrolled (a copy of run/bench/fleet/registry, "
@@ -308,6 +313,8 @@ def main() -> int:
         "heartbeat_s": HEARTBEAT_S,
         "keepalive_s": KEEPALIVE_S,
         "event_every_s": EVENT_EVERY_S,
+        "all_steps": args.all_steps,
+        "registry_reused": args.registry is not None,
     }
     report = Report("fleet", args.quick, params)
     devices = [f"u-{i:04d}" for i in range(1, max(sizes.steps) + 1)]
@@ -363,7 +370,7 @@ def main() -> int:
                 f"lost={step['lost']}",
                 flush=True,
             )
-            if not step["held"] or connected < n:
+            if (not step["held"] and not args.all_steps) or connected < n:
                 break
         w.stop()
     finally:

@@ -5,12 +5,12 @@ all sharing one selector loop (no thread per client).
 
 Each unit behaves like an agent on the wire: last will `offline` (retained), birth `online`
 (retained) and a heartbeat on connect, a subscription to its cmd/+ topics, a heartbeat every
-`heartbeat_s` (the next one at a random phase), a PINGREQ when it sent nothing for
-`keepalive_s` (paho's loop_misc, once a second), and signed, hash-chained door events at
-random (Poisson) intervals of mean `event_every_s`. It writes one line per event it publishes
-to `events_out` (device, seq, event time in ns) and prints `ready N` once its units are
-connected. SIGTERM ends it: every unit disconnects cleanly (no will), and a summary goes to
-`summary_out`.
+`heartbeat_s` from then on (also while the worker still connects its other units), a
+PINGREQ when it sent nothing for `keepalive_s` (paho's loop_misc, once a second), and signed,
+hash-chained door events at random (Poisson) intervals of mean `event_every_s`. It writes one
+line per event it publishes to `events_out` (device, seq, event time in ns) and prints
+`ready N` once its units are connected. SIGTERM ends it: every unit disconnects cleanly (no
+will), and a summary goes to `summary_out`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Unit:
     seq: int = 0
     prev: str = GENESIS
     connected: bool = False
+    next_beat: float = 0.0
     sock: Any = None
     started: float = field(default_factory=time.monotonic)
 
@@ -125,6 +126,7 @@ class Worker:
         self.events = 0
         self.max_lag_ms = 0.0
         self.next_misc = 0.0
+        self.next_beats = 0.0
         self.out = Path(spec["events_out"]).open("w", buffering=1)  # noqa: SIM115 (closed in close())
 
     def connect_all(self) -> None:
@@ -153,10 +155,12 @@ class Worker:
             self.units.append(unit)
             self._pump(0)  # CONNACKs as they come, so no session waits on a slow start
             self._keepalive()  # pings for those already in: the broker drops them at 1.5 x
+            self._heartbeats()  # and their heartbeats, as their agents would
         deadline = time.monotonic() + 300
         while not all(u.connected for u in self.units) and time.monotonic() < deadline:
             self._pump(0.1)
             self._keepalive()
+            self._heartbeats()
         print(f"ready {sum(u.connected for u in self.units)}", flush=True)
 
     def _keepalive(self) -> None:
@@ -169,6 +173,21 @@ class Worker:
             if unit.connected:
                 unit.client.loop_misc()
 
+    def _heartbeats(self) -> None:
+        """Every connected unit's heartbeat that is due (each on its own schedule since its
+        connection), looked at twice a second."""
+        now = time.monotonic()
+        if now < self.next_beats:
+            return
+        self.next_beats = now + 0.5
+        hb = int(self.spec["heartbeat_s"])
+        for unit in self.units:
+            if unit.connected and now >= unit.next_beat:
+                self.max_lag_ms = max(self.max_lag_ms, (now - unit.next_beat) * 1000)
+                unit.next_beat += hb
+                unit.client.publish(unit.topics.heartbeat, unit.heartbeat(hb), qos=1)
+                self.heartbeats += 1
+
     def _on_connect(self, c: mqtt.Client, unit: Unit, _f: Any, rc: ReasonCode, _p: Any) -> None:
         if rc.is_failure:
             self.connect_failures.append(f"{unit.device}: {rc}")
@@ -178,6 +197,7 @@ class Worker:
         c.subscribe(unit.topics.cmd_filter, qos=1)
         hb = int(self.spec["heartbeat_s"])
         c.publish(unit.topics.heartbeat, unit.heartbeat(hb), qos=1)  # as the agent does
+        unit.next_beat = time.monotonic() + hb
         self.heartbeats += 1
 
     def _on_disconnect(self, _c: mqtt.Client, unit: Unit, _f: Any, rc: ReasonCode, _p: Any) -> None:
@@ -203,33 +223,24 @@ class Worker:
                 unit.client.loop_write()
 
     def run(self) -> None:
-        hb = int(self.spec["heartbeat_s"])
         every = float(self.spec["event_every_s"])
         now = time.monotonic()
-        plan: list[tuple[float, int, str]] = []
-        for i in range(len(self.units)):
-            plan.append((now + self.rng.uniform(0, hb), i, "hb"))
-            plan.append((now + self.rng.expovariate(1 / every), i, "ev"))
+        plan = [(now + self.rng.expovariate(1 / every), i) for i in range(len(self.units))]
         heapq.heapify(plan)
         while not self.stop:
             now = time.monotonic()
             while plan and plan[0][0] <= now:
-                due, i, kind = heapq.heappop(plan)
+                due, i = heapq.heappop(plan)
                 self.max_lag_ms = max(self.max_lag_ms, (now - due) * 1000)
                 unit = self.units[i]
-                if kind == "hb":
-                    heapq.heappush(plan, (due + hb, i, kind))
-                    if unit.connected:
-                        unit.client.publish(unit.topics.heartbeat, unit.heartbeat(hb), qos=1)
-                        self.heartbeats += 1
-                else:
-                    heapq.heappush(plan, (due + self.rng.expovariate(1 / every), i, kind))
-                    if unit.connected:
-                        payload, ts = unit.event()
-                        unit.client.publish(unit.topics.event, payload, qos=1)
-                        self.out.write(f"{unit.device} {unit.seq} {ts}\n")
-                        self.events += 1
+                heapq.heappush(plan, (due + self.rng.expovariate(1 / every), i))
+                if unit.connected:
+                    payload, ts = unit.event()
+                    unit.client.publish(unit.topics.event, payload, qos=1)
+                    self.out.write(f"{unit.device} {unit.seq} {ts}\n")
+                    self.events += 1
             self._keepalive()
+            self._heartbeats()
             wait = min(0.2, max(0.0, (plan[0][0] if plan else now + 0.2) - time.monotonic()))
             self._pump(wait)
 
