@@ -420,12 +420,23 @@ def main() -> int:
         )
     )
     for name, kb in per_unit.items():
-        report.row(Row(f"{name}: memory per unit", kb, "kB"))
+        report.row(Row(f"{name}: memory per unit", kb, "kB", key=True))
     if per_unit:
         report.note(
             "memory per unit: the slope of each server's resident memory (with its child "
             f"processes) from {steps[0]['units']:,} to {steps[-1]['units']:,} units"
         )
+    for s in steps:
+        if not s["held"]:
+            cores = s["cpu"]["cores"]
+            collector = sum(v for k, v in cores.items() if k.startswith("collector"))
+            report.note(
+                f"N={s['units']:,} did not hold: stored p99 {s['stored_ms']['p99']} ms, "
+                f"wills {s['offline_wills_seen']}, silent {s['silent_units']}, unit-offline "
+                f"alerts {s['offline_alerts']}, lost {s['lost']}; the collector got "
+                f"{collector:.2f} cores while other processes took {s['cpu']['rest_cores']:.2f} "
+                f"of {s['cpu']['machine_cores']:.0f} (load {s['load_1min']})"
+            )
     report.extra["steps"] = steps
     report.extra["workers"] = summaries
     report.note(
