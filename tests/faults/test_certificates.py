@@ -216,7 +216,8 @@ def test_a_broker_restart_raises_no_alert_for_units_that_come_straight_back(
 ) -> None:
     """Mosquitto publishes every connected unit's last will when it shuts down. Was a bug:
     the will raised a critical unit-offline at once, for every unit of the province, cleared
-    a second later; now a unit has one heartbeat interval after its will to come back."""
+    a second later; now the collector, which loses the broker too, judges no unit until it
+    is back, and then from its reconnection plus resume_grace_s (#21)."""
     alert = episode.offline[CONTROL]
     assert alert is None, f"{alert.title}: {alert.detail} ({alert.state})" if alert else ""
     assert episode.offline_changes[CONTROL] == 0, episode.offline_changes

@@ -214,7 +214,7 @@ def _play(stack: Stack) -> Site:
             'AND "online" = 0',
         )
     )
-    # A will raises unit-offline once the unit stayed away one heartbeat interval.
+    # A will raises unit-offline once the unit stayed away will_grace_s (3 s) after it.
     eventually(
         lambda: _count(
             stack,
