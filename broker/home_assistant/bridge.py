@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -194,7 +195,7 @@ class HomeAssistantBridge:
             return Decision(site, None, action, None, "zone must be a name")
         if not isinstance(code, str):
             code = "" if code is None else str(code)
-        if abs(now_s - ts) > self.config.command_max_age_s:
+        if not math.isfinite(ts) or abs(now_s - ts) > self.config.command_max_age_s:
             return Decision(site, zone, action, None, f"sent {now_s - ts:.0f} s ago: too old")
         verdict = self.codes.check(site, code)
         return Decision(site, zone, action, verdict.account, verdict.reason, verdict.duress)

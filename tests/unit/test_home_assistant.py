@@ -287,3 +287,14 @@ def test_a_duress_pin_from_home_assistant_disarms_and_tells_the_engine_so(
     _turn(b, engine)
     assert engine.calls == [("disarm", "bangka-barat", "Demo (demo)", "mqtt", None)]
     assert engine.judged is CodeKind.DURESS
+
+
+def test_a_command_whose_time_is_not_a_number_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b, _ = _bridge(tmp_path, monkeypatch, [_unit()])
+    now = time.time()
+    for ts in ("NaN", '"nan"', "Infinity"):
+        payload = f'{{"action": "ARM_AWAY", "code": "482613", "ts": {ts}}}'.encode()
+        decision = b.decide("bangka-barat", payload, now)
+        assert decision.account is None, ts  # no age check can pass a time that is no number
