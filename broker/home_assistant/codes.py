@@ -70,9 +70,14 @@ class PanelCodes:
             burn_time(code)  # as slow as a real check: the answer tells nothing by its time
             return self._failed(site, f"nobody with a PIN may act on {site}")
         for name, person in candidates:
-            if person.pin_hash and verify_password(person.pin_hash, code):
+            # Both of a person's PINs are checked: the duress PIN answers no sooner (a watcher).
+            pin = bool(person.pin_hash) and verify_password(person.pin_hash or "", code)
+            duress = bool(person.duress_pin_hash) and verify_password(
+                person.duress_pin_hash or "", code
+            )
+            if pin:
                 return Verdict(name)
-            if person.duress_pin_hash and verify_password(person.duress_pin_hash, code):
+            if duress:
                 return Verdict(name, duress=True)
         return self._failed(site, "wrong code")
 

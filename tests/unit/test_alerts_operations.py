@@ -333,3 +333,21 @@ def test_a_pages_code_is_checked_on_its_own_thread_and_the_engine_gets_only_its_
     done = judged.apply(engine, T0 + S)
     assert zone_state(engine, "perimeter") is ArmingMode.DISARMED
     assert [n.key.split(":")[0] for n in done.notifications] == ["duress"]
+
+
+def test_a_duress_pin_takes_as_many_pin_checks_as_the_disarm_pin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Whoever watches the guard type must not tell the duress PIN by a quicker answer: each
+    # argon2 check takes ~50 ms unloaded, over a second on a busy server.
+    from broker.alerts import people as module
+    from broker.alerts.config import PersonConfig
+
+    checks: list[str] = []
+    matches = module._matches
+    monkeypatch.setattr(module, "_matches", lambda h, c: checks.append(h) or matches(h, c))
+    person = PersonConfig(pin_hash=CHEAP.hash("4826"), duress_pin_hash=CHEAP.hash("7007"))
+    assert module.judge({"budi": person}, "budi", "4826") is CodeKind.PIN
+    pin_checks, checks[:] = len(checks), []
+    assert module.judge({"budi": person}, "budi", "7007") is CodeKind.DURESS
+    assert len(checks) == pin_checks

@@ -298,3 +298,21 @@ def test_a_command_whose_time_is_not_a_number_is_refused(
         payload = f'{{"action": "ARM_AWAY", "code": "482613", "ts": {ts}}}'.encode()
         decision = b.decide("bangka-barat", payload, now)
         assert decision.account is None, ts  # no age check can pass a time that is no number
+
+
+def test_a_duress_pin_in_home_assistant_takes_as_many_checks_as_the_disarm_pin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from broker.home_assistant import codes as module
+
+    checks: list[str] = []
+    verify = module.verify_password
+    monkeypatch.setattr(module, "verify_password", lambda h, c: checks.append(h) or verify(h, c))
+    people = {
+        "demo": PersonConfig(pin_hash=FAST.hash("482613"), duress_pin_hash=FAST.hash("700700"))
+    }
+    codes = PanelCodes(people, lambda name, site: True)
+    assert codes.check("bangka-barat", "482613").account == "demo"
+    pin_checks, checks[:] = len(checks), []
+    assert codes.check("bangka-barat", "700700").duress
+    assert len(checks) == pin_checks
