@@ -4,7 +4,8 @@ The codes are the people's PINs of `[alerts.people.<name>]` (#18: argon2 hashes,
 login on the guard-post page or an operator certificate's name), so a person has one PIN
 wherever they arm or disarm, and their duress PIN works from HA too (the engine is told which
 it was, never handed the code). A code matches only a person who may act on the site: a
-page account that sees it, or an operator identity that names it. The person recorded is
+page account of an operator that sees it (never a guard's, as on the page), or an operator
+identity that names it. The person recorded is
 that person.
 
 Each check costs an argon2 verify (~50 ms) per candidate, so it runs on the bridge's own

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from broker.home_assistant import topics
 from broker.home_assistant.bridge import Decision, HomeAssistantBridge
 from broker.home_assistant.codes import PanelCodes
 from broker.mosquitto import ALL_SITES
+from broker.web.config import Account, Role
 from kernel.mqtt import Will
 from protocol.ids import InvalidIdentifier
 
@@ -84,11 +86,7 @@ def attach(collector: Collector) -> Attached | None:
     registry_dir = config.registry_dir
 
     def may_act(name: str, site: str) -> bool:
-        account = accounts.get(name)
-        if account is not None and account.can_see(site):
-            return True
-        sites = _operator_sites(registry_dir, name)
-        return site in sites or ALL_SITES in sites
+        return operator_may_act(accounts, registry_dir, name, site)
 
     def who(name: str) -> str:
         account = accounts.get(name)
@@ -120,6 +118,19 @@ def attach(collector: Collector) -> Attached | None:
     session.on_other = bridge.take
     bridge.start()
     return Attached(collector, bridge)
+
+
+def operator_may_act(
+    accounts: Mapping[str, Account], registry_dir: Path, name: str, site: str
+) -> bool:
+    """The page's rule (broker/web/operations.py): only operators arm and disarm, so a
+    code matches a page account only if it is an operator's that sees the site (a guard's
+    never), or an operator identity in the registry that names the site (or every site)."""
+    account = accounts.get(name)
+    if account is not None and account.role is Role.OPERATOR and account.can_see(site):
+        return True
+    sites = _operator_sites(registry_dir, name)
+    return site in sites or ALL_SITES in sites
 
 
 def _operator_sites(registry_dir: Path, name: str) -> tuple[str, ...]:

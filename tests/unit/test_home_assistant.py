@@ -316,3 +316,27 @@ def test_a_duress_pin_in_home_assistant_takes_as_many_checks_as_the_disarm_pin(
     pin_checks, checks[:] = len(checks), []
     assert codes.check("bangka-barat", "700700").duress
     assert len(checks) == pin_checks
+
+
+def test_only_operators_codes_act_on_a_site_as_on_the_page(tmp_path: Path) -> None:
+    from broker.home_assistant.wiring import operator_may_act
+    from broker.web.config import Account, Role
+
+    hashed = FAST.hash("x")
+    accounts = {
+        "budi": Account(
+            name="budi", role=Role.GUARD, sites=("bangka-barat",), password_hash=hashed
+        ),
+        "sari": Account(
+            name="sari", role=Role.OPERATOR, sites=("bangka-barat",), password_hash=hashed
+        ),
+        "rina": Account(name="rina", role=Role.OPERATOR, password_hash=hashed),
+    }
+
+    def may(name: str, site: str) -> bool:
+        return operator_may_act(accounts, tmp_path, name, site)
+
+    assert not may("budi", "bangka-barat")  # a guard sees the site but never arms it
+    assert may("sari", "bangka-barat") and not may("sari", "pangkal-pinang")
+    assert may("rina", "pangkal-pinang")  # an operator of every site
+    assert not may("nobody", "bangka-barat")
