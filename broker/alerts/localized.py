@@ -68,4 +68,5 @@ RULES = {
     "unit-health": N_("Unit health"),
     "evidence-refused": N_("Evidence not kept"),
     "enrolment-refused": N_("Enrolment refused"),
+    "panel-code-refused": N_("Panel codes refused"),
 }

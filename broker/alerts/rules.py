@@ -46,6 +46,7 @@ class Rule(StrEnum):
     EVIDENCE_REFUSED = "evidence-refused"
     DURESS = "duress"
     ENROLMENT_REFUSED = "enrolment-refused"
+    PANEL_CODE_REFUSED = "panel-code-refused"
 
 
 SEVERITY: dict[Rule, Severity] = {
@@ -61,6 +62,7 @@ SEVERITY: dict[Rule, Severity] = {
     Rule.EVIDENCE_REFUSED: Severity.CRITICAL,
     Rule.DURESS: Severity.CRITICAL,
     Rule.ENROLMENT_REFUSED: Severity.WARNING,
+    Rule.PANEL_CODE_REFUSED: Severity.WARNING,
 }
 
 SILENT = frozenset({Rule.DURESS})

@@ -341,3 +341,16 @@ def enrolment_refused(
     )
     params = {"where": f"{site}/{device or '?'}"}
     return Raise.said(key, title, None, params, now, latched=True, detail=detail[:200])
+
+
+# wrong panel codes from Home Assistant (#20) -------------------------------------------------
+
+
+def panel_code_refused(site: str, wrong: int, paused_s: float, now: int) -> Raise:
+    """Wrong codes on a site's Home Assistant keypad paused it (broker/home_assistant/codes.py):
+    someone guessing PINs through HA's certificate is one cause. Latched, one alert per site
+    (each pause again counts on it): someone must look."""
+    key = AlertKey(Rule.PANEL_CODE_REFUSED, site, "home-assistant")
+    title = N_("Wrong panel codes from Home Assistant: {where}")
+    detail = f"{wrong} wrong codes; the keypad is paused for {paused_s:.0f} s"
+    return Raise.said(key, title, None, {"where": site}, now, latched=True, detail=detail)

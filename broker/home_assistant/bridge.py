@@ -69,6 +69,8 @@ class Decision:
     reason: str = ""
     duress: bool = False
     """The code was the person's duress PIN (a disarm raises its silent alert)."""
+    paused_s: float = 0.0
+    """This wrong code paused the site's keypad (PanelCodes): the control room is alerted."""
 
 
 class HomeAssistantBridge:
@@ -198,7 +200,11 @@ class HomeAssistantBridge:
         if not math.isfinite(ts) or abs(now_s - ts) > self.config.command_max_age_s:
             return Decision(site, zone, action, None, f"sent {now_s - ts:.0f} s ago: too old")
         verdict = self.codes.check(site, code)
-        return Decision(site, zone, action, verdict.account, verdict.reason, verdict.duress)
+        if verdict.account is not None:
+            self.codes.succeeded(site)
+        return Decision(
+            site, zone, action, verdict.account, verdict.reason, verdict.duress, verdict.paused_s
+        )
 
     # the collector's thread ------------------------------------------------------------------
 
@@ -276,6 +282,9 @@ class HomeAssistantBridge:
         if d.account is None:
             self.refused += 1
             log.warning("Home Assistant %s of %s refused: %s", d.action, d.site, d.reason)
+            self._unsaved = True  # the wrong codes counted so far outlive a restart
+            if d.paused_s:
+                self._save()  # at once: a restart must not end the pause
             audit(d, now)
             return
         who = self.who(d.account)
@@ -285,6 +294,8 @@ class HomeAssistantBridge:
             self.refused += 1
             log.warning("Home Assistant %s of %s by %s refused: %s", d.action, d.site, who, exc)
             audit(Decision(d.site, d.zone, d.action, None, f"{who}: {exc}"), now)
+            if exc.changes is not None:  # decided regardless (a duress PIN's alert)
+                emit(exc.changes)
             return
         log.info("Home Assistant %s of %s (zone %s) by %s", d.action, d.site, d.zone, who)
         emit(changes)
@@ -427,6 +438,7 @@ class HomeAssistantBridge:
             log.warning("%s is unreadable: Home Assistant's states start unknown", self._path)
             return
         self._announced = {k: list(v) for k, v in raw.get("announced", {}).items()}
+        self.codes.restore(raw.get("codes", {}))
         for key, state in raw.get("states", {}).items():
             site, _, device = key.partition("/")
             self._states[(site, device)] = UnitState.from_json(state)
@@ -439,6 +451,7 @@ class HomeAssistantBridge:
             "announced": self._announced,
             "states": {f"{s}/{d}": st.to_json() for (s, d), st in self._states.items()},
             "pictures": {f"{s}/{d}": sha for (s, d), sha in self._pictures.items()},
+            "codes": self.codes.state(),
         }
         try:
             atomic_write(self._path, json.dumps(body).encode(), durability=Durability.FSYNC_FILE)

@@ -9,8 +9,10 @@ identity that names it. The person recorded is
 that person.
 
 Each check costs an argon2 verify (~50 ms) per candidate, so it runs on the bridge's own
-thread, never the collector's; after `max_failures` wrong codes for a site within
-`lockout_s`, codes for it are refused unchecked until the oldest ages out.
+thread, never the collector's; `max_failures` wrong codes for a site within `lockout_s` pause
+its keypad (codes refused unchecked) for `lockout_s`, twice as long at each pause again (at most
+a day); a right code forgets them. The bridge keeps them in its state file (a restart resumes
+the pause) and each pause raises an alert for the control room (wiring.py).
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from broker.alerts.config import PersonConfig
 from broker.web.passwords import burn_time, verify_password
+
+MAX_PAUSE_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,8 @@ class Verdict:
     reason: str = ""
     duress: bool = False
     """The person's duress PIN: the disarm goes on as usual and raises its silent alert."""
+    paused_s: float = 0.0
+    """This wrong code paused the site's keypad for so long (an alert for the control room)."""
 
 
 class PanelCodes:
@@ -45,15 +52,21 @@ class PanelCodes:
         *,
         max_failures: int = 5,
         lockout_s: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
+        max_pause_s: float = MAX_PAUSE_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """may_act(name, site): whether that person may arm and disarm the site."""
+        """may_act(name, site): whether that person may arm and disarm the site. clock: the
+        wall clock (the failures and pauses outlive a restart: `state` and `restore`)."""
         self.people = dict(people)
         self.may_act = may_act
         self.max_failures = max_failures
         self.lockout_s = lockout_s
+        self.max_pause_s = max(max_pause_s, lockout_s)
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._pauses: dict[str, tuple[int, float]] = {}
+        """By site: how many pauses in a row (each twice as long as the one before), and when
+        the last one ends; forgotten after a right code, or a whole max_pause_s after it."""
         self._lock = threading.Lock()
 
     def check(self, site: str, code: str) -> Verdict:
@@ -82,15 +95,59 @@ class PanelCodes:
                 return Verdict(name, duress=True)
         return self._failed(site, "wrong code")
 
+    def succeeded(self, site: str) -> None:
+        """A right code for site: its wrong ones and its pauses are forgotten."""
+        with self._lock:
+            self._failures.pop(site, None)
+            self._pauses.pop(site, None)
+
     def _locked(self, site: str) -> bool:
         now = self._clock()
         with self._lock:
-            seen = self._failures.get(site)
-            while seen and seen[0] <= now - self.lockout_s:
-                seen.popleft()
-            return seen is not None and len(seen) >= self.max_failures
+            _, until = self._pauses.get(site, (0, float("-inf")))
+            return now < until
 
     def _failed(self, site: str, reason: str) -> Verdict:
+        """max_failures wrong codes within lockout_s pause the keypad: lockout_s the first
+        time, twice as long each time again (at most max_pause_s)."""
+        now = self._clock()
         with self._lock:
-            self._failures.setdefault(site, deque()).append(self._clock())
-        return Verdict(None, reason)
+            seen = self._failures.setdefault(site, deque())
+            seen.append(now)
+            while seen and seen[0] <= now - self.lockout_s:
+                seen.popleft()
+            if len(seen) < self.max_failures:
+                return Verdict(None, reason)
+            seen.clear()
+            strikes, until = self._pauses.get(site, (0, float("-inf")))
+            if now - until > self.max_pause_s:
+                strikes = 0  # a quiet while since the last pause: start short again
+            pause = min(self.lockout_s * 2.0 ** min(strikes, 32), self.max_pause_s)
+            self._pauses[site] = (strikes + 1, now + pause)
+        return Verdict(None, reason, paused_s=pause)
+
+    def state(self) -> dict[str, Any]:
+        """What `restore` takes back after a restart (JSON): recent wrong codes, pauses."""
+        with self._lock:
+            return {
+                "failures": {site: list(seen) for site, seen in self._failures.items() if seen},
+                "pauses": {site: list(p) for site, p in self._pauses.items()},
+            }
+
+    def restore(self, raw: Any) -> None:
+        """Take back `state` (a malformed part is skipped: the keypad starts unpaused)."""
+        try:
+            failures = {
+                str(site): deque(float(t) for t in seen)
+                for site, seen in dict(raw.get("failures", {})).items()
+            }
+            latest = self._clock() + self.max_pause_s  # a clock set back never pauses longer
+            pauses = {
+                str(site): (int(p[0]), min(float(p[1]), latest))
+                for site, p in dict(raw.get("pauses", {})).items()
+            }
+        except (AttributeError, TypeError, ValueError, IndexError):
+            return
+        with self._lock:
+            self._failures.update(failures)
+            self._pauses.update(pauses)

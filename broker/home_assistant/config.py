@@ -42,7 +42,8 @@ class HomeAssistantConfig(Strict):
         default=300,
         ge=1,
         le=86_400,
-        description="window they count in (no code is checked while the pause lasts)",
+        description="window they count in, and the first pause (twice as long at each pause "
+        "again, at most a day; no code is checked while a pause lasts)",
     )
     registry_poll_s: float = Field(
         default=30.0,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from broker.alerts import unit_rules
 from broker.alerts.alert_points import InfluxPoint
 from broker.home_assistant import topics
 from broker.home_assistant.bridge import Decision, HomeAssistantBridge
@@ -22,6 +23,8 @@ from kernel.mqtt import Will
 from protocol.ids import InvalidIdentifier
 
 if TYPE_CHECKING:
+    from broker.alerts.changes import Changes
+    from broker.alerts.engine import AlertEngine
     from broker.collector.service import Collector
     from broker.config import CollectorConfig
 
@@ -54,16 +57,29 @@ class Attached:
             log.exception("Home Assistant bridge failed; events are stored regardless")
 
     def _audit(self, d: Decision, now: int, stop: threading.Event) -> None:
-        """A refused panel command is kept beside the arming audit (never the code)."""
+        """A refused panel command is kept beside the arming audit (never the code); one that
+        paused the site's keypad raises an alert for the control room."""
         self.collector.stats.commands_refused += 1
         point = refused_point(d, now)
         self.collector.storage.store([point.to_point()], stop)
+        if d.paused_s:
+            alerts = self.collector.alerts
+            wrong = self.collector.config.home_assistant.code_max_failures
+            alerts.emit(paused_alert(alerts.engine, d, wrong, now), stop)
 
     def close(self) -> None:
         try:
             self.bridge.close()
         except Exception:
             log.exception("Home Assistant bridge failed to close; the collector closes regardless")
+
+
+def paused_alert(engine: AlertEngine, d: Decision, wrong: int, now: int) -> Changes:
+    """Raise `panel-code-refused` for d's site (latched, warning). The engine has no input
+    of its own for it yet: its transaction is used as its on_* inputs use it."""
+    txn = engine._begin(now)
+    txn.signals([unit_rules.panel_code_refused(d.site, wrong, d.paused_s, now)])
+    return engine._commit(txn)
 
 
 def refused_point(d: Decision, now: int) -> InfluxPoint:

@@ -340,3 +340,62 @@ def test_only_operators_codes_act_on_a_site_as_on_the_page(tmp_path: Path) -> No
     assert may("sari", "bangka-barat") and not may("sari", "pangkal-pinang")
     assert may("rina", "pangkal-pinang")  # an operator of every site
     assert not may("nobody", "bangka-barat")
+
+
+def test_wrong_codes_pause_the_keypad_longer_each_time_until_a_right_code(tmp_path: Path) -> None:
+    clock = [1_000.0]
+    people = {"demo": PersonConfig(pin_hash=FAST.hash("482613"))}
+    codes = PanelCodes(
+        people, lambda n, s: True, max_failures=2, lockout_s=60, clock=lambda: clock[0]
+    )
+    assert codes.check("bangka-barat", "1").paused_s == 0
+    assert codes.check("bangka-barat", "2").paused_s == 60  # the one that pauses says so
+    clock[0] += 59
+    assert "too many" in codes.check("bangka-barat", "482613").reason  # not even the right one
+    clock[0] += 2
+    codes.check("bangka-barat", "3")
+    assert codes.check("bangka-barat", "4").paused_s == 120  # twice as long the second time
+    clock[0] += 119
+    assert codes.check("bangka-barat", "482613").account is None
+    clock[0] += 2
+    assert codes.check("bangka-barat", "482613").account == "demo"
+    codes.succeeded("bangka-barat")
+    codes.check("bangka-barat", "5")
+    assert codes.check("bangka-barat", "6").paused_s == 60  # a right code forgot the pauses
+
+
+def test_a_paused_keypad_stays_paused_after_a_restart_and_alerts_the_control_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broker.alerts.engine import AlertEngine
+    from broker.alerts.store import AlertStore
+    from broker.home_assistant.wiring import paused_alert
+
+    b, _ = _bridge(tmp_path, monkeypatch, [_unit()])
+    now = time.time()
+    wrong = json.dumps({"action": "DISARM", "code": "000000", "ts": now}).encode()
+    for _ in range(5):
+        b._decided.put(b.decide("bangka-barat", wrong, now))
+    audits: list[Decision] = []
+    _turn(b, Engine(), audits)
+    assert [bool(d.paused_s) for d in audits] == [False] * 4 + [True]
+    # The collector restarts: a new bridge and new PanelCodes read the state file.
+    again, _ = _bridge(tmp_path, monkeypatch, [_unit()])
+    right = json.dumps({"action": "DISARM", "code": "482613", "ts": now}).encode()
+    refused = again.decide("bangka-barat", right, now)
+    assert refused.account is None and "too many" in refused.reason
+
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    try:
+        engine = AlertEngine(AlertsConfig(), store, time.time_ns())
+        changes = paused_alert(engine, audits[-1], 5, time.time_ns())
+        [raised] = [c.alert for c in changes.alerts]
+        assert (raised.rule, raised.site, raised.latched) == (
+            "panel-code-refused",
+            "bangka-barat",
+            True,
+        )
+        assert str(raised.severity) == "warning" and "300 s" in raised.detail
+        assert [a.rule for a in engine.open_alerts("bangka-barat")] == ["panel-code-refused"]
+    finally:
+        store.close()
