@@ -153,7 +153,8 @@ class PersonConfig(Strict):
     duress_pin_hash: str | None = Field(
         default=None,
         description="argon2 hash of their duress PIN: it disarms as usual and silently "
-        "raises a duress alert to the routes marked duress = true",
+        "raises a duress alert to the routes marked duress = true; when set, their disarms "
+        "need a code (with no pin_hash, the duress PIN is their only one)",
     )
 
     @model_validator(mode="after")

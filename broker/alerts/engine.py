@@ -436,24 +436,39 @@ class AlertEngine:
         account: str | None = None,
         duress: bool = False,
     ) -> Changes:
-        """Arm or disarm zones in one transaction (with the silent duress alert, if any)."""
+        """Arm or disarm zones in one transaction (with the silent duress alert, if any).
+
+        A refusal changes no zone (all of them or none). Under duress the silent alert is
+        raised whatever becomes of the disarm: refused, the AlertError carries it in
+        `changes` (the person sees the same message as with their normal PIN)."""
         try:
             check_id(site, "site")
         except InvalidIdentifier as exc:
             raise AlertError(str(exc)) from None
-        mode = _how(how)
         name = _operator(by)
         config = self.config.site(site)
-        zones = config.zone_names() if zone is None else [zone]
-        if zone is not None and zone not in config.zone_names():
-            known = ", ".join(config.zone_names())
-            raise AlertError(f"site {site} has no zone {zone!r} (its zones: {known})")
         txn = self._begin(now)
-        action: arming.ArmingInput = (
-            arming.Arm(name, mode) if arm else arming.Disarm(name, mode, account)
-        )
-        for z in zones:
-            txn.apply(arming.step(txn.panel(site, z), config, action, now))
+        try:
+            mode = _how(how)
+            zones = config.zone_names() if zone is None else [zone]
+            if zone is not None and zone not in config.zone_names():
+                known = ", ".join(config.zone_names())
+                raise AlertError(f"site {site} has no zone {zone!r} (its zones: {known})")
+            action: arming.ArmingInput = (
+                arming.Arm(name, mode) if arm else arming.Disarm(name, mode, account)
+            )
+            # Every zone's step first, applied only once none was refused.
+            steps = [arming.step(txn.panel(site, z), config, action, now) for z in zones]
+        except AlertError as exc:
+            # Committed regardless: the zones brought up to now (txn.panel did that in memory)
+            # and, under duress, the silent alert; the caller emits them and shows the refusal.
+            if duress:
+                known_zone = zone if zone in config.zone_names() else None
+                txn.signals([_duress(site, known_zone, name, config, now)])
+            exc.changes = self._commit(txn)
+            raise
+        for one in steps:
+            txn.apply(one)
         if duress:
             txn.signals([_duress(site, zone, name, config, now)])
         return self._commit(txn)

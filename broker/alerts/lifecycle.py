@@ -22,11 +22,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from broker.alerts.rules import AlertKey, Clear, Raise
 from protocol.alerting import Alert, AlertState
+
+if TYPE_CHECKING:
+    from broker.alerts.changes import Changes
 
 
 class ChangeKind(StrEnum):
@@ -47,7 +51,14 @@ class Change(BaseModel):
 
 
 class AlertError(ValueError):
-    """An operator action that cannot be done, with a message fit for the operator."""
+    """An operator action that cannot be done, with a message fit for the operator.
+
+    changes: what the engine decided and committed regardless (a refused disarm with a
+    duress PIN still raises its silent alert): the caller publishes, stores and notifies
+    them like any other Changes. Never shown to the person: their message is the same.
+    """
+
+    changes: Changes | None = None
 
 
 class UnknownAlert(AlertError):

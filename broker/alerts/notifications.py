@@ -2,6 +2,7 @@
 
 A key notifies at most once per cooldown — a new alert, or a repeat of an open one once the
 cooldown has passed ("again, 37 times"); a burst of triggers from one door is one message.
+A silent alert (duress) has no cooldown: every disarm under duress is sent.
 An alert that closes sends "cleared"/"resolved" only if people were told about that very
 alert. Acknowledgements send nothing. The policy's state (`NoteWatch`) is persisted with the
 alerts; delivery.py gets the notifications to people.
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from broker.alerts.config import NotifyConfig
 from broker.alerts.lifecycle import Change, ChangeKind
 from broker.alerts.localized import alert_text
+from broker.alerts.rules import SILENT
 from broker.i18n import DEFAULT, DEFAULT_TZ, N_, render
 from protocol.alerting import Alert, Severity
 
@@ -111,10 +113,14 @@ class NoteWatch(BaseModel):
 def decide(
     watch: NoteWatch, change: Change, config: NotifyConfig, zone: ZoneInfo, key: str, now: int
 ) -> tuple[NoteWatch, Notification | None]:
-    """Whether this alert change tells people, honouring the cooldown of its key."""
+    """Whether this alert change tells people, honouring the cooldown of its key (a silent
+    alert, duress, has none: each disarm under duress is news for the police)."""
     alert = change.alert
     if change.kind in (ChangeKind.RAISED, ChangeKind.REPEATED):
-        cooled = watch.last_sent is None or now - watch.last_sent >= config.cooldown_s * 10**9
+        silent = alert.rule in {r.value for r in SILENT}
+        cooled = (
+            silent or watch.last_sent is None or now - watch.last_sent >= config.cooldown_s * 10**9
+        )
         if not cooled:
             return watch, None
         suffix = f"{change.kind.value}.{alert.count}"

@@ -31,7 +31,11 @@ def judge(people: dict[str, PersonConfig], account: str, code: str | None) -> Co
     """What the code given with a disarm by `account` is; WrongCode when it may not disarm."""
     person = people.get(account)
     if code is None or code == "":
-        if person is not None and person.pin_hash is not None:
+        # Anyone with a PIN, even only a duress one, must type a code (a person with no PIN
+        # at all disarms without one, as before PINs): typing nothing must not be the way a
+        # duress-only person disarms without raising the alert. Their only valid code is the
+        # duress PIN.
+        if person is not None and (person.pin_hash or person.duress_pin_hash) is not None:
             raise WrongCode(f"{account} must give their PIN to disarm")
         return CodeKind.NONE
     if person is not None:

@@ -164,7 +164,9 @@ class AlertBridge:
                 changes = op.apply(self.engine, time.time_ns())
             except AlertError as exc:
                 log.warning("%s of %s by %s refused: %s", op.action, op.site, op.by, exc)
-                asked.set_exception(exc)
+                asked.set_exception(exc)  # the person's answer first, the same as ever
+                if exc.changes is not None:  # decided regardless (a duress PIN's alert)
+                    self.emit(exc.changes, stop)
                 continue
             log.info("%s of %s (zone %s) by %s (%s)", op.action, op.site, op.zone, op.by, op.how)
             self.emit(changes, stop)
@@ -228,6 +230,8 @@ class AlertBridge:
         except AlertError as exc:
             log.warning("command %s refused: %s", topic, exc)
             self.stats.commands_refused += 1
+            if exc.changes is not None:  # decided regardless (a duress PIN's alert)
+                self.emit(exc.changes, stop)
             return
         except Exception:
             log.exception("command %s failed", topic)

@@ -158,21 +158,21 @@ def test_a_disarm_of_its_zone_ends_a_bypass_and_the_longest_bypass_is_capped(
     store: AlertStore,
 ) -> None:
     engine = AlertEngine(CONFIG, store, T0)
-    engine.arm(SITE, "budi", "cli", T0, zone="perimeter")
+    engine.arm(SITE, "andi", "cli", T0, zone="perimeter")
     with pytest.raises(AlertError, match="at most 240 min"):
         engine.bypass(
-            SITE, "gudang-01", "pintu-utama", "budi", "cli", T0, for_s=5 * 3600, reason="x"
+            SITE, "gudang-01", "pintu-utama", "andi", "cli", T0, for_s=5 * 3600, reason="x"
         )
     with pytest.raises(AlertError, match="needs a reason"):
-        engine.bypass(SITE, "gudang-01", "pintu-utama", "budi", "cli", T0, for_s=60, reason=" ")
-    engine.bypass(SITE, "gudang-01", "pintu-utama", "budi", "cli", T0, for_s=3600, reason="rusak")
-    disarmed = engine.disarm(SITE, "budi", "cli", T0 + S, zone="perimeter")
+        engine.bypass(SITE, "gudang-01", "pintu-utama", "andi", "cli", T0, for_s=60, reason=" ")
+    engine.bypass(SITE, "gudang-01", "pintu-utama", "andi", "cli", T0, for_s=3600, reason="rusak")
+    disarmed = engine.disarm(SITE, "andi", "cli", T0 + S, zone="perimeter")
     assert [(a.kind, a.by) for a in disarmed.audits] == [
-        (AuditKind.ARMING, "budi"),
-        (AuditKind.BYPASS_END, "budi"),
+        (AuditKind.ARMING, "andi"),
+        (AuditKind.BYPASS_END, "andi"),
     ]
     assert not wire(disarmed).bypassed
-    engine.arm(SITE, "budi", "cli", T0 + 2 * S, zone="perimeter")
+    engine.arm(SITE, "andi", "cli", T0 + 2 * S, zone="perimeter")
     assert rules(engine.on_event(door("open", T0 + 3 * S), T0 + 3 * S)) == ["forced-door"]
 
 
@@ -181,26 +181,26 @@ def test_a_two_person_zone_disarms_only_when_a_second_person_asks_in_time(
 ) -> None:
     engine = AlertEngine(CONFIG, store, T0)
     room = "ruang-surat-suara"
-    engine.arm(SITE, "budi", "cli", T0, zone=room)
-    first = engine.disarm(SITE, "Budi (budi)", "web", T0 + S, zone=room, account="budi")
+    engine.arm(SITE, "andi", "cli", T0, zone=room)
+    first = engine.disarm(SITE, "Andi (andi)", "web", T0 + S, zone=room, account="andi")
     asked = wire(first).zone(room)
     assert asked is not None and asked.state is ArmingMode.ARMED and asked.two_person
-    assert asked.disarm_request is not None and asked.disarm_request.by == "Budi (budi)"
+    assert asked.disarm_request is not None and asked.disarm_request.by == "Andi (andi)"
     with pytest.raises(AlertError, match="a second, different operator"):
-        engine.disarm(SITE, "budi", "cli", T0 + 2 * S, zone=room)  # the same person by the CLI
+        engine.disarm(SITE, "andi", "cli", T0 + 2 * S, zone=room)  # the same person by the CLI
     assert zone_state(engine, room) is ArmingMode.ARMED
     second = engine.disarm(SITE, "dewi", "cli", T0 + 30 * S, zone=room)
     (audit,) = [a for a in second.audits if a.kind is AuditKind.ARMING]
-    assert (audit.to_state, audit.by, audit.with_by) == (ArmingMode.DISARMED, "dewi", "Budi (budi)")
+    assert (audit.to_state, audit.by, audit.with_by) == (ArmingMode.DISARMED, "dewi", "Andi (andi)")
 
 
 def test_a_two_person_request_runs_out_after_60_s(store: AlertStore) -> None:
     engine = AlertEngine(CONFIG, store, T0)
     room = "ruang-surat-suara"
-    engine.arm(SITE, "budi", "cli", T0, zone=room)
-    engine.disarm(SITE, "budi", "cli", T0, zone=room)
+    engine.arm(SITE, "andi", "cli", T0, zone=room)
+    engine.disarm(SITE, "andi", "cli", T0, zone=room)
     ran_out = engine.tick(T0 + 61 * S)
-    assert [(a.kind, a.by) for a in ran_out.audits] == [(AuditKind.DISARM_REQUEST_END, "budi")]
+    assert [(a.kind, a.by) for a in ran_out.audits] == [(AuditKind.DISARM_REQUEST_END, "andi")]
     late = engine.disarm(SITE, "dewi", "cli", T0 + 62 * S, zone=room)
     assert zone_state(engine, room) is ArmingMode.ARMED  # dewi is now the first of two
     assert [a.kind for a in late.audits] == [AuditKind.DISARM_REQUEST]
@@ -251,13 +251,13 @@ def test_every_operation_is_recorded_with_who(store: AlertStore) -> None:
     room = "ruang-surat-suara"
     engine.arm(SITE, "budi", "cli", T0)
     engine.bypass(SITE, "pagar-01", "p1", "budi", "cli", T0, for_s=60, reason="angin")
-    engine.disarm(SITE, "budi", "cli", T0 + S, zone=room)
+    engine.disarm(SITE, "andi", "cli", T0 + S, zone=room)
     engine.disarm(SITE, "dewi", "web", T0 + 2 * S, zone=room)
     engine.disarm(SITE, "budi", "cli", T0 + 3 * S, zone="perimeter", code=DURESS)
     raised = engine.on_event(event(Kind.MOTION, "motion", T0 + 4 * S, sensor="pir"), T0 + 4 * S)
     engine.ack(raised.alerts[0].alert.id, "dewi", T0 + 5 * S)
     engine.tick(T0 + 120 * S)
-    people = {"budi", "dewi", "schedule", "collector"}
+    people = {"andi", "budi", "dewi", "schedule", "collector"}
     audits = store.audits(SITE)
     assert {a.kind for a in audits} >= {
         AuditKind.ARMING,
@@ -351,3 +351,112 @@ def test_a_duress_pin_takes_as_many_pin_checks_as_the_disarm_pin(
     pin_checks, checks[:] = len(checks), []
     assert module.judge({"budi": person}, "budi", "7007") is CodeKind.DURESS
     assert len(checks) == pin_checks
+
+
+def test_a_refused_duress_disarm_still_tells_the_police_and_says_what_the_pin_would(
+    store: AlertStore,
+) -> None:
+    # sari asked to disarm the ballot room; asking again is refused. Under duress it must be
+    # refused the same way (the person watching sees nothing new), and the police told.
+    engine = AlertEngine(CONFIG, store, T0)
+    room = "ruang-surat-suara"
+    engine.arm(SITE, "sari", "cli", T0)
+    engine.disarm(SITE, "sari", "web", T0 + S, zone=room, code=PIN)
+    with pytest.raises(AlertError) as normal:
+        engine.disarm(SITE, "sari", "web", T0 + 2 * S, zone=room, code=PIN)
+    assert normal.value.changes is not None and not normal.value.changes.notifications
+    with pytest.raises(AlertError) as forced:
+        engine.disarm(SITE, "sari", "web", T0 + 3 * S, zone=room, code=DURESS)
+    assert str(forced.value) == str(normal.value)
+    assert type(forced.value) is type(normal.value)
+    said = forced.value.changes
+    assert said is not None and said.alerts == [] and said.outbox_id is not None
+    assert all("/alert/" not in m.topic for m in said.messages())
+    (note,) = said.notifications
+    assert note.key.startswith("duress:") and note.severity is Severity.CRITICAL
+    (stored,) = [a for a in store.alerts() if a.rule == "duress"]
+    assert stored.params["by"] == "sari" and stored.device == room
+    assert zone_state(engine, room) is ArmingMode.ARMED  # the refusal itself stands
+
+
+def test_a_refused_disarm_of_every_zone_leaves_every_zone_as_it_was(store: AlertStore) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    room = "ruang-surat-suara"
+    engine.arm(SITE, "sari", "cli", T0)
+    engine.disarm(SITE, "sari", "web", T0 + S, zone=room, code=PIN)
+    with pytest.raises(AlertError, match="a second, different operator"):
+        engine.disarm(SITE, "sari", "web", T0 + 2 * S, code=DURESS)  # every zone, room refused
+    for zone in ("default", "perimeter", room):  # all or nothing, in memory as on disk
+        assert zone_state(engine, zone) is ArmingMode.ARMED, zone
+    assert [a.rule for a in store.alerts()] == ["duress"]
+    with pytest.raises(AlertError, match="has no zone"):
+        engine.disarm(SITE, "sari", "web", T0 + 3 * S, zone="gudang", code=DURESS)
+    assert [a.count for a in store.alerts() if a.rule == "duress"] == [2]
+
+
+def test_every_duress_disarm_is_sent_whatever_the_cooldown(store: AlertStore) -> None:
+    slow = CONFIG.model_copy(
+        update={"notify": CONFIG.notify.model_copy(update={"cooldown_s": 300})}
+    )
+    engine = AlertEngine(slow, store, T0)
+    sent = []
+    for i in range(3):
+        engine.arm(SITE, "sari", "cli", T0 + 10 * i * S, zone="perimeter")
+        forced = engine.disarm(
+            SITE, "sari", "web", T0 + (10 * i + 1) * S, zone="perimeter", code=DURESS
+        )
+        sent += [n.id for n in forced.notifications]
+    assert len(sent) == len(set(sent)) == 3
+
+
+def test_a_person_with_only_a_duress_pin_must_type_a_code(store: AlertStore) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    engine.arm(SITE, "budi", "cli", T0, zone="perimeter")
+    with pytest.raises(AlertError, match="budi must give their PIN"):
+        engine.disarm(SITE, "budi", "web", T0 + S, zone="perimeter")
+    with pytest.raises(AlertError, match="wrong PIN"):
+        engine.disarm(SITE, "budi", "web", T0 + S, zone="perimeter", code=PIN)
+    assert zone_state(engine, "perimeter") is ArmingMode.ARMED
+    engine.disarm(SITE, "dewi", "cli", T0 + 2 * S, zone="perimeter")  # no PIN at all: as before
+    assert zone_state(engine, "perimeter") is ArmingMode.DISARMED
+
+
+def test_the_collector_sends_a_refused_duress_disarms_alert_after_answering(
+    store: AlertStore,
+) -> None:
+    import queue
+    import threading
+    import time
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from broker.collector.alerting import AlertBridge
+    from broker.collector.stats import CollectorStats
+
+    now = time.time_ns()  # the collector's loop goes by the clock
+    engine = AlertEngine(CONFIG, store, now)
+    room = "ruang-surat-suara"
+    engine.arm(SITE, "sari", "cli", now)
+    engine.disarm(SITE, "sari", "web", now, zone=room, code=PIN)
+    submitted: list[Any] = []
+    session = SimpleNamespace(
+        publish=lambda *a, **k: True,
+        subscribed=threading.Event(),
+        commands=queue.Queue(),
+        stats=SimpleNamespace(connected=True),
+    )
+    fakes = {
+        "notifier": SimpleNamespace(submit=submitted.extend),
+        "session": session,
+        "storage": SimpleNamespace(store=lambda points, stop: None),
+        "live": SimpleNamespace(on_changes=lambda changes: None),
+    }
+    bridge = AlertBridge(engine, stats=CollectorStats(), **cast(Any, fakes))
+    op = Operation("disarm", SITE, "Sari (sari)", "sari", zone=room, code=DURESS)
+    asked: Future[Changes] = Future()
+    bridge.operations.put((op.judge(CONFIG.people), asked))
+    bridge.turn(threading.Event(), cast(Any, None), {})
+    with pytest.raises(AlertError, match="a second, different operator"):
+        asked.result(timeout=0)
+    assert [n.key.split(":")[0] for n in submitted] == ["duress"]
