@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from kernel.nonces import NonceBook
+from kernel.nonces import NonceBook, NonceBookUnavailable
 from protocol.commands import (
     MAX_SKEW_NS,
     CommandRefused,
@@ -34,12 +34,16 @@ class CommandGate:
         clock_synced: bool,
     ) -> UnitCommand:
         """The command, once it may be carried out (CommandRefused otherwise)."""
-        if clock_synced:
-            self.nonces.note(now_ns)  # real time has reached this: older commands are stale
-        command = open_command(
-            payload, model, self.ca, now_ns, clock_synced, known_ns=self.nonces.newest()
-        )
-        if not self.nonces.admit(command.nonce, command.ts):
+        try:
+            if clock_synced:
+                self.nonces.note(now_ns)  # real time has reached this: older commands are stale
+            command = open_command(
+                payload, model, self.ca, now_ns, clock_synced, known_ns=self.nonces.newest()
+            )
+            admitted = self.nonces.admit(command.nonce, command.ts)
+        except NonceBookUnavailable as exc:  # a full disk: refused, never carried out unrecorded
+            raise CommandRefused(f"cannot remember the command, so it is refused: {exc}") from None
+        if not admitted:
             raise CommandRefused(f"command from {command.by} was already carried out (replay?)")
         return command
 

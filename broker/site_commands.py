@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from broker.alerts.lifecycle import AlertError
-from kernel.nonces import NonceBook
+from kernel.nonces import NonceBook, NonceBookUnavailable
 from protocol.commands import SITE_WINDOW_NS, CommandRefused, SiteCommand, open_site_command
 from protocol.ids import InvalidIdentifier
 from provisioning.errors import ProvisioningError
@@ -69,7 +69,11 @@ class SiteCommandGate:
         sites = self._sites(operator)
         if site not in sites and ALL_SITES not in sites:
             raise SiteCommandRefused(f"{cmd.by} may not command site {site}")
-        if not self.nonces.admit(cmd.nonce, cmd.ts):
+        try:
+            admitted = self.nonces.admit(cmd.nonce, cmd.ts)
+        except NonceBookUnavailable as exc:  # a full disk: refused, never carried out unrecorded
+            raise SiteCommandRefused(f"{name} for {site} from {cmd.by} refused: {exc}") from None
+        if not admitted:
             raise SiteCommandRefused(f"{name} for {site} from {cmd.by} was already carried out")
         return cmd
 

@@ -7,10 +7,17 @@ ones are pruned at every admission, which bounds the book by the commands of one
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 from pathlib import Path
 
 from kernel.sqlite import open_db
+
+
+class NonceBookUnavailable(Exception):
+    """The book could not be read or written (a full disk, an I/O error): the command is refused,
+    because a nonce that cannot be remembered could be replayed."""
 
 
 class NonceBook:
@@ -26,17 +33,23 @@ class NonceBook:
 
     def newest(self) -> int:
         """The newest command time accepted or clock time noted (0: none yet)."""
-        row = self._db.execute("SELECT value FROM meta WHERE key='newest'").fetchone()
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key='newest'").fetchone()
+        except sqlite3.Error as exc:
+            raise NonceBookUnavailable(f"command nonces: {exc}") from exc
         return int(row[0]) if row else 0
 
     def note(self, ts: int) -> None:
         """A time known to have passed (a synchronised clock): raises the floor, never lowers."""
         with self._lock:
-            self._db.execute(
-                "INSERT INTO meta VALUES ('newest', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                (ts,),
-            )
+            try:
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('newest', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                    (ts,),
+                )
+            except sqlite3.Error as exc:  # a full disk: the floor stays where it was
+                raise NonceBookUnavailable(f"command nonces: {exc}") from exc
 
     def admit(self, nonce: str, ts: int) -> bool:
         """Record the nonce of a command that passed every other check; False if seen before."""
@@ -55,8 +68,12 @@ class NonceBook:
                     floor = int(newest.fetchone()[0]) - 2 * self.window_ns
                     self._db.execute("DELETE FROM nonce WHERE ts < ?", (floor,))
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                if self._db.in_transaction:  # SQLite may have rolled back by itself (disk full)
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise NonceBookUnavailable(f"command nonces: {exc}") from exc
                 raise
         return seen is None
 
