@@ -242,6 +242,23 @@ class AlertEngine:
         duress = judged is people.CodeKind.DURESS
         return self._manual(site, name, how, now, zone=zone, arm=False, account=who, duress=duress)
 
+    def duress(
+        self, site: str, by: str, how: ArmingHow | str, now: int, *, zone: str | None = None
+    ) -> Changes:
+        """Only the silent duress alert: a duress PIN typed where the disarm was refused before
+        the engine was asked (a paused Home Assistant keypad); no zone changes."""
+        try:
+            check_id(site, "site")
+        except InvalidIdentifier as exc:
+            raise AlertError(str(exc)) from None
+        _how(how)
+        name = _operator(by)
+        config = self.config.site(site)
+        known = zone if zone in config.zone_names() else None
+        txn = self._begin(now)
+        txn.signals([_duress(site, known, name, config, now)])
+        return self._commit(txn)
+
     def bypass(
         self,
         site: str,

@@ -71,6 +71,8 @@ class Decision:
     """The code was the person's duress PIN (a disarm raises its silent alert)."""
     paused_s: float = 0.0
     """This wrong code paused the site's keypad (PanelCodes): the control room is alerted."""
+    duress_of: str | None = None
+    """Refused on a paused keypad, but this person's duress PIN: their silent alert is raised."""
 
 
 class HomeAssistantBridge:
@@ -203,7 +205,14 @@ class HomeAssistantBridge:
         if verdict.account is not None:
             self.codes.succeeded(site)
         return Decision(
-            site, zone, action, verdict.account, verdict.reason, verdict.duress, verdict.paused_s
+            site,
+            zone,
+            action,
+            verdict.account,
+            verdict.reason,
+            verdict.duress,
+            verdict.paused_s,
+            verdict.duress_of,
         )
 
     # the collector's thread ------------------------------------------------------------------
@@ -286,6 +295,15 @@ class HomeAssistantBridge:
             if d.paused_s:
                 self._save()  # at once: a restart must not end the pause
             audit(d, now)
+            if d.duress_of is not None and d.action == "disarm":  # refused, yet under duress
+                try:
+                    emit(
+                        engine.duress(
+                            d.site, self.who(d.duress_of), ArmingHow.MQTT, now, zone=d.zone
+                        )
+                    )
+                except AlertError as exc:
+                    log.error("Home Assistant duress alert of %s not raised: %s", d.site, exc)
             return
         who = self.who(d.account)
         try:

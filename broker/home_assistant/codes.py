@@ -10,9 +10,10 @@ that person.
 
 Each check costs an argon2 verify (~50 ms) per candidate, so it runs on the bridge's own
 thread, never the collector's; `max_failures` wrong codes for a site within `lockout_s` pause
-its keypad (codes refused unchecked) for `lockout_s`, twice as long at each pause again (at most
-a day); a right code forgets them. The bridge keeps them in its state file (a restart resumes
-the pause) and each pause raises an alert for the control room (wiring.py).
+its keypad (codes refused, though a duress PIN still raises its silent alert) for `lockout_s`,
+twice as long at each pause again (at most a day); a right code forgets them. The bridge
+keeps them in its state file (a restart resumes the pause) and each pause raises an alert for
+the control room (wiring.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Verdict:
     """The person's duress PIN: the disarm goes on as usual and raises its silent alert."""
     paused_s: float = 0.0
     """This wrong code paused the site's keypad for so long (an alert for the control room)."""
+    duress_of: str | None = None
+    """Refused (a paused keypad), yet the duress PIN of this person: the command stays refused
+    and looks it, but their silent duress alert is raised all the same."""
 
 
 class PanelCodes:
@@ -72,9 +76,23 @@ class PanelCodes:
     def check(self, site: str, code: str) -> Verdict:
         """The person whose PIN (or duress PIN) this is, among those who may act on site."""
         if self._locked(site):
-            return Verdict(None, f"too many wrong codes for {site}: wait {self.lockout_s:.0f} s")
+            # Refused whatever the code, but a duress PIN is still heard (checked like any
+            # code, so it answers no sooner): someone forced to the keypad must be helped.
+            paused = f"too many wrong codes for {site}: wait {self.lockout_s:.0f} s"
+            found = self._match(site, code) if code else None
+            duress_of = found.account if found is not None and found.duress else None
+            return Verdict(None, paused, duress_of=duress_of)
         if not code:
             return self._failed(site, "no code given")
+        found = self._match(site, code)
+        if found is None:
+            return self._failed(site, "wrong code")
+        if found.account is None:
+            return self._failed(site, found.reason)
+        return found
+
+    def _match(self, site: str, code: str) -> Verdict | None:
+        """Whose PIN or duress PIN code is (account None: nobody may act; None: no match)."""
         candidates = [
             (name, person)
             for name, person in sorted(self.people.items())
@@ -82,7 +100,7 @@ class PanelCodes:
         ]
         if not candidates:
             burn_time(code)  # as slow as a real check: the answer tells nothing by its time
-            return self._failed(site, f"nobody with a PIN may act on {site}")
+            return Verdict(None, f"nobody with a PIN may act on {site}")
         for name, person in candidates:
             # Both of a person's PINs are checked: the duress PIN answers no sooner (a watcher).
             pin = bool(person.pin_hash) and verify_password(person.pin_hash or "", code)
@@ -93,7 +111,7 @@ class PanelCodes:
                 return Verdict(name)
             if duress:
                 return Verdict(name, duress=True)
-        return self._failed(site, "wrong code")
+        return None
 
     def succeeded(self, site: str) -> None:
         """A right code for site: its wrong ones and its pauses are forgotten."""

@@ -399,3 +399,41 @@ def test_a_paused_keypad_stays_paused_after_a_restart_and_alerts_the_control_roo
         assert [a.rule for a in engine.open_alerts("bangka-barat")] == ["panel-code-refused"]
     finally:
         store.close()
+
+
+def test_a_duress_pin_on_a_paused_keypad_is_refused_alike_but_tells_the_police(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broker.alerts.changes import Changes
+    from broker.alerts.engine import AlertEngine
+    from broker.alerts.store import AlertStore
+
+    b, _ = _bridge(tmp_path, monkeypatch, [_unit()])
+    now = time.time()
+
+    def disarm(code: str) -> Decision:
+        body = json.dumps({"action": "DISARM", "code": code, "ts": now}).encode()
+        return b.decide("bangka-barat", body, now)
+
+    for _ in range(5):
+        disarm("000000")
+    right, forced = disarm("482613"), disarm("700700")
+    assert right.account is None and "too many" in right.reason and right.duress_of is None
+    assert (forced.account, forced.reason, forced.duress) == (None, right.reason, False)
+    assert forced.duress_of == "demo"
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    try:
+        engine = AlertEngine(AlertsConfig(), store, time.time_ns())
+        emitted: list[Changes] = []
+        audits: list[Decision] = []
+        for d in (right, forced):
+            b._decided.put(d)
+        b.turn(engine, emitted.append, lambda d, _now: audits.append(d))
+        assert [d.reason for d in audits] == [right.reason] * 2  # the audit tells no difference
+        [note] = [n for c in emitted for n in c.notifications]
+        assert note.key.startswith("duress:") and note.severity == "critical"
+        [alert] = store.alerts()
+        assert (alert.rule, alert.params["by"]) == ("duress", "Demo (demo)")
+        assert not [m for c in emitted for m in c.messages() if "/alert/" in m.topic]  # silent
+    finally:
+        store.close()
