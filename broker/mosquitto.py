@@ -260,11 +260,16 @@ class HomeAssistantIdentity:
     name: str
     prefix: str = ha_topics.DEFAULT_PREFIX
     """Its MQTT integration's discovery prefix."""
+    sites: tuple[str, ...] = (ALL_SITES,)
+    """The sites whose states it reads and whose panels it commands (`*`: every site)."""
     role: Literal["home-assistant"] = field(default="home-assistant", init=False)
 
     def __post_init__(self) -> None:
         check_id(self.name, "Home Assistant name", allow_reserved=True)
         _prefix(self.prefix)
+        for site in self.sites:
+            if site != ALL_SITES:
+                check_id(site, "site")
 
     @property
     def username(self) -> str:
@@ -308,13 +313,23 @@ def acl_rules(identity: Identity) -> list[AclRule]:
             ("read", ha_topics.COLLECTOR_STATUS_FILTER),  # its own will, if it comes late
         ]
     if isinstance(identity, HomeAssistantIdentity):
-        return [
+        # Discovery stays readable whole: its node level is jaga_<site>[_<device>], which no
+        # MQTT filter can cut per site (`+` matches whole levels only). States, units'
+        # availability and panels' commands are per site. A command on jaga/ha/<site>/cmd
+        # carries no identity the collector could check: this write rule is the check.
+        ha: list[AclRule] = [
             ("read", f"{identity.prefix}/#"),
-            *(("read", topic) for topic in ha_topics.READ_FILTERS),
-            ("read", device_filter(Channel.STATUS)),  # units' availability (birth and will)
+            ("read", ha_topics.COLLECTOR_STATUS_FILTER),
             ("write", ha_topics.status(identity.prefix)),
-            ("write", ha_topics.COMMAND_FILTER),
         ]
+        for site in identity.sites:
+            where = "+" if site == ALL_SITES else site
+            ha += [
+                *(("read", topic) for topic in ha_topics.site_read_filters(where)),
+                ("read", device_filter(Channel.STATUS, site=where)),  # units' birth and will
+                ("write", f"{ha_topics.ROOT}/{where}/cmd"),
+            ]
+        return ha
     if isinstance(identity, WitnessIdentity):
         # Units' chained events (checkpoints are events too) of its sites, and its own topic.
         watched: list[AclRule] = []

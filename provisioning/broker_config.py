@@ -76,7 +76,9 @@ def identities(registry: Registry) -> list[Identity]:
         if record.revoked_at is None:
             found.append(UnitIdentity(site, device))
     assistants = [
-        HomeAssistantIdentity(n, registry.home_assistant_prefix(n))
+        HomeAssistantIdentity(
+            n, registry.home_assistant_prefix(n), registry.home_assistant_sites(n)
+        )
         for n in registry.identities("home-assistant")
     ]
     prefixes = tuple(sorted({a.prefix for a in assistants} | {HA_PREFIX}))

@@ -65,9 +65,11 @@ class OperatorRecord(Record):
 
 
 class HomeAssistantRecord(Record):
-    """A Home Assistant identity's discovery prefix (the broker's ACL grants it)."""
+    """A Home Assistant identity's discovery prefix and sites (the broker's ACL grants them)."""
 
     prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    sites: list[str] | None = None
+    """Its sites (`*`: every site); None: a file from before sites, kept as every site."""
 
 
 class IssuedCert(Record):

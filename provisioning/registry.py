@@ -301,9 +301,16 @@ class Registry:
             return HomeAssistantRecord().prefix
         return self._read(path, HomeAssistantRecord).prefix
 
-    def save_home_assistant_prefix(self, name: str, prefix: str) -> Path:
+    def home_assistant_sites(self, name: str) -> tuple[str, ...]:
+        """The sites a Home Assistant identity may see and command; every site (`*`) for one
+        made before identities named their sites (#20), so current installs keep working."""
         path = self.identity_path("home-assistant", name, ".toml")
-        self._write(path, HomeAssistantRecord(prefix=prefix))
+        sites = self._read(path, HomeAssistantRecord).sites if path.exists() else None
+        return ("*",) if sites is None else tuple(sites)
+
+    def save_home_assistant(self, name: str, prefix: str, sites: list[str]) -> Path:
+        path = self.identity_path("home-assistant", name, ".toml")
+        self._write(path, HomeAssistantRecord(prefix=prefix, sites=sites))
         return path
 
     def witness_public_key(self, name: str) -> bytes | None:

@@ -17,14 +17,19 @@ TREE = f"{ROOT}/#"
 COLLECTOR_STATUS_FILTER = f"{ROOT}/collector/+/status"
 DEFAULT_PREFIX = "homeassistant"
 """HA's MQTT integration's default discovery prefix (the one the broker ACL grants)."""
-READ_FILTERS = (
-    f"{ROOT}/+/+/state",
-    f"{ROOT}/+/+/evidence",
-    f"{ROOT}/+/arming",
-    f"{ROOT}/+/arming/+",
-    COLLECTOR_STATUS_FILTER,
-)
-"""What Home Assistant reads under jaga/ha: never another Home Assistant's coded commands."""
+
+
+def site_read_filters(where: str) -> tuple[str, ...]:
+    """What Home Assistant reads under jaga/ha of one site (`+`: of every site), beside the
+    collector's status: never another Home Assistant's coded commands."""
+    return (
+        f"{ROOT}/{where}/+/state",
+        f"{ROOT}/{where}/+/evidence",
+        f"{ROOT}/{where}/arming",
+        f"{ROOT}/{where}/arming/+",
+    )
+
+
 LEFT_FILTERS = (f"{DEFAULT_PREFIX}/status", COMMAND_FILTER, COLLECTOR_STATUS_FILTER)
 """What a kept session may still hold from when the bridge was on (default prefix)."""
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from broker.home_assistant.topics import DEFAULT_PREFIX as HA_PREFIX
 from broker.mosquitto import HA_PREFIX_PATTERN
 from provisioning.ca import DEFAULT_CERT_DAYS, CertificateAuthority, RevokeReason
 from provisioning.cli.shared import DirOption, open_registry, reports_mistakes, say
@@ -38,11 +39,16 @@ def identity_add(
         list[str] | None,
         typer.Option(
             help="Operator: a site they may read and command; witness: a site whose units' "
-            "events it reads. Repeat for more."
+            "events it reads; Home Assistant: a site whose states it reads and whose panels "
+            "it commands. Repeat for more."
         ),
     ] = None,
     all_sites: Annotated[
-        bool, typer.Option(help="Operator: every site (a central control room).")
+        bool,
+        typer.Option(
+            help="Operator or Home Assistant: every site (a central control room). A Home "
+            "Assistant made before identities named their sites keeps every site."
+        ),
     ] = False,
     prefix: Annotated[
         str | None,
@@ -78,11 +84,17 @@ def identity_add(
                 "a witness reads named sites only: give --site <site> (repeat it for more)"
             )
         sites = operator_sites(registry, site, every_site=False)
+    elif role is Role.home_assistant:
+        if not site and not all_sites:
+            raise ProvisioningError(
+                "a Home Assistant sees and commands named sites: give --site <site> (repeat "
+                "it for more), or --all-sites"
+            )
+        sites = operator_sites(registry, site or [], every_site=all_sites)
     elif site or all_sites:
         raise ProvisioningError(
-            "--site and --all-sites are for operators and witnesses; a collector takes "
-            "its sites from collector.toml (mqtt.sites), a Home Assistant sees what the "
-            "collector publishes for it"
+            "--site and --all-sites are for operators, witnesses and Home Assistant; a "
+            "collector takes its sites from collector.toml (mqtt.sites)"
         )
     issued = CertificateAuthority(registry).issue_service(role.value, name, days=days)
     say(f"{role.value} {name!r}: certificate CN {role.value}:{name}")
@@ -94,9 +106,10 @@ def identity_add(
     elif role is Role.witness:
         path = registry.save_witness_sites(name, sites)
         say(f"wrote {path} (sites: {', '.join(sites)})")
-    elif role is Role.home_assistant and prefix is not None:
-        path = registry.save_home_assistant_prefix(name, prefix)
-        say(f"wrote {path} (discovery prefix: {prefix})")
+    elif role is Role.home_assistant:
+        prefix = prefix or HA_PREFIX
+        path = registry.save_home_assistant(name, prefix, sites)
+        say(f"wrote {path} (discovery prefix: {prefix}; sites: {', '.join(sites)})")
     say(
         "next: jaga-provision broker-config, so the broker's ACL knows it; then restart the "
         "broker (systemctl restart mosquitto: a reload does not re-read dynsec.json)"

@@ -66,7 +66,7 @@ def stack(tmp_path: Path, registry: Path) -> Iterator[Stack]:
     (nothing started)."""
     reg = tmp_path / "registry"
     shutil.copytree(registry, reg)
-    provision(reg, "identity", "add", "home-assistant", "ha")
+    provision(reg, "identity", "add", "home-assistant", "ha", "--site", SITE)
     stack = Stack(tmp_path, registry_dir=reg, heartbeat_s=2)
     stack.configure_broker()
     try:
@@ -214,6 +214,8 @@ def test_home_assistant_writes_only_its_birth_and_its_panels_commands(stack: Sta
         stack,
         [
             "homeassistant/status",
+            f"jaga/ha/{SITE}/cmd",
+            "jaga/ha/gudang-lain/cmd",  # another site's panel: not its to command
             f"jaga/v1/{SITE}/cmd/arm",
             f"jaga/v1/{SITE}/gudang-01/cmd/snapshot",
             f"jaga/v1/{SITE}/arming",
@@ -223,6 +225,7 @@ def test_home_assistant_writes_only_its_birth_and_its_panels_commands(stack: Sta
         ],
     )
     assert got.pop("homeassistant/status") < 128
+    assert got.pop(f"jaga/ha/{SITE}/cmd") < 128
     assert set(got.values()) == {135}, got
 
 

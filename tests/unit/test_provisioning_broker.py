@@ -12,6 +12,7 @@ from broker.mosquitto import (
     OperatorIdentity,
     TlsFiles,
     UnitIdentity,
+    acl_rules,
     render_acl,
     render_config,
 )
@@ -72,14 +73,14 @@ topic write jaga/v1/gudang-1/+/cmd/+
 
 user home-assistant:ha
 topic read homeassistant/#
-topic read jaga/ha/+/+/state
-topic read jaga/ha/+/+/evidence
-topic read jaga/ha/+/arming
-topic read jaga/ha/+/arming/+
 topic read jaga/ha/collector/+/status
-topic read jaga/v1/+/+/status
 topic write homeassistant/status
-topic write jaga/ha/+/cmd
+topic read jaga/ha/gudang-1/+/state
+topic read jaga/ha/gudang-1/+/evidence
+topic read jaga/ha/gudang-1/arming
+topic read jaga/ha/gudang-1/arming/+
+topic read jaga/v1/gudang-1/+/status
+topic write jaga/ha/gudang-1/cmd
 """
 
 
@@ -115,7 +116,18 @@ def test_acl_for_a_small_registry_is_exactly_the_policy(tmp_path: Path) -> None:
     ca.issue_service("operator", "budi")
     reg.save_operator_sites("budi", ["gudang-1"])
     ca.issue_service("home-assistant", "ha")
+    reg.save_home_assistant("ha", "homeassistant", ["gudang-1"])  # its per-site block
     assert body(render_acl(identities(reg))) == EXPECTED_ACL
+
+
+def test_a_home_assistant_made_before_sites_keeps_every_site(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    CertificateAuthority.init(reg, "CA").issue_service("home-assistant", "lama")
+    (ha,) = identities(reg)
+    rules = set(acl_rules(ha))
+    assert ("write", "jaga/ha/+/cmd") in rules
+    assert ("read", "jaga/ha/+/+/state") in rules
+    assert ("read", "jaga/v1/+/+/status") in rules
 
 
 def test_acl_refuses_two_identities_with_one_username() -> None:

@@ -205,6 +205,7 @@ def test_identities_and_broker_config(prov: Path, tmp_path: Path) -> None:
     unknown = run(prov, "identity", "add", "operator", "budi", "--site", "gudang-9")
     assert unknown.exit_code == 1 and "unknown site" in unknown.stderr
     ok(prov, "identity", "add", "operator", "budi", "--site", "gudang-1")
+    ok(prov, "identity", "add", "home-assistant", "rumah", "--site", "gudang-2")
     out_dir = tmp_path / "broker-out"
     ok(prov, "broker-config", "--out", str(out_dir), "--install-dir", "/etc/mosquitto/jaga",
        "--port", "8884", "--host", "10.0.0.5")  # fmt: skip
@@ -216,6 +217,10 @@ def test_identities_and_broker_config(prov: Path, tmp_path: Path) -> None:
     assert "user pintu-depan" in acl and "user collector:main" in acl
     assert "user operator:budi" in acl and "topic write jaga/v1/gudang-1/cmd/+" in acl
     assert "operator:budi" in (out_dir / "dynsec.json").read_text()
+    assert (
+        "topic write jaga/ha/gudang-2/cmd" in acl
+        and "jaga/ha/+/cmd" not in acl.split("user home-assistant:rumah")[1]
+    )  # its own site's panels only
     assert "use_username_as_clientid true" in conf
     for name in ("ca.crt", "crl.pem", "server.crt", "server.key"):
         assert (out_dir / name).is_file()
@@ -288,6 +293,7 @@ MISTAKES: dict[str, tuple[str, str]] = {
         "registered in site 'gudang-1'",
     ),
     "bad identity name": ("identity add operator 'Budi Santoso'", "not valid"),
+    "home assistant naming no site": ("identity add home-assistant rumah", "--all-sites"),
     "negative days": ("crl refresh --days 0", "at least 1"),
 }
 
