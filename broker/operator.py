@@ -18,10 +18,10 @@ from protocol import models, topics
 from protocol.alerting import ArmingState
 from protocol.commands import SiteCommand, load_pem_key, sign_command
 
-SiteCommandName = Literal["arm", "disarm", "ack", "resolve", "bypass"]
+SiteCommandName = Literal["arm", "disarm", "ack", "resolve", "bypass", "unbypass"]
 
 
-ARMING = ("arm", "disarm", "bypass")
+ARMING = ("arm", "disarm", "bypass", "unbypass")
 """Commands that change the site's retained arming state (the answer to wait for)."""
 
 
@@ -66,7 +66,8 @@ def send(
     """Publish the command signed as operator `by`; for arm, disarm and bypass, return the
     site's arming state once it changed (None: no change seen in time).
 
-    fields: zone, code (arm, disarm); device, sensor, for_s, reason (bypass)."""
+    fields: zone, code (arm, disarm); device, sensor, for_s, reason (bypass); device, sensor
+    (unbypass: refused here when the site's retained state shows no such bypass)."""
     cert, key = operator_files(config, by)
     m = config.mqtt
     if m.tls is None:
@@ -76,13 +77,14 @@ def send(
     tls = ClientTls(ca=m.tls.ca, cert=cert, key=key)
     client = make_client(tls, f"operator:{by}", field="mqtt.tls (and the operator's identity)")
     states: list[ArmingState] = []
-    changed = threading.Event()
+    changed, seen = threading.Event(), threading.Event()
 
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             states.append(models.parse(ArmingState, bytes(msg.payload)))
         except models.WireError:
             return
+        seen.set()
         if len(states) > 1 or not msg.retain:
             changed.set()
 
@@ -95,6 +97,15 @@ def send(
     try:
         if name in ARMING:
             client.subscribe(topics.arming(site), qos=1)
+        if name == "unbypass":  # the collector only logs a refusal: say it here
+            seen.wait(min(timeout_s, 5.0))
+            sensor = (fields.get("device"), fields.get("sensor"))
+            if not any(
+                (b.device, b.sensor) == sensor for s in states[:1] for b in s.bypassed or ()
+            ):
+                raise OperatorError(
+                    f"{sensor[0]}/{sensor[1]} is not bypassed at {site}: nothing to lift"
+                )
         info = client.publish(topics.site_cmd(site, name), payload, qos=1)
         info.wait_for_publish(timeout_s)
         if not info.is_published():

@@ -96,12 +96,12 @@ class Live(WireModel):
 
 
 class SiteCommand(WireModel):
-    """An operator's arm, disarm, bypass, ack or resolve; the site and the command are signed
-    too, so a signed disarm of one site is no disarm of another, nor an arm."""
+    """An operator's arm, disarm, bypass, unbypass, ack or resolve; the site and the command
+    are signed too, so a signed disarm of one site is no disarm of another, nor an arm."""
 
     v: Literal[1] = 1
     site: SiteId
-    cmd: Literal["arm", "disarm", "ack", "resolve", "bypass"]
+    cmd: Literal["arm", "disarm", "ack", "resolve", "bypass", "unbypass"]
     by: OperatorBy
     ts: Ns
     nonce: Nonce = Field(default_factory=new_nonce)
@@ -112,8 +112,8 @@ class SiteCommand(WireModel):
     code: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None, description="disarm: the operator's PIN (a duress PIN raises duress)"
     )
-    device: DeviceId | None = Field(default=None, description="bypass: the sensor's unit")
-    sensor: SensorName | None = Field(default=None, description="bypass: the sensor")
+    device: DeviceId | None = Field(default=None, description="bypass, unbypass: the sensor's unit")
+    sensor: SensorName | None = Field(default=None, description="bypass, unbypass: the sensor")
     for_s: float | None = Field(
         default=None, gt=0, le=7 * 24 * 3600, description="bypass: how long"
     )

@@ -151,6 +151,16 @@ class BypassSensor:
 
 
 @dataclass(frozen=True, slots=True)
+class LiftBypass:
+    """End one sensor's bypass now (the door is repaired); refused when it has none."""
+
+    device: str
+    sensor: str
+    by: str
+    how: ArmingHow
+
+
+@dataclass(frozen=True, slots=True)
 class EntryOpened:
     """An entry door opened while the site guards."""
 
@@ -164,7 +174,7 @@ class Tick:
     """Time passed: delays, the schedule and re-arming are due."""
 
 
-ArmingInput = Arm | Disarm | BypassSensor | EntryOpened | Tick
+ArmingInput = Arm | Disarm | BypassSensor | LiftBypass | EntryOpened | Tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +248,8 @@ def step(state: SiteArming, config: SiteAlerts, inp: ArmingInput, now: int) -> S
             state = _disarm(state, config, sched, inp, now, audits)
     elif isinstance(inp, BypassSensor):
         state = _bypass(state, inp, now, audits)
+    elif isinstance(inp, LiftBypass):
+        state = _lift(state, inp, now, audits)
     elif isinstance(inp, EntryOpened) and state.state is ArmingMode.ARMED:
         if config.entry_delay_s == 0:
             expired = EntryExpired(state.site, inp.device, inp.sensor, inp.at, inp.at)
@@ -397,6 +409,32 @@ def _due_timer(state: SiteArming, now: int) -> int | None:
         due.append(state.disarm_request.until)
     found = min((t for t in due if t <= now), default=None)
     return found
+
+
+def _lift(state: SiteArming, inp: LiftBypass, now: int, audits: list[ArmingAudit]) -> SiteArming:
+    """End a sensor's bypass before its deadline, recorded with who lifted it."""
+    found = next(
+        (b for b in state.bypassed if (b.device, b.sensor) == (inp.device, inp.sensor)), None
+    )
+    if found is None:
+        raise ArmingRefused(f"{inp.device}/{inp.sensor} is not bypassed at {state.site}")
+    state = state.model_copy(
+        update={"bypassed": tuple(b for b in state.bypassed if b is not found)}
+    )
+    reason = f"bypass lifted by {inp.by}"
+    audits.append(
+        _note(
+            state,
+            AuditKind.BYPASS_END,
+            inp.by,
+            inp.how,
+            now,
+            reason,
+            device=inp.device,
+            sensor=inp.sensor,
+        )
+    )
+    return state
 
 
 def _fire_timer(

@@ -297,6 +297,27 @@ class AlertEngine:
         txn.apply(arming.step(panel, config, action, now))
         return self._commit(txn)
 
+    def unbypass(
+        self, site: str, device: str, sensor: str, by: str, how: ArmingHow | str, now: int
+    ) -> Changes:
+        """Lift one sensor's bypass now (it was repaired): its next opening while its zone
+        guards alarms again; the audit trail names who lifted it. AlertError when the sensor
+        is not bypassed."""
+        try:
+            check_id(site, "site")
+            check_id(device, "device")
+            check_id(sensor, "sensor", allow_reserved=True)
+        except InvalidIdentifier as exc:
+            raise AlertError(str(exc)) from None
+        config = self.config.site(site)
+        mode = _how(how)
+        name = _operator(by)
+        txn = self._begin(now)
+        panel = txn.panel(site, config.zone_of(device, sensor))
+        action = arming.LiftBypass(device, sensor, name, mode)
+        txn.apply(arming.step(panel, config, action, now))
+        return self._commit(txn)
+
     def ack(self, alert_id: str, by: str, now: int) -> Changes:
         """An operator acknowledges an open alert; again changes nothing."""
         key, alert = self._find_open(alert_id)
@@ -318,8 +339,10 @@ class AlertEngine:
     ) -> Changes:
         """An operator's signed command from jaga/v1/<site>/cmd/<name> (SiteCommand in a
         SignedCommand envelope); the gate refuses unsigned, stale, replayed, retained ones."""
-        if name not in ("arm", "disarm", "ack", "resolve", "bypass"):
-            raise AlertError(f"unknown command {name!r}: use arm, disarm, bypass, ack or resolve")
+        if name not in ("arm", "disarm", "ack", "resolve", "bypass", "unbypass"):
+            raise AlertError(
+                f"unknown command {name!r}: use arm, disarm, bypass, unbypass, ack or resolve"
+            )
         if self.gate is None:
             raise AlertError(
                 f"{name} for {site} refused: this collector cannot check operators' signatures "
@@ -343,6 +366,10 @@ class AlertEngine:
                 for_s=cmd.for_s,
                 reason=cmd.reason or "",
             )
+        if name == "unbypass":
+            if cmd.device is None or cmd.sensor is None:
+                raise AlertError("unbypass needs device and sensor")
+            return self.unbypass(site, cmd.device, cmd.sensor, cmd.operator, cmd.how, now)
         if cmd.alert_id is None:
             raise AlertError(f"{name} needs alert_id")
         alert = self.alert(cmd.alert_id)

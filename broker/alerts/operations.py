@@ -43,21 +43,24 @@ class Engine(Protocol):
         for_s: float,
         reason: str,
     ) -> Changes: ...
+    def unbypass(
+        self, site: str, device: str, sensor: str, by: str, how: ArmingHow | str, now: int
+    ) -> Changes: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """Arm, disarm or bypass, by an authenticated person.
+    """Arm, disarm, bypass or lift a bypass (unbypass), by an authenticated person.
 
     by: the person as the audit trail records them (the page's `Account.who`).
     account: the name they authenticated as (login or certificate name); PINs and two-person
     zones go by it.
     zone: arm/disarm one zone; None: every zone of the site.
     code: disarm: the person's PIN (their duress PIN raises a silent duress alert).
-    device, sensor, for_s, reason: bypass only.
+    device, sensor: bypass and unbypass; for_s, reason: bypass only.
     """
 
-    action: Literal["arm", "disarm", "bypass"]
+    action: Literal["arm", "disarm", "bypass", "unbypass"]
     site: str
     by: str
     account: str
@@ -95,7 +98,9 @@ class Operation:
         from broker.alerts.lifecycle import AlertError
 
         if self.device is None or self.sensor is None:
-            raise AlertError("say which sensor to bypass: device/sensor")
+            raise AlertError("say which sensor: device/sensor")
+        if self.action == "unbypass":
+            return engine.unbypass(self.site, self.device, self.sensor, self.by, self.how, now)
         return engine.bypass(
             self.site,
             self.device,

@@ -1,9 +1,9 @@
 """`jaga-collector`: run the collector, audit what it stored.
 
-One module per command group: run, arming (arm, disarm, bypass, trail, pin-hash), audit
-(verify, quiet, verify-export), evidence (export, missing), alerts (list, ack); grafana and web
-bring their own apps; shared holds the --config option, the config and key store it leads to,
-and the one-line failure.
+One module per command group: run, arming (arm, disarm, bypass, unbypass, trail, pin-hash),
+audit (verify, quiet, verify-export), evidence (export, missing), alerts (list, ack); grafana
+and web bring their own apps; shared holds the --config option, the config and key store it
+leads to, and the one-line failure.
 broker/entry.py is the console script: it checks the collector's extra before importing this.
 """
 
@@ -24,6 +24,7 @@ app.command()(run.run)
 app.command()(arming.arm)
 app.command()(arming.disarm)
 app.command()(arming.bypass)
+app.command()(arming.unbypass)
 app.command("pin-hash")(arming.pin_hash)
 app.command()(arming.trail)
 app.add_typer(audit.audit_app, name="audit")

@@ -1,5 +1,5 @@
-"""`jaga-collector arm`, `disarm` and `bypass`: an operator's order to a site (or one of its
-zones, or one sensor), signed with their certificate and sent through the collector;
+"""`jaga-collector arm`, `disarm`, `bypass` and `unbypass`: an operator's order to a site (or
+one of its zones, or one sensor), signed with their certificate and sent through the collector;
 `trail`, who armed, disarmed and bypassed what; and `pin-hash`, a person's disarm or duress
 PIN for [alerts.people]."""
 
@@ -34,7 +34,11 @@ def duration_s(text: str) -> int:
 
 
 def _send(
-    site: str, by: str, config: Path, name: Literal["arm", "disarm", "bypass"], **fields: Any
+    site: str,
+    by: str,
+    config: Path,
+    name: Literal["arm", "disarm", "bypass", "unbypass"],
+    **fields: Any,
 ) -> None:
     from broker.operator import OperatorError, send
 
@@ -131,10 +135,8 @@ def bypass(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Bypass one sensor for a while: its openings raise no alarm (still stored and shown);
-    it ends at its deadline or when its zone is disarmed."""
-    device, sep, name = sensor.partition("/")
-    if not sep or not device or not name:
-        raise fail(f"{sensor!r} is not device/sensor: write e.g. gudang-01/pintu")
+    it ends at its deadline, when its zone is disarmed, or when lifted (`unbypass`)."""
+    device, name = _sensor(sensor)
     try:
         seconds = duration_s(for_)
     except ValueError as exc:
@@ -142,6 +144,25 @@ def bypass(
     if not reason.strip():
         raise fail("--reason must say why (what is broken, who fixes it)")
     _send(site, by, config, "bypass", device=device, sensor=name, for_s=seconds, reason=reason)
+
+
+def unbypass(
+    site: Annotated[str, typer.Argument(help="site id")],
+    sensor: Annotated[str, typer.Argument(help="device/sensor, e.g. gudang-01/pintu")],
+    by: ByOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Lift a sensor's bypass now (it was repaired): its next opening while its zone is
+    armed alarms again; recorded with who lifted it."""
+    device, name = _sensor(sensor)
+    _send(site, by, config, "unbypass", device=device, sensor=name)
+
+
+def _sensor(text: str) -> tuple[str, str]:
+    device, sep, name = text.partition("/")
+    if not sep or not device or not name:
+        raise fail(f"{text!r} is not device/sensor: write e.g. gudang-01/pintu")
+    return device, name
 
 
 def pin_hash(

@@ -316,6 +316,27 @@ def test_commands_from_mqtt_arm_disarm_ack_and_resolve(engines: Engines, tmp_pat
     assert disarmed.audits[0].how is ArmingHow.MQTT and disarmed.audits[0].by == "sari"
 
 
+def test_a_signed_unbypass_lifts_a_bypass_and_names_the_operator(
+    engines: Engines, tmp_path: Path
+) -> None:
+    ops = Operators(tmp_path / "registry")
+    engine = engines.open(NOON)
+    engine.gate = ops.gate
+    engine.arm(SITE, "budi", "cli", NOON - 10 * MIN)
+    sensor = {"device": "gudang-01", "sensor": "pintu-belakang"}
+    bypass = ops.sign("budi", "bypass", NOON, for_s=3600, reason="reed rusak", **sensor)
+    assert engine.command(SITE, "bypass", bypass, NOON).arming[-1].bypassed
+    lift = ops.sign("sari", "unbypass", NOON + MIN, how="cli", **sensor)
+    lifted = engine.command(SITE, "unbypass", lift, NOON + MIN)
+    assert not lifted.arming[-1].bypassed
+    assert [(a.kind.value, a.by, a.how) for a in lifted.audits] == [
+        ("bypass-end", "sari", ArmingHow.CLI)
+    ]
+    again = ops.sign("sari", "unbypass", NOON + 2 * MIN, **sensor)
+    with pytest.raises(AlertError, match="gudang-01/pintu-belakang is not bypassed"):
+        engine.command(SITE, "unbypass", again, NOON + 2 * MIN)
+
+
 def test_a_signed_site_command_is_carried_out_once_even_across_a_restart(
     engines: Engines, tmp_path: Path
 ) -> None:

@@ -136,6 +136,42 @@ def test_a_bypassed_door_opens_without_alarm_until_its_deadline(store: AlertStor
     assert rules(engine.on_event(door("open", late), late)) == ["forced-door"]
 
 
+def test_a_lifted_bypass_ends_at_once_and_the_next_opening_alarms(store: AlertStore) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    engine.arm(SITE, "budi", "cli", T0)
+    engine.bypass(
+        SITE, "gudang-01", "pintu-utama", "budi", "cli", T0, for_s=3600, reason="reed rusak"
+    )
+    assert rules(engine.on_event(door("open", T0 + 60 * S), T0 + 60 * S)) == []
+    lifted = engine.unbypass(SITE, "gudang-01", "pintu-utama", "sari", "web", T0 + 120 * S)
+    assert [(a.kind, a.by, a.how.value, a.device, a.sensor) for a in lifted.audits] == [
+        (AuditKind.BYPASS_END, "sari", "web", "gudang-01", "pintu-utama")
+    ]
+    assert "sari" in lifted.audits[0].reason
+    assert not wire(lifted).bypassed  # the retained state (what the unit's siren reads)
+    assert zone_state(engine, "perimeter") is ArmingMode.ARMED
+    assert [a.kind for a in store.audits(SITE)][-1] is AuditKind.BYPASS_END
+    soon = T0 + 121 * S
+    assert rules(engine.on_event(door("open", soon), soon)) == ["forced-door"]
+    assert not engine.tick(T0 + 3601 * S).audits  # nothing left to run out
+
+
+def test_lifting_a_bypass_that_does_not_exist_is_refused(store: AlertStore) -> None:
+    engine = AlertEngine(CONFIG, store, T0)
+    engine.arm(SITE, "budi", "cli", T0)
+    with pytest.raises(AlertError, match=r"^gudang-01/pintu-utama is not bypassed at "):
+        engine.unbypass(SITE, "gudang-01", "pintu-utama", "sari", "cli", T0 + S)
+    engine.bypass(SITE, "pagar-01", "p1", "budi", "cli", T0, for_s=60, reason="angin")
+    engine.tick(T0 + 61 * S)  # ran out already
+    with pytest.raises(AlertError, match="pagar-01/p1 is not bypassed"):
+        engine.unbypass(SITE, "pagar-01", "p1", "sari", "cli", T0 + 62 * S)
+    with pytest.raises(AlertError, match="device"):
+        engine.unbypass(SITE, "Pagar 01", "p1", "sari", "cli", T0 + 62 * S)
+    op = Operation(action="unbypass", site=SITE, by="sari", account="sari", device="pagar-01")
+    with pytest.raises(AlertError, match="device/sensor"):
+        op.apply(engine, T0 + 63 * S)
+
+
 def test_a_bypass_holds_its_deadline_across_a_restart(tmp_path: Path) -> None:
     first = AlertStore(tmp_path / "alerts.sqlite3")
     engine = AlertEngine(CONFIG, first, T0)

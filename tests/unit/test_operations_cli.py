@@ -1,5 +1,5 @@
-"""`jaga-collector bypass`, `arm --zone`, `disarm --code` and `pin-hash` (#18): a mistake is one
-line naming the fix, said before anything is signed or sent."""
+"""`jaga-collector bypass`, `unbypass`, `arm --zone`, `disarm --code` and `pin-hash` (#18): a
+mistake is one line naming the fix, said before anything is signed or sent."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
         (("bypass", "bangka-barat", "gudang-01/pintu", "--for", "2d"), "is not a duration"),
         (("bypass", "bangka-barat", "gudang-01/pintu", "--for", "3h"), "at most 120 min"),
         (("bypass", "bangka-barat", "Gudang 01/pintu", "--for", "1h"), "device 'Gudang 01'"),
+        (("unbypass", "bangka-barat", "gudang-01"), "is not device/sensor"),
+        (("unbypass", "bangka-barat", "Gudang 01/pintu"), "device 'Gudang 01'"),
         (("arm", "bangka-barat", "--zone", "gudang"), "has no zone 'gudang'"),
         (("disarm", "bangka-barat", "--zone", "ruang"), "its zones: default, perimeter"),
     ],
