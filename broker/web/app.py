@@ -97,6 +97,7 @@ def create_app(
         Route("/alerts/{alert_id}/ack", acks.ack, methods=["POST"]),
         Route("/sites/{site}/arming", operations.arming, methods=["POST"]),
         Route("/sites/{site}/bypass", operations.bypass, methods=["POST"]),
+        Route("/sites/{site}/unbypass", operations.unbypass, methods=["POST"]),
         Route("/events/{event_id}", evidence_pages.event_page),
         Route("/pictures/{name}", evidence_pages.picture),
         Route("/wall", wall.page),

@@ -1,7 +1,7 @@
-"""Arming, disarming and bypassing from the guard-post page: operators only, with this page's
-form token, from this server's origin, for a site the account may see; the alert engine
-decides (a two-person zone waits for a second operator, a wrong PIN is refused) and records
-the logged-in person."""
+"""Arming, disarming, bypassing and lifting a bypass from the guard-post page: operators
+only, with this page's form token, from this server's origin, for a site the account may
+see; the alert engine decides (a two-person zone waits for a second operator, a wrong PIN is
+refused) and records the logged-in person."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ BYPASS_CHOICES_MIN = (30, 60, 120, 240, 480, 720)
 
 
 class Operations:
-    """`POST /sites/{site}/arming` (arm, disarm) and `POST /sites/{site}/bypass`."""
+    """`POST /sites/{site}/arming` (arm, disarm), `POST /sites/{site}/bypass` and
+    `POST /sites/{site}/unbypass` (lift a bypass)."""
 
     def __init__(self, post: GuardPost, operate: OperateCallback | None) -> None:
         self.post = post
@@ -41,6 +42,9 @@ class Operations:
 
     async def bypass(self, request: Request) -> Response:
         return await self._handle(request, self._bypass_op)
+
+    async def unbypass(self, request: Request) -> Response:
+        return await self._handle(request, self._unbypass_op)
 
     @staticmethod
     def _arming_op(site: str, me: Principal, form: dict[str, str]) -> Operation | str:
@@ -81,6 +85,21 @@ class Operations:
             sensor=sensor,
             for_s=minutes * 60,
             reason=reason,
+        )
+
+    @staticmethod
+    def _unbypass_op(site: str, me: Principal, form: dict[str, str]) -> Operation | str:
+        device, sep, sensor = form.get("sensor", "").strip().partition("/")
+        if not sep or not device or not sensor:
+            return N_("Name the sensor as unit/sensor, e.g. gudang-01/pintu.")
+        return Operation(
+            action="unbypass",
+            site=site,
+            by=me.account.who,
+            account=me.account.name,
+            how=ArmingHow.WEB,
+            device=device,
+            sensor=sensor,
         )
 
     async def _handle(

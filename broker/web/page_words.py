@@ -98,6 +98,8 @@ PAGE_WORDS = (
     N_("{n} h"),
     N_("Reason"),
     N_("Bypass"),
+    N_("Lift"),
+    N_("Lift the bypass of {sensor}"),
     N_("done"),
     N_("not done"),
 )

@@ -1,5 +1,6 @@
 """Operations on the real site (#18): a bypass that holds its deadline across a collector
-restart, zones armed on their own, a two-person disarm that refuses one person twice, a duress
+restart, a bypass lifted from the page (the door alarms again; the CLI refuses to lift one
+that is gone), zones armed on their own, a two-person disarm that refuses one person twice, a duress
 disarm that never reaches the post's page or its stream, and a person named for every action.
 
 Real Mosquitto (mutual TLS, ACL), InfluxDB, the collector process with its page, the real Agent
@@ -382,11 +383,23 @@ def test_an_operator_arms_and_bypasses_with_the_pages_controls(site: Site) -> No
             too_long.select_option("60")  # above this site's bypass_max_min (30)
             bypass.locator('button[type="submit"]').click()
             expect(bypass.locator(".op-result.op-error")).to_contain_text("at most 30 min")
+            (b,) = site.arming[-1].bypassed or ()
+            assert (b.by, b.reason) == ("Ops Satu (ops)", "engsel longgar")
+            shown.locator("form.op-unbypass button").click()  # repaired: lift it
+            expect(shown).to_have_count(0)
         finally:
             browser.close()
+    eventually(lambda: not site.arming[-1].bypassed)
     assert site.zone("perimeter") == "armed"
-    (b,) = site.arming[-1].bypassed or ()
-    assert (b.by, b.reason) == ("Ops Satu (ops)", "engsel longgar")
+    (lifted,) = [a for a in site.audits() if a.kind.value == "bypass-end"][-1:]
+    assert (lifted.by, lifted.how.value, lifted.sensor) == ("Ops Satu (ops)", "web", "pintu-utama")
+    before = len(site.raised("forced-door"))
+    site.unit.set("pintu-utama", True)  # the next opening alarms again
+    eventually(lambda: len(site.raised("forced-door")) > before)
+    site.unit.set("pintu-utama", False)
+    done = site.stack.collector_cli("unbypass", SITE, f"{UNIT}/pintu-utama", "--by", "demo")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"{UNIT}/pintu-utama is not bypassed at {SITE}" in done.stderr
 
 
 def test_every_action_names_a_person(site: Site) -> None:

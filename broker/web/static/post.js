@@ -374,8 +374,18 @@
         t("{zone}: waiting for a second operator ({by}, {n} s)", { zone: z.zone, by: z.request_by, n: left })));
     }
     for (const b of (arming && arming.bypassed) || []) {
-      lines.push(el("li", { class: "bypass", "data-bypass": `${b.device}/${b.sensor}` },
-        t("bypassed {sensor} until {at} — {by}: {reason}", { sensor: `${b.device}/${b.sensor}`, at: hm(b.until, site), by: b.by, reason: b.reason })));
+      const sensor = `${b.device}/${b.sensor}`;
+      // Operators lift a bypass here (the door is repaired): same form path as the controls.
+      const lift = canOperate
+        ? el("form", { class: "op-form op-unbypass", "data-op": "unbypass" },
+          el("input", { type: "hidden", name: "csrf", value: csrf }),
+          el("input", { type: "hidden", name: "site", value: site }),
+          el("input", { type: "hidden", name: "sensor", value: sensor }),
+          el("button", { type: "submit", title: t("Lift the bypass of {sensor}", { sensor }) }, t("Lift")),
+          el("output", { class: "op-result" }))
+        : null;
+      lines.push(el("li", { class: "bypass", "data-bypass": sensor },
+        t("bypassed {sensor} until {at} — {by}: {reason}", { sensor, at: hm(b.until, site), by: b.by, reason: b.reason }), " ", lift));
     }
     return lines.length ? el("ul", { class: "zones", "data-key": "zones" }, lines) : null;
   }
@@ -415,8 +425,9 @@
     operateEl.replaceChildren(el("h2", {}, t("Arming (operators)")), armForm, el("h3", {}, t("Bypass a sensor")), bypassForm);
   }
 
-  if (operateEl) {
-    operateEl.addEventListener("submit", (e) => {
+  if (canOperate) {
+    // The controls and each bypass's Lift button (under the site's name) post the same way.
+    document.addEventListener("submit", (e) => {
       const form = e.target;
       if (!(form instanceof HTMLFormElement) || !form.dataset.op) return;
       e.preventDefault();
