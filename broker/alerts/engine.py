@@ -273,12 +273,7 @@ class AlertEngine:
     ) -> Changes:
         """Keep one sensor from raising forced-door or intrusion for for_s seconds (at most the
         site's bypass_max_min) or until its zone is disarmed; its events are still stored."""
-        try:
-            check_id(site, "site")
-            check_id(device, "device")
-            check_id(sensor, "sensor", allow_reserved=True)
-        except InvalidIdentifier as exc:
-            raise AlertError(str(exc)) from None
+        _sensor_ids(site, device, sensor)
         config = self.config.site(site)
         if not reason.strip():
             raise AlertError("a bypass needs a reason (what is broken, who fixes it)")
@@ -303,12 +298,7 @@ class AlertEngine:
         """Lift one sensor's bypass now (it was repaired): its next opening while its zone
         guards alarms again; the audit trail names who lifted it. AlertError when the sensor
         is not bypassed."""
-        try:
-            check_id(site, "site")
-            check_id(device, "device")
-            check_id(sensor, "sensor", allow_reserved=True)
-        except InvalidIdentifier as exc:
-            raise AlertError(str(exc)) from None
+        _sensor_ids(site, device, sensor)
         config = self.config.site(site)
         mode = _how(how)
         name = _operator(by)
@@ -594,6 +584,16 @@ def _duress(site: str, zone: str | None, by: str, config: SiteAlerts, now: int) 
     title = N_("Duress: {by} disarmed {where} under duress")
     detail = N_("disarmed at {disarmed_at} with the duress PIN of {by}; act as if armed")
     return Raise.said(key, title, detail, params, now, latched=True)
+
+
+def _sensor_ids(site: str, device: str, sensor: str) -> None:
+    """AlertError naming the first of site, device, sensor that is not a valid identifier."""
+    try:
+        check_id(site, "site")
+        check_id(device, "device")
+        check_id(sensor, "sensor", allow_reserved=True)
+    except InvalidIdentifier as exc:
+        raise AlertError(str(exc)) from None
 
 
 def _operator(by: str) -> str:
