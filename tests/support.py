@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ from agent.config import load_config
 from agent.pins import make_pin_factory
 from agent.simulator import PinDriver
 from devstack.stack import Stack
+from provisioning.est_server import EstServer, serve_in_thread
 
 T = TypeVar("T")
 
@@ -29,6 +31,17 @@ def provision(root: Path, *args: str) -> str:
     result = CliRunner().invoke(app, [*args, "--dir", str(root)])
     assert result.exit_code == 0, result.output
     return result.output
+
+
+@contextmanager
+def served(server: EstServer) -> Iterator[EstServer]:
+    """The enrolment endpoint answering in a thread for the block; shut and closed after it."""
+    serve_in_thread(server)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def eventually(probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.1) -> T:

@@ -18,9 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from provisioning.ca import CertificateAuthority
-from provisioning.est_server import EstServer, make_server, serve_in_thread
+from provisioning.est_server import EstServer, make_server
 from provisioning.registry import Registry
-from tests.support import provision
+from tests.support import provision, served
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +41,8 @@ def reg(tmp_path: Path) -> Registry:
 
 @pytest.fixture
 def server(reg: Registry) -> Iterator[EstServer]:
-    srv = make_server(reg, "127.0.0.1", 0, days=30)
-    serve_in_thread(srv)
-    try:
+    with served(make_server(reg, "127.0.0.1", 0, days=30)) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def added_with_bundle(reg: Registry, out: Path) -> None:

@@ -8,6 +8,7 @@ import json
 import shlex
 import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,10 +19,10 @@ from agent.enroll import EnrollError, enroll_with_token
 from agent.est_client import EstError, EstUnavailable
 from agent.renewal import UnitTls, renew, renew_with_retries
 from provisioning.ca import CertificateAuthority, RevokeReason
-from provisioning.est_server import EstServer, make_server, serve_in_thread
+from provisioning.est_server import EstServer, make_server
 from provisioning.registry import Registry
 from provisioning.tokens import issue_token
-from tests.support import provision
+from tests.support import provision, served
 
 WIRING = shlex.split("--door 17:pintu-utama --tamper 22")
 
@@ -43,13 +44,8 @@ def reg(tmp_path: Path) -> Registry:
 
 @pytest.fixture
 def server(reg: Registry) -> Iterator[EstServer]:
-    srv = make_server(reg, "127.0.0.1", 0, days=30)
-    serve_in_thread(srv)
-    try:
+    with served(make_server(reg, "127.0.0.1", 0, days=30)) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def unit_dir(tmp_path: Path, reg: Registry, site: str, device: str) -> Path:
@@ -188,21 +184,15 @@ def test_renewal_retries_while_the_endpoint_is_away(
     server.server_close()
     waits: list[float] = []
     away = UnitTls(f"https://127.0.0.1:{port}", *(tls.site, tls.device, tls.ca, tls.cert, tls.key))
-    revived: list[EstServer] = []
+    revived = ExitStack()
 
     def sleep(seconds: float) -> None:
         waits.append(seconds)
         if len(waits) == 3:  # the endpoint comes back on the same port after three tries
-            srv = make_server(reg, "127.0.0.1", port, days=30)
-            serve_in_thread(srv)
-            revived.append(srv)
+            revived.enter_context(served(make_server(reg, "127.0.0.1", port, days=30)))
 
-    try:
+    with revived:
         cert = renew_with_retries(away, sleep=sleep, initial_s=1, max_s=8)
-    finally:
-        for srv in revived:
-            srv.shutdown()
-            srv.server_close()
     assert len(waits) == 3 and waits[0] < waits[2]
     assert cert.serial_number == reg.device("gudang-1", "pintu-depan").cert_serial
 

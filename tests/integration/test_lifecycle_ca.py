@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +38,7 @@ from tests.integration.test_revocation import (
     refused,
     revoke_and_kick,
 )
-from tests.support import provision
+from tests.support import provision, served
 
 pytestmark = pytest.mark.integration
 WIRING = ("--door", "17:pintu", "--pin-factory", "mock")
@@ -166,21 +167,17 @@ def test_a_renewal_during_an_outage_past_expiry_succeeds_within_grace_when_the_e
     away = UnitTls(f"https://127.0.0.1:{port}", "s1", "u-b", *(unit / "ca.crt",
                    unit / "device.crt", unit / "device.key"))  # fmt: skip
     waits: list[float] = []
-    back: list[EstServer] = []
+    back = ExitStack()
 
     def sleep(seconds: float) -> None:
         waits.append(seconds)
         if len(waits) == 2:  # the endpoint returns after two failed tries
-            srv = make_server(site.registry, "127.0.0.1", port, days=30, grace_days=30)
-            serve_in_thread(srv)
-            back.append(srv)
+            back.enter_context(
+                served(make_server(site.registry, "127.0.0.1", port, days=30, grace_days=30))
+            )
 
-    try:
+    with back:
         cert = renew_with_retries(away, sleep=sleep, initial_s=0.01, max_s=0.05)
-    finally:
-        for srv in back:
-            srv.shutdown()
-            srv.server_close()
     assert len(waits) == 2
     assert cert.not_valid_after_utc > datetime.now(UTC)
     assert site.log()[-1]["event"] == "renewed" and site.log()[-1]["grace"] is True
