@@ -227,17 +227,16 @@ def _check_answer(
         issuing = next((c for c in found if c.subject == cert.issuer and c != cert), None)
         if issuing is None:
             raise EstError("the answer lacks the issuing CA that signed the certificate")
-        try:
-            issuing.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature) as exc:
-            raise EstError(
-                f"the issuing CA is not signed by the site CA in {ca_path}: {exc}"
-            ) from None
+        _check_signed("the issuing CA", issuing, ca, ca_path)
         chain, signer = (issuing,), issuing
+    _check_signed("the certificate", cert, signer, ca_path)
+    return cert, chain
+
+
+def _check_signed(
+    what: str, cert: x509.Certificate, signer: x509.Certificate, ca_path: Path
+) -> None:
     try:
         cert.verify_directly_issued_by(signer)
     except (ValueError, TypeError, InvalidSignature) as exc:
-        raise EstError(
-            f"the certificate is not signed by the site CA in {ca_path}: {exc}"
-        ) from None
-    return cert, chain
+        raise EstError(f"{what} is not signed by the site CA in {ca_path}: {exc}") from None
