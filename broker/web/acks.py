@@ -33,15 +33,13 @@ class Acks:
         wants_json = "application/json" in request.headers.get("accept", "")
         me = self.post.principal(request)
         if me is None:
-            if wants_json:
-                return JSONResponse({"error": "log in first"}, status_code=401)
-            return self.post.to_login(request)
+            return login_first(self.post, request, wants_json)
 
         def answer(status: int, text: str) -> Response:
             return _answer(wants_json, status, text, self.post, me, request)
 
         form = await read_form(request)
-        if not csrf_ok(me.session, str(form.get("csrf") or "")) or not _same_origin(request):
+        if not from_this_page(me, request, str(form.get("csrf") or "")):
             log.warning(
                 "acknowledgement by %s refused: no valid form token (cross-site?)", me.account.who
             )
@@ -76,6 +74,18 @@ def _answer(
     if wants_json:
         return JSONResponse({"error": post.translate(request, me, text)}, status_code=status)
     return post.message(N_("Not acknowledged"), text, status, me, request)
+
+
+def login_first(post: GuardPost, request: Request, wants_json: bool) -> Response:
+    """No one is logged in: a script gets 401, a browser the login page (then back here)."""
+    if wants_json:
+        return JSONResponse({"error": "log in first"}, status_code=401)
+    return post.to_login(request)
+
+
+def from_this_page(me: Principal, request: Request, token: str) -> bool:
+    """A POST carries this session's form token and, when a browser names one, this origin."""
+    return csrf_ok(me.session, token) and _same_origin(request)
 
 
 def _same_origin(request: Request) -> bool:

@@ -14,10 +14,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from broker.alerts.operations import Operation
 from broker.i18n import N_
-from broker.web.acks import _same_origin
+from broker.web.acks import from_this_page, login_first
 from broker.web.config import Role
 from broker.web.post import GuardPost, Principal, read_form
-from broker.web.sessions import csrf_ok
 from protocol.alerting import ArmingHow
 
 log = logging.getLogger("jaga.web")
@@ -27,6 +26,8 @@ OperateCallback = Callable[[Operation], None]
 
 BYPASS_CHOICES_MIN = (30, 60, 120, 240, 480, 720)
 """The bypass lengths the page offers (the site's bypass_max_min caps them)."""
+
+NAME_THE_SENSOR = N_("Name the sensor as unit/sensor, e.g. gudang-01/pintu.")
 
 
 class Operations:
@@ -63,14 +64,14 @@ class Operations:
 
     @staticmethod
     def _bypass_op(site: str, me: Principal, form: dict[str, str]) -> Operation | str:
-        device, sep, sensor = form.get("sensor", "").strip().partition("/")
+        named = _sensor(form)
         reason = form.get("reason", "").strip()
         try:
             minutes = float(form.get("minutes", ""))
         except ValueError:
             minutes = 0
-        if not sep or not device or not sensor:
-            return N_("Name the sensor as unit/sensor, e.g. gudang-01/pintu.")
+        if named is None:
+            return NAME_THE_SENSOR
         if not reason:
             return N_("A bypass needs a reason.")
         if minutes <= 0:
@@ -81,25 +82,25 @@ class Operations:
             by=me.account.who,
             account=me.account.name,
             how=ArmingHow.WEB,
-            device=device,
-            sensor=sensor,
+            device=named[0],
+            sensor=named[1],
             for_s=minutes * 60,
             reason=reason,
         )
 
     @staticmethod
     def _unbypass_op(site: str, me: Principal, form: dict[str, str]) -> Operation | str:
-        device, sep, sensor = form.get("sensor", "").strip().partition("/")
-        if not sep or not device or not sensor:
-            return N_("Name the sensor as unit/sensor, e.g. gudang-01/pintu.")
+        named = _sensor(form)
+        if named is None:
+            return NAME_THE_SENSOR
         return Operation(
             action="unbypass",
             site=site,
             by=me.account.who,
             account=me.account.name,
             how=ArmingHow.WEB,
-            device=device,
-            sensor=sensor,
+            device=named[0],
+            sensor=named[1],
         )
 
     async def _handle(
@@ -108,9 +109,7 @@ class Operations:
         wants_json = "application/json" in request.headers.get("accept", "")
         me = self.post.principal(request)
         if me is None:
-            if wants_json:
-                return JSONResponse({"error": "log in first"}, status_code=401)
-            return self.post.to_login(request)
+            return login_first(self.post, request, wants_json)
 
         def answer(status: int, text: str) -> Response:
             if wants_json:
@@ -120,7 +119,7 @@ class Operations:
 
         raw = await read_form(request)
         form = {k: str(v) for k, v in raw.items()}
-        if not csrf_ok(me.session, form.get("csrf", "")) or not _same_origin(request):
+        if not from_this_page(me, request, form.get("csrf", "")):
             log.warning("arming by %s refused: no valid form token (cross-site?)", me.account.who)
             return answer(403, N_("This form is not from this page; reload it."))
         site = request.path_params["site"]
@@ -145,3 +144,11 @@ class Operations:
         if wants_json:
             return JSONResponse({"ok": True, "action": op.action, "by": op.by})
         return RedirectResponse("/", status_code=303)
+
+
+def _sensor(form: dict[str, str]) -> tuple[str, str] | None:
+    """The form's `unit/sensor` as (device, sensor); None unless both are named."""
+    device, sep, sensor = form.get("sensor", "").strip().partition("/")
+    if not sep or not device or not sensor:
+        return None
+    return device, sensor
