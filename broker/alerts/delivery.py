@@ -243,8 +243,14 @@ class Notifier:
         ]
         if not causes or not self._with_pictures:
             return
-        with self._lock:
-            picture_notes.remember_causes(self._db, causes, self._clock())
+        with self._lock:  # one transaction (one fsync) for a burst's camera events
+            self._db.execute("BEGIN")
+            try:
+                picture_notes.remember_causes(self._db, causes, self._clock())
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def pictures_stored(self, stored: Iterable[tuple[str, str, str]]) -> None:
         """(camera event id, SHA-256, role) of pictures now in the evidence vault: the stills

@@ -173,7 +173,7 @@ class BrokerSession:
             if self.on_live is not None and not msg.retain:
                 self.on_live(where.site, where.device, msg.payload)
             return
-        if self.on_other is not None and self.on_other(msg):
+        if where is None and self.on_other is not None and self.on_other(msg):  # never a unit's
             if msg.qos > 0:
                 self.link.ack(msg.mid, msg.qos)
             return
