@@ -254,7 +254,7 @@ class Agent:
             if appended is None:
                 continue
             reaction = self.guard.stored(
-                self._guard_state, obs.kind, obs.sensor, obs.state, obs.at_ns
+                self._guard_state, obs.kind, obs.sensor, obs.state, obs.at_ns, appended.event.ts
             )
             self._guard_state = reaction.state
             self._drive_siren()

@@ -30,15 +30,16 @@ def intrusion_delay_ns(
     arming: ArmingState | None,
     entry_doors: Collection[str],
     device: str = "",
-    at_ns: int = 0,
+    wall_ns: int = 0,
 ) -> int | None:
     """How long the siren waits for this event: None when it is no intrusion (its zone is not
     guarding, or the sensor is bypassed), 0 for at once, the site's entry delay for an entry
     door (time to disarm on the way in). device: this unit (its sensors' zones); "": the
-    site's top-level state."""
+    site's top-level state. wall_ns: the event's wall-clock time (its signed `ts`), the clock
+    a bypass's since/until are on."""
     if arming is None or (kind, state) not in INTRUSIONS:
         return None
-    mode = arming.mode_for(device, sensor, at_ns) if device else arming.state
+    mode = arming.mode_for(device, sensor, wall_ns) if device else arming.state
     if mode is None or not mode.guarding:
         return None
     if kind is Kind.DOOR and sensor in entry_doors:
@@ -90,16 +91,18 @@ class Guard:
         return state
 
     def stored(
-        self, state: GuardState, kind: Kind, sensor: str, value: str, at_ns: int
+        self, state: GuardState, kind: Kind, sensor: str, value: str, at_ns: int, wall_ns: int
     ) -> Reaction:
-        """An event is in the outbox: sound the siren for an intrusion, keep its pictures."""
+        """An event is in the outbox: sound the siren for an intrusion, keep its pictures.
+        at_ns: monotonic (the siren's delays); wall_ns: the event's signed wall-clock time,
+        which a bypass's window is judged on, as the collector judges it."""
         arming = state.arming
         delay = intrusion_delay_ns(
-            kind, sensor, value, arming, self.entry_doors, self.device, at_ns
+            kind, sensor, value, arming, self.entry_doors, self.device, wall_ns
         )
         if self.siren is not None and delay is not None:
             state = replace(state, siren=self.siren.intrusion(state.siren, at_ns, delay))
-        mode = arming.mode_for(self.device, sensor, at_ns) if arming and self.device else None
+        mode = arming.mode_for(self.device, sensor, wall_ns) if arming and self.device else None
         guarded = mode.guarding if mode is not None else state.guarding
         return Reaction(state, triggers_camera(kind, value, guarded))
 

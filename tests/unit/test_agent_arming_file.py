@@ -3,6 +3,7 @@ on it, so a unit restarted without a network still knows; only its own site's st
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from agent.domain.observation import Observation
 from agent.pins import make_pin_factory
 from kernel.files import Durability
 from protocol import topics
-from protocol.alerting import ArmingHow, ArmingMode, ArmingState
+from protocol.alerting import ArmingHow, ArmingMode, ArmingState, Bypass
 from protocol.models import Kind
 
 S = 1_000_000_000
@@ -116,3 +117,26 @@ def test_a_disarm_heard_silences_the_siren_an_intrusion_started(agent: Agent) ->
     agent.inbox.put((topics.arming(SITE), arming(ArmingMode.DISARMED).to_json()))
     agent._drain_inbox()
     assert not agent.armed and not siren.on
+
+
+def test_a_bypassed_door_does_not_sound_the_units_siren(agent: Agent) -> None:
+    """The bypass's window is wall-clock time, the unit's observations monotonic time since
+    boot: was a bug, the unit compared the two and a bypassed door still sounded its siren."""
+    now = time.time_ns()
+    bypass = Bypass(
+        device="gudang-01", sensor="pintu-utama", zone="default", by="demo", reason="rusak",
+        since=now - 60 * S, until=now + 3600 * S,
+    )  # fmt: skip
+    armed = arming(ArmingMode.ARMED).model_copy(update={"entry_delay_s": 0})
+    agent.inbox.put(
+        (topics.arming(SITE), armed.model_copy(update={"bypassed": (bypass,)}).to_json())
+    )
+    agent._drain_inbox()
+    siren = agent.siren
+    assert siren is not None and agent.armed
+    agent._store([Observation("pintu-utama", Kind.DOOR, "open", agent.clock.mono_ns())])
+    assert not siren.on, "a bypassed door sounded the siren"
+    agent.inbox.put((topics.arming(SITE), armed.to_json()))  # the bypass is lifted
+    agent._drain_inbox()
+    agent._store([Observation("pintu-utama", Kind.DOOR, "open", agent.clock.mono_ns())])
+    assert siren.on

@@ -9,6 +9,7 @@ from protocol.alerting import ArmingHow, ArmingMode, ArmingState
 from protocol.models import Kind
 
 S = 1_000_000_000
+WALL = 1_780_000_000 * S  # an event's signed wall-clock time; at_ns are monotonic
 SITE = "bangka-barat"
 GUARD = Guard(Siren(180 * S), frozenset({"pintu-utama"}))
 
@@ -30,27 +31,27 @@ def armed(mode: ArmingMode = ArmingMode.ARMED) -> GuardState:
 
 
 def test_a_door_forced_while_armed_sounds_the_siren_at_once_and_keeps_its_pictures() -> None:
-    reaction = GUARD.stored(armed(), Kind.DOOR, "pintu-samping", "open", 10 * S)
+    reaction = GUARD.stored(armed(), Kind.DOOR, "pintu-samping", "open", 10 * S, WALL)
     assert reaction.camera
     assert GUARD.sounding(reaction.state) and GUARD.deadline(reaction.state) == 190 * S
 
 
 def test_an_entry_door_waits_out_the_sites_entry_delay_before_the_siren_sounds() -> None:
-    state = GUARD.stored(armed(), Kind.DOOR, "pintu-utama", "open", 10 * S).state
+    state = GUARD.stored(armed(), Kind.DOOR, "pintu-utama", "open", 10 * S, WALL).state
     assert not GUARD.sounding(state) and GUARD.deadline(state) == 40 * S
     assert not GUARD.sounding(GUARD.tick(state, 39 * S))
     assert GUARD.sounding(GUARD.tick(state, 40 * S))
 
 
 def test_a_disarm_within_the_entry_delay_keeps_the_siren_silent() -> None:
-    state = GUARD.stored(armed(), Kind.DOOR, "pintu-utama", "open", 10 * S).state
+    state = GUARD.stored(armed(), Kind.DOOR, "pintu-utama", "open", 10 * S, WALL).state
     state = GUARD.heard(state, arming(ArmingMode.DISARMED))
     assert not state.guarding and GUARD.deadline(state) is None
     assert not GUARD.sounding(GUARD.tick(state, 100 * S))
 
 
 def test_a_disarm_silences_a_sounding_siren_and_a_rearm_does_not_restart_it() -> None:
-    state = GUARD.stored(armed(), Kind.MOTION, "pir-gudang", "motion", 0).state
+    state = GUARD.stored(armed(), Kind.MOTION, "pir-gudang", "motion", 0, WALL).state
     assert GUARD.sounding(state)
     state = GUARD.heard(state, arming(ArmingMode.DISARMED))
     assert not GUARD.sounding(state)
@@ -59,22 +60,24 @@ def test_a_disarm_silences_a_sounding_siren_and_a_rearm_does_not_restart_it() ->
 
 
 def test_a_pending_arm_already_guards_every_door_and_motion() -> None:
-    state = GUARD.stored(armed(ArmingMode.PENDING), Kind.MOTION, "pir", "motion", 5 * S).state
+    state = GUARD.stored(armed(ArmingMode.PENDING), Kind.MOTION, "pir", "motion", 5 * S, WALL).state
     assert GUARD.sounding(state)
 
 
 def test_nothing_sounds_while_disarmed_or_before_any_arming_state_was_heard() -> None:
     for state in (GuardState(), armed(ArmingMode.DISARMED)):
         for kind, value in ((Kind.DOOR, "open"), (Kind.MOTION, "motion")):
-            assert not GUARD.sounding(GUARD.stored(state, kind, "pintu-samping", value, 0).state)
+            assert not GUARD.sounding(
+                GUARD.stored(state, kind, "pintu-samping", value, 0, WALL).state
+            )
 
 
 def test_a_door_opened_while_disarmed_still_keeps_its_pictures_but_motion_does_not() -> None:
     state = armed(ArmingMode.DISARMED)
-    assert GUARD.stored(state, Kind.DOOR, "pintu-samping", "open", 0).camera
-    assert GUARD.stored(state, Kind.TAMPER, "tutup", "tampered", 0).camera
-    assert not GUARD.stored(state, Kind.MOTION, "pir", "motion", 0).camera
-    assert GUARD.stored(armed(), Kind.MOTION, "pir", "motion", 0).camera
+    assert GUARD.stored(state, Kind.DOOR, "pintu-samping", "open", 0, WALL).camera
+    assert GUARD.stored(state, Kind.TAMPER, "tutup", "tampered", 0, WALL).camera
+    assert not GUARD.stored(state, Kind.MOTION, "pir", "motion", 0, WALL).camera
+    assert GUARD.stored(armed(), Kind.MOTION, "pir", "motion", 0, WALL).camera
 
 
 def test_closing_held_open_patrol_and_tamper_are_no_intrusions() -> None:
@@ -86,7 +89,7 @@ def test_closing_held_open_patrol_and_tamper_are_no_intrusions() -> None:
         (Kind.MOTION, "still"),
     ):
         assert intrusion_delay_ns(kind, "pintu-utama", value, arming(ArmingMode.ARMED), ()) is None
-        assert not GUARD.sounding(GUARD.stored(armed(), kind, "x", value, 0).state)
+        assert not GUARD.sounding(GUARD.stored(armed(), kind, "x", value, 0, WALL).state)
 
 
 def test_the_entry_delay_applies_to_entry_doors_only_never_to_motion() -> None:
@@ -99,7 +102,7 @@ def test_the_entry_delay_applies_to_entry_doors_only_never_to_motion() -> None:
 
 def test_a_unit_without_a_siren_still_keeps_pictures_and_has_no_deadline() -> None:
     quiet = Guard(None, frozenset())
-    reaction = quiet.stored(armed(), Kind.MOTION, "pir", "motion", 0)
+    reaction = quiet.stored(armed(), Kind.MOTION, "pir", "motion", 0, WALL)
     assert reaction.camera and not quiet.sounding(reaction.state)
     assert quiet.deadline(reaction.state) is None
     assert quiet.tick(reaction.state, 10 * S) == reaction.state
