@@ -12,7 +12,12 @@ few lines: their points land on the same timestamps and tags (idempotent), their
 latched per unit and reason (raised once, counted again).
 
 Measurement (tags in brackets): lifecycle [site, device, event] at the record's time: by,
-serial, reason, message.
+serial, reason, message. The log keeps whole seconds (provisioning/lifecycle.py), and InfluxDB
+keeps one point per measurement, tags and time: two records of one unit and event in one
+second (a token tried twice) would be one point. So a point's time is the record's own, to
+the nanosecond it names, plus the line's byte offset in the log modulo 10^6 as nanoseconds
+(under a millisecond): each line its own point, and a line read again after a crash lands on
+the same one.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,12 +56,20 @@ class Read:
     offset: int = 0
 
 
-def lifecycle_point(item: dict[str, Any]) -> Point | None:
-    """One log line as a point; None when it names no time or event."""
+UNIQUE_NS = 10**6
+"""A line's offset in the log, modulo this, is added to its time (ns): see the module's doc."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def lifecycle_point(item: dict[str, Any], offset: int = 0) -> Point | None:
+    """One log line (at byte `offset` of the log) as a point; None when it names no time or
+    event."""
     try:
         at = datetime.fromisoformat(str(item["at"]))
     except (KeyError, ValueError):
         return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)  # the log writes UTC
     point = Point("lifecycle").tag("event", str(item.get("event", "")))
     for tag in ("site", "device"):
         if isinstance(item.get(tag), str):
@@ -68,7 +81,8 @@ def lifecycle_point(item: dict[str, Any]) -> Point | None:
         if isinstance(item.get(name), int):
             point = point.field(name, item[name])
     point = point.field("count", 1)
-    return point.time(int(at.timestamp()) * 10**9, WritePrecision.NS)
+    at_ns = (at - EPOCH) // timedelta(microseconds=1) * 1000  # exact: no float
+    return point.time(at_ns + offset % UNIQUE_NS, WritePrecision.NS)
 
 
 class LifecycleFeed:
@@ -107,7 +121,9 @@ class LifecycleFeed:
             return Read(offset=offset)
         whole = data[: data.rfind(b"\n") + 1]
         found = Read(offset=offset + len(whole))
-        for line in whole.splitlines():
+        at = offset
+        for line in whole.splitlines(keepends=True):
+            line_offset, at = at, at + len(line)
             try:
                 item = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -117,7 +133,7 @@ class LifecycleFeed:
             site = item.get("site")
             if self.sites is not None and site not in self.sites:
                 continue
-            point = lifecycle_point(item)
+            point = lifecycle_point(item, line_offset)
             if point is not None:
                 found.points.append(point)
             if item.get("event") in REFUSED and isinstance(site, str):
