@@ -1,5 +1,11 @@
 """`jaga-collector alerts`: the alert store read back, and an operator's acknowledgement sent
-through the collector."""
+through the collector.
+
+A silent alert (duress, #18) is kept in the store like any other, but only the routes marked
+`duress = true` are told of it: whoever reads this list at the site (a guard at the server's
+terminal, perhaps the very person forced to disarm) must not see it, so `list` leaves it out,
+without a hint, unless `--include-duress` asks for it.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +22,20 @@ alerts_app = typer.Typer(help="Alerts: list them, acknowledge them.", no_args_is
 def alerts_list(
     site: Annotated[str | None, typer.Option(help="only this site")] = None,
     all_: Annotated[bool, typer.Option("--all", help="closed ones too")] = False,
+    include_duress: Annotated[
+        bool,
+        typer.Option(
+            "--include-duress",
+            help="silent duress alerts too (left out otherwise: only duress routes hear them)",
+        ),
+    ] = False,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Open alerts, newest first."""
     import datetime as dt
     import sqlite3
 
+    from broker.alerts.rules import SILENT
     from broker.alerts.store import read_alerts
 
     cfg = load(config)
@@ -29,6 +43,8 @@ def alerts_list(
         alerts = read_alerts(cfg.data_dir / "alerts.sqlite3", open_only=not all_, site=site)
     except sqlite3.Error as exc:
         raise fail(f"cannot read the alert store in {cfg.data_dir}: {exc}") from None
+    if not include_duress:
+        alerts = [a for a in alerts if a.rule not in {r.value for r in SILENT}]
     if not alerts:
         typer.echo("no alerts")
         return
