@@ -52,6 +52,8 @@ class Transaction:
         config = self.config.site(site)
         if state is None:
             self.apply(arming.initial(site, config, self.now, zone))
+        elif arming.quiet(state, config, self.now):
+            return state  # nothing due: the usual event, spared a step
         else:
             self.apply(arming.step(state, config, Tick(), self.now))
         panel = self.state.panel(site, zone)

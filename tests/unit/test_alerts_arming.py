@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 from broker.alerts import arming
-from broker.alerts.arming import Arm, Disarm, EntryOpened, SiteArming, Step, Tick
-from broker.alerts.config import SiteAlerts
+from broker.alerts.arming import Arm, BypassSensor, Disarm, EntryOpened, SiteArming, Step, Tick
+from broker.alerts.config import SiteAlerts, Window
 from protocol.alerting import ArmingAudit, ArmingHow, ArmingMode, ArmingState
 from protocol.models import parse
 from tests.unit.test_alerts_support import FRI, MON, NIGHTS_AND_SUNDAY, SAT, SITE, TUE, S, jkt
@@ -267,3 +269,45 @@ def test_state_at_and_disarmed_between_read_the_audit_history() -> None:
     assert arming.state_at(history, t0 + 700 * S) is ArmingMode.DISARMED
     assert arming.disarmed_between(history, t0 + 590 * S, t0 + 620 * S)
     assert not arming.disarmed_between(history, t0 + 100 * S, t0 + 130 * S)
+
+
+def test_quiet_is_only_said_when_a_tick_would_change_nothing_but_the_time_seen() -> None:
+    """arming.quiet spares the step every event makes (the collector's hot path): it must
+    never spare one that would fire a delay, a deadline or a schedule edge. A week of
+    arming, disarming, entry doors and bypasses at uneven times, under four configurations,
+    with the tick it spares checked each time."""
+    week = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    always = [Window(days=week, start="00:00", end="24:00")]
+    configs = (
+        MANUAL,
+        SCHEDULED,
+        SiteAlerts(schedule=always, exit_delay_s=0, entry_delay_s=30),
+        SiteAlerts(exit_delay_s=0, entry_delay_s=0),
+    )
+    rng = random.Random(7)
+    said = {True: 0, False: 0}
+    for config in configs:
+        now = jkt(MON, "08:00")
+        state = start(config, now)
+        for _ in range(600):
+            now += rng.choice((1, 7, 29, 61, 300, 1800, 3 * 3600)) * S
+            if arming.quiet(state, config, now):
+                spared = arming.step(state, config, Tick(), now)
+                assert not spared.audits and spared.expired is None and not spared.publish
+                assert spared.state.model_copy(update={"schedule_seen": state.schedule_seen}) == (
+                    state
+                ), (config, state, now)
+                said[True] += 1
+            else:
+                said[False] += 1
+            inp = rng.choice(
+                (
+                    Tick(),
+                    Arm("Budi", CLI),
+                    Disarm("Sari", CLI),
+                    EntryOpened("gudang-01", "pintu-utama", now),
+                    BypassSensor("gudang-01", "pir", "Budi", CLI, now + 900 * S, "rusak"),
+                )
+            )
+            state = arming.step(state, config, inp, now).state
+    assert said[True] > 100 and said[False] > 100, said  # both answers were put to the test
