@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.collectorlog import StoredLog
 from bench.cpu import machine_cpu_s, tree_cpu_s
 from bench.ingest import NO_BUDGET, devices, stored_in_influx
 from bench.load import Drive, drive
@@ -73,31 +74,6 @@ class SiteUnits:
         )
 
 
-class SiteLog:
-    """Follows a collector log, counting the events it stored for one site."""
-
-    def __init__(self, path: Path, site: str) -> None:
-        self.path = path
-        self.mark = f" jaga.collector: stored {site}/".encode()
-        self._offset = path.stat().st_size if path.exists() else 0
-        self._partial = b""
-        self.count = 0
-
-    def poll_count(self) -> int:
-        try:
-            with self.path.open("rb") as fh:
-                fh.seek(self._offset)
-                data = fh.read()
-        except FileNotFoundError:
-            return self.count
-        self._offset += len(data)
-        data = self._partial + data
-        cut = data.rfind(b"\n") + 1
-        self._partial = data[cut:]
-        self.count += data[:cut].count(self.mark)
-        return self.count
-
-
 def units_of(site: str, phase: int, n: int) -> list[str]:
     return devices(n, f"{site[-1]}{phase}")
 
@@ -143,7 +119,7 @@ def phase(
     runs: dict[str, Drive] = {}
 
     def feed(site: str) -> None:
-        log = SiteLog(procs[takes[site]].log_path, site)
+        log = StoredLog(procs[takes[site]].log_path, site=site)
         runs[site] = drive(
             SiteUnits(bench, site),  # type: ignore[arg-type]
             streams[site],

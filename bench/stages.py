@@ -37,6 +37,7 @@ from bench.streams import StreamSpec, make_stream
 from broker import points
 from broker.chain import ChainBook
 from broker.collector.service import default_verify_workers
+from broker.collector.settle import stored_lines
 from broker.ingest import Accepted, Duplicate, Ingest
 from broker.signatures import SignaturePool
 from protocol import models, topics
@@ -218,6 +219,11 @@ def main() -> int:
                 log.info("stored %s/%s seq=%d %s %s %s", e.site, e.device, e.seq, e.kind,
                          e.sensor, e.state)  # fmt: skip
 
+        def log_batches() -> None:
+            for i in range(0, len(events), 200):
+                for line in stored_lines(events[i : i + 200]):
+                    log.info("%s", line)
+
         for e, d, p in zip(events, digests, payloads, strict=True):
             assert points.event_line(e, d, p) == points.event_point(e, d, p).to_line_protocol()
         us = {
@@ -243,7 +249,9 @@ def main() -> int:
                     points.event_line(e, d, p)
                     for e, d, p in zip(events, digests, payloads, strict=True)
                 ], n, r),
-            "'stored' log line (file)": per_event_us(log_all, n, r),
+            "'stored' log line per event (file; before #21)": per_event_us(log_all, n, r),
+            "'stored' log lines, a unit's events in a batch of 200 a line (in use)": per_event_us(
+                log_batches, n, r),
             "alert engine, site disarmed (default config)": per_event_us(
                 lambda: alert_engine(root, events, armed=False), n, 1),
             "alert engine, site armed by schedule": per_event_us(

@@ -30,6 +30,8 @@ STORED = re.compile(
     r"stored (?P<site>\S+)/(?P<device>\S+) seq=(?P<seq>\d+) "
     r"(?P<kind>\S+) (?P<sensor>\S+) (?P<state>\S+)"
 )
+STORED_MANY = re.compile(r"stored (?P<site>\S+)/(?P<device>\S+) seq=(?P<seqs>\S+) \((?P<n>\d+) ")
+"""A unit's events that came in one batch share a line (broker/collector/settle.py)."""
 
 
 def _follow(path: Path, stop: threading.Event) -> None:
@@ -47,6 +49,12 @@ def _follow(path: Path, stop: threading.Event) -> None:
                 print(
                     f"  {time.strftime('%H:%M:%S')}  {m['device']:<12} {m['kind']:<10} "
                     f"{m['sensor']:<15} {m['state']:<10} seq {m['seq']}",
+                    flush=True,
+                )
+            elif many := STORED_MANY.search(line):
+                print(
+                    f"  {time.strftime('%H:%M:%S')}  {many['device']:<12} "
+                    f"{many['n'] + ' events':<37} seq {many['seqs']}",
                     flush=True,
                 )
 

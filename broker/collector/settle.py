@@ -68,18 +68,54 @@ def settle(outcomes: list[tuple[Inbound, Outcome]]) -> Settled:
 
 
 def count(stats: CollectorStats, outcomes: list[tuple[Inbound, Outcome]]) -> None:
+    """Count a stored batch, and log what it stored: one line per unit (stored_lines)."""
     stats.batches += 1
     stats.received += len(outcomes)
+    stored: list[Event] = []
     for _, o in outcomes:
         if isinstance(o, Accepted) and isinstance(o.message, Event):
-            stats.stored_events += 1
-            e = o.message
-            log.info(
-                "stored %s/%s seq=%d %s %s %s", e.site, e.device, e.seq, e.kind, e.sensor, e.state
-            )
+            stored.append(o.message)
         elif isinstance(o, Duplicate):
             stats.duplicates += 1
         elif isinstance(o, Rejected):
             stats.rejected += 1
             stats.integrity += int(o.is_integrity)
             stats.by_reason[o.reason.value] = stats.by_reason.get(o.reason.value, 0) + 1
+    stats.stored_events += len(stored)
+    if stored and log.isEnabledFor(logging.INFO):
+        for line in stored_lines(stored):
+            log.info("%s", line)
+
+
+def stored_lines(events: list[Event]) -> list[str]:
+    """The `stored` lines of one batch, a unit a line, in the order the units came:
+    `stored <site>/<device> seq=<n> <kind> <sensor> <state>` for a unit's one event, and
+    `stored <site>/<device> seq=<a>..<b>,<c> (<n> events)` for several (runs of seqs). At
+    10,000 events/s a line per event was a tenth of the collector's time, and as much again
+    for journald."""
+    by_unit: dict[tuple[str, str], list[Event]] = {}
+    for e in events:
+        by_unit.setdefault((e.site, e.device), []).append(e)
+    lines = []
+    for (site, device), own in by_unit.items():
+        if len(own) == 1:
+            e = own[0]
+            lines.append(f"stored {site}/{device} seq={e.seq} {e.kind} {e.sensor} {e.state}")
+        else:
+            runs = _runs(sorted(e.seq for e in own))
+            lines.append(f"stored {site}/{device} seq={runs} ({len(own)} events)")
+    return lines
+
+
+def _runs(seqs: list[int]) -> str:
+    """5,6,7,9 -> "5..7,9" (sorted input)."""
+    out: list[str] = []
+    start = prev = seqs[0]
+    for seq in [*seqs[1:], None]:
+        if seq is not None and seq == prev + 1:
+            prev = seq
+            continue
+        out.append(str(start) if start == prev else f"{start}..{prev}")
+        if seq is not None:
+            start = prev = seq
+    return ",".join(out)
