@@ -1,8 +1,9 @@
 """The camera loop: one thread that reads frames and feeds the ring, the evidence logic and the
 health logic, takes the still when a trigger arrives, and hands what happened to the agent.
 
-The agent's main loop calls `trigger(key, at_ns)` (thread-safe) when a door opens, motion is
-seen while armed, the enclosure is opened or a snapshot command arrives, and drains `outputs`:
+The agent's main loop calls `trigger(key, at_ns)` (thread-safe) when a door opens, a PIR sees
+motion, the enclosure is opened, the camera is covered (armed or not: agent.domain.guard.PICTURED)
+or a snapshot command arrives, and drains `outputs`:
 Observations (camera fault / recovered / covered / uncovered) and finished EvidenceSets. The
 loop owns all camera state, so the pure parts need no locks; `step()` is one turn of the loop,
 which is how tests drive it without threads or sleeps.

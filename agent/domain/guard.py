@@ -1,6 +1,7 @@
-"""Arming on the unit: which events are intrusions (the siren, after an entry door's delay) and
-which keep pictures, judged from the last arming state heard. Pure: time is passed in, so a unit
-cut off from the network alarms by the same rules the tests prove."""
+"""Arming on the unit: which events are intrusions (the siren, after an entry door's delay),
+judged from the last arming state heard, and which keep pictures (every event the collector
+could alarm on, whatever the unit has heard). Pure: time is passed in, so a unit cut off from
+the network alarms by the same rules the tests prove."""
 
 from __future__ import annotations
 
@@ -14,8 +15,21 @@ from protocol.models import Kind
 
 INTRUSIONS = frozenset({(Kind.DOOR, "open"), (Kind.MOTION, "motion")})
 """Events that are intrusions while the site is guarded."""
-ALWAYS_PICTURED = frozenset({(Kind.DOOR, "open"), (Kind.TAMPER, "tampered")})
-"""Events whose pictures are kept armed or not; motion is pictured only while guarded."""
+PICTURED = frozenset(
+    {
+        (Kind.DOOR, "open"),
+        (Kind.MOTION, "motion"),
+        (Kind.TAMPER, "tampered"),
+        (Kind.CAMERA, "covered"),
+    }
+)
+"""Events whose pictures are kept, armed or not: every trigger of an alarm (forced door,
+intrusion, tamper), each with its own set, its still signed for it. Not judged by the arming
+the unit has heard: that is the collector's call, made on its own state and history, and the
+unit's view lags it (the retained message on its way, a unit offline, a clock off, an exit
+delay just over). Motion judged by the unit's view left an intrusion inside a door's capture
+without a still of its own (#18). A PIR's `motion` starts a burst (`retrigger_s` of quiet
+ends it), so a busy room by day costs one set per burst."""
 
 
 def guarding(arming: ArmingState | None) -> bool:
@@ -47,11 +61,9 @@ def intrusion_delay_ns(
     return 0
 
 
-def triggers_camera(kind: Kind, state: str, guarded: bool) -> bool:
-    """Door opened, lid opened, motion while guarded: keep the pictures around it."""
-    return (kind, state) in ALWAYS_PICTURED or (
-        kind is Kind.MOTION and state == "motion" and guarded
-    )
+def triggers_camera(kind: Kind, state: str) -> bool:
+    """Door opened, motion, lid opened, camera covered: keep the pictures around it."""
+    return (kind, state) in PICTURED
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +84,7 @@ class Reaction:
 
     state: GuardState
     camera: bool
-    """Keep the pictures around the event (trigger the camera)."""
+    """Keep the pictures around the event (trigger the camera), armed or not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +114,7 @@ class Guard:
         )
         if self.siren is not None and delay is not None:
             state = replace(state, siren=self.siren.intrusion(state.siren, at_ns, delay))
-        mode = arming.mode_for(self.device, sensor, wall_ns) if arming and self.device else None
-        guarded = mode.guarding if mode is not None else state.guarding
-        return Reaction(state, triggers_camera(kind, value, guarded))
+        return Reaction(state, triggers_camera(kind, value))
 
     def tick(self, state: GuardState, now_ns: int) -> GuardState:
         """An entry delay runs out (the siren sounds) or the siren's time is up."""

@@ -91,6 +91,26 @@ def test_a_trigger_yields_before_frames_a_still_and_after_frames_as_real_jpegs()
     assert ev.trigger_ns == opened_at
 
 
+def test_a_trigger_inside_anothers_capture_gets_a_set_and_a_still_of_its_own() -> None:
+    """A door, then its room's PIR 1 s later (#18): two sets, each keyed by its trigger, each
+    with its own still taken at its own trigger (the intrusion's picture is its own)."""
+    clock, _, loop = setup()
+    run(loop, clock, 12)
+    door_at = clock.now
+    loop.trigger("door-open", door_at)
+    out = run(loop, clock, 1)
+    pir_at = clock.now
+    loop.trigger("pir-motion", pir_at)
+    out += run(loop, clock, 4)
+    sets = {o.key: o for o in out if isinstance(o, EvidenceSet)}
+    assert set(sets) == {"door-open", "pir-motion"}
+    assert (sets["door-open"].trigger_ns, sets["pir-motion"].trigger_ns) == (door_at, pir_at)
+    stills = {k: [f for f in s.files if f.role is Role.STILL] for k, s in sets.items()}
+    (door_still,), (pir_still,) = stills["door-open"], stills["pir-motion"]
+    assert door_still.sha256 != pir_still.sha256
+    assert door_at <= door_still.mono_ns < pir_at <= pir_still.mono_ns
+
+
 def test_the_pictures_of_a_trigger_survive_the_store_and_the_wire_with_their_hashes(
     tmp_path: Path,
 ) -> None:
