@@ -149,7 +149,7 @@ class Agent:
             will=Will(self.topics.status, self.reports.status(online=False).to_json()),
             birth=lambda: (self.topics.status, self.reports.status(online=True).to_json()),
             subscriptions=[self.topics.cmd_filter, topics.arming(config.site)],
-            on_command=lambda topic, payload: self.inbox.put((topic, payload)),
+            on_command=self._heard,
         )
         self.commands = Commands(
             gate,
@@ -292,6 +292,13 @@ class Agent:
                 self._store([item])
             elif self.pictures is not None:
                 self.pictures.first(item, self.clock)
+
+    def _heard(self, topic: str, payload: bytes) -> None:
+        """A message for the main loop (a command, the site's arming), from the link's thread:
+        queued, and the loop woken to act on it now; it used to wait for the next edge or
+        deadline (up to a second), and an edge in between was judged on the older arming."""
+        self.inbox.put((topic, payload))
+        self.sensors.edges.put(None)
 
     def _drain_inbox(self) -> None:
         while True:
