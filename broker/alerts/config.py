@@ -377,7 +377,13 @@ class AlertsConfig(Strict):
     resume_grace_s: int = Field(
         default=30,
         ge=0,
-        description="after a restart, silence is judged only from the restart plus this",
+        description="after a restart, silence is judged only from the restart plus this, "
+        "and while units keep coming back, from the last one's return plus this",
+    )
+    resume_max_s: int = Field(
+        default=600,
+        ge=0,
+        description="the longest a reconnection storm holds judgement back after a restart",
     )
     keep_days: int = Field(default=30, ge=1, description="closed alerts and audit kept locally")
     people: dict[str, PersonConfig] = Field(

@@ -66,6 +66,7 @@ class AlertEngine:
         self.gate = gate or _gate_of(config, store)
         self.store = store
         self.watching_since = now + config.resume_grace_s * S
+        self._grace_ends_by = now + config.resume_max_s * S  # however long a storm lasts
         self.blind = False  # no broker: no unit is judged offline (link_lost, link_back)
         self._last_prune = 0
         self._batch: Batch | None = None
@@ -81,6 +82,16 @@ class AlertEngine:
         resume grace (the units reconnect too), never from earlier than before."""
         self.blind = False
         self.watching_since = max(self.watching_since, now + self.config.resume_grace_s * S)
+        self._grace_ends_by = max(self._grace_ends_by, now + self.config.resume_max_s * S)
+
+    def _unit_back(self, now: int) -> None:
+        """A unit's birth inside the resume grace: its fleet is still reconnecting (a broker
+        restart's storm of TLS handshakes took 91-164 s for 10,000 units), so the grace runs
+        until resume_grace_s after the last unit came back, at most resume_max_s after the
+        link returned; a unit that never comes back is judged after that."""
+        if not self.blind and now < self.watching_since:
+            extended = max(self.watching_since, now + self.config.resume_grace_s * S)
+            self.watching_since = min(extended, self._grace_ends_by)
 
     def _owns(self, site: str) -> bool:
         return self.sites is None or site in self.sites
@@ -145,6 +156,8 @@ class AlertEngine:
         return self._commit(txn)
 
     def on_status(self, status: Status, now: int) -> Changes:
+        if status.state == "online":
+            self._unit_back(now)
         txn = self._begin(now)
         txn.panel(status.site)
         txn.step(UNIT, WatchKey(WatchKind.UNIT, status.site, status.device), status)

@@ -422,9 +422,60 @@ def test_a_broker_restart_raises_nothing_while_the_units_reconnect(engines: Engi
     engine.link_back(t + 60 * S)
     for n, unit in enumerate(units[:2]):  # these two are back within the resume grace
         assert engine.on_status(status("online", device=unit), t + (70 + n) * S).alerts == []
-    assert engine.tick(t + 93 * S - 1).alerts == []
-    (alert,) = raised(engine.tick(t + 93 * S))  # the third never came back: 30 s + 3 s
+    # The third never came back: judged 30 s after the last unit's return, plus 3 s.
+    assert engine.tick(t + 104 * S - 1).alerts == []
+    (alert,) = raised(engine.tick(t + 104 * S))
     assert alert.device == "pos-jaga-01" and "last will" in alert.detail
+
+
+def test_a_long_reconnection_storm_pages_nobody_who_comes_back_and_still_finds_the_lost(
+    engines: Engines,
+) -> None:
+    """10,000 units took 91-164 s to reconnect after a broker restart (bench.fleet): the
+    grace runs while units keep coming back, and ends resume_grace_s after the last one, at
+    most resume_max_s after the link returned; a unit that never returns is judged then."""
+    engine = engines.open(NOON)
+    t = NOON + 60 * S
+    units = [f"gudang-{n:02d}" for n in range(1, 41)]
+    lost = "pos-jaga-01"
+    for unit in [*units, lost]:
+        engine.on_heartbeat(heartbeat(t, device=unit), t)
+        engine.on_status(status("offline", device=unit), t + S)
+    engine.link_lost()
+    back = t + 10 * S
+    engine.link_back(back)
+    for n, unit in enumerate(units):  # one unit every 4 s: the last is back after 160 s
+        now = back + (n + 1) * 4 * S
+        changes = engine.tick(now)
+        assert changes.alerts == [], (unit, changes.alerts)
+        assert engine.on_status(status("online", device=unit), now).alerts == []
+    last = back + 160 * S
+    assert engine.tick(last + 33 * S - 1).alerts == []
+    (alert,) = raised(engine.tick(last + 33 * S))
+    assert alert.device == lost
+    assert [a.device for a in engine.open_alerts()] == [lost]
+
+
+def test_a_storm_that_never_ends_holds_judgement_back_at_most_resume_max_s(
+    engines: Engines,
+) -> None:
+    config = CONFIG.model_copy(update={"resume_max_s": 120})
+    engine = engines.open(NOON, config)
+    t = NOON + 60 * S
+    engine.on_heartbeat(heartbeat(t, device="pos-jaga-01"), t)
+    engine.on_status(status("offline", device="pos-jaga-01"), t + S)
+    engine.link_lost()
+    engine.link_back(t + 10 * S)
+    lost: list[Alert] = []
+    for n in range(1, 60):  # a unit comes back every 10 s, for ten minutes
+        now = t + 10 * S + n * 10 * S
+        engine.on_status(status("online", device=f"gudang-{n:02d}"), now)
+        lost += raised(engine.tick(now + 5 * S))
+        if lost:
+            break
+    (alert,) = lost
+    assert alert.device == "pos-jaga-01"
+    assert alert.raised_at - (t + 10 * S) <= (120 + 3 + 10) * S  # the cap, the will's grace
 
 
 def test_a_will_waits_out_its_grace_across_a_collector_restart(engines: Engines) -> None:
