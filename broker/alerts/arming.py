@@ -75,6 +75,9 @@ class SiteArming(BaseModel):
     entry_device: str | None = None
     entry_sensor: str | None = None
     entry_opened_at: int | None = None
+    entry_event: str | None = None
+    """The id of the entry door's opening: the trigger of the forced door if the delay runs
+    out (its still goes with the alarm's notification, broker/alerts/picture_notes.py)."""
     schedule_seen: int
     rearm_at: int | None = None
     next_change: int | None = None
@@ -167,6 +170,7 @@ class EntryOpened:
     device: str
     sensor: str
     at: int
+    event_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +190,8 @@ class EntryExpired:
     sensor: str
     opened_at: int
     deadline: int
+    event_id: str | None = None
+    """The door's opening (the alarm's trigger), when known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +258,7 @@ def step(state: SiteArming, config: SiteAlerts, inp: ArmingInput, now: int) -> S
         state = _lift(state, inp, now, audits)
     elif isinstance(inp, EntryOpened) and state.state is ArmingMode.ARMED:
         if config.entry_delay_s == 0:
-            expired = EntryExpired(state.site, inp.device, inp.sensor, inp.at, inp.at)
+            expired = EntryExpired(state.site, inp.device, inp.sensor, inp.at, inp.at, inp.event_id)
         else:
             state = _to(
                 state,
@@ -264,6 +270,7 @@ def step(state: SiteArming, config: SiteAlerts, inp: ArmingInput, now: int) -> S
                 f"entry door {inp.device}/{inp.sensor} opened",
                 until=inp.at + config.entry_delay_s * S,
                 entry=(inp.device, inp.sensor, inp.at),
+                entry_event=inp.event_id,
             )
     state = _with_next(state, sched, now)
     publish = bool(audits) or _published(state) != _published(before)
@@ -486,7 +493,12 @@ def _fire_timer(
         assert state.entry_device is not None and state.entry_sensor is not None
         assert state.entry_opened_at is not None
         expired = EntryExpired(
-            state.site, state.entry_device, state.entry_sensor, state.entry_opened_at, at
+            state.site,
+            state.entry_device,
+            state.entry_sensor,
+            state.entry_opened_at,
+            at,
+            state.entry_event,
         )
         reason = f"entry delay over without disarm ({state.entry_device}/{state.entry_sensor})"
         return _to(state, ArmingMode.ARMED, at, state.by, state.how, audits, reason), expired
@@ -546,6 +558,7 @@ def _to(
     *,
     until: int | None = None,
     entry: tuple[str, str, int] | None = None,
+    entry_event: str | None = None,
     with_by: str | None = None,
 ) -> SiteArming:
     new = state.model_copy(
@@ -558,6 +571,7 @@ def _to(
             "entry_device": entry[0] if entry else None,
             "entry_sensor": entry[1] if entry else None,
             "entry_opened_at": entry[2] if entry else None,
+            "entry_event": entry_event if entry else None,
             "rearm_at": None,
         }
     )

@@ -72,7 +72,7 @@ def forced_door(
     if at < panel.since and disarmed_between(history, at, deadline):
         return unchanged, []
     if panel.state is ArmingMode.ARMED and (deadline > now or at >= panel.since):
-        opened = arming.EntryOpened(event.device, event.sensor, at)
+        opened = arming.EntryOpened(event.device, event.sensor, at, event.id)
         done = arming.step(panel, config, opened, now)
         signals: list[Signal] = [entry_expired(done.expired, zone, now)] if done.expired else []
         return done, signals
@@ -96,7 +96,7 @@ def entry_expired(expired: EntryExpired, zone: ZoneInfo, now: int) -> Raise:
     params = time_params(zone, opened=expired.opened_at)
     params["delay_for"] = str(expired.deadline - expired.opened_at)
     detail = N_("entry door opened at {opened_at}; not disarmed within {delay_for}")
-    return _forced(key, detail, params, now, None)
+    return _forced(key, detail, params, now, expired.event_id)
 
 
 def _forced(
