@@ -219,7 +219,9 @@ collector_changed=$((CHANGED - before + registry_changed))
 # The endpoint writes the registry (issued log, units' certificates, spent tokens, the audit
 # log the collector reads): put_tree above gave it to the service user.
 put_file "$SRC/systemd/$ENROL" "$UNIT_DIR/$ENROL" 0644
-put_file "$SRC/systemd/$KICK.service" "$UNIT_DIR/$KICK.service" 0644
+# The kick speaks to this server's broker: its port, not the unit file's default 8883.
+sed "s/127\.0\.0\.1:8883/127.0.0.1:$PORT/" "$SRC/systemd/$KICK.service" >"$STAGE/$KICK.service"
+put_file "$STAGE/$KICK.service" "$UNIT_DIR/$KICK.service" 0644
 put_file "$SRC/systemd/$KICK.timer" "$UNIT_DIR/$KICK.timer" 0644
 LIFECYCLE=()
 [[ ! -d "$(p "$REGISTRY/ca/issuing")" ]] || LIFECYCLE+=("$ENROL")

@@ -297,7 +297,10 @@ def test_a_two_level_registry_brings_the_issuing_key_the_enrolment_endpoint_and_
                               text=True, check=False)  # fmt: skip
         assert done.returncode == 0, done.stderr
     root = tmp_path / "root"
-    done = install("install-server.sh", "--root", root, "--registry", server_registry)
+    port = "18883"  # not the default: the kick must speak to this broker's port
+    done = install(
+        "install-server.sh", "--root", root, "--registry", server_registry, "--port", port
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     first = done.stdout
     keys = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.key"))
@@ -308,9 +311,14 @@ def test_a_two_level_registry_brings_the_issuing_key_the_enrolment_endpoint_and_
         "etc/jaga/registry/identities/collector-main.key",
         "etc/mosquitto/jaga/server.key",
     ]
-    for name in ("jaga-enrol.service", "jaga-broker-kick.service", "jaga-broker-kick.timer"):
+    for name in ("jaga-enrol.service", "jaga-broker-kick.timer"):
         installed = root / "etc/systemd/system" / name
         assert installed.read_bytes() == (REPO / "systemd" / name).read_bytes()
+    kick = unit_settings(root / "etc/systemd/system/jaga-broker-kick.service")
+    assert kick["ExecStart"][0].endswith(f"broker-kick --broker 127.0.0.1:{port}")
+    kick_text = (root / "etc/systemd/system/jaga-broker-kick.service").read_text()
+    source_text = (REPO / "systemd/jaga-broker-kick.service").read_text()
+    assert kick_text == source_text.replace("127.0.0.1:8883", f"127.0.0.1:{port}")
     assert "chown -R jaga:jaga /etc/jaga/registry" in first
     if shutil.which("systemctl"):
         wants = root / "etc/systemd/system"
@@ -321,6 +329,8 @@ def test_a_two_level_registry_brings_the_issuing_key_the_enrolment_endpoint_and_
     # The server renewed a unit since: an older copy must not replace its record.
     live = root / "etc/jaga/registry/ca/issued.toml"
     live.write_text(live.read_text() + '\n[[issued]]\nserial = 99999\nkind = "device"\n')
-    again = install("install-server.sh", "--root", root, "--registry", server_registry)
+    again = install(
+        "install-server.sh", "--root", root, "--registry", server_registry, "--port", port
+    )
     assert again.returncode != 0
     assert "holds 1 certificate(s) your copy lacks" in again.stderr + again.stdout
