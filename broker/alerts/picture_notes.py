@@ -1,7 +1,10 @@
 """Which notification waits for which picture: the trigger's still follows its alarm's text.
 
-An alarm's trigger (a door opening, a PIR) makes a unit with a camera take a set: pictures
-before, a full-resolution still, pictures after. The unit signs their SHA-256 into a camera
+An alarm's trigger (a door opening, a PIR's motion, the lid, a covered camera) makes a unit
+with a camera take a set, armed or not (agent.domain.guard.PICTURED): pictures before, a
+full-resolution still, pictures after; each trigger its own, also one inside another's
+capture. An entry door's forced-door, raised when its delay runs out, names the door's
+opening as its trigger. The unit signs their SHA-256 into a camera
 event whose `cause` is the trigger's id, and the pictures arrive seconds after the trigger.
 A notification never waits for them: its text goes at once, and a `picture_wait` row says the
 still of its trigger is owed. When the collector stores that still (Collector._after_pictures
