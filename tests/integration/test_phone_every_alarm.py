@@ -7,9 +7,9 @@ its clock is off), and the collector judges a late event by the arming history. 
 demo`: gudang-02's door opened, its PIR fired a second later, the collector raised forced-door
 and intrusion, but the unit (not yet guarding in its view) kept pictures for the door only; the
 intrusion's picture never came. Here the unit is deterministically behind: it is offline while
-the site is armed, its door opens, its PIR fires 1 s later and its lid is opened; then it
-comes back and sends it all. Each alarm's notification must bring the still signed for its
-own trigger, byte for byte as stored.
+the site is armed, its door opens, its PIR fires 1 s later, its lid is opened and its lens
+covered; then it comes back and sends it all. Each alarm's notification must bring the still
+signed for its own trigger, byte for byte as stored.
 
 Real Mosquitto (mutual TLS), InfluxDB and the collector process; the real Agent of gudang-01
 on simulated pins and its simulated camera; the phone is a loopback webhook that apprise's
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.camera.simulated import SimulatedCamera
 from broker.evidence_events import EvidenceEvents
 from broker.influx_reader import InfluxReader
 from devstack.demo import demo_alerts
@@ -39,7 +40,13 @@ from tests.support import LiveAgent, eventually, say
 
 pytestmark = pytest.mark.integration
 UNIT = "gudang-01"
-ALARMS = {"forced-door": "pintu-utama", "intrusion": "lorong", "tamper": "tamper"}
+ALARMS = {
+    ("forced-door", "pintu-utama"): (Kind.DOOR, "open"),
+    ("intrusion", "lorong"): (Kind.MOTION, "motion"),
+    ("tamper", "tamper"): (Kind.TAMPER, "tampered"),  # the enclosure's lid
+    ("tamper", "camera"): (Kind.CAMERA, "covered"),  # the lens painted over
+}
+"""Each alarm (rule, sensor) the unit's trigger (kind, state) raises."""
 
 
 def _collector_armed(stack: Stack) -> bool:
@@ -69,15 +76,15 @@ def _stored(live: LiveAgent) -> list[Event]:
 
 
 def _triggers(live: LiveAgent) -> list[Event]:
-    """The door's opening, the PIR's motion and the lid's opening, once all are stored."""
-    wanted = ((Kind.DOOR, "open"), (Kind.MOTION, "motion"), (Kind.TAMPER, "tampered"))
+    """The triggers of ALARMS, once all are stored."""
+    wanted = set(ALARMS.values())
     found = [e for e in _stored(live) if (e.kind, e.state) in wanted]
     return found if len(found) == len(wanted) else []
 
 
-def _alarms(watch: SiteWatch) -> dict[str, Alert]:
-    """The unit's alarms by rule, once every one of ALARMS is raised."""
-    found = {a.rule: a for a in watch.raised().values() if a.device == UNIT}
+def _alarms(watch: SiteWatch) -> dict[tuple[str, str], Alert]:
+    """The unit's alarms by (rule, sensor), once every one of ALARMS is raised."""
+    found = {(a.rule, a.sensor or ""): a for a in watch.raised().values() if a.device == UNIT}
     return found if set(ALARMS) <= set(found) else {}
 
 
@@ -123,22 +130,25 @@ def test_every_alarm_of_a_unit_behind_on_arming_gets_its_own_triggers_still(
             time.sleep(1.0)  # the PIR fires inside the door's capture
             live.set("lorong", True)
             live.set("tamper", True)
+            camera = live.agent.camera.camera if live.agent.camera else None
+            assert isinstance(camera, SimulatedCamera)
+            camera.cover()
             triggers = eventually(lambda: _triggers(live), timeout=30)
-            assert {e.sensor for e in triggers} == set(ALARMS.values())
+            assert {e.sensor for e in triggers} == {sensor for _, sensor in ALARMS}
             live.close(drain_s=0.5)  # the camera completes the sets of triggers it has seen
 
         # Back online: everything goes; the collector judges it by the arming history.
         with LiveAgent(config):
             alarms = eventually(lambda: _alarms(watch), timeout=60)
-            wanted = {alarms[rule].id for rule in ALARMS}
+            wanted = {alarms[alarm].id for alarm in ALARMS}
             pictured = _pictures(sink, wanted, timeout=60)
-        missing = sorted(rule for rule in ALARMS if alarms[rule].id not in pictured)
+        missing = sorted(alarm for alarm in ALARMS if alarms[alarm].id not in pictured)
         assert not missing, f"notified without their picture: {missing}"
         assert stack.influx is not None
         events = EvidenceEvents(InfluxReader(stack.influx.url, DATABASE))
         vault = stack.root / "collector" / "data" / "evidence"
-        for rule, sensor in ALARMS.items():
-            alert = alarms[rule]
+        for (rule, sensor), _ in ALARMS.items():
+            alert = alarms[rule, sensor]
             assert alert.event_id is not None
             trigger = events.event(alert.event_id)
             assert trigger is not None and trigger.sensor == sensor
