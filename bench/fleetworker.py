@@ -59,6 +59,8 @@ class Unit:
     connected: bool = False
     next_beat: float = 0.0
     sock: Any = None
+    retry_at: float = 0.0  # when a lost unit tries again (after a broker restart)
+    delay: float = 1.0  # its back-off: 1 s doubling to 30 s, as the agent's paho link
     started: float = field(default_factory=time.monotonic)
 
     def event(self) -> tuple[bytes, int]:
@@ -124,6 +126,7 @@ class Worker:
         self.connect_failures: list[str] = []
         self.heartbeats = 0
         self.events = 0
+        self.reconnects = 0
         self.max_lag_ms = 0.0
         self.next_misc = 0.0
         self.next_beats = 0.0
@@ -193,6 +196,7 @@ class Worker:
             self.connect_failures.append(f"{unit.device}: {rc}")
             return
         unit.connected = True
+        unit.delay = 1.0
         c.publish(unit.topics.status, unit.status("online"), qos=1, retain=True)
         c.subscribe(unit.topics.cmd_filter, qos=1)
         hb = int(self.spec["heartbeat_s"])
@@ -204,10 +208,29 @@ class Worker:
         unit.connected = False
         if not self.stop:
             self.disconnects.append((unit.device, time.time(), str(rc)))
+            unit.retry_at = time.monotonic() + unit.delay
         if unit.sock is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(unit.sock)
             unit.sock = None
+
+    def _reconnect(self) -> None:
+        """Units whose connection was lost try again when their back-off is up (1 s, doubling
+        to 30 s), as the agent's paho link does: a broker restart's reconnection storm."""
+        now = time.monotonic()
+        for unit in self.units:
+            if unit.connected or unit.sock is not None or now < unit.retry_at:
+                continue
+            try:
+                unit.client.reconnect()
+            except (OSError, ssl.SSLError):
+                unit.delay = min(30.0, unit.delay * 2)
+                unit.retry_at = time.monotonic() + unit.delay
+                continue
+            unit.sock = unit.client.socket()
+            self.sel.register(unit.sock, selectors.EVENT_READ, unit)
+            self.reconnects += 1
+            self._pump(0)
 
     def _pump(self, timeout: float) -> None:
         for key, _ in self.sel.select(timeout):
@@ -241,6 +264,7 @@ class Worker:
                     self.events += 1
             self._keepalive()
             self._heartbeats()
+            self._reconnect()
             wait = min(0.2, max(0.0, (plan[0][0] if plan else now + 0.2) - time.monotonic()))
             self._pump(wait)
 
@@ -259,6 +283,7 @@ class Worker:
             "disconnects": self.disconnects,
             "heartbeats": self.heartbeats,
             "events": self.events,
+            "reconnects": self.reconnects,
             "max_lag_ms": round(self.max_lag_ms, 1),
         }
         Path(self.spec["summary_out"]).write_text(json.dumps(summary))
