@@ -458,14 +458,19 @@ class Stack:
         self.agents[unit.device] = agent
         return agent.start(timeout=30)
 
+    def start_servers(self) -> None:
+        """The server side of a site, in the order the collector needs: the broker, InfluxDB,
+        then the collector (configure_broker or provision first)."""
+        self.start_broker()
+        self.start_influx()
+        self.start_collector()
+
     def start_all(self, seconds: float = 0) -> None:
         self.provision()
         if self.enrol:
             self.start_enrolment()
             self.enrol_units()
-        self.start_broker()
-        self.start_influx()
-        self.start_collector()
+        self.start_servers()
         for unit in self.units:
             self.start_agent(unit, seconds)
 

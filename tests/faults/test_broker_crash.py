@@ -23,9 +23,7 @@ def stored(stack: Stack, device: str) -> list[int]:
 
 def test_messages_lost_in_a_broker_crash_are_sent_again_and_stored_once(stack: Stack) -> None:
     no_autosave(stack)
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
+    stack.start_servers()
     assert stack.mosquitto is not None and stack.collector is not None
     with LiveAgent(stack.unit_dir("pos-jaga-01") / "agent.toml") as unit:
         eventually(lambda: unit.agent.outbox.depth() == 0)

@@ -51,9 +51,7 @@ def test_pictures_lost_in_a_broker_crash_come_back_from_the_units_evidence_store
     caplog.set_level(logging.INFO, logger="jaga.agent")
     stack.collector_settings = {"evidence_grace_s": 3}
     no_autosave(stack)
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
+    stack.start_servers()
     assert stack.mosquitto is not None and stack.collector is not None
     evidence = stack.root / "collector" / "data" / "evidence"
     with LiveAgent(stack.unit_dir(UNIT) / "agent.toml") as unit:
@@ -91,9 +89,7 @@ def test_pictures_missing_at_the_collector_are_asked_for_and_a_lost_one_is_repor
 ) -> None:
     caplog.set_level(logging.INFO, logger="jaga.agent")
     stack.collector_settings = {"evidence_grace_s": 2, "stats_interval_s": 1}
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
+    stack.start_servers()
     assert stack.collector is not None
     evidence = stack.root / "collector" / "data" / "evidence"
     with LiveAgent(stack.unit_dir(UNIT) / "agent.toml") as unit:

@@ -39,9 +39,7 @@ def site(tmp_path: Path, registry: Path, sink: NotificationSink) -> Iterator[Sta
     assert s.alerts is not None
     s.alerts["sites"][SITE]["thresholds"]["heartbeat_s"] = 2
     s.configure_broker()
-    s.start_broker()
-    s.start_influx()
-    s.start_collector()
+    s.start_servers()
     try:
         yield s
     finally:

@@ -80,9 +80,7 @@ def test_audit_quiet_says_quiet_names_a_door_opening_and_names_a_paused_units_ga
     config_path.write_text(tomli_w.dumps(config))
     scenario = tmp_path / "one-door.toml"
     scenario.write_text(SCENARIO)
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
+    stack.start_servers()
     agent = stack.start_agent(UnitSpec(DEVICE, (), scenario))
 
     opened = eventually(lambda: door_opened_at(stack), timeout=40)

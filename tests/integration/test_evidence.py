@@ -46,9 +46,7 @@ def verify_export(folder: Path, *pin: str) -> subprocess.CompletedProcess[str]:
 def test_a_door_opening_leaves_signed_pictures_that_audit_and_export_can_prove(
     stack: Stack, tmp_path: Path
 ) -> None:
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
+    stack.start_servers()
     evidence = stack.root / "collector" / "data" / "evidence"
     with LiveAgent(stack.unit_dir("gudang-01") / "agent.toml") as unit:
         eventually(lambda: unit.agent.camera is not None and unit.agent.camera.frames_seen >= 4)

@@ -192,9 +192,7 @@ def _present(stack: Stack, measurement: str) -> bool:
 def _play(stack: Stack) -> Site:
     """Run the site until the scenario is stored, warehouse 2 is dark and the rest beat on."""
     stack.configure_broker()
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
+    stack.start_servers()
     started_ms = time.time_ns() // 1_000_000
     for unit in UNITS:
         stack.start_agent(unit)

@@ -21,9 +21,7 @@ def stored_seqs(stack: Stack) -> list[int]:
 
 
 def test_influx_down_spools_to_disk_and_drains_when_it_returns(stack: Stack) -> None:
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
+    stack.start_servers()
     assert stack.influx is not None and stack.collector is not None
     spool = stack.root / "collector" / "data" / "spool.sqlite3"
     with LiveAgent(stack.unit_dir("pos-jaga-01") / "agent.toml") as unit:

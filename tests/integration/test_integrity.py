@@ -56,9 +56,7 @@ def rows(stack: Stack, measurement: str, device: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def running(stack: Stack) -> Stack:
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
+    stack.start_servers()
     return stack
 
 

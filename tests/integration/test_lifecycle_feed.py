@@ -35,9 +35,7 @@ def site(tmp_path: Path, registry: Path) -> Iterator[Stack]:
     shutil.copytree(registry, own)
     s = Stack(tmp_path, units=DEMO_UNITS, registry_dir=own, heartbeat_s=2)
     s.configure_broker()
-    s.start_broker()
-    s.start_influx()
-    s.start_collector()
+    s.start_servers()
     try:
         yield s
     finally:

@@ -139,9 +139,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: Path) -> Iterator[S
     stack.configure_broker()
     watch: mqtt.Client | None = None
     try:
-        stack.start_broker()
-        stack.start_influx()
-        stack.start_collector()
+        stack.start_servers()
         with LiveAgent(stack.unit_dir(UNIT) / "agent.toml") as unit:
             s = Site(stack, unit, f"http://127.0.0.1:{port}", post_sink, police_sink)
 

@@ -76,9 +76,7 @@ def alarm(tmp_path_factory: pytest.TempPathFactory, registry: Path) -> Iterator[
     agent: LiveAgent | None = None
     watch: SiteWatch | None = None
     try:
-        stack.start_broker()
-        stack.start_influx()
-        stack.start_collector()
+        stack.start_servers()
         watch = SiteWatch(stack.registry, stack.broker_port, stack.site).start()
         agent = LiveAgent(stack.unit_dir("gudang-01") / "agent.toml").__enter__()
         armed = stack.collector_cli("arm", SITE, "--by", "demo")

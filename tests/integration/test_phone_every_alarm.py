@@ -111,9 +111,7 @@ def test_every_alarm_of_a_unit_behind_on_arming_gets_its_own_triggers_still(
     watch: SiteWatch | None = None
     started = time.monotonic()
     try:
-        stack.start_broker()
-        stack.start_influx()
-        stack.start_collector()
+        stack.start_servers()
         watch = SiteWatch(stack.registry, stack.broker_port, stack.site).start()
         armed = stack.collector_cli("arm", stack.site, "--by", "demo")
         assert armed.returncode == 0, armed.stderr

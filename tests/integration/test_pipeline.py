@@ -30,9 +30,7 @@ def door_rows(stack: Stack, device: str) -> list[dict[str, Any]]:
 
 
 def test_a_driven_pin_becomes_exactly_one_row_with_its_tags_fields_and_time(stack: Stack) -> None:
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
+    stack.start_servers()
     with LiveAgent(stack.unit_dir("gudang-01") / "agent.toml") as unit:
         eventually(lambda: len(door_rows(stack, "gudang-01")) == 1)  # the door's state at boot
         before = time.time_ns()
@@ -61,9 +59,7 @@ def test_a_driven_pin_becomes_exactly_one_row_with_its_tags_fields_and_time(stac
 def test_events_made_while_the_broker_is_down_arrive_in_order_none_lost_none_doubled(
     stack: Stack,
 ) -> None:
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
+    stack.start_servers()
     assert stack.mosquitto is not None
     with LiveAgent(stack.unit_dir("pos-jaga-01") / "agent.toml") as unit:
         eventually(lambda: unit.agent.publisher.stats.connected)
@@ -90,9 +86,7 @@ def test_events_made_while_the_broker_is_down_arrive_in_order_none_lost_none_dou
 def test_garbage_goes_to_the_dead_letter_topic_and_the_next_good_event_is_stored(
     stack: Stack,
 ) -> None:
-    stack.start_broker()
-    stack.start_influx()
-    stack.start_collector()
+    stack.start_servers()
     letters: list[DeadLetter] = []
     operator = _client(stack, "operator-demo")
     operator.on_message = lambda _c, _u, m: letters.append(

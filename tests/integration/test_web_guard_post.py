@@ -304,9 +304,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: Path) -> Iterator[S
     collector: Collector | None = None
     web: WebServer | None = None
     try:
-        stack.start_broker()
-        stack.start_influx()
-        stack.start_collector()
+        stack.start_servers()
         assert stack.influx is not None
         state = LiveState()
         preload(state, registry)

@@ -116,9 +116,7 @@ def wall(tmp_path_factory: pytest.TempPathFactory, registry: Path) -> Iterator[W
     watch = LiveWatch()
     clients: list[mqtt.Client] = []
     try:
-        stack.start_broker()
-        stack.start_influx()
-        stack.start_collector()
+        stack.start_servers()
         url = eventually(lambda: _page_url(stack), timeout=20)
         spy = mqtt_client(stack, "collector-wall-watch", "test-wall-spy")
         spy.on_message = watch.on_live
