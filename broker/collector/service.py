@@ -266,7 +266,9 @@ class Collector:
         for p in out.stored:
             self.live.on_picture(p.event.event_id, p.sha256, p.event.site, p.event.device, p.role)
             if self.home_assistant is not None:
-                self.home_assistant.bridge.on_picture(p.event.site, p.event.device, p.sha256)
+                self.home_assistant.bridge.on_picture(
+                    p.event.site, p.event.device, p.sha256, p.role
+                )
         self.stats.pictures += len(out.stored)
         self._stills_stored(out)
         self.stats.evidence_refused += len(out.refused)

@@ -14,6 +14,7 @@ from broker.home_assistant.bridge import Decision, HomeAssistantBridge
 from broker.home_assistant.codes import PanelCodes
 from broker.home_assistant.config import HomeAssistantConfig
 from broker.home_assistant.discovery import Panel, Unit, panel_entity, unit_entities
+from broker.home_assistant.registry import Found
 from broker.home_assistant.state import UnitState, apply, panel_word
 from kernel.link import Message
 from protocol.alerting import ArmingMode
@@ -167,16 +168,6 @@ def _bridge(
     units: list[Unit],
     alerts: AlertsConfig | None = None,
 ) -> tuple[HomeAssistantBridge, Recorder]:
-    from broker.home_assistant import bridge as module
-
-    monkeypatch.setattr(
-        module,
-        "read_registry",
-        lambda _dir, _sites: (
-            {(u.site, u.device): u for u in units},
-            {"bangka-barat": Panel("bangka-barat", "Gudang")},
-        ),
-    )
     people = {
         "demo": PersonConfig(pin_hash=FAST.hash("482613"), duress_pin_hash=FAST.hash("700700"))
     }
@@ -194,8 +185,21 @@ def _bridge(
         connected=lambda: True,
         connections=lambda: 1,
         picture_path=lambda sha: tmp_path / sha,
+        registry=Units(units),  # type: ignore[arg-type]
     )
     return b, sent
+
+
+class Units:
+    """The registry as the bridge reads it (registry.RegistryReader), from a list a test
+    changes: every read says it changed."""
+
+    def __init__(self, units: list[Unit]) -> None:
+        self.units = units
+
+    def read(self) -> Found:
+        panels = {"bangka-barat": Panel("bangka-barat", "Gudang")}
+        return Found({(u.site, u.device): u for u in self.units}, panels, changed=True)
 
 
 def _turn(b: HomeAssistantBridge, engine: Engine, audits: list[Decision] | None = None) -> None:
