@@ -40,6 +40,8 @@ from broker.export_format import (
     ChainEnd,
     cosignature_name,
     event_name,
+    issuing_pem_name,
+    unit_pem_name,
 )
 from protocol.cosignature import CosignatureError, parse_cosignature
 from protocol.models import Event
@@ -127,13 +129,18 @@ def export(
     dest: Path,
     witness_keys: Mapping[str, bytes] | None = None,
     issuing_cert: bytes | None = None,
+    more_units: Mapping[int, bytes] | None = None,
+    more_issuing: Mapping[int, bytes] | None = None,
 ) -> None:
     """Write the export into dest, which must be new or an empty folder.
 
     witness_keys: each witness's public key (PEM), by name, as the registry holds it; a
     witness without one has its cosignatures exported without its key (the auditor brings
     it).
-    issuing_cert: the issuing CA that signed unit_cert (PEM), when the root did not."""
+    issuing_cert: the issuing CA that signed unit_cert (PEM), when the root did not.
+    more_units, more_issuing: the unit's other certificates whose keys signed events of the
+    stretch (it renewed, #19), and the issuing CA certificates they chain through, by serial
+    (broker/export_lineage.py finds them all in the registry)."""
     events = evidence.stretch.events
     first = events[0]
     with _Folder.open(dest) as folder:
@@ -144,6 +151,10 @@ def export(
         folder.write(UNIT_PEM, [unit_cert])
         if issuing_cert is not None:
             folder.write(ISSUING_PEM, [issuing_cert])
+        for serial, pem in sorted((more_units or {}).items()):
+            folder.write(unit_pem_name(serial), [pem])
+        for serial, pem in sorted((more_issuing or {}).items()):
+            folder.write(issuing_pem_name(serial), [pem])
         folder.mkdir(EVENTS)
         for event in events:
             folder.write(event_name(event.seq, "body"), [canonical_bytes(event)])

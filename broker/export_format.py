@@ -10,6 +10,12 @@ audit verify-export` and by anyone's own verifier:
   certs/issuing.pem       only when an issuing CA signed the unit's certificate: that issuing
                           CA (one PEM certificate, path length 0), itself signed by the CA;
                           never trusted on its own, only as the link between the two
+  certs/unit-<serial>.pem the unit's older certificates (it renews with a new key, #19)
+                          whose keys signed events of the stretch, serial in decimal; each
+                          names the same site and unit as certs/unit.pem
+  certs/issuing-<serial>.pem
+                          the issuing CA's other certificates (it renews too) the unit's
+                          certificates chain through at their events' times; links only
   events/<seq>.body       the exact bytes the unit signed (seq zero-padded to 20 digits,
                           so names sort in chain order)
   events/<seq>.sig        the signature over them: DER (ECDSA P-256, SHA-256) or raw (Ed25519)
@@ -64,6 +70,10 @@ all three see."""
 SEQ_DIGITS = 20
 """Every seq (at most 2**63 - 1, 19 digits) zero-padded to this many, so names sort by seq."""
 
+UNIT_MORE = re.compile(r"unit-[0-9]{1,49}\.pem")
+ISSUING_MORE = re.compile(r"issuing-[0-9]{1,49}\.pem")
+"""Names in certs/ of the unit's other certificates and of the other issuing certificates."""
+
 EVENT_FILE = re.compile(r"[0-9]{20}\.(body|sig)")
 PICTURE_FILE = re.compile(r"[0-9a-f]{64}\.jpg")
 SUBJECT_LINE = re.compile(r"[1-9][0-9]{0,18}")
@@ -72,6 +82,16 @@ SUBJECT_LINE = re.compile(r"[1-9][0-9]{0,18}")
 def event_name(seq: int, part: Literal["body", "sig"]) -> str:
     """`events/<seq>.body` or `.sig`, seq zero-padded."""
     return f"{EVENTS}/{seq:0{SEQ_DIGITS}d}.{part}"
+
+
+def unit_pem_name(serial: int) -> str:
+    """`certs/unit-<serial>.pem`: an older certificate of the unit that signed events."""
+    return f"{CERTS}/unit-{serial}.pem"
+
+
+def issuing_pem_name(serial: int) -> str:
+    """`certs/issuing-<serial>.pem`: another certificate of an issuing CA, a link only."""
+    return f"{CERTS}/issuing-{serial}.pem"
 
 
 def cosignature_name(witness: str, seq: int, time_ms: int, part: Literal["body", "sig"]) -> str:

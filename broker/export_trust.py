@@ -101,24 +101,28 @@ def anchor(folder: Path, pinned: PinnedCA, problems: list[str]) -> x509.Certific
     return carried
 
 
-def unit_name(unit: x509.Certificate, problems: list[str]) -> tuple[str, str] | None:
+def unit_name(
+    unit: x509.Certificate, problems: list[str], where: str = UNIT_PEM
+) -> tuple[str, str] | None:
     """The (site, unit) the unit certificate names: OU and CN, one of each."""
     site = _single(unit.subject, NameOID.ORGANIZATIONAL_UNIT_NAME)
     device = _single(unit.subject, NameOID.COMMON_NAME)
     if site is None or device is None:
-        problems.append(f"{UNIT_PEM} does not name one site (OU) and one unit (CN)")
+        problems.append(f"{where} does not name one site (OU) and one unit (CN)")
         return None
     return site, device
 
 
-def unit_key(unit: x509.Certificate, problems: list[str]) -> PublicKey | None:
+def unit_key(
+    unit: x509.Certificate, problems: list[str], where: str = UNIT_PEM
+) -> PublicKey | None:
     """The unit's public key, if it is one a unit signs with."""
     key = unit.public_key()
     if isinstance(key, ed25519.Ed25519PublicKey) or (
         isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
     ):
         return key
-    problems.append(f"{UNIT_PEM}: the key is neither ECDSA P-256 nor Ed25519")
+    problems.append(f"{where}: the key is neither ECDSA P-256 nor Ed25519")
     return None
 
 

@@ -1,12 +1,15 @@
 """`audit verify-export`: our own check of an evidence export, the same checks as its verify.sh.
 
 It believes nothing the export says on its own: the auditor brings the CA (its SHA-256
-fingerprint, published in advance); the unit certificate must chain to that CA, have been
-valid when each event was made and name each event's site and unit; its key must have signed
-every body; each body must link to the one before; every picture must hash to a name a signed
-event lists. The folder's layout is broker/export_format.py's; verify.sh, this module and
-tests/verifiers/verify_export.mjs must agree on every export. Reading the folder's files is
-broker/export_files.py's job; the pinned CA and the unit certificate, broker/export_trust.py's.
+fingerprint, published in advance); every event must be signed with the key of one of the
+unit's certificates (certs/unit.pem, and certs/unit-<serial>.pem when the unit renewed its key
+within the stretch), all naming the event's site and unit, that chained to that CA (directly
+or through one of the issuing certificates) when the event was made; each of them must vouch
+for at least one event; each body must link to the one before; every picture must hash to a
+name a signed event lists. The folder's layout is broker/export_format.py's; verify.sh, this
+module and tests/verifiers/verify_export.mjs must agree on every export. Reading the folder's
+files is broker/export_files.py's job; the pinned CA and a unit certificate,
+broker/export_trust.py's; which certificates an export carries, broker/export_lineage.py's.
 """
 
 from __future__ import annotations
@@ -40,11 +43,13 @@ from broker.export_format import (
     CERTS,
     EVENT_FILE,
     EVENTS,
+    ISSUING_MORE,
     ISSUING_PEM,
     PICTURE_FILE,
     PICTURES,
     SUBJECT,
     SUBJECT_LINE,
+    UNIT_MORE,
     UNIT_PEM,
     event_name,
 )
@@ -98,7 +103,6 @@ class _Chain:
     last_seq: int | None = None
     last_hash: str = ""
     last_file: str = ""
-    valid_at: int | None = None
     named: set[str] = field(default_factory=set)
     bodies: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -111,29 +115,27 @@ def verify_export(folder: Path, pinned: PinnedCA, witnesses: tuple[str, ...] = (
         path = folder / sub
         if path.is_symlink() or not path.is_dir():
             report.problems.append(f"{sub}/: missing or not a plain folder")
-    ca = anchor(folder, pinned, report.problems)
-    unit = certificate(folder, UNIT_PEM, report.problems) if ca is not None else None
-    site_device = unit_name(unit, report.problems) if unit is not None else None
-    key = unit_key(unit, report.problems) if unit is not None and site_device is not None else None
-    issuing = (
-        certificate(folder, ISSUING_PEM, report.problems)
-        if os.path.lexists(folder / ISSUING_PEM)
-        else None
-    )
-    if os.path.lexists(folder / ISSUING_PEM) and issuing is None:
+    trust = _trust(folder, pinned, report.problems)
+    if trust is None:
         return report
-    if ca is None or unit is None or site_device is None or key is None:
-        return report
+    site_device = trust.site_device
     chain = _Chain()
     for name in listing(folder, EVENTS):
         if not EVENT_FILE.fullmatch(name):
             report.problems.append(f"{EVENTS}/{name}: not a file an export holds")
         elif name.endswith(".body"):
-            _check_event(folder, name, (ca, issuing), unit, key, site_device, chain, report)
+            _check_event(folder, name, trust, chain, report)
         elif not os.path.lexists(folder / EVENTS / name.replace(".sig", ".body")):
             report.problems.append(f"{EVENTS}/{name}: no body beside it")
     if report.events == 0:
         report.problems.append(f"{EVENTS}/: no signed events")
+    else:
+        report.problems += [
+            f"{s.name}: vouches for no event here (none is signed with its key while it "
+            "chained to the CA): not a certificate of this export"
+            for s in trust.signers
+            if not s.vouched
+        ]
     wanted = _subject_pictures(folder, chain, report)
     _check_pictures(folder, chain.named, report)
     for sha in wanted:
@@ -157,17 +159,10 @@ def verify_export(folder: Path, pinned: PinnedCA, witnesses: tuple[str, ...] = (
 
 
 def _check_event(
-    folder: Path,
-    name: str,
-    cas: tuple[x509.Certificate, x509.Certificate | None],
-    unit: x509.Certificate,
-    key: PublicKey,
-    site_device: tuple[str, str],
-    chain: _Chain,
-    report: ExportReport,
+    folder: Path, name: str, trust: _Trust, chain: _Chain, report: ExportReport
 ) -> None:
-    """One body and its signature: its form, its unit, its certificate's time, its signature,
-    its link to the event before."""
+    """One body and its signature: its form, its unit, a certificate of the unit that signed
+    it and chained to the CA at its time, its link to the event before."""
     before = len(report.problems)
     body_name = f"{EVENTS}/{name}"
     sig_name = body_name.removesuffix(".body") + ".sig"
@@ -194,31 +189,15 @@ def _check_event(
     seq, ts, prev = int(fields["seq"]), int(fields["ts"]), str(fields["prev"])
     if seq != int(name.removesuffix(".body")):
         report.problems.append(f"{body_name}: holds seq {seq}, not the seq its name says")
+    site_device = trust.site_device
     if (fields["site"], fields["device"]) != site_device:
         report.problems.append(
             f"{body_name}: an event of {fields['site']}/{fields['device']}; the certificate "
             f"is {site_device[0]}/{site_device[1]}'s"
         )
-    secs = ts // 10**9
-    if secs != chain.valid_at:
-        try:
-            ca, issuing = cas  # the pinned CA; the issuing CA between it and the unit, if any
-            depth = 0 if issuing is None else 1
-            between = [] if issuing is None else [issuing]
-            verifier(ca, datetime.fromtimestamp(secs, UTC), depth).verify(unit, between)
-            chain.valid_at = secs
-        except (VerificationError, OverflowError, OSError, ValueError) as exc:
-            report.problems.append(
-                f"{body_name}: {UNIT_PEM} does not chain to the CA at the event's time "
-                f"({secs} s since 1970): {one_line(str(exc))}"
-            )
-    encoded = base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
-    try:
-        verify_bytes(encoded, body, key)
-    except SignatureError:
-        report.problems.append(
-            f"{sig_name}: the signature does not verify over {body_name} with {UNIT_PEM}"
-        )
+    problem = _signed(trust, (body_name, body), (sig_name, sig), ts // 10**9)
+    if problem is not None:
+        report.problems.append(problem)
     if chain.last_seq is not None:
         if seq != chain.last_seq + 1:
             report.problems.append(
@@ -243,6 +222,113 @@ def _check_event(
         chain.named.update(fields.get("snapshot_sha256", ()))
     chain.bodies[seq] = fields
     report.events += 1
+
+
+@dataclass
+class _Signer:
+    """One certificate of the unit (certs/unit.pem, certs/unit-<serial>.pem)."""
+
+    name: str
+    cert: x509.Certificate
+    key: PublicKey
+    vouched: int = 0
+    """Events it vouched for: signed with its key while it chained to the CA."""
+
+
+@dataclass
+class _Trust:
+    """The pinned CA, the unit's certificates (certs/unit.pem first), all naming one unit, and
+    the issuing CA certificates that may link them to the CA (never trusted on their own)."""
+
+    ca: x509.Certificate
+    site_device: tuple[str, str]
+    signers: list[_Signer]
+    issuing: list[x509.Certificate]
+    last: _Signer | None = None
+    valid: set[tuple[str, int]] = field(default_factory=set)
+    """(certificate, second) pairs already found chaining to the CA."""
+
+
+def _trust(folder: Path, pinned: PinnedCA, problems: list[str]) -> _Trust | None:
+    """What the signatures rest on; None (with the problems said) when any of it is unsound."""
+    ca = anchor(folder, pinned, problems)
+    unit = certificate(folder, UNIT_PEM, problems) if ca is not None else None
+    site_device = unit_name(unit, problems) if unit is not None else None
+    key = unit_key(unit, problems) if unit is not None and site_device is not None else None
+    if ca is None or unit is None or site_device is None or key is None:
+        return None
+    names = listing(folder, CERTS)
+    sound = True
+    issuing: list[x509.Certificate] = []
+    links = [ISSUING_PEM] if os.path.lexists(folder / ISSUING_PEM) else []
+    for where in links + [f"{CERTS}/{n}" for n in names if ISSUING_MORE.fullmatch(n)]:
+        link = certificate(folder, where, problems)
+        sound = sound and link is not None
+        issuing += [link] if link is not None else []
+    signers = [_Signer(UNIT_PEM, unit, key)]
+    for where in [f"{CERTS}/{n}" for n in names if UNIT_MORE.fullmatch(n)]:
+        other = certificate(folder, where, problems)
+        named = unit_name(other, problems, where) if other is not None else None
+        if other is not None and named is not None and named != site_device:
+            problems.append(
+                f"{where}: a certificate of {named[0]}/{named[1]}, not of this export's unit "
+                f"{site_device[0]}/{site_device[1]} ({UNIT_PEM}): it vouches for nothing here"
+            )
+            named = None
+        other_key = unit_key(other, problems, where) if other and named else None
+        if other is None or other_key is None:
+            sound = False
+        else:
+            signers.append(_Signer(where, other, other_key))
+    return _Trust(ca, site_device, signers, issuing) if sound else None
+
+
+def _signed(
+    trust: _Trust, named_body: tuple[str, bytes], named_sig: tuple[str, bytes], secs: int
+) -> str | None:
+    """None when one of the unit's certificates verifies the signature (file name, bytes) over
+    the body and chained to the CA at second secs; else the problem. The certificate that
+    vouched for the event before is tried first."""
+    (body_name, body), (sig_name, sig) = named_body, named_sig
+    encoded = base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+    first = [trust.last] if trust.last is not None else []
+    unchained: str | None = None
+    for signer in first + [s for s in trust.signers if s is not trust.last]:
+        try:
+            verify_bytes(encoded, body, signer.key)
+        except SignatureError:
+            continue
+        reason = _chains(trust, signer, secs)
+        if reason is None:
+            signer.vouched += 1
+            trust.last = signer
+            return None
+        unchained = unchained or (
+            f"{body_name}: {signer.name} does not chain to the CA at the event's time "
+            f"({secs} s since 1970): {one_line(reason)}"
+        )
+    if unchained is not None:
+        return unchained
+    others = " nor any other certificate in certs/" if len(trust.signers) > 1 else ""
+    return f"{sig_name}: the signature does not verify over {body_name} with {UNIT_PEM}{others}"
+
+
+def _chains(trust: _Trust, signer: _Signer, secs: int) -> str | None:
+    """None when the certificate chained to the pinned CA at second secs, directly or through
+    one of the issuing certificates (each tried in turn); else why not (the last reason)."""
+    if (signer.name, secs) in trust.valid:
+        return None
+    reason = "no path"
+    for between in [[link] for link in trust.issuing] or [[]]:
+        try:
+            when = datetime.fromtimestamp(secs, UTC)
+            verifier(trust.ca, when, len(between)).verify(signer.cert, between)
+        except (VerificationError, OverflowError, OSError, ValueError) as exc:
+            reason = str(exc)
+            continue
+        trust.valid.add((signer.name, secs))
+        return None
+    return reason
 
 
 def _subject_pictures(folder: Path, chain: _Chain, report: ExportReport) -> list[str]:

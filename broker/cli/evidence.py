@@ -40,19 +40,19 @@ def evidence_export(
         evidence = gather(EvidenceEvents(ql), event_id)
         unit = evidence.subject[0]
         registry = Registry(cfg.registry_dir)
-        cert = _signing_certificate(registry, unit)
-        if cert is None:
-            raise ExportError(f"no certificate for {unit.site}/{unit.device} in the registry")
+        certificates = _lineage(registry, evidence.stretch.events)
         store = EvidenceVault(cfg.data_dir / "evidence")
         try:
             export(
                 evidence,
                 store,
-                cert.public_bytes(Encoding.PEM),
+                certificates.unit_pem,
                 registry.ca_certificate().public_bytes(Encoding.PEM),
                 dest,
                 registry.witness_public_keys(),
-                issuing_cert=_issuing_pem(registry, cert),
+                issuing_cert=certificates.issuing_pem,
+                more_units=certificates.more_units,
+                more_issuing=certificates.more_issuing,
             )
         finally:
             store.close()
@@ -119,18 +119,18 @@ def export_window(cfg: CollectorConfig, dest: Path, window: Any, events: list[An
     if not subject:
         raise fail("nothing to export: no event of the unit is stored around the window")
     registry = Registry(cfg.registry_dir)
-    cert = _signing_certificate(registry, subject[0])
-    if cert is None:
-        raise fail(f"no certificate for {window.site}/{window.device} in the registry")
     try:
         stretch = stretch_around(events, subject)
+        certificates = _lineage(registry, stretch.events)
         export(
             Evidence(subject[0].id, tuple(subject), stretch),
             EvidenceVault(cfg.data_dir / "evidence"),
-            cert.public_bytes(Encoding.PEM),
+            certificates.unit_pem,
             registry.ca_certificate().public_bytes(Encoding.PEM),
             dest,
-            issuing_cert=_issuing_pem(registry, cert),
+            issuing_cert=certificates.issuing_pem,
+            more_units=certificates.more_units,
+            more_issuing=certificates.more_issuing,
         )
     except (ChainError, ExportError) as exc:
         raise fail(f"cannot export the window: {exc}") from None
@@ -142,18 +142,23 @@ def export_window(cfg: CollectorConfig, dest: Path, window: Any, events: list[An
     )
 
 
-def _issuing_pem(registry: Any, cert: Any) -> bytes | None:
-    """The issuing CA that signed the unit's certificate (PEM); None when the root did (#19)."""
-    from cryptography.hazmat.primitives.serialization import Encoding
+def _lineage(registry: Any, events: Any) -> Any:
+    """Every certificate of the unit whose key signed one of the events (it renews with a new
+    key, #19), and the issuing CA certificates they chain through (broker/export_lineage.py);
+    ExportError when the registry holds none for the unit."""
+    from broker.export import ExportError
+    from broker.export_lineage import lineage
 
-    chain = registry.unit_chain(cert)
-    return chain[0].public_bytes(Encoding.PEM) if chain else None
+    try:
+        return lineage(registry, events)
+    except LookupError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _signing_certificate(registry: Any, event: Any) -> Any:
     """The unit's certificate whose key signed event: after a renewal (#19) the unit signs with
     a new key, so an older event is exported with the certificate of its own time. The current
-    one when none verifies (the verifiers then say so)."""
+    one when none verifies (the verifiers then say so). An export carries them all: _lineage."""
     from protocol.signing import SignatureError, verify
 
     for cert in reversed(registry.device_certificates(event.site, event.device)):

@@ -98,52 +98,87 @@ if (sha256(ca.raw) !== pin) {
   finish(counts);
 }
 
-// 2. The unit's certificate: issued by that CA for a client, naming one site and one unit.
-const unit = certificate("certs/unit.pem");
-if (!unit) {
-  fail("certs/unit.pem: not one PEM certificate");
-  finish(counts);
+// 2. The unit's certificates: issued by that CA for a client, naming one site and one unit.
+// certs/unit.pem, and certs/unit-<serial>.pem when the unit renewed its key within the stretch:
+// each names the same unit; each event must be signed by one valid at its time.
+function unitCertificate(name) {
+  const cert = certificate(name);
+  if (!cert) {
+    fail(`${name}: not one PEM certificate`);
+    return null;
+  }
+  const names = cert.subject.split("\n");
+  const ous = names.filter((n) => n.includes("OU="));
+  const cns = names.filter((n) => n.includes("CN="));
+  const site = ous.length === 1 ? (/^OU=([a-z0-9-]+)$/.exec(ous[0]) || [])[1] : undefined;
+  const device = cns.length === 1 ? (/^CN=([a-z0-9-]+)$/.exec(cns[0]) || [])[1] : undefined;
+  if (!site || !device) {
+    fail(`${name} does not name one site (OU) and one unit (CN)`);
+    return null;
+  }
+  const key = cert.publicKey;
+  const isEd = key.asymmetricKeyType === "ed25519";
+  const isP256 =
+    key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails.namedCurve === "prime256v1";
+  if (!isEd && !isP256) {
+    fail(`${name}: the key is neither ECDSA P-256 nor Ed25519`);
+    return null;
+  }
+  return { name, cert, site, device, key, isEd, vouched: 0 };
 }
-const names = unit.subject.split("\n");
-const ous = names.filter((n) => n.includes("OU="));
-const cns = names.filter((n) => n.includes("CN="));
-const site = ous.length === 1 ? (/^OU=([a-z0-9-]+)$/.exec(ous[0]) || [])[1] : undefined;
-const device = cns.length === 1 ? (/^CN=([a-z0-9-]+)$/.exec(cns[0]) || [])[1] : undefined;
-if (!site || !device) {
-  fail("certs/unit.pem does not name one site (OU) and one unit (CN)");
-  finish(counts);
-}
-const key = unit.publicKey;
-const isEd = key.asymmetricKeyType === "ed25519";
-const isP256 =
-  key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails.namedCurve === "prime256v1";
-if (!isEd && !isP256) {
-  fail("certs/unit.pem: the key is neither ECDSA P-256 nor Ed25519");
-  finish(counts);
-}
-// An issuing CA between them when the export carries one: believed only as the pinned CA's.
-let issuing = null;
-if (exists("certs/issuing.pem")) {
-  issuing = certificate("certs/issuing.pem");
-  if (!issuing) {
-    fail("certs/issuing.pem: not one PEM certificate");
-    finish(counts);
+const main = unitCertificate("certs/unit.pem");
+if (!main) finish(counts);
+const { site, device } = main;
+const signers = [main];
+let unsound = false;
+for (const n of list("certs").filter((n) => /^unit-[0-9]{1,49}\.pem$/.test(n))) {
+  const other = unitCertificate(`certs/${n}`);
+  if (!other) {
+    unsound = true;
+  } else if (other.site !== site || other.device !== device) {
+    fail(`certs/${n}: a certificate of ${other.site}/${other.device}, not of this export's unit`);
+    unsound = true;
+  } else {
+    signers.push(other);
   }
 }
+// The issuing CA's certificates between them, when the export carries any (it renews: same
+// key, new certificate): believed only as the pinned CA's.
+const links = [];
+const linkNames = (exists("certs/issuing.pem") ? ["issuing.pem"] : []).concat(
+  list("certs").filter((n) => /^issuing-[0-9]{1,49}\.pem$/.test(n)),
+);
+for (const n of linkNames) {
+  const link = certificate(`certs/${n}`);
+  if (!link) {
+    fail(`certs/${n}: not one PEM certificate`);
+    unsound = true;
+  } else {
+    links.push(link);
+  }
+}
+if (unsound) finish(counts);
 const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
-const signer = issuing || ca;
-const issued =
-  ca.ca &&
-  ca.verify(ca.publicKey) &&
-  (!issuing || (issuing.ca && issuing.checkIssued(ca) && issuing.verify(ca.publicKey))) &&
-  !unit.ca &&
-  unit.checkIssued(signer) &&
-  unit.verify(signer.publicKey) &&
-  (unit.keyUsage === undefined || unit.keyUsage.includes(CLIENT_AUTH));
+const issuedVia = (unit, link) => {
+  const signer = link || ca;
+  return (
+    ca.ca &&
+    ca.verify(ca.publicKey) &&
+    (!link || (link.ca && link.checkIssued(ca) && link.verify(ca.publicKey))) &&
+    !unit.ca &&
+    unit.checkIssued(signer) &&
+    unit.verify(signer.publicKey) &&
+    (unit.keyUsage === undefined || unit.keyUsage.includes(CLIENT_AUTH))
+  );
+};
 const within = (cert, secs) =>
   Date.parse(cert.validFrom) / 1000 <= secs && secs <= Date.parse(cert.validTo) / 1000;
-const validAt = (secs) =>
-  issued && within(ca, secs) && (!issuing || within(issuing, secs)) && within(unit, secs);
+const validAt = (unit, secs) =>
+  [null, ...links].some(
+    (link) =>
+      issuedVia(unit, link) && within(ca, secs) && (!link || within(link, secs)) && within(unit, secs),
+  );
+let lastSigner = null;
 
 // 3. The events: the exact signed bytes, in one fixed form; fields are read as text.
 const ID = "[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?";
@@ -216,14 +251,36 @@ for (const name of list("events")) {
   if (field(text, "site") !== site || field(text, "device") !== device) {
     fail(`${where}: an event of another unit than the certificate's`);
   }
-  if (!validAt(Number(ts / 1000000000n))) {
-    fail(`${where}: certs/unit.pem does not chain to the CA at the event's time`);
-  }
+  // Signed with the key of one of the unit's certificates, valid and chaining at its time.
+  const secs = Number(ts / 1000000000n);
   const sig = read(sigWhere);
-  const good = isEd
-    ? verify(null, body, key, sig)
-    : verify("sha256", body, { key, dsaEncoding: "der" }, sig);
-  if (!good) fail(`${sigWhere}: the signature does not verify`);
+  const signs = (s) => {
+    try {
+      return s.isEd
+        ? verify(null, body, s.key, sig)
+        : verify("sha256", body, { key: s.key, dsaEncoding: "der" }, sig);
+    } catch {
+      return false;
+    }
+  };
+  let chosen = null;
+  let unchained = null;
+  for (const s of [lastSigner, ...signers.filter((x) => x !== lastSigner)]) {
+    if (!s || !signs(s)) continue;
+    if (validAt(s.cert, secs)) {
+      chosen = s;
+      break;
+    }
+    unchained = unchained || s;
+  }
+  if (chosen) {
+    chosen.vouched += 1;
+    lastSigner = chosen;
+  } else if (unchained) {
+    fail(`${where}: ${unchained.name} does not chain to the CA at the event's time`);
+  } else {
+    fail(`${sigWhere}: the signature does not verify`);
+  }
   if (last) {
     if (seq !== last.seq + 1n) fail(`${where}: seq ${seq} right after seq ${last.seq}`);
     if (prev !== last.hash) fail(`${where}: does not link to ${last.where}`);
@@ -237,6 +294,10 @@ for (const name of list("events")) {
   counts.events += 1;
 }
 if (counts.events === 0) fail("events/: no signed events");
+else
+  for (const s of signers.filter((x) => x.vouched === 0)) {
+    fail(`${s.name}: vouches for no event here`);
+  }
 
 // 4. The subject: the events this export is about, and the pictures they sign.
 const wanted = [];
