@@ -55,9 +55,10 @@ def lineage(registry: Registry, events: Sequence[Event]) -> Lineage:
     holds them; LookupError when the registry holds none for the unit."""
     site, device = events[0].site, events[0].device
     known = registry.device_certificates(site, device)
+    issuers = _issuing_certificates(registry)
     signed: dict[int, tuple[x509.Certificate, list[datetime]]] = {}
     for event in events:
-        cert = _signer(known, event)
+        cert = _signer(known, issuers, event)
         if cert is not None:
             signed.setdefault(cert.serial_number, (cert, []))[1].append(_when(event))
     if not signed:
@@ -66,7 +67,6 @@ def lineage(registry: Registry, events: Sequence[Event]) -> Lineage:
         if current is None:
             raise LookupError(f"no certificate for {site}/{device} in the registry")
         signed[current.serial_number] = (current, [_when(events[-1])])
-    issuers = _issuing_certificates(registry)
     units = sorted(signed.values(), key=lambda found: found[0].serial_number, reverse=True)
     first: x509.Certificate | None = None
     links: dict[int, x509.Certificate] = {}
@@ -92,10 +92,14 @@ def _when(event: Event) -> datetime:
     return datetime.fromtimestamp(event.ts // 10**9, UTC)
 
 
-def _signer(known: Sequence[x509.Certificate], event: Event) -> x509.Certificate | None:
-    """The newest certificate whose key signed event and that was valid when it was made;
-    else the newest whose key signed it (an event made outside its validity: exported, and
-    refused by every verifier); else None."""
+def _signer(
+    known: Sequence[x509.Certificate], issuers: list[x509.Certificate], event: Event
+) -> x509.Certificate | None:
+    """The newest certificate whose key signed event and that was valid when it was made (and
+    an issuing certificate of its issuer too, when one signed it); else the newest whose key
+    signed it (an event made outside its validity: exported, and refused by every verifier);
+    else None. Newest first, as the verifiers try them: two certificates of one key may both
+    verify, and the one a verifier credits must be one exported for it."""
     keyed = []
     for cert in reversed(known):
         try:
@@ -105,7 +109,10 @@ def _signer(known: Sequence[x509.Certificate], event: Event) -> x509.Certificate
         keyed.append(cert)
     when = _when(event)
     for cert in keyed:
-        if cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
+        if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
+            continue
+        links = [i for i in issuers if _issued_by(cert, i)]
+        if not links or _valid_at(links, when) is not None:
             return cert
     return keyed[0] if keyed else None
 

@@ -244,7 +244,6 @@ class _Trust:
     site_device: tuple[str, str]
     signers: list[_Signer]
     issuing: list[x509.Certificate]
-    last: _Signer | None = None
     valid: set[tuple[str, int]] = field(default_factory=set)
     """(certificate, second) pairs already found chaining to the CA."""
 
@@ -266,7 +265,8 @@ def _trust(folder: Path, pinned: PinnedCA, problems: list[str]) -> _Trust | None
         sound = sound and link is not None
         issuing += [link] if link is not None else []
     signers = [_Signer(UNIT_PEM, unit, key)]
-    for where in [f"{CERTS}/{n}" for n in names if UNIT_MORE.fullmatch(n)]:
+    more = sorted((n for n in names if UNIT_MORE.fullmatch(n)), key=_serial, reverse=True)
+    for where in [f"{CERTS}/{n}" for n in more]:
         other = certificate(folder, where, problems)
         named = unit_name(other, problems, where) if other is not None else None
         if other is not None and named is not None and named != site_device:
@@ -287,13 +287,13 @@ def _signed(
     trust: _Trust, named_body: tuple[str, bytes], named_sig: tuple[str, bytes], secs: int
 ) -> str | None:
     """None when one of the unit's certificates verifies the signature (file name, bytes) over
-    the body and chained to the CA at second secs; else the problem. The certificate that
-    vouched for the event before is tried first."""
+    the body and chained to the CA at second secs; else the problem. They are tried newest
+    first (certs/unit.pem, then by serial), as the exporter chose them: the first that vouches
+    is the one credited (two certificates of one key may both verify)."""
     (body_name, body), (sig_name, sig) = named_body, named_sig
     encoded = base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
-    first = [trust.last] if trust.last is not None else []
     unchained: str | None = None
-    for signer in first + [s for s in trust.signers if s is not trust.last]:
+    for signer in trust.signers:
         try:
             verify_bytes(encoded, body, signer.key)
         except SignatureError:
@@ -301,7 +301,6 @@ def _signed(
         reason = _chains(trust, signer, secs)
         if reason is None:
             signer.vouched += 1
-            trust.last = signer
             return None
         unchained = unchained or (
             f"{body_name}: {signer.name} does not chain to the CA at the event's time "
@@ -311,6 +310,11 @@ def _signed(
         return unchained
     others = " nor any other certificate in certs/" if len(trust.signers) > 1 else ""
     return f"{sig_name}: the signature does not verify over {body_name} with {UNIT_PEM}{others}"
+
+
+def _serial(name: str) -> int:
+    """The serial a certs/unit-<serial>.pem name says (ordering only; never trusted)."""
+    return int(name.removeprefix("unit-").removesuffix(".pem"))
 
 
 def _chains(trust: _Trust, signer: _Signer, secs: int) -> str | None:

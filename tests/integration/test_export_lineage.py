@@ -76,9 +76,13 @@ def _csr(key: certs.PrivateKey, device: str) -> bytes:
     )
 
 
-def _enrol(reg: Registry, device: str, key: certs.PrivateKey, when: datetime) -> x509.Certificate:
-    provision(reg.root, "device", "add", SITE, device, "--door", "17:pintu", "--pin-factory",
-              "mock")  # fmt: skip
+def _enrol(
+    reg: Registry, device: str, key: certs.PrivateKey, when: datetime, *, again: bool = False
+) -> x509.Certificate:
+    """The unit's enrolment with a one-time token (again: a new token for a registered unit)."""
+    if not again:
+        provision(reg.root, "device", "add", SITE, device, "--door", "17:pintu",
+                  "--pin-factory", "mock")  # fmt: skip
     token = issue_token(reg, SITE, device, now=when).token
     authority = EnrolmentAuthority(reg, days=45)
     return authority.simpleenroll(SITE, token, _csr(key, device), now=when).cert
@@ -104,14 +108,20 @@ def _chain(keys: list[certs.PrivateKey], times: list[int]) -> tuple[Event, ...]:
     return tuple(events)
 
 
-@pytest.fixture(scope="module")
-def renewed(tmp_path_factory: pytest.TempPathFactory) -> Renewed:
-    reg = Registry(tmp_path_factory.mktemp("registry") / "reg")
+def a_registry(root: Path) -> tuple[Registry, CertificateAuthority]:
+    """A root made 400 days ago, an issuing CA valid from 60 days ago to 15 days ago, a site."""
+    reg = Registry(root)
     CertificateAuthority.init(reg, "Jaga CA Bangka Barat", now=NOW - 400 * DAY)
     ca = CertificateAuthority(reg)
-    ca.create_issuing(days=45, now=NOW - 60 * DAY)  # valid until 15 days ago
+    ca.create_issuing(days=45, now=NOW - 60 * DAY)
     provision(reg.root, "site", "add", SITE, "--name", "Bangka Barat", "--timezone",
               "Asia/Jakarta", "--broker-host", "127.0.0.1")  # fmt: skip
+    return reg, ca
+
+
+@pytest.fixture(scope="module")
+def renewed(tmp_path_factory: pytest.TempPathFactory) -> Renewed:
+    reg, ca = a_registry(tmp_path_factory.mktemp("registry") / "reg")
     old_key, new_key, other_key = certs.new_key(), certs.new_key(), certs.new_key()
     old = _enrol(reg, DEVICE, old_key, NOW - 50 * DAY)  # valid until 5 days ago
     other = _enrol(reg, OTHER, other_key, NOW - 50 * DAY)
@@ -326,3 +336,27 @@ def test_an_event_after_the_old_certificate_expired_signed_with_its_key_fails(
     assert verdicts.all_fail(), verdicts
     for said in (verdicts.sh.stdout, verdicts.node.stdout, verdicts.python.stdout):
         assert "00000000000000000007.body" in said and UNCHAINED in said, said
+
+
+def test_two_certificates_of_one_key_each_vouch_for_the_events_of_their_time(
+    tmp_path: Path,
+) -> None:
+    """A unit enrolled again with the same key (a second token; enrolment does not refuse a
+    certified key): both certificates verify its signatures. Seq 1-3 (30 days ago) only the
+    first covers; seq 4-7 (9 days ago) both do, and the exporter credits the newer, as every
+    verifier does (newest first), so neither carried certificate vouches for nothing."""
+    reg, ca = a_registry(tmp_path / "reg")
+    key = certs.new_key()
+    first = _enrol(reg, DEVICE, key, NOW - 50 * DAY)  # until 5 days ago
+    ca.renew_issuing(days=45, now=NOW - 20 * DAY)
+    second = _enrol(reg, DEVICE, key, NOW - 20 * DAY, again=True)
+    assert first.public_key() == second.public_key()
+    then, later = _ns(NOW - 30 * DAY), _ns(NOW - 9 * DAY)
+    times = [then + 1, then + 2, then + 3, later + 1, later + 2, later + 3, later + 4]
+    events = _chain([key] * 7, times)
+    other = certs.new_key()
+    case = export_of(Renewed(reg, key, key, other, first, events), tmp_path / "case", events)
+    assert (case / "certs" / "unit.pem").read_bytes() == certs.cert_pem(second)
+    assert (case / "certs" / f"unit-{first.serial_number}.pem").is_file()
+    verdicts = verify_all(case, ca_fingerprint(reg.ca_certificate()))
+    assert verdicts.all_pass(), verdicts

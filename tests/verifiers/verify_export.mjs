@@ -131,7 +131,11 @@ if (!main) finish(counts);
 const { site, device } = main;
 const signers = [main];
 let unsound = false;
-for (const n of list("certs").filter((n) => /^unit-[0-9]{1,49}\.pem$/.test(n))) {
+// Newest first, by serial, as the exporter chose them: the first that vouches is credited.
+const serial = (n) => BigInt(n.slice(5, -4));
+const more = list("certs").filter((n) => /^unit-[0-9]{1,49}\.pem$/.test(n));
+more.sort((a, b) => (serial(a) < serial(b) ? 1 : serial(a) > serial(b) ? -1 : 0));
+for (const n of more) {
   const other = unitCertificate(`certs/${n}`);
   if (!other) {
     unsound = true;
@@ -178,8 +182,6 @@ const validAt = (unit, secs) =>
     (link) =>
       issuedVia(unit, link) && within(ca, secs) && (!link || within(link, secs)) && within(unit, secs),
   );
-let lastSigner = null;
-
 // 3. The events: the exact signed bytes, in one fixed form; fields are read as text.
 const ID = "[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?";
 const TOKEN = "[A-Za-z0-9_.:-]{1,64}";
@@ -265,8 +267,8 @@ for (const name of list("events")) {
   };
   let chosen = null;
   let unchained = null;
-  for (const s of [lastSigner, ...signers.filter((x) => x !== lastSigner)]) {
-    if (!s || !signs(s)) continue;
+  for (const s of signers) {
+    if (!signs(s)) continue;
     if (validAt(s.cert, secs)) {
       chosen = s;
       break;
@@ -275,7 +277,6 @@ for (const name of list("events")) {
   }
   if (chosen) {
     chosen.vouched += 1;
-    lastSigner = chosen;
   } else if (unchained) {
     fail(`${where}: ${unchained.name} does not chain to the CA at the event's time`);
   } else {
