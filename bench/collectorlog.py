@@ -16,20 +16,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.collector.settle import seqs_of
+
 _STORED = re.compile(
     rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO jaga\.collector: stored "
     rb"([a-z0-9-]+)/([a-z0-9-]+) seq=([0-9.,]+)",
     re.MULTILINE,
 )
-
-
-def seqs_of(runs: str) -> list[int]:
-    """The seqs one `stored` line names: "5..7,9" -> [5, 6, 7, 9]."""
-    out: list[int] = []
-    for run in runs.split(","):
-        first, _, last = run.partition("..")
-        out.extend(range(int(first), int(last or first) + 1))
-    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ rest in order.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from broker import points
@@ -105,6 +106,30 @@ def stored_lines(events: list[Event]) -> list[str]:
             runs = _runs(sorted(e.seq for e in own))
             lines.append(f"stored {site}/{device} seq={runs} ({len(own)} events)")
     return lines
+
+
+STORED_LINE = re.compile(
+    r"\bstored (?P<site>[a-z0-9-]+)/(?P<device>[a-z0-9-]+) seq=(?P<seqs>[0-9.,]+)"
+)
+"""A `stored` line in the collector's log (stored_lines), for the tools that read it back."""
+
+
+def stored_in(log: str) -> list[tuple[str, str, int]]:
+    """(site, device, seq) of every event the `stored` lines of a log name, in order."""
+    return [
+        (m["site"], m["device"], seq)
+        for m in STORED_LINE.finditer(log)
+        for seq in seqs_of(m["seqs"])
+    ]
+
+
+def seqs_of(runs: str) -> list[int]:
+    """The seqs a `stored` line names: "5..7,9" -> [5, 6, 7, 9]."""
+    out: list[int] = []
+    for run in runs.split(","):
+        first, _, last = run.partition("..")
+        out.extend(range(int(first), int(last or first) + 1))
+    return out
 
 
 def _runs(seqs: list[int]) -> str:

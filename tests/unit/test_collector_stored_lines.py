@@ -7,9 +7,8 @@ import logging
 
 import pytest
 
-from bench.collectorlog import seqs_of
 from broker.collector.inbound import Inbound
-from broker.collector.settle import count, stored_lines
+from broker.collector.settle import count, seqs_of, stored_in, stored_lines
 from broker.collector.stats import CollectorStats
 from broker.ingest import Accepted, Duplicate, Outcome
 from protocol.models import Kind
@@ -36,6 +35,8 @@ def test_the_seqs_a_line_names_read_back_as_they_were(seqs: list[int]) -> None:
     (line,) = stored_lines(batch)
     named = line.split(" seq=", 1)[1].split(" ", 1)[0]
     assert seqs_of(named) == seqs
+    log = f"2026-12-07 01:00:00,123 INFO jaga.collector: {line}\n"
+    assert stored_in(log) == [(SITE, "gudang-01", s) for s in seqs]
 
 
 def test_count_logs_only_what_was_stored(caplog: pytest.LogCaptureFixture) -> None:
