@@ -286,7 +286,29 @@ def an_old_event_signed_with_the_new_key(renewed: Renewed) -> Callable[[Path], N
     return damage
 
 
+def an_older_certificate_behind_a_link(renewed: Renewed) -> Callable[[Path], None]:
+    """certs/unit-<serial>.pem a symbolic link to a copy outside certs/ (an export holds plain
+    files only: a link may point anywhere on the auditor's disk)."""
+
+    def damage(folder: Path) -> None:
+        for old in (folder / "certs").glob("unit-*.pem"):
+            outside = folder.parent / f"{folder.name}-{old.name}"
+            old.rename(outside)
+            old.symlink_to(outside)
+
+    return damage
+
+
+def an_issuing_certificate_that_is_not_one(renewed: Renewed) -> Callable[[Path], None]:
+    def damage(folder: Path) -> None:
+        for link in (folder / "certs").glob("issuing-*.pem"):
+            link.write_bytes(link.read_bytes() + b"trailing words\n")
+
+    return damage
+
+
 NOT_THIS_UNIT = "not of this export's unit"
+NOT_ONE = "not one PEM certificate"
 UNCHAINED = "does not chain to the CA at the event's time"
 VOUCHES_FOR_NONE = "vouches for no event here"
 LINEAGE_DAMAGE: dict[str, tuple[Callable[[Renewed], Callable[[Path], None]], str]] = {
@@ -301,6 +323,11 @@ LINEAGE_DAMAGE: dict[str, tuple[Callable[[Renewed], Callable[[Path], None]], str
         VOUCHES_FOR_NONE,
     ),
     "an old event signed with the new key": (an_old_event_signed_with_the_new_key, UNCHAINED),
+    "an older certificate behind a symbolic link": (
+        an_older_certificate_behind_a_link,
+        "certs/unit-",
+    ),
+    "an issuing certificate with words after it": (an_issuing_certificate_that_is_not_one, NOT_ONE),
 }
 
 
