@@ -153,18 +153,3 @@ def _lineage(registry: Any, events: Any) -> Any:
         return lineage(registry, events)
     except LookupError as exc:
         raise ExportError(str(exc)) from None
-
-
-def _signing_certificate(registry: Any, event: Any) -> Any:
-    """The unit's certificate whose key signed event: after a renewal (#19) the unit signs with
-    a new key, so an older event is exported with the certificate of its own time. The current
-    one when none verifies (the verifiers then say so). An export carries them all: _lineage."""
-    from protocol.signing import SignatureError, verify
-
-    for cert in reversed(registry.device_certificates(event.site, event.device)):
-        try:
-            verify(event, cert.public_key())
-        except (SignatureError, TypeError, ValueError):
-            continue
-        return cert
-    return registry.device_certificate(event.site, event.device)

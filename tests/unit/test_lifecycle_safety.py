@@ -170,7 +170,7 @@ def test_an_event_signed_before_a_renewal_is_exported_with_its_own_certificate(
     certificate of the key that signed it, or no verifier could check it."""
     import time
 
-    from broker.cli.evidence import _signing_certificate
+    from broker.export_lineage import lineage
     from protocol.models import EventBody, Kind
     from protocol.signing import GENESIS, sign
     from provisioning.ca import CertificateAuthority
@@ -183,8 +183,10 @@ def test_an_event_signed_before_a_renewal_is_exported_with_its_own_certificate(
     body = EventBody(id="ev-1", site="s1", device="u-1", sensor="pintu", kind=Kind.DOOR,
                      state="open", seq=1, boot_id="b", ts=time.time_ns(), mono_ns=1,
                      clock_synced=True, prev=GENESIS)  # fmt: skip
-    assert _signing_certificate(reg, sign(body, old_key)) == before.cert
-    assert _signing_certificate(reg, sign(body, new_key)) == after.cert
+    assert lineage(reg, [sign(body, old_key)]).unit == before.cert
+    assert lineage(reg, [sign(body, new_key)]).unit == after.cert
+    both = lineage(reg, [sign(body, old_key), sign(body.model_copy(update={"seq": 2}), new_key)])
+    assert (both.unit, both.more_unit_certs) == (after.cert, (before.cert,))
 
 
 def test_the_agents_unit_finishes_an_interrupted_renewal_before_the_agent_starts(
