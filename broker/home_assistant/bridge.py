@@ -22,7 +22,8 @@ The collector's thread must keep up with 10,000 units (#21), so a turn does litt
   while the session still has many publishes unsent;
 - a picture is published in the turn after it is stored, only each unit's latest still;
 - a panel is published when the alert engine said its site changed (`on_changes`, fed by
-  wiring.py), with a slow refresh of all of them behind it (`PANEL_REFRESH_S`);
+  wiring.py), with a slow refresh of all of them behind it, a batch of sites a turn
+  (`PANEL_REFRESH_S`, `PANEL_REFRESH_BATCH`);
 - the registry is parsed again only where a file changed (registry.py);
 - the state file is written only when something in it changed (figures of heartbeats alone:
   at most once a minute).
@@ -65,8 +66,10 @@ log = logging.getLogger("jaga.home_assistant")
 
 ACTIONS = {"ARM_AWAY": "arm", "DISARM": "disarm"}
 PANEL_REFRESH_S = 10.0
-"""Every panel is worked out again this often (published only where its word changed): a
-change the engine told no one of (on_changes) shows within this."""
+"""Every panel is worked out again about this often (published only where its word changed):
+a change the engine told no one of (on_changes) shows within this, give or take the ..."""
+PANEL_REFRESH_BATCH = 50
+"""... panels so worked out in one turn (1,000 sites at once took ~60 ms of one turn)."""
 SAVE_EVERY_S = 5.0
 FIGURES_SAVE_EVERY_S = 60.0
 """Only heartbeats' figures changed (CPU temperature, outbox depth ...): kept at most this often
@@ -161,13 +164,13 @@ class HomeAssistantBridge:
         self._states: dict[UnitKey, UnitState] = {}
         self._pictures: dict[UnitKey, str] = {}
         self._announced: dict[str, list[str]] = {}
-        self._announced_json: str | None = None
-        """`_announced` as the file has it (None: encode it again)."""
+        """Discovery topics published, by unit or panel key: what removal must empty."""
+        self._announced_json: dict[str, str] = {}
         self._state_json: dict[UnitKey, str] = {}
-        """Each unit's `"site/device": {...}` as the file has it, ..."""
+        """Each key's `"key": ...` in the file as the last save wrote it, ..."""
+        self._reannounce: set[str] = set()
         self._encode: set[UnitKey] = set()
         """... but these, changed since (or gone): encoded again at the next save."""
-        """Discovery topics published, by unit or panel key: what removal must empty."""
         self._panels: dict[str, Panel] = {}
         """By panel_key: one per site, or one per zone of a site that has zones (#18)."""
         self._panel_words: dict[str, str] = {}
@@ -191,6 +194,8 @@ class HomeAssistantBridge:
         self._registry_known = False
         """A first poll has read the registry (later ones act only on a change)."""
         self._panels_at = float("-inf")
+        self._refresh: deque[str] = deque()
+        """Sites whose panels the slow refresh has still to work out, a batch a turn."""
         self._turned_at = time.monotonic()
         self._saved_at = 0.0
         self._unsaved = False
@@ -361,10 +366,13 @@ class HomeAssistantBridge:
             self._carry_out(decision, engine, emit, audit)
             self._panels_due.add(decision.site)  # show the new state at once
         if connected:
-            if now - self._panels_at >= PANEL_REFRESH_S:
-                self._publish_panels(engine, None, force=False)
-            elif self._panels_due:
-                self._publish_panels(engine, self._panels_due, force=False)
+            if not self._refresh and now - self._panels_at >= PANEL_REFRESH_S:
+                self._panels_at = now
+                self._refresh = deque(sorted({p.site for p in self._panels.values()}))
+            for _ in range(min(PANEL_REFRESH_BATCH, len(self._refresh))):
+                self._panels_due.add(self._refresh.popleft())
+            if self._panels_due:
+                self._publish_panels(engine, self._panels_due)
             for key in sorted(self._dirty):
                 self._send_state(key)
             self._dirty.clear()
@@ -426,7 +434,7 @@ class HomeAssistantBridge:
         (`_republish_some`) the panels, then the units, then their pictures."""
         self.publisher.publish(self.collector_topic, b"online", retain=True)
         self._panels_due.clear()  # every panel is in it
-        self._panels_at = now
+        self._panels_at, self._refresh = now, deque()
         self._repanel = deque(sorted(self._panels))
         self._republish = deque(sorted(self._units))
         self._repicture = deque()
@@ -491,17 +499,11 @@ class HomeAssistantBridge:
                 return
             self._pictures_due.discard(key)
 
-    def _publish_panels(self, engine: AlertEngine, sites: set[str] | None, *, force: bool) -> None:
-        """The panels of `sites` (None: every one) whose word changed (force: all of them)."""
-        due = set(self._panels_due) if sites is None else set(sites)
+    def _publish_panels(self, engine: AlertEngine, sites: set[str]) -> None:
+        """The panels of `sites` whose word changed."""
+        due = set(sites)
         self._panels_due -= due
-        if sites is None:
-            self._panels_at = time.monotonic()
-        panels = [
-            (key, panel)
-            for key, panel in self._panels.items()
-            if sites is None or panel.site in due
-        ]
+        panels = [(key, panel) for key, panel in self._panels.items() if panel.site in due]
         if not panels:
             return
         alerts_of: dict[str, list[Alert]] = {}
@@ -512,7 +514,7 @@ class HomeAssistantBridge:
             if panel.site not in states:
                 states[panel.site] = engine.arming_state(panel.site)
             state, alerts = states[panel.site], alerts_of.get(panel.site, [])
-            if not self._publish_panel(key, panel, state, alerts, force=force):
+            if not self._publish_panel(key, panel, state, alerts, force=False):
                 self._panels_due.add(panel.site)  # again at the next turn
 
     def _publish_panel(
@@ -576,7 +578,7 @@ class HomeAssistantBridge:
             sent = self.publisher.publish(d.topic, d.payload(), retain=True) and sent
         if self._announced.get(key) != wanted:
             self._announced[key] = wanted
-            self._announced_json = None
+            self._reannounce.add(key)
             self._unsaved = True
         return sent
 
@@ -645,7 +647,7 @@ class HomeAssistantBridge:
     def _forget(self, key: str) -> None:
         topics_of = self._announced.pop(key, [])
         if topics_of:
-            self._announced_json = None
+            self._reannounce.add(key)
             self._unsaved = True
         for topic in topics_of:
             self.publisher.publish(topic, b"", retain=True)
@@ -661,7 +663,7 @@ class HomeAssistantBridge:
             log.warning("%s is unreadable: Home Assistant's states start unknown", self._path)
             return
         self._announced = {k: list(v) for k, v in raw.get("announced", {}).items()}
-        self._announced_json = None
+        self._reannounce.update(self._announced)
         self.codes.restore(raw.get("codes", {}))
         for key, state in raw.get("states", {}).items():
             site, _, device = key.partition("/")
@@ -672,11 +674,16 @@ class HomeAssistantBridge:
             self._pictures[(site, device)] = sha
 
     def _save(self) -> None:
-        """The file, from JSON kept ready: what it announced is encoded again only after it
-        changed (100,000 topics at 10,000 units took ~150 ms), a unit's state only after a
-        message of it."""
-        if self._announced_json is None:
-            self._announced_json = json.dumps(self._announced)
+        """The file, from JSON kept ready: a key's announced topics are encoded again only
+        after they changed (all 100,000 of 10,000 units took ~150 ms), a unit's state only
+        after a message of it."""
+        for name in self._reannounce:
+            topics_of = self._announced.get(name)
+            if topics_of is None:
+                self._announced_json.pop(name, None)
+            else:
+                self._announced_json[name] = f"{json.dumps(name)}: {json.dumps(topics_of)}"
+        self._reannounce.clear()
         for key in self._encode:
             state = self._states.get(key)
             if state is None:
@@ -687,7 +694,7 @@ class HomeAssistantBridge:
         self._encode.clear()
         pictures = {f"{s}/{d}": sha for (s, d), sha in self._pictures.items()}
         body = (
-            f'{{"announced": {self._announced_json}, '
+            f'{{"announced": {{{", ".join(self._announced_json.values())}}}, '
             f'"states": {{{", ".join(self._state_json.values())}}}, '
             f'"pictures": {json.dumps(pictures)}, "codes": {json.dumps(self.codes.state())}}}'
         )

@@ -246,6 +246,17 @@ def test_a_panel_is_worked_out_again_only_when_its_site_changed(
     monkeypatch.setattr(module, "PANEL_REFRESH_S", 0.0)
     _turn(b, engine)
     assert sent.take() == [("jaga/ha/pangkal-pinang/arming", b"armed_away")]
+    # The slow refresh goes a batch of sites a turn.
+    monkeypatch.setattr(module, "PANEL_REFRESH_BATCH", 1)
+    engine.modes.clear()
+    engine.looked.clear()
+    _turn(b, engine)
+    _turn(b, engine)
+    assert engine.looked == [SITE, "pangkal-pinang"]
+    assert sent.take() == [
+        ("jaga/ha/bangka-barat/arming", b"disarmed"),
+        ("jaga/ha/pangkal-pinang/arming", b"disarmed"),
+    ]
 
 
 def _registry(root: Path, devices: list[str]) -> Registry:
