@@ -349,6 +349,37 @@ def test_the_state_file_written_piece_by_piece_reads_back_as_it_is_now(tmp_path:
     kept = json.loads((tmp_path / "home-assistant.json").read_text())
     assert list(kept["states"]) == [f"{SITE}/gudang-02"]
     assert kept["states"][f"{SITE}/gudang-02"]["online"] is True
-    assert list(kept["announced"]) == [f"panel:{SITE}", f"unit:{SITE}/gudang-02"]
+    assert sorted(kept["announced"]) == [f"panel:{SITE}", f"unit:{SITE}/gudang-02"]
     again, _ = _bridge(tmp_path, units)
     assert again._states == b._states and again._announced == b._announced
+
+
+def test_the_wiring_lets_the_bridge_hear_every_change_the_page_hears(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from broker.config import CollectorConfig
+    from broker.home_assistant import wiring
+
+    config = CollectorConfig.model_validate(
+        {"registry_dir": str(tmp_path), "data_dir": str(tmp_path),
+         "home_assistant": {"enabled": True}}
+    )  # fmt: skip
+    heard: list[object] = []
+    page = SimpleNamespace(on_changes=heard.append, subscribers=lambda: 3)
+    collector = SimpleNamespace(
+        config=config,
+        session=SimpleNamespace(connections=0, publish=lambda *a, **k: True),
+        stats=SimpleNamespace(connected=False),
+        evidence=SimpleNamespace(path=lambda sha: tmp_path / sha),
+        alerts=SimpleNamespace(live=page),
+    )
+    attached = wiring.attach(collector)  # type: ignore[arg-type]
+    assert attached is not None
+    try:
+        changes = Changes(arming=[Engine().arming_state(SITE)])
+        collector.alerts.live.on_changes(changes)  # as AlertBridge.emit hands them on
+        assert heard == [changes]  # the page as before
+        assert attached.bridge._panels_due == {SITE}  # and the bridge
+        assert collector.alerts.live.subscribers() == 3  # anything else is the page's
+    finally:
+        attached.bridge._checks.put(None)
