@@ -15,11 +15,11 @@ leaves a removed unit's entities behind.
 
 The collector's thread must keep up with 10,000 units (#21), so a turn does little:
 
-- publishing everything again (10,000 units: ~114,000 messages, ~2.6 s in one turn here, and
+- publishing everything again (10,000 units: ~114,000 messages, ~3 s in one turn here, and
   past 65,535 waiting publishes paho's message ids wrap and it refuses the rest) is spread
-  over turns (`Pace`): the panels and the collector's status at once, then units' discovery
-  and states, then their pictures last, each turn taking a share of the thread and waiting
-  while the session still has many publishes unsent;
+  over turns (`Pace`): the collector's status at once, then the panels, then units'
+  discovery and states, then their pictures last, each turn taking a share of the thread
+  and waiting while the session still has many publishes unsent;
 - a picture is published in the turn after it is stored, only each unit's latest still;
 - a panel is published when the alert engine said its site changed (`on_changes`, fed by
   wiring.py), with a slow refresh of all of them behind it, a batch of sites a turn
