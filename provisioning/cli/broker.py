@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from broker.mosquitto import KICK_IDENTITY
 from provisioning.broker_config import BrokerOptions, write_broker_config
 from provisioning.cli.shared import DirOption, open_registry, reports_mistakes, say
 from provisioning.errors import ProvisioningError
@@ -105,13 +106,21 @@ def broker_kick(
         raise ProvisioningError(f"--broker {broker!r}: give HOST or HOST:PORT (port 1-65535)")
     registry = open_registry(ctx, dir)
     names = revoked_usernames(registry)
-    if not names:
+    if not names and not registry.identity_path("collector", KICK_IDENTITY, ".crt").exists():
         say("nothing revoked: no session to cut")
         return
     result = kick(registry, host, int(port_text), names)
-    say(f"cut and muted {len(names)} revoked client(s): {', '.join(names)}")
+    if result.lifted:
+        say(
+            f"gave back the session of {len(result.lifted)} client(s) whose certificate is "
+            f"live again: {', '.join(result.lifted)}"
+        )
     for error in result.errors:
         say(f"warning: the broker answered {error}")
+    if not names:
+        say("nothing revoked: no session to cut")
+        return
+    say(f"cut and muted {len(names)} revoked client(s): {', '.join(names)}")
     say(
         "they are refused at connect once the broker has the new CRL: broker-config, copy, "
         "reload (SIGHUP)"

@@ -32,6 +32,7 @@ from provisioning.registry import Registry
 from provisioning.tokens import issue_token
 from tests.integration.test_revocation import (
     KICK_BUDGET_S,
+    NOT_AUTHORIZED,
     WAIT_S,
     Broker,
     Client,
@@ -215,9 +216,21 @@ def test_a_revoked_unit_is_cut_within_a_minute_and_never_renews_with_any_of_its_
 
 
 def test_a_revoked_issuing_ca_shuts_out_every_unit_it_signed(site: Site) -> None:
+    """Its units' live sessions are cut by the kick too (Mosquitto checks CRLs only at
+    connect, and only the leaf's), refused at connect once the broker has the CRLs, and
+    a unit enrolled again under the next issuing CA gets its session back from the next
+    kick run, without a broker restart (the plugin keeps a mute until one)."""
     unit = site.root / "unit-u-b"
     assert connects(site, unit)
-    provision(site.registry.root, "issuing-ca", "revoke")
+    live = Client(site.broker, unit / "device.crt", unit / "device.key")
+    live.start()
+    try:
+        assert live.publish("jaga/v1/s1/u-b/event") < 128
+        seconds = revoke_and_kick(site.broker, live, "issuing-ca", "revoke")
+        print(f"revocation_kick_s issuing CA: {seconds:.3f}")
+        assert seconds <= KICK_BUDGET_S
+    finally:
+        live.stop()
     site.broker.configure()  # its CRL leaves the broker's crlfile
     site.broker.reload()
     assert refused(site.broker, unit / "device.crt", unit / "device.key")
@@ -236,3 +249,17 @@ def test_a_revoked_issuing_ca_shuts_out_every_unit_it_signed(site: Site) -> None
     chain = x509.load_pem_x509_certificates((unit / "device.crt").read_bytes())
     assert chain[1] == site.registry.issuing_certificate(2)
     assert connects(site, unit)
+    back = Client(site.broker, unit / "device.crt", unit / "device.key")
+    back.start()
+    try:
+        assert back.publish("jaga/v1/s1/u-b/event") == NOT_AUTHORIZED  # muted, until ...
+        lifted = provision(
+            site.registry.root, "broker-kick", "--broker", f"127.0.0.1:{site.broker.port}"
+        )
+        assert "gave back the session of 1 client(s) whose certificate is live again: u-b" in (
+            lifted
+        )
+        assert back.connected.wait(WAIT_S)  # changing its roles dropped it: it is back
+        assert back.publish("jaga/v1/s1/u-b/event") < 128
+    finally:
+        back.stop()
