@@ -184,7 +184,9 @@ class HomeAssistantBridge:
         self._republish: deque[UnitKey] = deque()
         """... units whose discovery and state are still to be published again, then ..."""
         self._repicture: deque[UnitKey] = deque()
-        """... units whose latest still is."""
+        """... units whose latest still is (unless published meanwhile: `_pictured`)."""
+        self._pictured: set[UnitKey] = set()
+        """Units whose latest still went out since the republish began."""
         self._republish_began = 0.0
         self._republish_turns = 0
         self._published_on = 0
@@ -437,7 +439,7 @@ class HomeAssistantBridge:
         self._panels_at, self._refresh = now, deque()
         self._repanel = deque(sorted(self._panels))
         self._republish = deque(sorted(self._units))
-        self._repicture = deque()
+        self._repicture, self._pictured = deque(), set()
         self._republish_began, self._republish_turns = now, 0
 
     def _republish_some(self, engine: AlertEngine, deadline: float) -> None:
@@ -475,7 +477,8 @@ class HomeAssistantBridge:
                 self._republish.popleft()
             else:
                 key = self._repicture[0]
-                if key in self._units and not self._send_picture(key):
+                fresh = key in self._units and key not in self._pictured
+                if fresh and not self._send_picture(key):
                     return
                 self._repicture.popleft()
         log.info(
@@ -566,7 +569,10 @@ class HomeAssistantBridge:
             data = self.picture_path(sha).read_bytes()
         except OSError:
             return True  # pruned from the vault: HA keeps the one it has
-        return self.publisher.publish(topics.unit_image(*key), data, retain=True)
+        if not self.publisher.publish(topics.unit_image(*key), data, retain=True):
+            return False
+        self._pictured.add(key)
+        return True
 
     def _announce(self, key: str, entities: Sequence[Discovery]) -> bool:
         """Publish discovery (and empty what is no longer wanted); False: a publish refused."""

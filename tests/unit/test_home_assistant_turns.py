@@ -383,3 +383,20 @@ def test_the_wiring_lets_the_bridge_hear_every_change_the_page_hears(tmp_path: P
         assert collector.alerts.live.subscribers() == 3  # anything else is the page's
     finally:
         attached.bridge._checks.put(None)
+
+
+def test_a_still_published_during_the_republish_is_not_published_again(tmp_path: Path) -> None:
+    units = [_unit("gudang-01"), _unit("gudang-02")]
+    kept = {f"{SITE}/{u.device}": _still(tmp_path, n) for u, n in zip(units, "ab", strict=True)}
+    (tmp_path / "home-assistant.json").write_text(json.dumps({"pictures": kept}))
+    b, sent = _bridge(tmp_path, units)
+    engine = Engine()
+    _turn(b, engine)  # the panel
+    b.on_picture(SITE, "gudang-02", _still(tmp_path, "c"))  # an alarm meanwhile
+    while b.republishing():
+        _turn(b, engine)
+    stills = [(t, p) for t, p in sent.take() if t.endswith("/evidence")]
+    assert stills == [
+        ("jaga/ha/bangka-barat/gudang-02/evidence", b"jpeg c"),  # at once, not after the rest
+        ("jaga/ha/bangka-barat/gudang-01/evidence", b"jpeg a"),
+    ]
