@@ -10,7 +10,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from broker.alerts.config import AlertsConfig, PersonConfig
-from broker.home_assistant.bridge import Decision, HomeAssistantBridge
+from broker.home_assistant.bridge import Decision, HomeAssistantBridge, Pace
 from broker.home_assistant.codes import PanelCodes
 from broker.home_assistant.config import HomeAssistantConfig
 from broker.home_assistant.discovery import Panel, Unit, panel_entity, unit_entities
@@ -186,6 +186,7 @@ def _bridge(
         connections=lambda: 1,
         picture_path=lambda sha: tmp_path / sha,
         registry=Units(units),  # type: ignore[arg-type]
+        pace=Pace(min_s=60.0, max_s=60.0),  # everything again within one turn, however loaded
     )
     return b, sent
 
