@@ -54,6 +54,8 @@ class AlertBridge:
         self.session = session
         self.storage = storage
         self.live = live
+        self.listeners: list[Callable[[Changes], None]] = []
+        """Others that hear every change the guard-post page hears (Home Assistant's bridge)."""
         self.stats = stats
         self.web_acks: queue.Queue[tuple[str, str, Future[bool]]] = queue.Queue()
         self.operations: queue.Queue[tuple[Operation, Future[Changes]]] = queue.Queue()
@@ -114,7 +116,7 @@ class AlertBridge:
         """Publish (retained), store and notify what the engine decided, then confirm."""
         if not changes.outbox_id and not changes.messages() and not changes.points:
             return
-        self.live.on_changes(changes)
+        self._tell(changes)
         sent = [
             self.session.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
             for m in changes.messages()
@@ -211,7 +213,7 @@ class AlertBridge:
         for changes in self._guarded("recovery", self.engine.pending):
             self.emit(changes, stop)
         snapshot = self.engine.snapshot(now)
-        self.live.on_changes(snapshot)
+        self._tell(snapshot)
         for m in snapshot.messages():
             self.session.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
         sites = dict(site_of)
@@ -238,6 +240,15 @@ class AlertBridge:
             return
         log.info("command %s carried out", topic)
         self.emit(changes, stop)
+
+    def _tell(self, changes: Changes) -> None:
+        """The page, then each listener; a listener's bug never stops an alert."""
+        self.live.on_changes(changes)
+        for hear in self.listeners:
+            try:
+                hear(changes)
+            except Exception:
+                log.exception("a listener of alert changes failed; alerts go on regardless")
 
     def _guarded(self, what: str, run: Callable[[], list[Changes]]) -> list[Changes]:
         try:

@@ -3,9 +3,9 @@
 The collector calls four things, each one line in service.py: `will_of` (before its session
 exists), `attach` (after), `turn` in its loop, and `close`.
 
-The bridge publishes a site's panel when the alert engine changed it: `attach` puts a tee
-(`HearsChanges`) where the collector's alert glue hands every emitted change to the
-guard-post page (`AlertBridge.live.on_changes`), so the bridge hears the same changes.
+The bridge publishes a site's panel when the alert engine changed it: `attach` makes it a
+listener of the collector's alert glue (`AlertBridge.listeners`), so it hears every change
+the guard-post page hears.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from broker.alerts import unit_rules
 from broker.alerts.alert_points import InfluxPoint
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from broker.alerts.engine import AlertEngine
     from broker.collector.service import Collector
     from broker.config import CollectorConfig
-    from broker.web.state import LiveState
 
 log = logging.getLogger("jaga.home_assistant")
 
@@ -77,22 +76,6 @@ class Attached:
             self.bridge.close()
         except Exception:
             log.exception("Home Assistant bridge failed to close; the collector closes regardless")
-
-
-class HearsChanges:
-    """Stands where AlertBridge hands changes to the page (`live`): the page gets them as
-    before, then the bridge. Anything else asked of it is the page's."""
-
-    def __init__(self, live: LiveState, bridge: HomeAssistantBridge) -> None:
-        self.live = live
-        self.bridge = bridge
-
-    def on_changes(self, changes: object) -> None:
-        self.live.on_changes(changes)
-        self.bridge.on_changes(cast("Changes", changes))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.live, name)
 
 
 def waiting_of(session: object) -> int:
@@ -162,8 +145,7 @@ def attach(collector: Collector) -> Attached | None:
     )
     session.extra_filters = bridge.filters()
     session.on_other = bridge.take
-    alerts = collector.alerts
-    alerts.live = cast("LiveState", HearsChanges(alerts.live, bridge))
+    collector.alerts.listeners.append(bridge.on_changes)
     bridge.start()
     return Attached(collector, bridge)
 

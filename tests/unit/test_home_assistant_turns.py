@@ -357,6 +357,7 @@ def test_the_state_file_written_piece_by_piece_reads_back_as_it_is_now(tmp_path:
 def test_the_wiring_lets_the_bridge_hear_every_change_the_page_hears(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
+    from broker.collector.alerting import AlertBridge
     from broker.config import CollectorConfig
     from broker.home_assistant import wiring
 
@@ -365,22 +366,25 @@ def test_the_wiring_lets_the_bridge_hear_every_change_the_page_hears(tmp_path: P
          "home_assistant": {"enabled": True}}
     )  # fmt: skip
     heard: list[object] = []
-    page = SimpleNamespace(on_changes=heard.append, subscribers=lambda: 3)
+    page = SimpleNamespace(on_changes=heard.append)
+    glue = AlertBridge(SimpleNamespace(link_lost=lambda: None), None, None, None, page, None)  # type: ignore[arg-type]
     collector = SimpleNamespace(
         config=config,
         session=SimpleNamespace(connections=0, publish=lambda *a, **k: True),
         stats=SimpleNamespace(connected=False),
         evidence=SimpleNamespace(path=lambda sha: tmp_path / sha),
-        alerts=SimpleNamespace(live=page),
+        alerts=glue,
     )
     attached = wiring.attach(collector)  # type: ignore[arg-type]
     assert attached is not None
     try:
         changes = Changes(arming=[Engine().arming_state(SITE)])
-        collector.alerts.live.on_changes(changes)  # as AlertBridge.emit hands them on
+        glue._tell(changes)  # as AlertBridge.emit and recover hand them on
         assert heard == [changes]  # the page as before
         assert attached.bridge._panels_due == {SITE}  # and the bridge
-        assert collector.alerts.live.subscribers() == 3  # anything else is the page's
+        glue.listeners.insert(0, lambda _c: 1 / 0)  # a listener's bug ...
+        glue._tell(changes)  # ... stops neither the page nor the others
+        assert heard == [changes, changes]
     finally:
         attached.bridge._checks.put(None)
 
