@@ -32,6 +32,7 @@ BENCHMARKS = (
     "custody",
     "live",
     "lifecycle",
+    "ha_republish",
 )
 README = REPO / "README.md"
 BEGIN = "<!-- bench:begin"

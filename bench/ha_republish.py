@@ -196,13 +196,15 @@ def main() -> None:
             report.figure(f"{name}_mb", round(publisher.bytes / 1e6, 1))
             report.figure(f"{name}_refused_by_paho", publisher.refused)
             what = {"start": "first start", "birth": "HA's birth"}[name]
-            report.row(Row(f"{what}, {units:,} units: longest turn", ordered[-1] * 1000, "ms"))
+            report.row(
+                Row(f"{what}, {units:,} units: longest turn", ordered[-1] * 1000, "ms", key=True)
+            )
             report.row(Row(f"{what}: longest turn, thread CPU", max(cpu) * 1000, "ms"))
             report.row(Row(f"{what}: turn p99", ordered[int(len(spans) * 0.99)] * 1000, "ms"))
             report.row(Row(f"{what}: thread CPU in all", sum(cpu), "s"))
             report.row(Row(f"{what}: turns", len(spans), ""))
             report.row(Row(f"{what}: whole span", whole_s, "s"))
-            report.row(Row(f"{what}: publishes paho refused", publisher.refused, ""))
+            report.row(Row(f"{what}: publishes paho refused", publisher.refused, "", key=True))
 
         republish("start")  # the connection is new: everything (all of it new to the file too)
         bridge.take(Message("homeassistant/status", b"online", 0))
@@ -232,7 +234,7 @@ def main() -> None:
     report.figure("idle_turn_publishes", publisher.count)
     report.figure("state_file_save_ms", round(save_s * 1000, 1))
     report.row(Row("registry read, nothing changed", repoll_s * 1000, "ms"))
-    report.row(Row("nothing new: bridge's share of the thread", idle_ms_per_s, "ms/s"))
+    report.row(Row("nothing new: bridge's share of the thread", idle_ms_per_s, "ms/s", key=True))
     report.row(Row("nothing new: longest turn", max(idle) * 1000, "ms"))
     report.row(Row("state file save", save_s * 1000, "ms"))
     report.finish()
