@@ -114,7 +114,8 @@ class Agent:
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         """Messages the link received (commands, the site's arming), for the main loop."""
         siren = Siren(int(config.siren.seconds * S)) if config.siren else None
-        self.guard = Guard(siren, frozenset(config.entry_doors), config.device)
+        motion_always = config.camera is None or config.camera.motion == "always"
+        self.guard = Guard(siren, frozenset(config.entry_doors), config.device, motion_always)
         self._arming_path = config.data_dir / arming_file.NAME
         self._guard_state = GuardState(arming_file.load(self._arming_path))
         self.siren = SirenOutput(config.siren, pin_factory) if config.siren else None
@@ -254,7 +255,13 @@ class Agent:
             if appended is None:
                 continue
             reaction = self.guard.stored(
-                self._guard_state, obs.kind, obs.sensor, obs.state, obs.at_ns, appended.event.ts
+                self._guard_state,
+                obs.kind,
+                obs.sensor,
+                obs.state,
+                obs.at_ns,
+                appended.event.ts,
+                linked=self.publisher.stats.connected,
             )
             self._guard_state = reaction.state
             self._drive_siren()

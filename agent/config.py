@@ -99,6 +99,12 @@ class CameraConfig(Strict):
     max_packet_size: int = Field(
         default=262_144, ge=16_384, description="the broker's max_packet_size; pictures split below"
     )
+    motion: Literal["always", "guarded"] = Field(
+        default="always",
+        description="picture every PIR motion (every intrusion gets its still), or only motion "
+        "that may be an intrusion (armed, exit delay, link down, scheduled arming due): fewer "
+        "pictures by day on a metered SIM",
+    )
 
     @model_validator(mode="after")
     def _thresholds(self) -> CameraConfig:

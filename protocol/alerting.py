@@ -203,12 +203,18 @@ class ArmingState(WireModel):
         for b in self.bypassed or ():
             if (b.device, b.sensor) == (device, sensor) and b.since <= at_ns < b.until:
                 return None
+        found = self.zone_of(device, sensor)
+        return found.state if found is not None else self.state
+
+    def zone_of(self, device: str, sensor: str) -> ZoneArming | None:
+        """The zone a unit's sensor follows: one naming the sensor wins over one naming its
+        unit; unlisted: the default zone; None when the site has no zones (the top level)."""
         best, found = 0, self.zone(DEFAULT_ZONE)
         for z in self.zones or ():
             held = 2 if f"{device}/{sensor}" in z.members else 1 if device in z.members else 0
             if held > best:
                 best, found = held, z
-        return found.state if found is not None else self.state
+        return found
 
 
 class ArmingAudit(WireModel):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from agent.domain.siren import Siren, SirenState
 from kernel.units import S
-from protocol.alerting import ArmingState
+from protocol.alerting import ArmingMode, ArmingState, ZoneArming
 from protocol.models import Kind
 
 INTRUSIONS = frozenset({(Kind.DOOR, "open"), (Kind.MOTION, "motion")})
@@ -66,6 +66,30 @@ def triggers_camera(kind: Kind, state: str) -> bool:
     return (kind, state) in PICTURED
 
 
+SCHEDULE_MARGIN_NS = 60 * S
+"""How early before a scheduled arming motion counts as maybe guarded (clocks differ)."""
+
+
+def maybe_guarded(
+    arming: ArmingState | None, device: str, sensor: str, wall_ns: int, linked: bool
+) -> bool:
+    """Could the collector judge this sensor's motion an intrusion, for all the unit knows?
+    Yes when it has heard nothing, or hears nothing now (its link is down), when the sensor's
+    zone guards, when its exit delay runs (the collector counts from its end, the unit hears
+    of it a moment later), or when a scheduled arming is due within a minute or past; no
+    when the sensor is bypassed. `[camera] motion = "guarded"` pictures motion only then."""
+    if arming is None or not linked:
+        return True
+    mode = arming.mode_for(device, sensor, wall_ns) if device else arming.state
+    if mode is None:
+        return False
+    if mode.guarding or mode is ArmingMode.ARMING:
+        return True
+    plan: ArmingState | ZoneArming = (arming.zone_of(device, sensor) if device else None) or arming
+    at, to = plan.next_change, plan.next_state
+    return at is not None and to is not None and to.guarding and wall_ns >= at - SCHEDULE_MARGIN_NS
+
+
 @dataclass(frozen=True, slots=True)
 class GuardState:
     """The last arming state heard (None: never heard) and the siren's own state."""
@@ -94,6 +118,9 @@ class Guard:
     siren: Siren | None
     entry_doors: frozenset[str] = frozenset()
     device: str = ""  # this unit: its sensors follow their zones' arming (#18)
+    motion_always: bool = True
+    """Picture every motion (the default), or only motion that may be an intrusion
+    (maybe_guarded: `[camera] motion = "guarded"`, for a metered SIM)."""
 
     def heard(self, state: GuardState, arming: ArmingState) -> GuardState:
         """A new arming state of this site; a disarm silences the siren and any entry delay."""
@@ -103,18 +130,31 @@ class Guard:
         return state
 
     def stored(
-        self, state: GuardState, kind: Kind, sensor: str, value: str, at_ns: int, wall_ns: int
+        self,
+        state: GuardState,
+        kind: Kind,
+        sensor: str,
+        value: str,
+        at_ns: int,
+        wall_ns: int,
+        linked: bool = True,
     ) -> Reaction:
         """An event is in the outbox: sound the siren for an intrusion, keep its pictures.
         at_ns: monotonic (the siren's delays); wall_ns: the event's signed wall-clock time,
-        which a bypass's window is judged on, as the collector judges it."""
+        which a bypass's window is judged on, as the collector judges it; linked: the unit
+        hears the broker now."""
         arming = state.arming
         delay = intrusion_delay_ns(
             kind, sensor, value, arming, self.entry_doors, self.device, wall_ns
         )
         if self.siren is not None and delay is not None:
             state = replace(state, siren=self.siren.intrusion(state.siren, at_ns, delay))
-        return Reaction(state, triggers_camera(kind, value))
+        camera = triggers_camera(kind, value) and (
+            self.motion_always
+            or kind is not Kind.MOTION
+            or maybe_guarded(arming, self.device, sensor, wall_ns, linked)
+        )
+        return Reaction(state, camera)
 
     def tick(self, state: GuardState, now_ns: int) -> GuardState:
         """An entry delay runs out (the siren sounds) or the siren's time is up."""

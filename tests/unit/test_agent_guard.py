@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from agent.domain.guard import Guard, GuardState, intrusion_delay_ns, triggers_camera
 from agent.domain.siren import Siren
-from protocol.alerting import ArmingHow, ArmingMode, ArmingState
+from protocol.alerting import ArmingHow, ArmingMode, ArmingState, Bypass
 from protocol.models import Kind
 
 S = 1_000_000_000
@@ -123,3 +123,33 @@ def test_only_the_triggers_of_alarms_keep_pictures() -> None:
         (Kind.CAMERA, "fault"),
     ):
         assert not triggers_camera(kind, value)
+
+
+def test_a_metered_unit_pictures_only_motion_that_may_be_an_intrusion() -> None:
+    """`[camera] motion = "guarded"`: by day, staff walking past a PIR cost no pictures; but
+    wherever the collector could judge the motion an intrusion, for all the unit knows, it is
+    pictured (#18: every alarm's notification carries its still)."""
+    metered = Guard(None, frozenset(), "gudang-01", motion_always=False)
+
+    def pictured(state: GuardState, *, linked: bool = True, wall: int = WALL) -> bool:
+        return metered.stored(state, Kind.MOTION, "pir", "motion", 0, wall, linked).camera
+
+    disarmed = armed(ArmingMode.DISARMED)
+    assert not pictured(disarmed)
+    assert pictured(disarmed, linked=False)  # it cannot hear an arming now
+    assert pictured(GuardState())  # it never heard one
+    assert pictured(armed(ArmingMode.ARMING))  # the collector arms at the delay's end
+    assert pictured(armed()) and pictured(armed(ArmingMode.PENDING))
+    scheduled = arming(ArmingMode.DISARMED).model_copy(
+        update={"next_change": WALL + 30 * S, "next_state": ArmingMode.ARMED}
+    )
+    assert pictured(GuardState(scheduled))  # the schedule arms within the minute
+    assert not pictured(GuardState(scheduled), wall=WALL - 31 * S)  # not yet
+    bypassed = arming(ArmingMode.ARMED).model_copy(
+        update={"bypassed": (Bypass(device="gudang-01", sensor="pir", zone="default", by="demo",
+                                    reason="rusak", since=WALL - S, until=WALL + S),)}
+    )  # fmt: skip
+    assert not pictured(GuardState(bypassed))  # no intrusion for it: no picture needed
+    door = metered.stored(disarmed, Kind.DOOR, "pintu-utama", "open", 0, WALL, True)
+    assert door.camera  # doors, the lid and a covered lens: always
+    assert GUARD.stored(disarmed, Kind.MOTION, "pir", "motion", 0, WALL).camera  # the default
