@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from broker.alerts.arming import SiteArming
 from kernel.sqlite import open_db
 from protocol.alerting import DEFAULT_ZONE, Alert, ArmingAudit
@@ -63,7 +65,9 @@ class Writes:
     """What one engine call changes; committed at once."""
 
     alerts: dict[str, tuple[str, Alert]] = field(default_factory=dict)  # id -> (key, alert)
-    watches: dict[str, str | None] = field(default_factory=dict)  # name -> json, None deletes
+    watches: dict[str, str | BaseModel | None] = field(default_factory=dict)
+    """name -> its state (JSON, or the model, written as JSON at the commit: a door's watch
+    changes with every event, and a batch writes only its last state); None deletes."""
     arming: dict[str, SiteArming] = field(default_factory=dict)  # arming_key -> panel
     audits: list[ArmingAudit] = field(default_factory=list)
     applied: list[tuple[str, str, int, int]] = field(default_factory=list)
@@ -187,7 +191,8 @@ class AlertStore:
             if body is None:
                 db.execute("DELETE FROM watch WHERE name = ?", (name,))
             else:
-                db.execute("INSERT OR REPLACE INTO watch(name, body) VALUES (?, ?)", (name, body))
+                text = body if isinstance(body, str) else body.model_dump_json()
+                db.execute("INSERT OR REPLACE INTO watch(name, body) VALUES (?, ?)", (name, text))
         for site, state in w.arming.items():
             db.execute(
                 "INSERT OR REPLACE INTO arming(site, body) VALUES (?, ?)",

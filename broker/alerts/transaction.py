@@ -149,7 +149,7 @@ class Transaction:
             return
         self.state.keep_watch(key, new)
         if persist:
-            self.writes.watches[key.text] = new.model_dump_json()
+            self.writes.watches[key.text] = new  # as JSON at the commit
 
 
 class Batch:
