@@ -66,7 +66,7 @@ from agent.renewal import UnitTls, due_for, renew, renew_with_retries
 from bench.report import RESULTS, Report, Row, parse_args, workdir
 from devstack.stack import SCENARIOS, Stack, UnitSpec, jaga
 from provisioning.ca import CertificateAuthority
-from provisioning.est import Enrolled, EnrolmentAuthority
+from provisioning.est import EnrolmentAuthority
 from provisioning.est_server import EstServer, serve_in_thread, server_context
 from provisioning.kick import kick, revoked_usernames
 from provisioning.register import add_device, add_site
@@ -93,33 +93,10 @@ class SimOver(Exception):
     """Raised in a unit's thread when the simulated year is over."""
 
 
-class ClockedAuthority(EnrolmentAuthority):
-    """The endpoint's authority, judging every request at `clock()` (the simulated time)."""
-
-    def __init__(self, registry: Registry, *, days: int) -> None:
-        super().__init__(registry, days=days)
-        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-    def simpleenroll(
-        self, label: str, token: str | None, body: bytes, *, now: datetime | None = None
-    ) -> Enrolled:
-        return super().simpleenroll(label, token, body, now=now or self.clock())
-
-    def simplereenroll(
-        self,
-        label: str,
-        client_cert: x509.Certificate | None,
-        body: bytes,
-        *,
-        now: datetime | None = None,
-    ) -> Enrolled:
-        return super().simplereenroll(label, client_cert, body, now=now or self.clock())
-
-
 class Endpoint:
     """The real HTTPS endpoint on a fixed port, which can be taken away and brought back."""
 
-    def __init__(self, registry: Registry, authority: ClockedAuthority, port: int) -> None:
+    def __init__(self, registry: Registry, authority: EnrolmentAuthority, port: int) -> None:
         self.registry = registry
         self.authority = authority
         self.port = port
@@ -498,7 +475,7 @@ def main() -> None:
             stack.collector.stop()
 
         # The year: every unit enrols at the start with its token, then renews by itself.
-        authority = ClockedAuthority(registry, days=CERT_DAYS)
+        authority = EnrolmentAuthority(registry, days=CERT_DAYS)
         endpoint = Endpoint(registry, authority, server.port)
         endpoint.up()
         units: list[Unit] = []

@@ -42,6 +42,7 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -109,6 +110,9 @@ class EnrolmentAuthority:
         self.registry = registry
         self.days = days
         self.grace = timedelta(days=grace_days)
+        self.clock: Callable[[], datetime | None] = lambda: None
+        """The time a request is judged at when the caller gives none; None: the real time
+        (a simulation, bench.lifecycle, sets its own clock here)."""
         self._lock = threading.Lock()
 
     def cacerts(self) -> bytes:
@@ -122,6 +126,7 @@ class EnrolmentAuthority:
         self, label: str, token: str | None, body: bytes, *, now: datetime | None = None
     ) -> Enrolled:
         """Certify the CSR in body if token is this unit's unspent, unexpired token."""
+        now = now or self.clock()
         with self._lock:
             try:
                 return self._enroll(label, token, body, now)
@@ -144,6 +149,7 @@ class EnrolmentAuthority:
         now: datetime | None = None,
     ) -> Enrolled:
         """Certify a new key for the unit whose current certificate authenticated the request."""
+        now = now or self.clock()
         device = (
             certs.single_attribute(client_cert.subject, NameOID.COMMON_NAME)
             if client_cert is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -28,6 +29,11 @@ BYPASS_CHOICES_MIN = (30, 60, 120, 240, 480, 720)
 """The bypass lengths the page offers (the site's bypass_max_min caps them)."""
 
 NAME_THE_SENSOR = N_("Name the sensor as unit/sensor, e.g. gudang-01/pintu.")
+
+
+def _from_page(me: Principal, **fields: Any) -> Operation:
+    """An operation asked on this page: by the logged-in person, through the web."""
+    return Operation(by=me.account.who, account=me.account.name, how=ArmingHow.WEB, **fields)
 
 
 class Operations:
@@ -52,12 +58,10 @@ class Operations:
         action = form.get("action", "")
         if action not in ("arm", "disarm"):
             return N_("Say arm or disarm.")
-        return Operation(
+        return _from_page(
+            me,
             action="arm" if action == "arm" else "disarm",
             site=site,
-            by=me.account.who,
-            account=me.account.name,
-            how=ArmingHow.WEB,
             zone=form.get("zone") or None,
             code=(form.get("code") or None) if action == "disarm" else None,
         )
@@ -76,12 +80,10 @@ class Operations:
             return N_("A bypass needs a reason.")
         if minutes <= 0:
             return N_("Choose how long.")
-        return Operation(
+        return _from_page(
+            me,
             action="bypass",
             site=site,
-            by=me.account.who,
-            account=me.account.name,
-            how=ArmingHow.WEB,
             device=named[0],
             sensor=named[1],
             for_s=minutes * 60,
@@ -93,12 +95,10 @@ class Operations:
         named = _sensor(form)
         if named is None:
             return NAME_THE_SENSOR
-        return Operation(
+        return _from_page(
+            me,
             action="unbypass",
             site=site,
-            by=me.account.who,
-            account=me.account.name,
-            how=ArmingHow.WEB,
             device=named[0],
             sensor=named[1],
         )
