@@ -198,6 +198,13 @@ class Registry:
             more = self._read(self.issued_log_path, IssuedLog).issued
             on_disk = len(more) if on_disk == 0 else -1
             head.issued = [*head.issued, *more]
+        # Registries older than CaLog.issuing_revoked record a revoked issuing CA only in its
+        # issued entry: carry it into the list every check reads, or it counts as live again.
+        for entry in head.issued:
+            gone = entry.kind == "issuing" and entry.revoked_at is not None
+            generation = int(entry.name) if entry.name and entry.name.isdigit() else None
+            if gone and generation is not None and generation not in head.issuing_revoked:
+                head.issuing_revoked.append(generation)
         self._log_cache = (stamp, head)
         self._log_saved = (on_disk, revoked_count(head))
         return head
