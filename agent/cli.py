@@ -228,6 +228,13 @@ def renew(
         if cfg.broker.tls is not None and finish_install(cfg.broker.tls.key, cfg.broker.tls.cert):
             typer.echo(f"finished an interrupted renewal: {cfg.broker.tls.cert} is in place")
     except OSError as exc:
+        if finish:  # before the agent starts (ExecStartPre): a unit that works alone starts
+            typer.echo(
+                f"warning: cannot finish the interrupted renewal ({exc}); the agent starts "
+                "with the pair in place",
+                err=True,
+            )
+            return
         raise _fail(f"cannot finish the interrupted renewal: {exc}", 1) from None
     if finish:
         return

@@ -212,3 +212,32 @@ def test_the_agents_unit_finishes_an_interrupted_renewal_before_the_agent_starts
     assert installed(folder) == (key_pem, cert_pem)
     unit = (Path(__file__).resolve().parents[2] / "systemd" / "jaga-agent.service").read_text()
     assert "ExecStartPre=+/opt/jaga/venv/bin/jaga-agent renew --finish" in unit
+
+
+def test_a_renewal_that_cannot_be_finished_before_the_agent_starts_does_not_keep_it_down(
+    reg: Registry, tmp_path: Path
+) -> None:
+    """`renew --finish` runs as the agent's ExecStartPre: if it failed, systemd would not
+    start the agent at all (no siren, no pictures). It warns, and the agent starts with the
+    pair in place, as the agent's own start does."""
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    provision(reg.root, "device", "add", "s1", "u-1", *WIRING)
+    folder = tmp_path / "etc-jaga"
+    folder.mkdir()
+    shutil.copy(reg.device_dir("s1", "u-1") / "agent.toml", folder / "agent.toml")
+    new = pair(folder, "new")
+    key_pem, cert_pem = pem(new)
+    (folder / "device.key.new").write_bytes(key_pem)
+    (folder / "device.crt.new").write_bytes(cert_pem)
+    (folder / "device.crt").mkdir()  # what stands there cannot be replaced: an OSError
+    (folder / "device.crt" / "x").write_text("x")
+    args = ["renew", "--finish", "--config", str(folder / "agent.toml")]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert "cannot finish the interrupted renewal" in done.output
+    assert "the agent starts with the pair in place" in done.output
+    plain = CliRunner().invoke(app, ["renew", "--config", str(folder / "agent.toml")])
+    assert plain.exit_code == 1 and "cannot finish the interrupted renewal" in plain.output
