@@ -14,6 +14,12 @@ from pathlib import Path
 
 from kernel.sqlite import open_db
 
+_RAISE_FLOOR = (
+    "INSERT INTO meta VALUES ('newest', ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)"
+)
+"""The newest time seen: raised, never lowered."""
+
 
 class NonceBookUnavailable(Exception):
     """The book could not be read or written (a full disk, an I/O error): the command is refused,
@@ -43,27 +49,19 @@ class NonceBook:
         """A time known to have passed (a synchronised clock): raises the floor, never lowers."""
         with self._lock:
             try:
-                self._db.execute(
-                    "INSERT INTO meta VALUES ('newest', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                    (ts,),
-                )
+                self._db.execute(_RAISE_FLOOR, (ts,))
             except sqlite3.Error as exc:  # a full disk: the floor stays where it was
                 raise NonceBookUnavailable(f"command nonces: {exc}") from exc
 
     def admit(self, nonce: str, ts: int) -> bool:
         """Record the nonce of a command that passed every other check; False if seen before."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.execute("BEGIN IMMEDIATE")
                 seen = self._db.execute("SELECT 1 FROM nonce WHERE nonce=?", (nonce,)).fetchone()
                 if seen is None:
                     self._db.execute("INSERT INTO nonce VALUES (?, ?)", (nonce, ts))
-                    self._db.execute(
-                        "INSERT INTO meta VALUES ('newest', ?) "
-                        "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                        (ts,),
-                    )
+                    self._db.execute(_RAISE_FLOOR, (ts,))
                     newest = self._db.execute("SELECT value FROM meta WHERE key='newest'")
                     floor = int(newest.fetchone()[0]) - 2 * self.window_ns
                     self._db.execute("DELETE FROM nonce WHERE ts < ?", (floor,))

@@ -64,3 +64,16 @@ def test_the_unit_refuses_a_command_on_a_full_disk_then_carries_it_out(tmp_path:
     with pytest.raises(CommandRefused, match="already carried out"):
         gate.open(payload, Resend, NOW, True)
     gate.close()
+
+
+def test_a_book_that_cannot_even_begin_refuses_the_command_and_recovers(tmp_path: Path) -> None:
+    """Found in review: `BEGIN IMMEDIATE` stood outside the handler, so a book whose
+    connection was left inside a transaction raised a raw sqlite3 error through the gate
+    and the unit's main loop died; now the command is refused and the book recovers."""
+    book = NonceBook(tmp_path / "nonces.sqlite3", WINDOW_NS)
+    book._db.execute("BEGIN")  # left open, as a rollback that failed would leave it
+    with pytest.raises(NonceBookUnavailable, match="transaction"):
+        book.admit("first", NOW)
+    assert not book._db.in_transaction
+    assert book.admit("first", NOW) is True
+    assert book.admit("first", NOW) is False
