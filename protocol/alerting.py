@@ -206,6 +206,18 @@ class ArmingState(WireModel):
         found = self.zone_of(device, sensor)
         return found.state if found is not None else self.state
 
+    def guards_unit(self, device: str) -> bool:
+        """Does any zone that may hold this unit's sensors guard now (the default zone holds
+        whatever no zone names)? No zones: the site's own state."""
+        if not self.zones or not device:
+            return self.state.guarding
+        mine = f"{device}/"
+        return any(
+            z.state.guarding
+            for z in self.zones
+            if z.zone == DEFAULT_ZONE or any(m == device or m.startswith(mine) for m in z.members)
+        )
+
     def zone_of(self, device: str, sensor: str) -> ZoneArming | None:
         """The zone a unit's sensor follows: one naming the sensor wins over one naming its
         unit; unlisted: the default zone; None when the site has no zones (the top level)."""

@@ -123,9 +123,10 @@ class Guard:
     (maybe_guarded: `[camera] motion = "guarded"`, for a metered SIM)."""
 
     def heard(self, state: GuardState, arming: ArmingState) -> GuardState:
-        """A new arming state of this site; a disarm silences the siren and any entry delay."""
+        """A new arming state of this site; a disarm of every zone this unit's sensors are in
+        silences the siren and any entry delay (another unit's zone may stay armed)."""
         state = replace(state, arming=arming)
-        if self.siren is not None and not state.guarding:
+        if self.siren is not None and not arming.guards_unit(self.device):
             state = replace(state, siren=self.siren.disarm(state.siren))
         return state
 

@@ -63,3 +63,32 @@ def test_a_bypassed_door_sounds_nothing_until_its_bypass_ends() -> None:
     assert GUARD.sounding(after.state)
     other = GUARD.stored(state, Kind.DOOR, "pintu-belakang", "open", 10 * S, EPOCH + 10 * S)
     assert GUARD.sounding(other.state)  # only the bypassed sensor is quiet
+
+
+def test_disarming_the_units_zone_silences_its_siren_while_another_units_zone_stays_armed() -> None:
+    """Found in review: the unit silenced its siren only when the site's most guarding zone
+    stopped guarding, so disarming the perimeter with the vault (another unit's) still armed
+    let an entry delay run out and the siren sound."""
+    guard = Guard(Siren(180 * S), frozenset({"pintu-utama"}), UNIT)
+
+    def site(perimeter: ArmingMode) -> ArmingState:
+        base = heard().arming
+        assert base is not None
+        return base.model_copy(
+            update={
+                "entry_delay_s": 40,
+                "zones": (
+                    zone("default", ArmingMode.DISARMED),
+                    zone("perimeter", perimeter, UNIT),
+                    zone("brankas", ArmingMode.ARMED, "gudang-02"),
+                ),
+            }
+        )
+
+    armed = guard.heard(GuardState(), site(ArmingMode.ARMED))
+    opened = guard.stored(armed, Kind.DOOR, "pintu-utama", "open", 0, EPOCH).state
+    assert guard.deadline(opened) == 40 * S  # the entry delay runs
+    disarmed = guard.heard(opened, site(ArmingMode.DISARMED))
+    assert not guard.sounding(guard.tick(disarmed, 41 * S))
+    still = guard.heard(opened, site(ArmingMode.ARMED))  # a repeat of the armed state
+    assert guard.sounding(guard.tick(still, 41 * S))
