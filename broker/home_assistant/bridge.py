@@ -235,7 +235,10 @@ class HomeAssistantBridge:
                 self._again.set()
             return True
         if msg.topic == self.collector_topic:
-            if msg.payload == b"offline":  # our will, published after we came back: not so
+            # Our will, published after we came back: not so, say everything again. A retained
+            # one (the last session's, delivered as we subscribe) is no news: this session's
+            # first turns publish everything already.
+            if msg.payload == b"offline" and not msg.retain:
                 self._again.set()
             return True
         site = topics.parse_command(msg.topic)

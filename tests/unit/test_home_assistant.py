@@ -442,3 +442,21 @@ def test_a_duress_pin_on_a_paused_keypad_is_refused_alike_but_tells_the_police(
         assert not [m for c in emitted for m in c.messages() if "/alert/" in m.topic]  # silent
     finally:
         store.close()
+
+
+def test_our_late_will_says_everything_again_but_the_last_sessions_retained_one_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: the retained "offline" a stop or crash left, delivered as the new
+    session subscribes, restarted the republish the first turns had begun (everything twice
+    at every start); a will published late, live, still means HA must hear it all again."""
+    b, sent = _bridge(tmp_path, monkeypatch, [_unit()])
+    engine = Engine()
+    _turn(b, engine)
+    sent.sent.clear()
+    b.take(Message(COLLECTOR, b"offline", 1, retain=True))
+    _turn(b, engine)
+    assert not [t for t in sent.topics() if t.endswith("/config")]
+    b.take(Message(COLLECTOR, b"offline", 1))
+    _turn(b, engine)
+    assert len([t for t in sent.topics() if t.endswith("/config")]) == 11
