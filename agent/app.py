@@ -125,8 +125,7 @@ class Agent:
         self.live: LiveTap | None = None
         self._camera_stop = threading.Event()
         if config.camera is not None:
-            wake = lambda: self.sensors.edges.put(None)  # noqa: E731
-            self.camera = camera_loop(config.camera, config.device, self.clock, wake)
+            self.camera = camera_loop(config.camera, config.device, self.clock, self._wake)
             self.live = LiveTap(
                 lambda jpeg: self.publisher.publish_live(self.topics.live, jpeg),
                 mono_ns=self.clock.mono_ns,
@@ -305,6 +304,10 @@ class Agent:
         queued, and the loop woken to act on it now; it used to wait for the next edge or
         deadline (up to a second), and an edge in between was judged on the older arming."""
         self.inbox.put((topic, payload))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake the main loop from another thread (the link's, the camera's): it acts now."""
         self.sensors.edges.put(None)
 
     def _drain_inbox(self) -> None:

@@ -28,7 +28,7 @@ from broker.alerts.changes import Changes
 from broker.alerts.config import AlertsConfig, SiteAlerts
 from broker.alerts.engine_state import EngineState
 from broker.alerts.lifecycle import AlertClosed, AlertError, Change, ChangeKind, UnknownAlert
-from broker.alerts.rules import SILENT, AlertKey, Clear, Raise, Rule, time_params
+from broker.alerts.rules import AlertKey, Clear, Raise, Rule, is_silent, time_params
 from broker.alerts.store import AlertStore, Writes
 from broker.alerts.transaction import Batch, Transaction
 from broker.alerts.unit_rules import GapChange, GapLike, GapWatch, IntegrityLike
@@ -576,7 +576,7 @@ _ZONED = (Kind.DOOR, Kind.MOTION)
 
 
 def _silent(alert: Alert) -> bool:
-    return alert.rule in {r.value for r in SILENT}
+    return is_silent(alert.rule)
 
 
 def _how(how: ArmingHow | str) -> ArmingHow:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from broker.alerts.config import NotifyConfig
 from broker.alerts.lifecycle import Change, ChangeKind
 from broker.alerts.localized import alert_text
-from broker.alerts.rules import SILENT
+from broker.alerts.rules import is_silent
 from broker.i18n import DEFAULT, DEFAULT_TZ, N_, render
 from protocol.alerting import Alert, Severity
 
@@ -117,7 +117,7 @@ def decide(
     alert, duress, has none: each disarm under duress is news for the police)."""
     alert = change.alert
     if change.kind in (ChangeKind.RAISED, ChangeKind.REPEATED):
-        silent = alert.rule in {r.value for r in SILENT}
+        silent = is_silent(alert.rule)
         cooled = (
             silent or watch.last_sent is None or now - watch.last_sent >= config.cooldown_s * 10**9
         )

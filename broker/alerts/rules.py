@@ -70,6 +70,11 @@ SILENT = frozenset({Rule.DURESS})
 on the post's page, never in InfluxDB (whoever forced the disarm may be watching those)."""
 
 
+def is_silent(rule: str) -> bool:
+    """An alert of this rule (its name, as an Alert stores it) is one of SILENT's."""
+    return rule in SILENT
+
+
 @dataclass(frozen=True, slots=True)
 class AlertKey:
     """rule + site + device + sensor: repeated triggers of one key update one open alert."""

@@ -35,7 +35,7 @@ def alerts_list(
     import datetime as dt
     import sqlite3
 
-    from broker.alerts.rules import SILENT
+    from broker.alerts.rules import is_silent
     from broker.alerts.store import read_alerts
 
     cfg = load(config)
@@ -44,7 +44,7 @@ def alerts_list(
     except sqlite3.Error as exc:
         raise fail(f"cannot read the alert store in {cfg.data_dir}: {exc}") from None
     if not include_duress:
-        alerts = [a for a in alerts if a.rule not in {r.value for r in SILENT}]
+        alerts = [a for a in alerts if not is_silent(a.rule)]
     if not alerts:
         typer.echo("no alerts")
         return

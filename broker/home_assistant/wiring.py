@@ -22,7 +22,7 @@ from broker.home_assistant import topics
 from broker.home_assistant.bridge import Decision, HomeAssistantBridge
 from broker.home_assistant.codes import PanelCodes
 from broker.mosquitto import ALL_SITES
-from broker.web.config import Account, Role
+from broker.web.config import Account
 from kernel.mqtt import Will
 from protocol.ids import InvalidIdentifier
 
@@ -157,7 +157,7 @@ def operator_may_act(
     code matches a page account only if it is an operator's that sees the site (a guard's
     never), or an operator identity in the registry that names the site (or every site)."""
     account = accounts.get(name)
-    if account is not None and account.role is Role.OPERATOR and account.can_see(site):
+    if account is not None and account.can_operate(site):
         return True
     sites = _operator_sites(registry_dir, name)
     return site in sites or ALL_SITES in sites

@@ -77,6 +77,10 @@ class Account(Strict):
         """Whether this account may see (and acknowledge) what happens at site."""
         return self.all_sites or site in self.sites
 
+    def can_operate(self, site: str) -> bool:
+        """Whether this account may arm, disarm and bypass at site: an operator who sees it."""
+        return self.role is Role.OPERATOR and self.can_see(site)
+
     @property
     def who(self) -> str:
         """The name carried into the alert lifecycle: `Full Name (login)`, at most 63 chars."""

@@ -16,7 +16,6 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from broker.alerts.operations import Operation
 from broker.i18n import N_
 from broker.web.acks import from_this_page, login_first
-from broker.web.config import Role
 from broker.web.post import GuardPost, Principal, read_form
 from protocol.alerting import ArmingHow
 
@@ -125,7 +124,7 @@ class Operations:
         site = request.path_params["site"]
         if not me.can_see(site):
             return answer(404, N_("No such site."))
-        if me.account.role is not Role.OPERATOR:
+        if not me.account.can_operate(site):  # it sees the site (above): not an operator
             return answer(403, N_("Only operators arm, disarm and bypass."))
         if self.operate is None:
             return answer(503, N_("Arming is not wired on this server."))
