@@ -26,7 +26,7 @@ from broker.mosquitto import (
     render_dynsec,
 )
 from provisioning import certs
-from provisioning.ca import CertificateAuthority
+from provisioning.ca import CertificateAuthority, crl_paths
 from provisioning.errors import ProvisioningError
 from provisioning.files import PRIVATE_MODE, replace
 from provisioning.registry import Registry
@@ -158,11 +158,7 @@ def broker_crls(registry: Registry) -> bytes:
     Mosquitto 2.0.11 checks only the leaf against a CRL (X509_V_FLAG_CRL_CHECK) and refuses a
     client whose issuer has no CRL in the file (measured, see /work/coord/CA_API.md): leaving a
     revoked issuing CA's CRL out is what refuses every unit it signed."""
-    parts = [registry.crl_path.read_bytes()]
-    for generation in registry.issuing_generations():
-        path = registry.issuing_dir(generation) / "crl.pem"
-        if not registry.issuing_revoked(generation) and path.exists():
-            parts.append(path.read_bytes())
+    parts = [path.read_bytes() for path in crl_paths(registry)]
     return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts)
 
 
