@@ -55,7 +55,8 @@ class Inbound:
 _PARSED: dict[str, topics.ParsedTopic | None] = {}
 """Topics taken apart so far: a unit publishes on a handful of topics, thousands of times."""
 _PARSED_MAX = 50_000
-"""Picture chunks' topics name their event: the memory is emptied when it holds this many."""
+"""The memory is emptied when it holds this many (topics that are no unit's, from a hostile
+client, are kept too)."""
 
 
 def parse(topic: str) -> topics.ParsedTopic | None:
@@ -68,6 +69,8 @@ def parse(topic: str) -> topics.ParsedTopic | None:
         where: topics.ParsedTopic | None = topics.parse_device_topic(topic)
     except topics.TopicError:
         where = None
+    if where is not None and where.channel is topics.Channel.SNAPSHOT:
+        return where  # a picture's chunks name their event: its topic is not seen again for long
     if len(_PARSED) >= _PARSED_MAX:
         _PARSED.clear()
     _PARSED[topic] = where
