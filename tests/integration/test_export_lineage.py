@@ -89,7 +89,7 @@ def _enrol(
 
 
 def _chain(keys: list[certs.PrivateKey], times: list[int]) -> tuple[Event, ...]:
-    """Seq 1..7: a door opening at 3, its pictures at 4, motion between; checkpoints at 1, 7."""
+    """Seq 1..7: a door opening at 3, its pictures at 4, motion at the others (no checkpoint)."""
     events: list[Event] = []
     prev = GENESIS
     for seq, (key, ts) in enumerate(zip(keys, times, strict=True), start=1):
